@@ -1,0 +1,2 @@
+//! Run with: cargo run -p petstore-examples --bin petstore-server
+fn main() {}

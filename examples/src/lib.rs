@@ -1,0 +1,1 @@
+//! Shared pieces of the Pet Store example binaries.

@@ -1,0 +1,269 @@
+//! The one error type of the Pet Store. Every adapter maps [`ErrorKind`] to its wire
+//! error in exactly one function.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A `Result` whose error is the core [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, in terms every protocol can express.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The input broke a validation rule; [`Error::field_errors`] names the fields.
+    InvalidInput,
+    /// The addressed resource does not exist.
+    NotFound,
+    /// The request conflicts with the current state (e.g. ordering a pet that is not
+    /// available, or a concurrent modification).
+    Conflict,
+    /// A precondition given by the caller (an expected version / `If-Match`) did not hold.
+    PreconditionFailed,
+    /// No credential, or a credential that is malformed, forged or expired.
+    Unauthenticated,
+    /// A valid credential that lacks the scope the operation needs.
+    Forbidden,
+    /// The caller sent too many requests; [`Error::retry_after`] may say when to retry.
+    RateLimited,
+    /// A resume token is too old (outside retention) or from another log epoch:
+    /// the client must reload its state instead of resuming.
+    ResumeExpired,
+    /// A subscriber fell too far behind the live log and was cut off; it can resume
+    /// from the last position it processed.
+    Lagged,
+    /// A dependency or the service itself is temporarily unavailable (e.g. shutting down).
+    Unavailable,
+    /// A bug or an unexpected failure of a backend.
+    Internal,
+}
+
+impl ErrorKind {
+    /// A stable, machine-readable code (`snake_case`), e.g. `"not_found"`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "invalid_input",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::RateLimited => "rate_limited",
+            Self::ResumeExpired => "resume_expired",
+            Self::Lagged => "lagged",
+            Self::Unavailable => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// A short human-readable title, e.g. `"Not Found"`.
+    pub const fn title(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "Invalid input",
+            Self::NotFound => "Not found",
+            Self::Conflict => "Conflict",
+            Self::PreconditionFailed => "Precondition failed",
+            Self::Unauthenticated => "Unauthenticated",
+            Self::Forbidden => "Forbidden",
+            Self::RateLimited => "Too many requests",
+            Self::ResumeExpired => "Resume token expired",
+            Self::Lagged => "Subscriber lagged",
+            Self::Unavailable => "Service unavailable",
+            Self::Internal => "Internal error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// One invalid field of an input, named by its JSON path (`"name"`, `"price.amount"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FieldError {
+    /// The field's JSON name or dotted path.
+    pub field: String,
+    /// Why the value is invalid.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error for `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The core error: a kind, a message for humans, optional field errors and an
+/// optional source.
+pub struct Error {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    fields: Vec<FieldError>,
+    retry_after: Option<Duration>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// An error of `kind` with a human-readable `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            fields: Vec::new(),
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    /// [`ErrorKind::InvalidInput`] carrying field errors.
+    pub fn invalid(fields: Vec<FieldError>) -> Self {
+        let message = match fields.as_slice() {
+            [one] => format!("invalid `{}`: {}", one.field, one.message),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        Self::new(ErrorKind::InvalidInput, message).with_fields(fields)
+    }
+
+    /// [`ErrorKind::InvalidInput`] for one field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError::new(field, message)])
+    }
+
+    /// [`ErrorKind::NotFound`] for a resource of type `what` with `id`.
+    pub fn not_found(what: &str, id: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::NotFound, format!("{what} `{id}` does not exist"))
+    }
+
+    /// [`ErrorKind::Internal`] wrapping `source`.
+    pub fn internal(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(ErrorKind::Internal, source.to_string()).with_source(source)
+    }
+
+    /// Attaches field errors.
+    pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// Attaches a retry hint (for [`ErrorKind::RateLimited`] and [`ErrorKind::Unavailable`]).
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message for humans.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The invalid fields, for [`ErrorKind::InvalidInput`].
+    pub fn field_errors(&self) -> &[FieldError] {
+        &self.fields
+    }
+
+    /// When the caller may retry, if known.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if !self.fields.is_empty() {
+            d.field("fields", &self.fields);
+        }
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Collects field errors while validating an input.
+#[derive(Debug, Default)]
+pub(crate) struct Validator {
+    fields: Vec<FieldError>,
+}
+
+impl Validator {
+    pub(crate) fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
+        if !ok {
+            self.fields.push(FieldError::new(field, message));
+        }
+    }
+
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.fields.push(FieldError::new(field, message));
+    }
+
+    pub(crate) fn finish(self) -> Result<()> {
+        if self.fields.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid(self.fields))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_names_the_single_field() {
+        let e = Error::invalid_field("name", "must not be empty");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert_eq!(e.field_errors().len(), 1);
+        assert!(e.message().contains("`name`"), "{}", e.message());
+    }
+
+    #[test]
+    fn codes_are_snake_case_and_match_serde() {
+        for kind in [
+            ErrorKind::InvalidInput,
+            ErrorKind::PreconditionFailed,
+            ErrorKind::ResumeExpired,
+        ] {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, kind.code());
+        }
+    }
+}

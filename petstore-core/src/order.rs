@@ -1,0 +1,344 @@
+//! Orders and payments, with the order state machine.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result, Validator};
+use crate::id::{OrderId, PaymentId, PetId};
+use crate::money::Money;
+use crate::pet::PetStatus;
+
+/// Where an order stands: `placed` -> `approved` (paid) -> `delivered`;
+/// `placed`/`approved` -> `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Placed, awaiting payment; the pet is `pending`.
+    Placed,
+    /// Paid; the pet is still `pending`.
+    Approved,
+    /// Handed over; the pet is `sold`.
+    Delivered,
+    /// Cancelled; the pet is `available` again.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Placed,
+        OrderStatus::Approved,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+    ];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "placed",
+            OrderStatus::Approved => "approved",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the order still holds its pet.
+    pub const fn is_active(self) -> bool {
+        matches!(self, OrderStatus::Placed | OrderStatus::Approved)
+    }
+
+    /// The state machine: whether `self -> next` is allowed.
+    pub const fn can_become(self, next: OrderStatus) -> bool {
+        matches!(
+            (self, next),
+            (OrderStatus::Placed, OrderStatus::Approved)
+                | (OrderStatus::Approved, OrderStatus::Delivered)
+                | (
+                    OrderStatus::Placed | OrderStatus::Approved,
+                    OrderStatus::Cancelled
+                )
+        )
+    }
+
+    /// The status the ordered pet takes when the order enters this status.
+    pub const fn pet_status(self) -> PetStatus {
+        match self {
+            OrderStatus::Placed | OrderStatus::Approved => PetStatus::Pending,
+            OrderStatus::Delivered => PetStatus::Sold,
+            OrderStatus::Cancelled => PetStatus::Available,
+        }
+    }
+
+    /// `Ok` when `self -> next` is allowed, else a `Conflict` naming both states.
+    pub fn transition(self, next: OrderStatus) -> Result<OrderStatus> {
+        if self.can_become(next) {
+            Ok(next)
+        } else {
+            Err(Error::new(
+                ErrorKind::Conflict,
+                format!("an order that is `{self}` cannot become `{next}`"),
+            ))
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| Error::invalid_field("status", format!("unknown order status `{s}`")))
+    }
+}
+
+/// An order for a pet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Order {
+    /// Identifier (`ord_…`).
+    pub id: OrderId,
+    /// The ordered pet.
+    pub pet_id: PetId,
+    /// How many (1 to 10).
+    pub quantity: u32,
+    /// Price times quantity, fixed when placed.
+    pub total: Money,
+    /// State.
+    pub status: OrderStatus,
+    /// Who placed it (token subject).
+    pub customer: String,
+    /// The successful payment, once paid.
+    pub payment_id: Option<PaymentId>,
+    /// When it was placed.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Incremented by every change; the ETag.
+    pub version: u64,
+}
+
+/// The body of `POST /v1/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    /// The pet to order; it must be `available`.
+    pub pet_id: PetId,
+    /// How many (1 to 10, default 1).
+    #[serde(default = "one")]
+    pub quantity: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl NewOrder {
+    /// Maximum quantity of one order.
+    pub const MAX_QUANTITY: u32 = 10;
+
+    /// An order of one `pet_id`.
+    pub fn new(pet_id: PetId) -> Self {
+        Self {
+            pet_id,
+            quantity: 1,
+        }
+    }
+
+    /// Checks the quantity.
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Validator::default();
+        v.check(
+            (1..=Self::MAX_QUANTITY).contains(&self.quantity),
+            "quantity",
+            format!("must be between 1 and {}", Self::MAX_QUANTITY),
+        );
+        v.finish()
+    }
+}
+
+/// Filters for listing orders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct OrderQuery {
+    /// Only orders with this status.
+    pub status: Option<OrderStatus>,
+    /// Only orders for this pet.
+    pub pet_id: Option<PetId>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+impl OrderQuery {
+    /// Filters by status.
+    pub fn status(mut self, status: OrderStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+    /// Page size.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+    /// Continues after a previous page.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Whether `order` passes the filters.
+    pub fn matches(&self, order: &Order) -> bool {
+        self.status.is_none_or(|s| order.status == s)
+            && self.pet_id.as_ref().is_none_or(|p| &order.pet_id == p)
+    }
+}
+
+/// Outcome of a payment attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// The money moved; the order is approved.
+    Succeeded,
+    /// Declined; the order stays `placed`.
+    Failed,
+}
+
+/// A payment attempt for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Payment {
+    /// Identifier (`pay_…`).
+    pub id: PaymentId,
+    /// The paid order.
+    pub order_id: OrderId,
+    /// The amount charged.
+    pub amount: Money,
+    /// The outcome.
+    pub status: PaymentStatus,
+    /// Why it failed, when it did.
+    pub failure_reason: Option<String>,
+    /// The processor's reference (fake processor: `fake_…`; webhooks: the provider's id).
+    pub reference: String,
+    /// When it was attempted.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The body of `POST /v1/orders/{id}/payment`: a card token for the built-in fake
+/// processor. Tokens follow the usual test-card convention: `tok_visa` (and any other
+/// token) succeeds, `tok_declined` fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// A payment-method token.
+    #[serde(default = "default_token")]
+    pub token: String,
+}
+
+fn default_token() -> String {
+    "tok_visa".to_owned()
+}
+
+impl Default for PaymentRequest {
+    fn default() -> Self {
+        Self {
+            token: default_token(),
+        }
+    }
+}
+
+impl PaymentRequest {
+    /// The token the fake processor always declines.
+    pub const DECLINED: &'static str = "tok_declined";
+
+    /// Checks the token's shape.
+    pub fn validate(&self) -> Result<()> {
+        let mut v = Validator::default();
+        v.check(
+            self.token.starts_with("tok_")
+                && self.token.len() <= 64
+                && self
+                    .token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "token",
+            "must be a payment token like `tok_visa`",
+        );
+        v.finish()
+    }
+}
+
+/// A payment outcome reported by an external payment provider (inbound webhook).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentNotice {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// Success or failure.
+    pub status: PaymentStatus,
+    /// The provider's reference for the payment.
+    pub reference: String,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderStatus::*;
+
+    #[test]
+    fn state_machine_allows_exactly_the_contract_edges() {
+        let allowed = [
+            (Placed, Approved),
+            (Approved, Delivered),
+            (Placed, Cancelled),
+            (Approved, Cancelled),
+        ];
+        for from in OrderStatus::ALL {
+            for to in OrderStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+        assert_eq!(
+            Delivered.transition(Cancelled).unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
+    }
+
+    #[test]
+    fn quantity_is_bounded() {
+        let pet = PetId::generate();
+        assert!(
+            NewOrder {
+                pet_id: pet.clone(),
+                quantity: 0
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            NewOrder {
+                pet_id: pet.clone(),
+                quantity: 11
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(NewOrder::new(pet).validate().is_ok());
+    }
+}
