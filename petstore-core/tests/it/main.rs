@@ -1,0 +1,7 @@
+//! Integration tests of petstore-core: the behaviour suite over the in-memory backend,
+//! service rules, and property tests.
+
+mod props;
+mod service;
+
+petstore_core::store_behaviour_tests!(petstore_core::MemoryStore::new);
