@@ -179,6 +179,19 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         axum::serve(http, app).with_graceful_shutdown(stop).await.context("HTTP server")
     }));
 
+    let grpc = TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
+    let grpc_addr = grpc.local_addr()?;
+    let grpc_server = petstore_grpc::GrpcServer::new(store.clone(), petstore_grpc::GrpcConfig::default());
+    let stop = wait_for(rx.clone());
+    tasks.push(tokio::spawn(async move {
+        grpc_server
+            .serve_with_incoming_shutdown(grpc, stop)
+            .await
+            .context("gRPC server")
+    }));
+
     let dev_token = store
         .tokens()
         .issue("developer", Scope::ALL)
@@ -187,7 +200,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         store,
         http_addr,
-        grpc_addr: None,
+        grpc_addr: Some(grpc_addr),
         mqtt_addr: None,
         dev_token,
         shutdown,

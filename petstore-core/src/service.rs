@@ -470,16 +470,17 @@ impl PetStore {
             if next == current {
                 return Ok(current);
             }
-            if next.status != current.status && next.status != PetStatus::Pending {
-                if let Some(order) = self.active_order(id).await? {
-                    return Err(Error::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "pet `{id}` is held by order `{}`; cancel or deliver the order instead",
-                            order.id
-                        ),
-                    ));
-                }
+            if next.status != current.status
+                && next.status != PetStatus::Pending
+                && let Some(order) = self.active_order(id).await?
+            {
+                return Err(Error::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "pet `{id}` is held by order `{}`; cancel or deliver the order instead",
+                        order.id
+                    ),
+                ));
             }
             next.version = current.version + 1;
             next.updated_at = Utc::now();
@@ -575,26 +576,22 @@ impl PetStore {
         };
         let fingerprint = format!("{}:{}", new.pet_id, new.quantity);
         self.retrying(|| async {
-            if let Some(key) = &key {
-                if let Some(rec) = self.inner.store.idempotency(key).await? {
-                    if rec.fingerprint != fingerprint {
-                        return Err(Error::invalid_field(
-                            "idempotency_key",
-                            "was already used with a different request",
-                        ));
-                    }
-                    let id: OrderId = rec.resource.parse()?;
-                    let order = self
-                        .inner
-                        .store
-                        .order(&id)
-                        .await?
-                        .ok_or_else(|| Error::not_found("order", &id))?;
-                    return Ok(Placed {
-                        order,
-                        replayed: true,
-                    });
+            if let Some(key) = &key
+                && let Some(rec) = self.inner.store.idempotency(key).await?
+            {
+                if rec.fingerprint != fingerprint {
+                    return Err(Error::invalid_field(
+                        "idempotency_key",
+                        "was already used with a different request",
+                    ));
                 }
+                let id: OrderId = rec.resource.parse()?;
+                let order = self.inner.store.order(&id).await?;
+                let order = order.ok_or_else(|| Error::not_found("order", &id))?;
+                return Ok(Placed {
+                    order,
+                    replayed: true,
+                });
             }
             let pet = self
                 .inner

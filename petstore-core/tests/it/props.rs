@@ -22,7 +22,11 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let status = prop_oneof![Just(PetStatus::Available), Just(PetStatus::Pending), Just(PetStatus::Sold)];
+    let status = prop_oneof![
+        Just(PetStatus::Available),
+        Just(PetStatus::Pending),
+        Just(PetStatus::Sold)
+    ];
     prop_oneof![
         2 => Just(Op::CreatePet),
         3 => any::<usize>().prop_map(Op::Place),
@@ -43,7 +47,9 @@ struct Model {
 
 impl Model {
     fn active_order(&self, pet: usize) -> bool {
-        self.orders.iter().any(|(_, p, s)| *p == pet && s.is_active())
+        self.orders
+            .iter()
+            .any(|(_, p, s)| *p == pet && s.is_active())
     }
 }
 
@@ -65,7 +71,9 @@ async fn run_ops(ops: Vec<Op>) {
             }
             Op::Place(i) => {
                 let Some(i) = pick(&m.pets, i) else { continue };
-                let result = store.place_order(&staff(), NewOrder::new(m.pets[i].0.clone()), None).await;
+                let result = store
+                    .place_order(&staff(), NewOrder::new(m.pets[i].0.clone()), None)
+                    .await;
                 match m.pets[i].1 {
                     Some(PetStatus::Available) => {
                         let order = result.unwrap().order;
@@ -78,8 +86,16 @@ async fn run_ops(ops: Vec<Op>) {
                 }
             }
             Op::Pay(o, ok) => {
-                let Some(o) = pick(&m.orders, o) else { continue };
-                let req = PaymentRequest { token: if ok { "tok_visa".into() } else { PaymentRequest::DECLINED.into() } };
+                let Some(o) = pick(&m.orders, o) else {
+                    continue;
+                };
+                let req = PaymentRequest {
+                    token: if ok {
+                        "tok_visa".into()
+                    } else {
+                        PaymentRequest::DECLINED.into()
+                    },
+                };
                 let result = store.pay_order(&staff(), &m.orders[o].0, req).await;
                 if m.orders[o].2 == OrderStatus::Placed {
                     let payment = result.unwrap();
@@ -96,11 +112,19 @@ async fn run_ops(ops: Vec<Op>) {
                 }
             }
             Op::Cancel(o) | Op::Deliver(o) => {
-                let Some(o) = pick(&m.orders, o) else { continue };
+                let Some(o) = pick(&m.orders, o) else {
+                    continue;
+                };
                 let (next, result) = if matches!(op, Op::Cancel(_)) {
-                    (OrderStatus::Cancelled, store.cancel_order(&staff(), &m.orders[o].0).await)
+                    (
+                        OrderStatus::Cancelled,
+                        store.cancel_order(&staff(), &m.orders[o].0).await,
+                    )
                 } else {
-                    (OrderStatus::Delivered, store.deliver_order(&admin, &m.orders[o].0).await)
+                    (
+                        OrderStatus::Delivered,
+                        store.deliver_order(&admin, &m.orders[o].0).await,
+                    )
                 };
                 if m.orders[o].2.can_become(next) {
                     result.unwrap();
@@ -108,7 +132,11 @@ async fn run_ops(ops: Vec<Op>) {
                     let pet = m.orders[o].1;
                     expected_events += 1;
                     // The contract, stated independently of the code under test.
-                    let pet_status = if next == OrderStatus::Cancelled { PetStatus::Available } else { PetStatus::Sold };
+                    let pet_status = if next == OrderStatus::Cancelled {
+                        PetStatus::Available
+                    } else {
+                        PetStatus::Sold
+                    };
                     if m.pets[pet].1 != Some(pet_status) {
                         m.pets[pet].1 = Some(pet_status);
                         expected_events += 1;
@@ -140,7 +168,9 @@ async fn run_ops(ops: Vec<Op>) {
                 let result = store.delete_pet(&staff(), &m.pets[i].0, None).await;
                 match m.pets[i].1 {
                     None => assert_eq!(result.unwrap_err().kind(), ErrorKind::NotFound),
-                    Some(_) if m.active_order(i) => assert_eq!(result.unwrap_err().kind(), ErrorKind::Conflict),
+                    Some(_) if m.active_order(i) => {
+                        assert_eq!(result.unwrap_err().kind(), ErrorKind::Conflict)
+                    }
                     Some(_) => {
                         result.unwrap();
                         m.pets[i].1 = None;
@@ -161,7 +191,11 @@ async fn run_ops(ops: Vec<Op>) {
             let order = store.order(&staff(), id).await.unwrap();
             assert_eq!(order.status, *status);
             if status.is_active() {
-                assert_eq!(m.pets[*pet].1, Some(PetStatus::Pending), "an active order holds its pet");
+                assert_eq!(
+                    m.pets[*pet].1,
+                    Some(PetStatus::Pending),
+                    "an active order holds its pet"
+                );
             }
         }
         let inventory = store.inventory(&staff()).await.unwrap().items;
@@ -169,10 +203,23 @@ async fn run_ops(ops: Vec<Op>) {
         for s in m.pets.iter().filter_map(|(_, s)| *s) {
             *want.entry(s).or_default() += 1;
         }
-        assert_eq!(inventory.available, want.get(&PetStatus::Available).copied().unwrap_or(0));
-        assert_eq!(inventory.pending, want.get(&PetStatus::Pending).copied().unwrap_or(0));
-        assert_eq!(inventory.sold, want.get(&PetStatus::Sold).copied().unwrap_or(0));
-        assert_eq!(store.head().await.unwrap().offset, expected_events, "one event per state change");
+        assert_eq!(
+            inventory.available,
+            want.get(&PetStatus::Available).copied().unwrap_or(0)
+        );
+        assert_eq!(
+            inventory.pending,
+            want.get(&PetStatus::Pending).copied().unwrap_or(0)
+        );
+        assert_eq!(
+            inventory.sold,
+            want.get(&PetStatus::Sold).copied().unwrap_or(0)
+        );
+        assert_eq!(
+            store.head().await.unwrap().offset,
+            expected_events,
+            "one event per state change"
+        );
     }
 }
 
@@ -190,7 +237,10 @@ async fn run_log(writers: usize, per_writer: usize, starts: Vec<u64>) {
     let mut subs = Vec::new();
     for start in &starts {
         let since = ResumeToken::new(epoch, start % (history + 1));
-        let sub = store.subscribe(&staff(), Some(since), EventFilter::all()).await.unwrap();
+        let sub = store
+            .subscribe(&staff(), Some(since), EventFilter::all())
+            .await
+            .unwrap();
         subs.push((since.offset, sub));
     }
     let tasks: Vec<_> = (0..writers)
@@ -198,7 +248,10 @@ async fn run_log(writers: usize, per_writer: usize, starts: Vec<u64>) {
             let store = store.clone();
             tokio::spawn(async move {
                 for i in 0..per_writer {
-                    store.create_pet(&staff(), new_pet(&format!("W{w}-{i}"))).await.unwrap();
+                    store
+                        .create_pet(&staff(), new_pet(&format!("W{w}-{i}")))
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -212,7 +265,10 @@ async fn run_log(writers: usize, per_writer: usize, starts: Vec<u64>) {
                 .expect("no stall")
                 .expect("open")
                 .expect("no lag at this size");
-            assert_eq!(event.offset.offset, expect, "no gap, no duplicate, in order");
+            assert_eq!(
+                event.offset.offset, expect,
+                "no gap, no duplicate, in order"
+            );
             expect += 1;
         }
     }
@@ -223,7 +279,10 @@ async fn run_log(writers: usize, per_writer: usize, starts: Vec<u64>) {
     let mut seen = Vec::new();
     let mut since = None;
     loop {
-        let batch = store.events(&staff(), since, 3, EventFilter::all(), Duration::ZERO).await.unwrap();
+        let batch = store
+            .events(&staff(), since, 3, EventFilter::all(), Duration::ZERO)
+            .await
+            .unwrap();
         if batch.events.is_empty() {
             break;
         }

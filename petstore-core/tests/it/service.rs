@@ -19,12 +19,27 @@ pub(crate) fn new_pet(name: &str) -> NewPet {
 }
 
 pub(crate) fn staff() -> Principal {
-    Principal::new("staff", [Scope::PetsWrite, Scope::OrdersWrite, Scope::OrdersRead, Scope::PetsRead, Scope::ChatWrite])
+    Principal::new(
+        "staff",
+        [
+            Scope::PetsWrite,
+            Scope::OrdersWrite,
+            Scope::OrdersRead,
+            Scope::PetsRead,
+            Scope::ChatWrite,
+        ],
+    )
 }
 
 async fn types_since(store: &PetStore, since: ResumeToken) -> Vec<EventType> {
     let batch = store
-        .events(&Principal::system("t"), Some(since), 100, EventFilter::all(), Duration::ZERO)
+        .events(
+            &Principal::system("t"),
+            Some(since),
+            100,
+            EventFilter::all(),
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     batch.events.iter().map(|e| e.event_type).collect()
@@ -35,22 +50,58 @@ async fn writes_need_their_scope_and_reads_are_open_by_default() {
     let store = PetStore::in_memory();
     let anon = Principal::anonymous();
     let reader = Principal::new("r", [Scope::PetsRead]);
-    assert_eq!(store.create_pet(&anon, new_pet("A")).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
-    assert_eq!(store.create_pet(&reader, new_pet("A")).await.unwrap_err().kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        store
+            .create_pet(&anon, new_pet("A"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthenticated
+    );
+    assert_eq!(
+        store
+            .create_pet(&reader, new_pet("A"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
     let pet = store.create_pet(&staff(), new_pet("A")).await.unwrap();
     assert_eq!(store.pet(&anon, &pet.id).await.unwrap(), pet);
     // Nothing was written by the refused calls.
-    assert_eq!(store.pets(&anon, &PetQuery::default()).await.unwrap().data.len(), 1);
+    assert_eq!(
+        store
+            .pets(&anon, &PetQuery::default())
+            .await
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn closed_reads_need_read_scopes() {
     let config = ServiceConfig::default().require_auth_for_reads(true);
-    let store = PetStore::new(MemoryStore::default(), TokenAuthority::random(Duration::from_secs(60)), config);
+    let store = PetStore::new(
+        MemoryStore::default(),
+        TokenAuthority::random(Duration::from_secs(60)),
+        config,
+    );
     let pet = store.create_pet(&staff(), new_pet("A")).await.unwrap();
-    assert_eq!(store.pet(&Principal::anonymous(), &pet.id).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
+    assert_eq!(
+        store
+            .pet(&Principal::anonymous(), &pet.id)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthenticated
+    );
     let writer_only = Principal::new("w", [Scope::PetsWrite]);
-    assert_eq!(store.pet(&writer_only, &pet.id).await.unwrap_err().kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        store.pet(&writer_only, &pet.id).await.unwrap_err().kind(),
+        ErrorKind::Forbidden
+    );
     assert!(store.pet(&staff(), &pet.id).await.is_ok());
 }
 
@@ -70,33 +121,69 @@ async fn order_lifecycle_moves_the_pet_and_emits_events() {
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
     let head = store.head().await.unwrap();
 
-    let placed = store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap();
+    let placed = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap();
     assert_eq!(placed.order.status, OrderStatus::Placed);
     assert_eq!(placed.order.total.amount.to_string(), "100.00");
-    assert_eq!(store.pet(&staff(), &pet.id).await.unwrap().status, PetStatus::Pending);
+    assert_eq!(
+        store.pet(&staff(), &pet.id).await.unwrap().status,
+        PetStatus::Pending
+    );
 
     // An order on a pending pet is a conflict.
-    let again = store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap_err();
+    let again = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap_err();
     assert_eq!(again.kind(), ErrorKind::Conflict);
 
-    let payment = store.pay_order(&staff(), &placed.order.id, PaymentRequest::default()).await.unwrap();
+    let payment = store
+        .pay_order(&staff(), &placed.order.id, PaymentRequest::default())
+        .await
+        .unwrap();
     assert_eq!(payment.status, PaymentStatus::Succeeded);
     let order = store.order(&staff(), &placed.order.id).await.unwrap();
     assert_eq!(order.status, OrderStatus::Approved);
     assert_eq!(order.payment_id, Some(payment.id));
 
     // Delivery is admin-only.
-    assert_eq!(store.deliver_order(&staff(), &order.id).await.unwrap_err().kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        store
+            .deliver_order(&staff(), &order.id)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
     let admin = Principal::new("root", [Scope::Admin]);
     let delivered = store.deliver_order(&admin, &order.id).await.unwrap();
     assert_eq!(delivered.status, OrderStatus::Delivered);
-    assert_eq!(store.pet(&staff(), &pet.id).await.unwrap().status, PetStatus::Sold);
-    assert_eq!(store.cancel_order(&staff(), &order.id).await.unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(
+        store.pet(&staff(), &pet.id).await.unwrap().status,
+        PetStatus::Sold
+    );
+    assert_eq!(
+        store
+            .cancel_order(&staff(), &order.id)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
 
     use EventType::*;
     assert_eq!(
         types_since(&store, head).await,
-        [OrderCreated, PetStatusChanged, PaymentSucceeded, OrderStatusChanged, OrderStatusChanged, PetStatusChanged]
+        [
+            OrderCreated,
+            PetStatusChanged,
+            PaymentSucceeded,
+            OrderStatusChanged,
+            OrderStatusChanged,
+            PetStatusChanged
+        ]
     );
     let inv = store.inventory(&staff()).await.unwrap().items;
     assert_eq!((inv.available, inv.pending, inv.sold), (0, 0, 1));
@@ -106,24 +193,46 @@ async fn order_lifecycle_moves_the_pet_and_emits_events() {
 async fn cancelling_frees_the_pet() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap().order;
+    let order = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
     let cancelled = store.cancel_order(&staff(), &order.id).await.unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
-    assert_eq!(store.pet(&staff(), &pet.id).await.unwrap().status, PetStatus::Available);
+    assert_eq!(
+        store.pet(&staff(), &pet.id).await.unwrap().status,
+        PetStatus::Available
+    );
     // The pet can be ordered again.
-    store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap();
+    store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn declined_payment_keeps_the_order_placed() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap().order;
+    let order = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
     let head = store.head().await.unwrap();
-    let declined = PaymentRequest { token: PaymentRequest::DECLINED.into() };
-    let payment = store.pay_order(&staff(), &order.id, declined).await.unwrap();
+    let declined = PaymentRequest {
+        token: PaymentRequest::DECLINED.into(),
+    };
+    let payment = store
+        .pay_order(&staff(), &order.id, declined)
+        .await
+        .unwrap();
     assert_eq!(payment.status, PaymentStatus::Failed);
-    assert_eq!(store.order(&staff(), &order.id).await.unwrap().status, OrderStatus::Placed);
+    assert_eq!(
+        store.order(&staff(), &order.id).await.unwrap().status,
+        OrderStatus::Placed
+    );
     assert_eq!(types_since(&store, head).await, [EventType::PaymentFailed]);
 }
 
@@ -131,19 +240,39 @@ async fn declined_payment_keeps_the_order_placed() {
 async fn idempotency_key_returns_the_first_order() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let first = store.place_order(&staff(), NewOrder::new(pet.id.clone()), Some("k1")).await.unwrap();
+    let first = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), Some("k1"))
+        .await
+        .unwrap();
     let head = store.head().await.unwrap();
-    let second = store.place_order(&staff(), NewOrder::new(pet.id.clone()), Some("k1")).await.unwrap();
+    let second = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), Some("k1"))
+        .await
+        .unwrap();
     assert!(!first.replayed && second.replayed);
     assert_eq!(first.order, second.order);
-    assert_eq!(store.head().await.unwrap(), head, "a replay appends nothing");
+    assert_eq!(
+        store.head().await.unwrap(),
+        head,
+        "a replay appends nothing"
+    );
     let other = store.create_pet(&staff(), new_pet("Other")).await.unwrap();
-    let err = store.place_order(&staff(), NewOrder::new(other.id), Some("k1")).await.unwrap_err();
+    let err = store
+        .place_order(&staff(), NewOrder::new(other.id), Some("k1"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     // Keys are per principal: another customer's identical key is independent.
     let bob = Principal::new("bob", [Scope::OrdersWrite]);
-    let err = store.place_order(&bob, NewOrder::new(pet.id.clone()), Some("k1")).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Conflict, "bob's key is new, and the pet is pending");
+    let err = store
+        .place_order(&bob, NewOrder::new(pet.id.clone()), Some("k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Conflict,
+        "bob's key is new, and the pet is pending"
+    );
 }
 
 #[tokio::test]
@@ -165,7 +294,10 @@ async fn concurrent_orders_for_one_pet_place_exactly_one() {
         }
     }
     assert_eq!(ok, 1);
-    let orders = store.orders(&staff(), &OrderQuery::default()).await.unwrap();
+    let orders = store
+        .orders(&staff(), &OrderQuery::default())
+        .await
+        .unwrap();
     assert_eq!(orders.data.len(), 1);
 }
 
@@ -173,24 +305,56 @@ async fn concurrent_orders_for_one_pet_place_exactly_one() {
 async fn if_match_guards_updates_and_deletes() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let patch = PetPatch { name: Some("Max".into()), ..PetPatch::default() };
-    let err = store.update_pet(&staff(), &pet.id, patch.clone(), Some(pet.version + 1)).await.unwrap_err();
+    let patch = PetPatch {
+        name: Some("Max".into()),
+        ..PetPatch::default()
+    };
+    let err = store
+        .update_pet(&staff(), &pet.id, patch.clone(), Some(pet.version + 1))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
-    let updated = store.update_pet(&staff(), &pet.id, patch, Some(pet.version)).await.unwrap();
+    let updated = store
+        .update_pet(&staff(), &pet.id, patch, Some(pet.version))
+        .await
+        .unwrap();
     assert_eq!((updated.name.as_str(), updated.version), ("Max", 2));
-    assert_eq!(store.delete_pet(&staff(), &pet.id, Some(1)).await.unwrap_err().kind(), ErrorKind::PreconditionFailed);
+    assert_eq!(
+        store
+            .delete_pet(&staff(), &pet.id, Some(1))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::PreconditionFailed
+    );
     store.delete_pet(&staff(), &pet.id, Some(2)).await.unwrap();
-    assert_eq!(store.pet(&staff(), &pet.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.pet(&staff(), &pet.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
 }
 
 #[tokio::test]
 async fn a_pet_held_by_an_order_cannot_be_freed_or_deleted_directly() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap();
-    let err = store.set_pet_status(&staff(), &pet.id, PetStatus::Available).await.unwrap_err();
+    store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap();
+    let err = store
+        .set_pet_status(&staff(), &pet.id, PetStatus::Available)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert_eq!(store.delete_pet(&staff(), &pet.id, None).await.unwrap_err().kind(), ErrorKind::Conflict);
+    assert_eq!(
+        store
+            .delete_pet(&staff(), &pet.id, None)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict
+    );
 }
 
 #[tokio::test]
@@ -198,13 +362,44 @@ async fn updates_emit_updated_and_status_changed_separately() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
     let head = store.head().await.unwrap();
-    store.set_pet_status(&staff(), &pet.id, PetStatus::Sold).await.unwrap();
-    store.update_pet(&staff(), &pet.id, PetPatch { name: Some("Max".into()), ..Default::default() }, None).await.unwrap();
+    store
+        .set_pet_status(&staff(), &pet.id, PetStatus::Sold)
+        .await
+        .unwrap();
+    store
+        .update_pet(
+            &staff(),
+            &pet.id,
+            PetPatch {
+                name: Some("Max".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
     // A no-op change bumps nothing and emits nothing.
-    let same = store.update_pet(&staff(), &pet.id, PetPatch { name: Some("Max".into()), ..Default::default() }, None).await.unwrap();
+    let same = store
+        .update_pet(
+            &staff(),
+            &pet.id,
+            PetPatch {
+                name: Some("Max".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(same.version, 3);
-    assert_eq!(types_since(&store, head).await, [EventType::PetStatusChanged, EventType::PetUpdated]);
-    let batch = store.events(&staff(), Some(head), 1, EventFilter::all(), Duration::ZERO).await.unwrap();
+    assert_eq!(
+        types_since(&store, head).await,
+        [EventType::PetStatusChanged, EventType::PetUpdated]
+    );
+    let batch = store
+        .events(&staff(), Some(head), 1, EventFilter::all(), Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(batch.events[0].data["previous_status"], "available");
     assert_eq!(batch.events[0].data["status"], "sold");
 }
@@ -214,7 +409,11 @@ async fn listing_pages_with_cursor_and_filters() {
     let store = PetStore::in_memory();
     for i in 0..7 {
         let mut p = new_pet(&format!("Pet {i}"));
-        p.species = if i % 2 == 0 { "cat".into() } else { "dog".into() };
+        p.species = if i % 2 == 0 {
+            "cat".into()
+        } else {
+            "dog".into()
+        };
         p.tags = vec![format!("t{}", i % 3)];
         store.create_pet(&staff(), p).await.unwrap();
     }
@@ -229,29 +428,96 @@ async fn listing_pages_with_cursor_and_filters() {
             None => break,
         }
     }
-    assert_eq!(names, (0..7).map(|i| format!("Pet {i}")).collect::<Vec<_>>());
-    assert_eq!(store.pets(&anon, &PetQuery::default().species("CAT")).await.unwrap().data.len(), 4);
-    assert_eq!(store.pets(&anon, &PetQuery::default().tag("t0")).await.unwrap().data.len(), 3);
-    assert_eq!(store.pets(&anon, &PetQuery::default().q("pet 6")).await.unwrap().data.len(), 1);
-    let bad = store.pets(&anon, &PetQuery::default().cursor("!!!")).await.unwrap_err();
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("Pet {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store
+            .pets(&anon, &PetQuery::default().species("CAT"))
+            .await
+            .unwrap()
+            .data
+            .len(),
+        4
+    );
+    assert_eq!(
+        store
+            .pets(&anon, &PetQuery::default().tag("t0"))
+            .await
+            .unwrap()
+            .data
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .pets(&anon, &PetQuery::default().q("pet 6"))
+            .await
+            .unwrap()
+            .data
+            .len(),
+        1
+    );
+    let bad = store
+        .pets(&anon, &PetQuery::default().cursor("!!!"))
+        .await
+        .unwrap_err();
     assert_eq!(bad.field_errors()[0].field, "cursor");
-    assert_eq!(store.pets(&anon, &PetQuery::default().limit(0)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(store.pets(&anon, &PetQuery::default().limit(101)).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        store
+            .pets(&anon, &PetQuery::default().limit(0))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        store
+            .pets(&anon, &PetQuery::default().limit(101))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
 }
 
 #[tokio::test]
 async fn tokens_are_issued_for_valid_credentials_only() {
     let store = PetStore::in_memory();
     seed::seed(&store).await.unwrap();
-    let creds = |u: &str, p: &str| Credentials { username: u.into(), password: p.into() };
-    let token = store.issue_token(&creds("alice", "alice-password")).await.unwrap();
+    let creds = |u: &str, p: &str| Credentials {
+        username: u.into(),
+        password: p.into(),
+    };
+    let token = store
+        .issue_token(&creds("alice", "alice-password"))
+        .await
+        .unwrap();
     assert_eq!(token.token_type, "Bearer");
     let principal = store.authenticate(Some(&token.access_token)).unwrap();
     assert_eq!(principal.subject(), Some("alice"));
     assert!(principal.has(Scope::OrdersWrite) && !principal.has(Scope::PetsWrite));
-    assert_eq!(store.issue_token(&creds("alice", "nope")).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
-    assert_eq!(store.issue_token(&creds("nobody", "x")).await.unwrap_err().kind(), ErrorKind::Unauthenticated);
-    assert_eq!(store.authenticate(Some("garbage")).unwrap_err().kind(), ErrorKind::Unauthenticated);
+    assert_eq!(
+        store
+            .issue_token(&creds("alice", "nope"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthenticated
+    );
+    assert_eq!(
+        store
+            .issue_token(&creds("nobody", "x"))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Unauthenticated
+    );
+    assert_eq!(
+        store.authenticate(Some("garbage")).unwrap_err().kind(),
+        ErrorKind::Unauthenticated
+    );
     assert!(!store.authenticate(None).unwrap().is_authenticated());
 }
 
@@ -259,18 +525,28 @@ async fn tokens_are_issued_for_valid_credentials_only() {
 async fn payment_notices_apply_once_per_id() {
     let store = PetStore::in_memory();
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store.place_order(&staff(), NewOrder::new(pet.id.clone()), None).await.unwrap().order;
+    let order = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
     let notice = PaymentNotice {
         order_id: order.id.clone(),
         status: PaymentStatus::Succeeded,
         reference: "psp_1".into(),
         failure_reason: None,
     };
-    let first = store.apply_payment_notice(&staff(), "wh_1", notice.clone()).await.unwrap();
+    let first = store
+        .apply_payment_notice(&staff(), "wh_1", notice.clone())
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     assert_eq!(first.order.status, OrderStatus::Approved);
     let head = store.head().await.unwrap();
-    let again = store.apply_payment_notice(&staff(), "wh_1", notice).await.unwrap();
+    let again = store
+        .apply_payment_notice(&staff(), "wh_1", notice)
+        .await
+        .unwrap();
     assert!(again.duplicate);
     assert_eq!(store.head().await.unwrap(), head);
 }
@@ -280,17 +556,42 @@ async fn chat_needs_chat_write_and_reaches_room_subscribers() {
     let store = PetStore::in_memory();
     let alice = Principal::new("alice", [Scope::ChatWrite]);
     let mut room = store
-        .subscribe(&alice, None, EventFilter::channels([Channel::ChatRoom("support".into())]))
+        .subscribe(
+            &alice,
+            None,
+            EventFilter::channels([Channel::ChatRoom("support".into())]),
+        )
         .await
         .unwrap();
-    let msg = NewChatMessage { room: "support".into(), text: "hello".into() };
+    let msg = NewChatMessage {
+        room: "support".into(),
+        text: "hello".into(),
+    };
     let reader = Principal::new("r", [Scope::PetsRead]);
-    assert_eq!(store.post_chat(&reader, msg.clone()).await.unwrap_err().kind(), ErrorKind::Forbidden);
+    assert_eq!(
+        store
+            .post_chat(&reader, msg.clone())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Forbidden
+    );
     // Anonymous callers cannot follow chat.
-    let err = store.subscribe(&Principal::anonymous(), None, EventFilter::channels([Channel::Chat])).await.unwrap_err();
+    let err = store
+        .subscribe(
+            &Principal::anonymous(),
+            None,
+            EventFilter::channels([Channel::Chat]),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unauthenticated);
     store.post_chat(&alice, msg).await.unwrap();
-    let event = tokio::time::timeout(Duration::from_secs(5), room.next()).await.unwrap().unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), room.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(event.event_type, EventType::ChatMessage);
     assert_eq!(event.data["author"], "alice");
 }
@@ -303,13 +604,23 @@ async fn long_poll_returns_when_an_event_arrives() {
         let store = store.clone();
         tokio::spawn(async move {
             store
-                .events(&Principal::anonymous(), Some(head), 10, EventFilter::channels([Channel::Pets]), Duration::from_secs(30))
+                .events(
+                    &Principal::anonymous(),
+                    Some(head),
+                    10,
+                    EventFilter::channels([Channel::Pets]),
+                    Duration::from_secs(30),
+                )
                 .await
         })
     };
     // The poller is waiting (or about to); the event must wake it well before 30 s.
     store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let batch = tokio::time::timeout(Duration::from_secs(10), poller).await.unwrap().unwrap().unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(10), poller)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(batch.events.len(), 1);
     assert_eq!(batch.next.offset, 1);
 }
@@ -318,8 +629,26 @@ async fn long_poll_returns_when_an_event_arrives() {
 async fn anonymous_event_reads_skip_channels_it_cannot_read() {
     let store = PetStore::in_memory();
     store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    store.post_chat(&staff(), NewChatMessage { room: "support".into(), text: "hi".into() }).await.unwrap();
-    let batch = store.events(&Principal::anonymous(), None, 10, EventFilter::all(), Duration::ZERO).await.unwrap();
+    store
+        .post_chat(
+            &staff(),
+            NewChatMessage {
+                room: "support".into(),
+                text: "hi".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let batch = store
+        .events(
+            &Principal::anonymous(),
+            None,
+            10,
+            EventFilter::all(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
     assert_eq!(batch.events.len(), 1, "chat is not readable anonymously");
     assert_eq!(batch.next.offset, 2, "but the cursor moved past it");
 }

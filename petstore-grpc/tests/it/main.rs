@@ -1,0 +1,9 @@
+//! Integration tests: a real `GrpcServer` on 127.0.0.1:0 driven by tonic clients.
+
+mod chat;
+mod errors;
+mod orders;
+mod pets;
+mod schema;
+mod server;
+mod support;
