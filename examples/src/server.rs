@@ -159,8 +159,11 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 }
 
 /// The HTTP router of every HTTP protocol.
-pub fn http_router(_store: &PetStore, _args: &ServerArgs) -> Router {
-    Router::new().route("/healthz", axum::routing::get(|| async { "ok" }))
+pub fn http_router(store: &PetStore, _args: &ServerArgs) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        // REST last: its problem+json fallback answers every unknown path.
+        .merge(petstore_rest::router(store.clone(), petstore_rest::RestConfig::default()))
 }
 
 /// Starts every protocol and returns once all listeners are bound.

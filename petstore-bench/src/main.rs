@@ -1,0 +1,2 @@
+//! Run with: cargo run --release -p petstore-bench
+fn main() {}

@@ -1,0 +1,142 @@
+//! `/v1/orders` and `/v1/payments`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use petstore_core::{NewOrder, OrderId, OrderQuery, PaymentId, PaymentRequest, PaymentStatus};
+
+use super::{IDEMPOTENT_REPLAYED, conditional, page, resource};
+use crate::extract::{BasePath, Caller, JsonBody, OptionalJsonBody, Params};
+use crate::problem::{ApiError, Problem};
+use crate::routes::AppState;
+
+pub(crate) async fn create(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    BasePath(base): BasePath,
+    headers: HeaderMap,
+    JsonBody(new): JsonBody<NewOrder>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::bad_request(
+                "`Idempotency-Key` must be printable ASCII",
+                vec![petstore_core::FieldError::new(
+                    "Idempotency-Key",
+                    "not printable ASCII",
+                )],
+            )
+        })?),
+    };
+    let placed = s.store.place_order(&who, new, key).await?;
+    let order = &placed.order;
+    let location = format!("{base}/v1/orders/{}", order.id);
+    let mut response = resource(
+        StatusCode::CREATED,
+        order,
+        &order.version.to_string(),
+        Some(location),
+    );
+    if placed.replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Params(query): Params<OrderQuery>,
+) -> Result<Response, ApiError> {
+    Ok(page(s.store.orders(&who, &query).await?))
+}
+
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id: OrderId = id.parse()?;
+    let order = s.store.order(&who, &id).await?;
+    conditional(&headers, &order, &order.version.to_string())
+}
+
+pub(crate) async fn cancel(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: OrderId = id.parse()?;
+    let order = s.store.cancel_order(&who, &id).await?;
+    Ok(resource(
+        StatusCode::OK,
+        &order,
+        &order.version.to_string(),
+        None,
+    ))
+}
+
+pub(crate) async fn deliver(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: OrderId = id.parse()?;
+    let order = s.store.deliver_order(&who, &id).await?;
+    Ok(resource(
+        StatusCode::OK,
+        &order,
+        &order.version.to_string(),
+        None,
+    ))
+}
+
+/// 201 with the payment when it succeeded; 402 problem+json (carrying the failed
+/// payment) when it was declined.
+pub(crate) async fn pay(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    BasePath(base): BasePath,
+    Path(id): Path<String>,
+    OptionalJsonBody(request): OptionalJsonBody<PaymentRequest>,
+) -> Result<Response, ApiError> {
+    let id: OrderId = id.parse()?;
+    let payment = s.store.pay_order(&who, &id, request).await?;
+    match payment.status {
+        PaymentStatus::Succeeded => {
+            let location = format!("{base}/v1/payments/{}", payment.id);
+            Ok(resource(
+                StatusCode::CREATED,
+                &payment,
+                payment.id.as_str(),
+                Some(location),
+            ))
+        }
+        PaymentStatus::Failed => {
+            let reason = payment.failure_reason.as_deref().unwrap_or("declined");
+            let mut problem = Problem::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment_declined",
+                format!("the payment was declined: {reason}; the order is still placed"),
+            );
+            problem.payment = Some(payment);
+            Ok(problem.into_response())
+        }
+    }
+}
+
+pub(crate) async fn payment(
+    State(s): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id: PaymentId = id.parse()?;
+    let payment = s.store.payment(&who, &id).await?;
+    // Payments never change: the id is a valid strong validator.
+    conditional(&headers, &payment, payment.id.as_str())
+}

@@ -1,0 +1,485 @@
+//! The route table: one list of (method, path, handler, documentation) from which both
+//! the router and the OpenAPI document are built.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use bytes::Bytes;
+use petstore_core::{
+    AccessToken, Credentials, EventBatch, Inventory, NewOrder, NewPet, Order, OrderId, OrderQuery,
+    Payment, PaymentId, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStore, Scope,
+};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::RestConfig;
+use crate::extract::Caller;
+use crate::handlers::polling::{EventsQuery, PetChangesQuery};
+use crate::handlers::{auth, meta, orders, pets, polling};
+use crate::openapi::{self, Access, IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, Op, PageOf};
+use crate::problem::{Problem, ensure_problem, problem_response};
+
+/// What every handler gets.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: PetStore,
+    pub(crate) config: Arc<RestConfig>,
+    pub(crate) openapi: Bytes,
+}
+
+/// One operation: where it is served, what serves it, how it is documented.
+struct Route {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+    op: Op,
+    /// Long polls get `max_poll_wait` on top of the request timeout.
+    long_poll: bool,
+}
+
+impl Route {
+    fn new<H, T>(method: Method, path: &'static str, handler: H, op: Op) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| unreachable!("the table uses standard methods"));
+        Self {
+            method,
+            path,
+            handler: on(filter, handler),
+            op,
+            long_poll: false,
+        }
+    }
+
+    fn long_poll(mut self) -> Self {
+        self.long_poll = true;
+        self
+    }
+}
+
+const JSON: &[&str] = &["application/json"];
+const MERGE_PATCH: &[&str] = &["application/merge-patch+json", "application/json"];
+
+/// The whole API.
+fn table(config: &RestConfig) -> Vec<Route> {
+    use Method as M;
+    let pet_id = |op: Op| op.path_param::<PetId>("id", "The pet's id (`pet_…`).");
+    let order_id = |op: Op| op.path_param::<OrderId>("id", "The order's id (`ord_…`).");
+    let mut routes = vec![
+        // ----- pets -----
+        Route::new(
+            M::GET,
+            "/v1/pets",
+            pets::list,
+            Op::new("listPets", "pets", "List and search pets")
+                .describe(
+                    "Filters combine with AND. Pages follow `next_cursor` (pass it as `cursor`). \
+                     `X-Event-Position` is the log position the page reflects: poll \
+                     `/v1/pets/changes?since=` with it to follow changes without a gap.",
+                )
+                .access(Access::Read(Scope::PetsRead))
+                .query::<PetQuery>()
+                .reply::<PageOf<Pet>>(200, "A page of pets.", &["X-Event-Position"])
+                .errors(&[422]),
+        ),
+        Route::new(
+            M::POST,
+            "/v1/pets",
+            pets::create,
+            Op::new("createPet", "pets", "Add a pet")
+                .access(Access::Write(Scope::PetsWrite))
+                .body::<NewPet>(JSON)
+                .reply::<Pet>(201, "The new pet.", &["ETag", "Location"]),
+        ),
+        Route::new(
+            M::GET,
+            "/v1/pets/{id}",
+            pets::get,
+            pet_id(Op::new("getPet", "pets", "Get a pet"))
+                .access(Access::Read(Scope::PetsRead))
+                .header(IF_NONE_MATCH)
+                .reply::<Pet>(200, "The pet.", &["ETag"])
+                .empty_reply(304, "Not modified (`If-None-Match` matched).", &["ETag"]),
+        ),
+        Route::new(
+            M::PUT,
+            "/v1/pets/{id}",
+            pets::replace,
+            pet_id(Op::new("replacePet", "pets", "Replace a pet's fields"))
+                .describe(
+                    "Optional fields left out are cleared; a missing `status` keeps the \
+                     current one. A pet held by an order cannot change status (409).",
+                )
+                .access(Access::Write(Scope::PetsWrite))
+                .header(IF_MATCH)
+                .body::<NewPet>(JSON)
+                .reply::<Pet>(200, "The pet after the change.", &["ETag"])
+                .errors(&[409]),
+        ),
+        Route::new(
+            M::PATCH,
+            "/v1/pets/{id}",
+            pets::update,
+            pet_id(Op::new(
+                "updatePet",
+                "pets",
+                "Change some of a pet's fields",
+            ))
+            .describe(
+                "JSON merge patch (RFC 7396): absent fields stay, `null` clears `breed` \
+                     or `age`. A pet held by an order cannot change status (409).",
+            )
+            .access(Access::Write(Scope::PetsWrite))
+            .header(IF_MATCH)
+            .body::<PetPatch>(MERGE_PATCH)
+            .reply::<Pet>(200, "The pet after the change.", &["ETag"])
+            .errors(&[409]),
+        ),
+        Route::new(
+            M::DELETE,
+            "/v1/pets/{id}",
+            pets::delete,
+            pet_id(Op::new("deletePet", "pets", "Remove a pet"))
+                .describe("A pet held by an active order cannot be removed (409).")
+                .access(Access::Write(Scope::PetsWrite))
+                .header(IF_MATCH)
+                .empty_reply(204, "Removed.", &[])
+                .errors(&[409]),
+        ),
+        Route::new(
+            M::GET,
+            "/v1/pets/changes",
+            polling::pet_changes,
+            Op::new("pollPetChanges", "events", "Poll pet events")
+                .describe(
+                    "The `/v1/events` feed restricted to pet events. Follow `next` as `since`; \
+                     with `wait` the request long-polls until an event arrives.",
+                )
+                .access(Access::Read(Scope::PetsRead))
+                .query::<PetChangesQuery>()
+                .reply::<EventBatch>(200, "Events after `since`, and the next token.", &[])
+                .errors(&[410, 422]),
+        )
+        .long_poll(),
+        // ----- store -----
+        Route::new(
+            M::GET,
+            "/v1/inventory",
+            pets::inventory,
+            Op::new("getInventory", "store", "Pet counts per status")
+                .describe("The `ETag` is the log position, so it changes whenever the counts may.")
+                .access(Access::Read(Scope::PetsRead))
+                .header(IF_NONE_MATCH)
+                .reply::<Inventory>(200, "Counts per status.", &["ETag", "X-Event-Position"])
+                .empty_reply(304, "Not modified (`If-None-Match` matched).", &["ETag"]),
+        ),
+        Route::new(
+            M::POST,
+            "/v1/orders",
+            orders::create,
+            Op::new("placeOrder", "store", "Order a pet")
+                .describe(
+                    "The pet must be `available` (else 409) and becomes `pending`. Honours \
+                     `Idempotency-Key`.",
+                )
+                .access(Access::Write(Scope::OrdersWrite))
+                .header(IDEMPOTENCY_KEY)
+                .body::<NewOrder>(JSON)
+                .reply::<Order>(
+                    201,
+                    "The order (also for a replay, then with `Idempotent-Replayed: true`).",
+                    &["ETag", "Location", "Idempotent-Replayed"],
+                )
+                .errors(&[404, 409]),
+        ),
+        Route::new(
+            M::GET,
+            "/v1/orders",
+            orders::list,
+            Op::new("listOrders", "store", "List orders")
+                .access(Access::Read(Scope::OrdersRead))
+                .query::<OrderQuery>()
+                .reply::<PageOf<Order>>(200, "A page of orders.", &["X-Event-Position"])
+                .errors(&[422]),
+        ),
+        Route::new(
+            M::GET,
+            "/v1/orders/{id}",
+            orders::get,
+            order_id(Op::new("getOrder", "store", "Get an order"))
+                .access(Access::Read(Scope::OrdersRead))
+                .header(IF_NONE_MATCH)
+                .reply::<Order>(200, "The order.", &["ETag"])
+                .empty_reply(304, "Not modified (`If-None-Match` matched).", &["ETag"]),
+        ),
+        Route::new(
+            M::POST,
+            "/v1/orders/{id}/cancel",
+            orders::cancel,
+            order_id(Op::new("cancelOrder", "store", "Cancel an order"))
+                .describe(
+                    "A `placed` or `approved` order becomes `cancelled` and its pet `available`; \
+                     any other status is 409.",
+                )
+                .access(Access::Write(Scope::OrdersWrite))
+                .reply::<Order>(200, "The cancelled order.", &["ETag"])
+                .errors(&[409]),
+        ),
+        Route::new(
+            M::POST,
+            "/v1/orders/{id}/payment",
+            orders::pay,
+            order_id(Op::new("payOrder", "store", "Pay a placed order"))
+                .describe(
+                    "Built-in fake processor: an empty body means `{\"token\":\"tok_visa\"}`; \
+                     `tok_declined` is declined (402, the order stays `placed`). Success \
+                     approves the order. Only a `placed` order can be paid (409).",
+                )
+                .access(Access::Write(Scope::OrdersWrite))
+                .optional_body::<PaymentRequest>()
+                .reply::<Payment>(201, "The successful payment.", &["ETag", "Location"])
+                .errors(&[402, 409]),
+        ),
+        Route::new(
+            M::POST,
+            "/v1/orders/{id}/deliver",
+            orders::deliver,
+            order_id(Op::new(
+                "deliverOrder",
+                "store",
+                "Deliver an approved order",
+            ))
+            .describe(
+                "The order becomes `delivered` and its pet `sold`; only an `approved` order (409).",
+            )
+            .access(Access::Write(Scope::Admin))
+            .reply::<Order>(200, "The delivered order.", &["ETag"])
+            .errors(&[409]),
+        ),
+        Route::new(
+            M::GET,
+            "/v1/payments/{id}",
+            orders::payment,
+            Op::new("getPayment", "store", "Get a payment attempt")
+                .path_param::<PaymentId>("id", "The payment's id (`pay_…`).")
+                .access(Access::Read(Scope::OrdersRead))
+                .header(IF_NONE_MATCH)
+                .reply::<Payment>(200, "The payment (succeeded or failed).", &["ETag"])
+                .empty_reply(304, "Not modified (`If-None-Match` matched).", &["ETag"]),
+        ),
+        // ----- events -----
+        Route::new(
+            M::GET,
+            "/v1/events",
+            polling::events,
+            Op::new("pollEvents", "events", "Poll the event log")
+                .describe(
+                    "Returns the events after `since` and `next`, the token to pass as `since` \
+                     next time: following `next` yields every matching event once, with no \
+                     gap. With `wait` the request long-polls until an event arrives.",
+                )
+                .access(Access::Optional)
+                .query::<EventsQuery>()
+                .reply::<EventBatch>(200, "Events after `since`, and the next token.", &[])
+                .errors(&[410, 422]),
+        )
+        .long_poll(),
+        // ----- auth -----
+        Route::new(
+            M::POST,
+            "/v1/auth/token",
+            auth::token,
+            Op::new(
+                "issueToken",
+                "auth",
+                "Exchange a username and password for a token",
+            )
+            .describe("The token carries the user's scopes. Wrong credentials are 401.")
+            .body::<Credentials>(JSON)
+            .reply::<AccessToken>(200, "A bearer token.", &[])
+            .errors(&[401]),
+        ),
+        // ----- meta -----
+        Route::new(
+            M::GET,
+            "/openapi.json",
+            meta::openapi,
+            Op::new("getOpenApi", "meta", "This OpenAPI 3.1 document").reply_raw(
+                200,
+                "The document.",
+                "application/json",
+            ),
+        ),
+    ];
+    if config.docs {
+        routes.push(Route::new(
+            M::GET,
+            "/docs",
+            meta::docs,
+            Op::new("getDocs", "meta", "Interactive API documentation")
+                .describe("A self-contained page that renders this document and sends requests.")
+                .reply_raw(200, "An HTML page.", "text/html"),
+        ));
+    }
+    routes
+}
+
+/// The OpenAPI 3.1 document of the router [`router`] builds with `config`.
+pub fn openapi_document(config: &RestConfig) -> serde_json::Value {
+    let routes = table(config);
+    openapi::document(routes.iter().map(|r| (&r.method, r.path, &r.op)))
+}
+
+/// Checks the route's access rule before any body is read, so that a caller without
+/// the right credential gets 401/403 rather than a body error. The core checks again.
+#[derive(Debug, Clone)]
+struct Guard {
+    state: AppState,
+    access: Access,
+}
+
+async fn guard(State(g): State<Guard>, mut request: Request, next: Next) -> Response {
+    let caller = match Caller::authenticate(request.headers(), &g.state) {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let allowed = match g.access {
+        Access::Public | Access::Optional => Ok(()),
+        Access::Read(scope) => g.state.store.authorize_read(&caller.0, scope),
+        Access::Write(scope) => caller.0.require(scope),
+    };
+    if let Err(e) = allowed {
+        return problem_response(&e);
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| match HeaderValue::from_str(o) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        tracing::warn!(origin = %o, "ignoring an invalid CORS origin");
+                        None
+                    }
+                }),
+        )
+    };
+    let h = HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                header::IF_NONE_MATCH,
+                h("idempotency-key"),
+            ])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+                h("idempotent-replayed"),
+                h("x-event-position"),
+                h("x-request-id"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "unexpected server error",
+    )
+    .into_response()
+}
+
+/// The REST API over `store`: every `/v1/...` route of the contract (pets, inventory,
+/// orders, payments, auth token, the polling feeds), `GET /openapi.json` and, unless
+/// disabled, `GET /docs`.
+///
+/// Mount it with `app.merge(router(store, config))`. Every error is
+/// `application/problem+json`, including unknown paths (404) and methods (405) of this
+/// router. Body limit, timeouts, CORS, compression, request ids and tracing apply to
+/// these routes only.
+pub fn router(store: PetStore, config: RestConfig) -> Router {
+    let routes = table(&config);
+    let document = openapi::document(routes.iter().map(|r| (&r.method, r.path, &r.op)));
+    let state = AppState {
+        store,
+        config: Arc::new(config.clone()),
+        openapi: Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default()),
+    };
+
+    let mut app = Router::new();
+    for route in routes {
+        let timeout = if route.long_poll {
+            config.request_timeout + config.poll_wait_cap()
+        } else {
+            config.request_timeout
+        };
+        let mut handler = route.handler;
+        if route.op.access != Access::Public {
+            handler = handler.route_layer(middleware::from_fn_with_state(
+                Guard {
+                    state: state.clone(),
+                    access: route.op.access,
+                },
+                guard,
+            ));
+        }
+        let handler = handler.layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ));
+        app = app.route(route.path, handler);
+    }
+    let mut app = app
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(RequestBodyLimitLayer::new(config.body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::map_response(ensure_problem))
+        .layer(CompressionLayer::new().gzip(config.compression));
+    if let Some(cors) = cors(&config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
