@@ -26,7 +26,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve MCP over stdin/stdout (no network; logs go to stderr).
+    /// Serve MCP over stdin/stdout (no network; logs go to stderr). Acts with every
+    /// scope, or with the scopes of `PETSTORE_TOKEN` when set.
     McpStdio,
 }
 
@@ -140,11 +141,19 @@ impl RunningServer {
         lines
     }
 
-    /// Stops every listener gracefully and waits for them.
+    /// Stops every listener gracefully: in-flight requests finish; connections still
+    /// open after [`SHUTDOWN_GRACE`] (long-lived streams) are cut.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            task.await.context("server task panicked")??;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut task in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(joined) => joined.context("server task panicked")??,
+                Err(_) => {
+                    tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+                    task.abort();
+                }
+            }
         }
         Ok(())
     }
@@ -162,6 +171,8 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 pub fn http_router(store: &PetStore, _args: &ServerArgs) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(petstore_graphql::router(store.clone(), petstore_graphql::GraphQlConfig::default()))
+        .merge(petstore_mcp::router(store.clone(), petstore_mcp::McpConfig::default()))
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(store.clone(), petstore_rest::RestConfig::default()))
 }

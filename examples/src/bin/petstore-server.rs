@@ -4,6 +4,7 @@
 //! listens and a development token, and stops cleanly on Ctrl-C / SIGTERM.
 
 use clap::Parser;
+use petstore_core::Principal;
 use petstore_examples::server::{self, Cli, Command};
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +18,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     if let Some(Command::McpStdio) = cli.command {
-        anyhow::bail!("mcp-stdio is not available yet");
+        // stdio is the local user's own process: it acts with every scope, unless a
+        // token narrows it.
+        let store = server::build_store(&cli.args).await?;
+        let principal = match std::env::var("PETSTORE_TOKEN") {
+            Ok(token) => store.authenticate(Some(&token))?,
+            Err(_) => Principal::system("mcp-stdio"),
+        };
+        petstore_mcp::serve_stdio(store, principal).await?;
+        return Ok(());
     }
 
     let running = server::start(cli.args).await?;
@@ -29,9 +38,7 @@ async fn main() -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
     server::shutdown_signal().await;
     tracing::info!("shutting down");
-    tokio::time::timeout(server::SHUTDOWN_GRACE, running.shutdown())
-        .await
-        .map_err(|_| anyhow::anyhow!("shutdown took longer than {:?}", server::SHUTDOWN_GRACE))??;
+    running.shutdown().await?;
     println!("Stopped.");
     Ok(())
 }

@@ -1,0 +1,176 @@
+//! Errors on the wire: core errors become GraphQL errors with `extensions.code` in
+//! [`field_error`], the one mapping function of this adapter; errors raised before
+//! execution (parse, validation, limits, credentials) get codes here too.
+
+use juniper::parser::ParseError;
+use juniper::{FieldError, GraphQLError, IntoFieldError, Object, ScalarValue, Value};
+use petstore_core::{Error, ErrorKind};
+use serde_json::json;
+
+/// A core error on its way to a GraphQL response. Resolvers return it (never a bare
+/// `FieldError`, whose blanket `From<impl Display>` would drop the code).
+#[derive(Debug)]
+pub(crate) struct ApiError(pub(crate) Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+impl<S: ScalarValue> IntoFieldError<S> for ApiError {
+    fn into_field_error(self) -> FieldError<S> {
+        field_error(&self.0)
+    }
+}
+
+/// The result type of resolvers.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// The `extensions.code` of a core error kind.
+pub(crate) fn code(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidInput => "BAD_USER_INPUT",
+        ErrorKind::NotFound => "NOT_FOUND",
+        ErrorKind::Conflict => "CONFLICT",
+        ErrorKind::PreconditionFailed => "PRECONDITION_FAILED",
+        ErrorKind::Unauthenticated => "UNAUTHENTICATED",
+        ErrorKind::Forbidden => "FORBIDDEN",
+        ErrorKind::RateLimited => "RATE_LIMITED",
+        ErrorKind::ResumeExpired => "RESUME_EXPIRED",
+        ErrorKind::Lagged => "LAGGED",
+        ErrorKind::Unavailable => "UNAVAILABLE",
+        _ => "INTERNAL_SERVER_ERROR",
+    }
+}
+
+/// Maps a core error to a GraphQL field error: `message`, `extensions.code`, and for
+/// validation errors `extensions.fields = [{field, message}]` with GraphQL (camelCase)
+/// field names. Internal errors are logged and their details withheld.
+pub(crate) fn field_error<S: ScalarValue>(err: &Error) -> FieldError<S> {
+    let kind = err.kind();
+    let mut ext = Object::with_capacity(3);
+    ext.add_field("code", Value::scalar(code(kind).to_owned()));
+    if !err.field_errors().is_empty() {
+        let fields = err
+            .field_errors()
+            .iter()
+            .map(|f| {
+                let mut o = Object::with_capacity(2);
+                o.add_field("field", Value::scalar(graphql_path(&f.field)));
+                o.add_field("message", Value::scalar(f.message.clone()));
+                Value::object(o)
+            })
+            .collect();
+        ext.add_field("fields", Value::list(fields));
+    }
+    if let Some(after) = err.retry_after() {
+        let secs = i32::try_from(after.as_secs().max(1)).unwrap_or(i32::MAX);
+        ext.add_field("retryAfter", Value::scalar(secs));
+    }
+    let message = match kind {
+        ErrorKind::InvalidInput
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::PreconditionFailed
+        | ErrorKind::Unauthenticated
+        | ErrorKind::Forbidden
+        | ErrorKind::RateLimited
+        | ErrorKind::ResumeExpired
+        | ErrorKind::Lagged
+        | ErrorKind::Unavailable => err.message().to_owned(),
+        _ => {
+            tracing::error!(error = ?err, "internal error while resolving a GraphQL field");
+            "internal server error".to_owned()
+        }
+    };
+    FieldError::new(message, Value::object(ext))
+}
+
+/// `photo_urls[0]` -> `photoUrls[0]`, `price.amount` -> `price.amount`.
+fn graphql_path(path: &str) -> String {
+    path.split('.')
+        .map(|segment| juniper::to_camel_case(segment).into_owned())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// A GraphQL error object raised before execution.
+pub(crate) fn request_error(code: &str, message: impl Into<String>) -> serde_json::Value {
+    json!({ "message": message.into(), "extensions": { "code": code } })
+}
+
+/// Juniper's pre-execution errors as GraphQL error objects with `extensions.code`.
+pub(crate) fn graphql_errors(err: &GraphQLError) -> Vec<serde_json::Value> {
+    let code = match err {
+        GraphQLError::ParseError(e) => match e.item {
+            ParseError::DepthLimitExceeded(_) => "QUERY_TOO_DEEP",
+            ParseError::FieldLimitExceeded(_) | ParseError::TokenLimitExceeded(_) => {
+                "QUERY_TOO_COMPLEX"
+            }
+            _ => "GRAPHQL_PARSE_FAILED",
+        },
+        GraphQLError::ValidationError(_) => "GRAPHQL_VALIDATION_FAILED",
+        GraphQLError::NoOperationProvided
+        | GraphQLError::MultipleOperationsProvided
+        | GraphQLError::UnknownOperationName => "OPERATION_RESOLUTION_FAILURE",
+        _ => "BAD_REQUEST",
+    };
+    let mut errors = match serde_json::to_value(err) {
+        Ok(serde_json::Value::Array(errors)) => errors,
+        _ => vec![json!({ "message": err.to_string() })],
+    };
+    for error in &mut errors {
+        if let Some(obj) = error.as_object_mut() {
+            obj.entry("extensions")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|ext| ext.entry("code").or_insert_with(|| code.into()));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petstore_core::FieldError as CoreFieldError;
+
+    #[test]
+    fn invalid_input_carries_camel_case_fields() {
+        let err = Error::invalid(vec![
+            CoreFieldError::new("photo_urls[0]", "must be an http(s) URL"),
+            CoreFieldError::new("price.amount", "must not be negative"),
+        ]);
+        let fe: FieldError = field_error(&err);
+        let ext = serde_json::to_value(fe.extensions()).unwrap();
+        assert_eq!(ext["code"], "BAD_USER_INPUT");
+        assert_eq!(ext["fields"][0]["field"], "photoUrls[0]");
+        assert_eq!(ext["fields"][1]["field"], "price.amount");
+    }
+
+    #[test]
+    fn internal_details_are_withheld() {
+        let err = Error::new(ErrorKind::Internal, "database password is hunter2");
+        let fe: FieldError = field_error(&err);
+        assert_eq!(fe.message(), "internal server error");
+        let ext = serde_json::to_value(fe.extensions()).unwrap();
+        assert_eq!(ext["code"], "INTERNAL_SERVER_ERROR");
+    }
+
+    #[test]
+    fn every_kind_has_a_code() {
+        for (kind, expected) in [
+            (ErrorKind::NotFound, "NOT_FOUND"),
+            (ErrorKind::Conflict, "CONFLICT"),
+            (ErrorKind::PreconditionFailed, "PRECONDITION_FAILED"),
+            (ErrorKind::Unauthenticated, "UNAUTHENTICATED"),
+            (ErrorKind::Forbidden, "FORBIDDEN"),
+            (ErrorKind::RateLimited, "RATE_LIMITED"),
+            (ErrorKind::ResumeExpired, "RESUME_EXPIRED"),
+            (ErrorKind::Unavailable, "UNAVAILABLE"),
+        ] {
+            assert_eq!(code(kind), expected);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Settings of the MCP-over-HTTP router.
+
+use serde::{Deserialize, Serialize};
+
+/// Settings of [`crate::router`]: which `Host` and `Origin` headers are accepted,
+/// whether clients of the 2025-11-25 protocol get sessions, and whether a token is
+/// needed even to read.
+///
+/// ```
+/// let config = petstore_mcp::McpConfig::default()
+///     .allowed_hosts(["petstore.example", "localhost"])
+///     .allowed_origins(["https://app.petstore.example"])
+///     .legacy_sessions(true)
+///     .require_auth_for_reads(false);
+/// assert_eq!(config.allowed_hosts.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct McpConfig {
+    /// Accepted `Host` names (`host` matches any port, `host:port` only that port).
+    /// Defaults to loopback only (`localhost`, `127.0.0.1`, `::1`), which defeats DNS
+    /// rebinding against a locally running server; a public deployment lists its own
+    /// names. An empty list accepts any `Host` (not recommended). Other hosts get 403.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted browser `Origin`s, with scheme (`https://app.example`,
+    /// `http://localhost:*` for any port). Requests without an `Origin` (every
+    /// non-browser client) always pass; requests with an unlisted one get 403. Defaults to
+    /// loopback origins on any port, so local tools such as the MCP Inspector work; an
+    /// empty list refuses every request that carries an `Origin`.
+    pub allowed_origins: Vec<String>,
+    /// Whether clients of protocol 2025-11-25 and older (which start with `initialize`)
+    /// get a session (`Mcp-Session-Id`), through which they receive
+    /// `notifications/resources/updated` and `list_changed`. Default true. Clients of
+    /// the current protocol are always served statelessly and follow changes with
+    /// `subscriptions/listen`.
+    pub legacy_sessions: bool,
+    /// When true, every request needs a valid bearer token (missing: 401). By default
+    /// only the write tools need one (they need its scopes); a store whose
+    /// `ServiceConfig::require_auth_for_reads` is set closes reads the same way.
+    pub require_auth_for_reads: bool,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: ["localhost", "127.0.0.1", "::1"].map(String::from).to_vec(),
+            allowed_origins: [
+                "http://localhost:*",
+                "https://localhost:*",
+                "http://127.0.0.1:*",
+                "https://127.0.0.1:*",
+                "http://[::1]:*",
+                "https://[::1]:*",
+            ]
+            .map(String::from)
+            .to_vec(),
+            legacy_sessions: true,
+            require_auth_for_reads: false,
+        }
+    }
+}
+
+impl McpConfig {
+    /// Sets [`McpConfig::allowed_hosts`].
+    pub fn allowed_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_hosts = hosts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`McpConfig::allowed_origins`].
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`McpConfig::legacy_sessions`].
+    pub fn legacy_sessions(mut self, on: bool) -> Self {
+        self.legacy_sessions = on;
+        self
+    }
+
+    /// Sets [`McpConfig::require_auth_for_reads`].
+    pub fn require_auth_for_reads(mut self, on: bool) -> Self {
+        self.require_auth_for_reads = on;
+        self
+    }
+}

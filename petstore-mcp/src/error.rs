@@ -1,0 +1,80 @@
+//! Core errors as MCP errors, and tool arguments whose errors name the field they
+//! break.
+
+use petstore_core::{Error, ErrorKind};
+use rmcp::ErrorData;
+use rmcp::handler::server::common::FromContextPart;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{CallToolResult, ContentBlock};
+use serde::de::DeserializeOwned;
+
+/// The text an assistant reads for a core error: `"{code}: {message}"`, then one line
+/// per invalid field when there are several (a single one is already in the message).
+fn describe(error: &Error) -> String {
+    let mut text = format!("{}: {}", error.kind().code(), error.message());
+    if let [_, _, ..] = error.field_errors() {
+        for field in error.field_errors() {
+            text.push_str(&format!("\n- `{}`: {}", field.field, field.message));
+        }
+    }
+    text
+}
+
+/// A core error as the result of a tool call: `isError: true` with the error code and
+/// message, so the assistant sees what went wrong and can correct itself (a protocol
+/// error would hide the message from it).
+pub(crate) fn tool_error(error: &Error) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(describe(error))])
+}
+
+/// The one mapping of [`ErrorKind`] to JSON-RPC errors, for the requests that have no
+/// in-band error (resources, prompts, subscriptions). `data` carries the core code and
+/// the invalid fields.
+pub(crate) fn protocol_error(error: &Error) -> ErrorData {
+    let message = describe(error);
+    let data = Some(serde_json::json!({
+        "code": error.kind().code(),
+        "errors": error.field_errors(),
+    }));
+    match error.kind() {
+        ErrorKind::InvalidInput => ErrorData::invalid_params(message, data),
+        ErrorKind::NotFound => ErrorData::resource_not_found(message, data),
+        ErrorKind::Internal | ErrorKind::Unavailable | ErrorKind::Lagged => {
+            ErrorData::internal_error(message, data)
+        }
+        // Unauthenticated, Forbidden, Conflict, PreconditionFailed, RateLimited,
+        // ResumeExpired and any future kind: the request cannot be served as sent.
+        _ => ErrorData::invalid_request(message, data),
+    }
+}
+
+/// The text of a tool-argument error. The `failed to deserialize parameters:` prefix is
+/// rmcp's: it makes rmcp return an [`Input`] failure as a tool result.
+pub(crate) fn bad_arguments(what: impl std::fmt::Display) -> String {
+    format!("failed to deserialize parameters: {what}")
+}
+
+/// Tool arguments deserialised into `T`. Unlike rmcp's `Parameters`, a failure names
+/// the JSON path of the offending value (`` `changes.price.amount`: invalid type ``).
+/// The message keeps rmcp's `failed to deserialize parameters:` prefix, which makes
+/// rmcp return it as a tool result with `isError: true` (MCP: input validation
+/// errors are tool errors, so the assistant can fix its call).
+#[derive(Debug)]
+pub(crate) struct Input<T>(pub(crate) T);
+
+impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Input<T> {
+    fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
+        let arguments = context.arguments.take().unwrap_or_default();
+        serde_path_to_error::deserialize(serde_json::Value::Object(arguments))
+            .map(Input)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let what = if path == "." {
+                    e.into_inner().to_string()
+                } else {
+                    format!("`{path}`: {}", e.into_inner())
+                };
+                ErrorData::invalid_params(bad_arguments(what), None)
+            })
+    }
+}

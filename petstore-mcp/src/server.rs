@@ -1,0 +1,400 @@
+//! [`PetStoreMcp`]: the rmcp server handler over a [`PetStore`].
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use petstore_core::{Error, ErrorKind, PetStore, Principal};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, GetPromptRequestParams, GetPromptResponse,
+    Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ResourceUpdatedNotificationParam,
+    ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter, Tool,
+    UnsubscribeRequestParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+
+use crate::error::protocol_error;
+use crate::prompt;
+use crate::resources::{self, ResourceFeed, ResourceUri};
+use crate::tools::{self, Tools};
+
+const INSTRUCTIONS: &str = "The Pet Store: browse the catalogue with search_pets and get_pet, \
+check stock with get_inventory, buy with place_order then pay_order, follow what happens \
+with recent_events. Tools that change something need a bearer token with the right scope \
+(pets:write, orders:write). Resources: petstore://inventory, petstore://pets/{id}, \
+petstore://orders/{id}. The recommend_pet prompt matches a household to the available pets.";
+
+/// The Model Context Protocol server of the Pet Store: an rmcp [`ServerHandler`]
+/// exposing the core [`PetStore`] as tools, resources and a prompt.
+///
+/// Over stdio every request acts as the principal given with
+/// [`PetStoreMcp::with_principal`] (anonymous by default: reads only). Over HTTP
+/// ([`crate::router`]) each request acts as the principal of its bearer token.
+///
+/// A value serves one MCP session: clones share the store and the principal but not
+/// the session's resource subscriptions.
+///
+/// ```
+/// use petstore_core::{PetStore, Principal, Scope};
+/// let server = petstore_mcp::PetStoreMcp::new(PetStore::in_memory())
+///     .with_principal(Principal::new("claude-desktop", [Scope::PetsWrite]));
+/// # let _ = server;
+/// ```
+pub struct PetStoreMcp {
+    tools: Tools,
+    /// Whether this value lives as long as a session of the 2025-11-25 protocol (stdio,
+    /// HTTP with sessions), so that `resources/subscribe` can be honoured.
+    legacy_sessions: bool,
+    session: Session,
+}
+
+/// The resource subscriptions of one 2025-11-25 session and the task that notifies
+/// them; dropping it (the session ended) stops the task.
+#[derive(Default)]
+struct Session {
+    subscribed: Arc<Mutex<HashSet<String>>>,
+    follower: tokio::sync::Mutex<Option<AbortOnDrop>>,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl fmt::Debug for PetStoreMcp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PetStoreMcp")
+            .field("store", &self.tools.store)
+            .field("principal", &self.tools.principal)
+            .field("legacy_sessions", &self.legacy_sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for PetStoreMcp {
+    /// The same server for another session: no resource subscriptions.
+    fn clone(&self) -> Self {
+        Self {
+            tools: self.tools.clone(),
+            legacy_sessions: self.legacy_sessions,
+            session: Session::default(),
+        }
+    }
+}
+
+impl PetStoreMcp {
+    /// A server over `store`, acting as an anonymous caller until
+    /// [`PetStoreMcp::with_principal`] says otherwise.
+    pub fn new(store: PetStore) -> Self {
+        Self {
+            tools: Tools {
+                store,
+                principal: Principal::anonymous(),
+            },
+            legacy_sessions: true,
+            session: Session::default(),
+        }
+    }
+
+    /// Acts as `principal` for requests that do not come over HTTP (stdio); an HTTP
+    /// request acts as the principal of its own bearer token. Write tools need the
+    /// principal's scopes.
+    pub fn with_principal(mut self, principal: Principal) -> Self {
+        self.tools.principal = principal;
+        self
+    }
+
+    /// Whether each value serves a whole 2025-11-25 session (HTTP stateless mode
+    /// creates one per request, which cannot keep subscriptions).
+    pub(crate) fn with_legacy_sessions(mut self, on: bool) -> Self {
+        self.legacy_sessions = on;
+        self
+    }
+
+    fn store(&self) -> &PetStore {
+        &self.tools.store
+    }
+
+    fn caller(&self, context: &RequestContext<RoleServer>) -> Principal {
+        self.tools.caller(&context.extensions)
+    }
+
+    /// Starts, once per session, the task that sends `notifications/resources/updated`
+    /// for subscribed URIs and `notifications/resources/list_changed`. It follows the log
+    /// from before this returns, so no change committed afterwards is missed.
+    async fn follow_for_session(&self, peer: &Peer<RoleServer>) -> petstore_core::Result<()> {
+        let mut follower = self.session.follower.lock().await;
+        if follower.as_ref().is_some_and(|task| !task.0.is_finished()) {
+            return Ok(());
+        }
+        let feed = ResourceFeed::start(self.store().clone()).await?;
+        let task = tokio::spawn(notify_session(
+            feed,
+            self.session.subscribed.clone(),
+            peer.clone(),
+        ));
+        *follower = Some(AbortOnDrop(task.abort_handle()));
+        Ok(())
+    }
+
+    fn subscriptions(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.session
+            .subscribed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Notifies a 2025-11-25 session until it closes.
+async fn notify_session(
+    mut feed: ResourceFeed,
+    subscribed: Arc<Mutex<HashSet<String>>>,
+    peer: Peer<RoleServer>,
+) {
+    while let Some(changes) = feed.next().await {
+        let updated: Vec<String> = subscribed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|uri| changes.touches(uri))
+            .cloned()
+            .collect();
+        for uri in updated {
+            let param = ResourceUpdatedNotificationParam::new(uri);
+            if peer.notify_resource_updated(param).await.is_err() {
+                return; // the session is gone
+            }
+        }
+        if changes.list_changed && peer.notify_resource_list_changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The resource a request names, or a not-found error listing what exists.
+fn resource(uri: &str) -> Result<ResourceUri, ErrorData> {
+    ResourceUri::parse(uri).ok_or_else(|| {
+        protocol_error(&Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "resource `{uri}` does not exist (resources: petstore://inventory, \
+                 petstore://pets/{{id}}, petstore://orders/{{id}})"
+            ),
+        ))
+    })
+}
+
+impl ServerHandler for PetStoreMcp {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_prompts()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_resources_list_changed()
+            .build();
+        ServerConfig::new(capabilities)
+            .with_server_info(
+                Implementation::new("petstore-mcp", env!("CARGO_PKG_VERSION"))
+                    .with_title("Pet Store"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        tools::call(&self.tools, request, context).await
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools::router().list_all()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        tools::router().get(name).cloned()
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let cursor = request.and_then(|r| r.cursor);
+        resources::list(self.store(), &self.caller(&context), cursor)
+            .await
+            .map_err(|e| protocol_error(&e))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(resources::templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        resource(&request.uri)?
+            .read(self.store(), &self.caller(&context))
+            .await
+            .map(Into::into)
+            .map_err(|e| protocol_error(&e))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(prompt::list())
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != prompt::RECOMMEND_PET {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown prompt `{}` (prompts: {})",
+                    request.name,
+                    prompt::RECOMMEND_PET
+                ),
+                None,
+            ));
+        }
+        prompt::recommend_pet(self.store(), &self.caller(&context), &request)
+            .await
+            .map(Into::into)
+            .map_err(|e| protocol_error(&e))
+    }
+
+    // 2025-11-25 and older: `resources/subscribe` within a session.
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        if !self.legacy_sessions {
+            return Err(ErrorData::invalid_request(
+                "resource subscriptions need a session; this server runs without sessions \
+                 for protocol 2025-11-25 (use subscriptions/listen of the current protocol)",
+                None,
+            ));
+        }
+        let uri = resource(&request.uri)?;
+        // It must exist and be readable by the subscriber.
+        uri.read(self.store(), &self.caller(&context))
+            .await
+            .map_err(|e| protocol_error(&e))?;
+        self.follow_for_session(&context.peer)
+            .await
+            .map_err(|e| protocol_error(&e))?;
+        self.subscriptions().insert(uri.to_string());
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions().remove(&request.uri);
+        Ok(())
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        context.peer.set_peer_info(request.clone());
+        let result = self.negotiate_initialize(&request)?;
+        // A 2025-11-25 session hears `resources/list_changed` without subscribing; the
+        // feed starts before the handshake answers, so no later change is missed.
+        if self.legacy_sessions
+            && let Err(e) = self.follow_for_session(&context.peer).await
+        {
+            tracing::warn!(error = %e, "MCP session cannot follow resource changes");
+        }
+        Ok(result)
+    }
+
+    // The current protocol: `subscriptions/listen`.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.resources_list_changed = requested.resources_list_changed;
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|uri| ResourceUri::parse(uri).is_some())
+                .cloned()
+                .collect()
+        });
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let who = self.tools.caller(&context.request_context().extensions);
+        let accepted = context.accepted();
+        let list_changed = accepted.resources_list_changed == Some(true);
+        // Acknowledged already; a URI the caller may not read just stays silent.
+        let uris: Vec<&String> = accepted
+            .resource_subscriptions
+            .iter()
+            .flatten()
+            .filter(|uri| {
+                ResourceUri::parse(uri).is_some_and(|r| r.readable_by(self.store(), &who))
+            })
+            .collect();
+        if !list_changed && uris.is_empty() {
+            context.cancelled().await;
+            return Ok(());
+        }
+        let mut feed = ResourceFeed::start(self.store().clone())
+            .await
+            .map_err(|e| protocol_error(&e))?;
+        let sink = context.sink();
+        loop {
+            let changes = tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                changes = feed.next() => changes,
+            };
+            // The log cannot be followed any more: end the subscription gracefully.
+            let Some(changes) = changes else {
+                return Ok(());
+            };
+            for uri in uris.iter().filter(|uri| changes.touches(uri)) {
+                if sink.notify_resource_updated(uri.as_str()).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if list_changed
+                && changes.list_changed
+                && sink.notify_resource_list_changed().await.is_err()
+            {
+                return Ok(());
+            }
+        }
+    }
+}
