@@ -167,7 +167,22 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// The HTTP router of every HTTP protocol.
+/// The webhook service of the example server: loopback targets are allowed (dev mode;
+/// the library default refuses private addresses).
+pub fn webhooks(store: &PetStore, args: &ServerArgs) -> anyhow::Result<petstore_webhooks::Webhooks> {
+    let payments_secret = args
+        .payments_webhook_secret
+        .as_deref()
+        .map(str::parse::<petstore_webhooks::WebhookSecret>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--payments-webhook-secret: {e}"))?;
+    let config = petstore_webhooks::WebhookConfig::default()
+        .allow_loopback(true)
+        .payments_secret(payments_secret);
+    Ok(petstore_webhooks::Webhooks::new(store.clone(), config))
+}
+
+/// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
 pub fn http_router(store: &PetStore, _args: &ServerArgs) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
@@ -187,7 +202,13 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let http_addr = http.local_addr()?;
-    let app = http_router(&store, &args);
+    let webhooks = webhooks(&store, &args)?;
+    let app = webhooks.router().merge(http_router(&store, &args));
+    let stop = wait_for(rx.clone());
+    tasks.push(tokio::spawn(async move {
+        webhooks.run(stop).await;
+        Ok(())
+    }));
     let stop = wait_for(rx.clone());
     tasks.push(tokio::spawn(async move {
         axum::serve(http, app).with_graceful_shutdown(stop).await.context("HTTP server")

@@ -1,0 +1,439 @@
+//! Endpoint management under `/v1/webhooks` (admin scope).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use petstore_core::{
+    Error, EventFilter, EventType, FieldError, Principal, ResumeToken, Scope, TypePattern,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::problem::Problem;
+use crate::registry::EndpointPatch;
+use crate::target::validate_url;
+use crate::webhooks::Shared;
+
+type Reply = Result<Response, Problem>;
+
+const MAX_DESCRIPTION: usize = 500;
+const MAX_PATTERNS: usize = 50;
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1_000;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.max_body_size;
+    Router::new()
+        .route("/v1/webhooks", post(create).get(list))
+        .route("/v1/webhooks/event-types", get(event_types))
+        .route("/v1/webhooks/{id}", get(fetch).patch(update).delete(remove))
+        .route("/v1/webhooks/{id}/secret", get(secret))
+        .route("/v1/webhooks/{id}/rotate-secret", post(rotate))
+        .route("/v1/webhooks/{id}/messages", get(messages))
+        .route(
+            "/v1/webhooks/{id}/messages/{message_id}/redeliver",
+            post(redeliver),
+        )
+        .route("/v1/webhooks/{id}/attempts", get(attempts))
+        .route("/v1/webhooks/{id}/replay", post(replay))
+        .route("/v1/webhooks/{id}/test", post(test))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+// ----- shared helpers ---------------------------------------------------------------
+
+fn admin(shared: &Shared, headers: &HeaderMap) -> Result<Principal, Problem> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let principal = shared.store.authenticate_header(header)?;
+    principal.require(Scope::Admin)?;
+    Ok(principal)
+}
+
+/// The raw body, or 413 / 400 as a problem.
+pub(crate) fn read_body(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::http(
+                status,
+                "payload_too_large",
+                format!("the body is larger than {limit} bytes"),
+            )
+        } else {
+            Problem::http(status, "bad_request", rejection.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body: 400 when it is not JSON, 422 (with the field) when it does not
+/// fit the expected shape.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                let text = e.to_string();
+                let field = (text.starts_with("missing field")
+                    || text.starts_with("unknown field"))
+                .then(|| text.split('`').nth(1))
+                .flatten()
+                .unwrap_or("body");
+                Problem::from(Error::invalid(vec![FieldError::new(field, text.clone())]))
+            }
+            _ => Problem::http(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("the body is not valid JSON: {e}"),
+            ),
+        }
+    })
+}
+
+fn parse_patterns(raw: Vec<String>, fields: &mut Vec<FieldError>) -> Vec<TypePattern> {
+    if raw.len() > MAX_PATTERNS {
+        fields.push(FieldError::new(
+            "events",
+            format!("at most {MAX_PATTERNS} entries"),
+        ));
+        return Vec::new();
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, text) in raw.iter().enumerate() {
+        match text.parse::<TypePattern>() {
+            Ok(p) => {
+                if seen.insert(p.as_str().to_owned()) {
+                    out.push(p);
+                }
+            }
+            Err(_) => fields.push(FieldError::new(
+                format!("events[{i}]"),
+                format!(
+                    "unknown event type or pattern `{}` (e.g. `order.created`, `pet.*`, `*`)",
+                    text.chars().take(64).collect::<String>()
+                ),
+            )),
+        }
+    }
+    out
+}
+
+fn check_description(description: &str, fields: &mut Vec<FieldError>) {
+    if description.chars().count() > MAX_DESCRIPTION {
+        fields.push(FieldError::new(
+            "description",
+            format!("at most {MAX_DESCRIPTION} characters"),
+        ));
+    }
+}
+
+fn finish_validation(fields: Vec<FieldError>) -> Result<(), Problem> {
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::from(Error::invalid(fields)))
+    }
+}
+
+fn core<T>(result: petstore_core::Result<T>) -> Result<T, Problem> {
+    result.map_err(Problem::from)
+}
+
+fn json_ok(status: StatusCode, value: impl serde::Serialize) -> Reply {
+    Ok((status, Json(value)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    message_id: Option<String>,
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => Ok(n),
+        _ => Err(Problem::from(Error::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ))),
+    }
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(q)| q)
+        .map_err(|e| Problem::from(Error::invalid_field("query", e.body_text())))
+}
+
+// ----- handlers --------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEndpoint {
+    url: String,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let body = read_body(body, shared.config.max_body_size)?;
+    let new: NewEndpoint = parse_json(&body)?;
+    let mut fields = Vec::new();
+    let url = validate_url(&new.url, &shared.policy)
+        .map_err(|reason| fields.push(FieldError::new("url", reason)))
+        .ok();
+    let events = parse_patterns(new.events, &mut fields);
+    check_description(&new.description, &mut fields);
+    finish_validation(fields)?;
+    let Some(url) = url else {
+        return Err(Problem::from(Error::invalid_field("url", "is required")));
+    };
+    let head = core(shared.store.head().await)?;
+    let endpoint = core(shared.registry.create(url, new.description, events, head))?;
+    shared.wake.notify_one();
+    let location = format!("/v1/webhooks/{}", endpoint.id());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(endpoint),
+    )
+        .into_response())
+}
+
+async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+    admin(&shared, &headers)?;
+    json_ok(
+        StatusCode::OK,
+        json!({ "data": shared.registry.list(), "next_cursor": null }),
+    )
+}
+
+async fn fetch(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    admin(&shared, &headers)?;
+    json_ok(StatusCode::OK, core(shared.registry.get(&id))?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+async fn update(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let body = read_body(body, shared.config.max_body_size)?;
+    let patch: Patch = parse_json(&body)?;
+    core(shared.registry.get(&id))?;
+    let mut fields = Vec::new();
+    let url = patch.url.and_then(|raw| {
+        validate_url(&raw, &shared.policy)
+            .map_err(|reason| fields.push(FieldError::new("url", reason)))
+            .ok()
+    });
+    let events = patch.events.map(|raw| parse_patterns(raw, &mut fields));
+    if let Some(d) = &patch.description {
+        check_description(d, &mut fields);
+    }
+    finish_validation(fields)?;
+    let head = core(shared.store.head().await)?;
+    let view = core(shared.registry.update(
+        &id,
+        EndpointPatch {
+            url,
+            description: patch.description,
+            events,
+            enabled: patch.enabled,
+        },
+        head,
+    ))?;
+    json_ok(StatusCode::OK, view)
+}
+
+async fn remove(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    admin(&shared, &headers)?;
+    core(shared.registry.delete(&id))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn secret(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    admin(&shared, &headers)?;
+    json_ok(StatusCode::OK, core(shared.registry.secret(&id))?)
+}
+
+async fn rotate(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    admin(&shared, &headers)?;
+    json_ok(StatusCode::OK, core(shared.registry.rotate(&id))?)
+}
+
+async fn messages(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<LimitQuery>, QueryRejection>,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let q = query(q)?;
+    if q.message_id.is_some() {
+        return Err(Problem::from(Error::invalid_field(
+            "message_id",
+            "not a filter of this listing (see /attempts)",
+        )));
+    }
+    let limit = page_limit(q.limit)?;
+    json_ok(
+        StatusCode::OK,
+        json!({ "data": core(shared.registry.messages(&id, limit))?, "next_cursor": null }),
+    )
+}
+
+async fn attempts(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<LimitQuery>, QueryRejection>,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let q = query(q)?;
+    let limit = page_limit(q.limit)?;
+    let data = core(
+        shared
+            .registry
+            .attempts(&id, q.message_id.as_deref(), limit),
+    )?;
+    json_ok(StatusCode::OK, json!({ "data": data, "next_cursor": null }))
+}
+
+async fn redeliver(
+    State(shared): State<Arc<Shared>>,
+    Path((id, message_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let message = core(shared.registry.redeliver(&id, &message_id))?;
+    shared.wake.notify_one();
+    json_ok(StatusCode::ACCEPTED, message)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Replay {
+    since: String,
+}
+
+async fn replay(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let body = read_body(body, shared.config.max_body_size)?;
+    let request: Replay = parse_json(&body)?;
+    core(shared.registry.get(&id))?;
+    let since: ResumeToken = core(request.since.parse())?;
+    // Reading one event checks the token now: 410 when too old or from another
+    // epoch, 422 when ahead of the log.
+    core(
+        shared
+            .store
+            .events(
+                &shared.follower,
+                Some(since),
+                1,
+                EventFilter::all(),
+                std::time::Duration::ZERO,
+            )
+            .await,
+    )?;
+    let view = core(shared.registry.replay(&id, since))?;
+    json_ok(StatusCode::ACCEPTED, view)
+}
+
+async fn test(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    admin(&shared, &headers)?;
+    let message = core(
+        shared
+            .registry
+            .test_message(&id, &shared.store.config().source),
+    )?;
+    shared.wake.notify_one();
+    json_ok(StatusCode::ACCEPTED, message)
+}
+
+/// The event types an endpoint can subscribe to, with the JSON Schema of their `data`.
+async fn event_types(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
+    admin(&shared, &headers)?;
+    let schema_of = |t: EventType| {
+        let name = t.as_str();
+        if name.starts_with("pet.") {
+            serde_json::to_value(schemars::schema_for!(petstore_core::Pet))
+        } else if name.starts_with("order.") {
+            serde_json::to_value(schemars::schema_for!(petstore_core::Order))
+        } else if name.starts_with("payment.") {
+            serde_json::to_value(schemars::schema_for!(petstore_core::Payment))
+        } else {
+            serde_json::to_value(schemars::schema_for!(petstore_core::ChatMessage))
+        }
+        .unwrap_or_default()
+    };
+    let data: Vec<_> = EventType::ALL
+        .into_iter()
+        .map(|t| json!({ "name": t.as_str(), "data_schema": schema_of(t) }))
+        .collect();
+    json_ok(StatusCode::OK, json!({ "data": data }))
+}

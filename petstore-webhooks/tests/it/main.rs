@@ -1,0 +1,8 @@
+//! Integration tests of petstore-webhooks: one binary, real servers on loopback ports.
+
+mod inbound;
+mod management;
+mod outbound;
+mod signing;
+mod ssrf;
+mod support;
