@@ -1,0 +1,395 @@
+//! The bridge's settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use petstore_core::{Error, Result, ResumeToken, Scope};
+use serde::{Deserialize, Serialize};
+
+/// MQTT delivery guarantee of the bridge's publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QoS {
+    /// QoS 0: fire and forget. The bridge counts an event as delivered once written
+    /// to the socket, so a broker outage can lose events.
+    AtMostOnce,
+    /// QoS 1 (default): the broker acknowledges every message; the bridge resumes
+    /// from the last acknowledged event after an outage.
+    #[default]
+    AtLeastOnce,
+    /// QoS 2: acknowledged exactly once by the broker (slower; after an outage the
+    /// bridge still republishes from the last completed event).
+    ExactlyOnce,
+}
+
+impl QoS {
+    pub(crate) fn v4(self) -> rumqttc::QoS {
+        match self {
+            QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+            QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+        }
+    }
+
+    pub(crate) fn v5(self) -> rumqttc::v5::mqttbytes::QoS {
+        use rumqttc::v5::mqttbytes::QoS as Q;
+        match self {
+            QoS::AtMostOnce => Q::AtMostOnce,
+            QoS::AtLeastOnce => Q::AtLeastOnce,
+            QoS::ExactlyOnce => Q::ExactlyOnce,
+        }
+    }
+}
+
+/// The MQTT protocol version the bridge speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1: no user properties, and inbound commands get no reply (there is
+    /// no response topic); they still run and are logged.
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5 (default): user properties on every event and request/response
+    /// commands.
+    #[default]
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// Where the bridge starts reading the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// The oldest event the log still retains (default): retained topics such as
+    /// `pets/{id}/status` then cover every retained pet event, seed data included.
+    #[default]
+    Oldest,
+    /// Only events appended after the bridge started.
+    Head,
+    /// The events after this position (for example the `last_acked` a previous run of
+    /// the bridge reported, over a persistent store).
+    After(ResumeToken),
+}
+
+/// Settings of the [`Bridge`](crate::Bridge).
+///
+/// ```
+/// use petstore_mqtt::{MqttConfig, QoS};
+///
+/// let config = MqttConfig::default()
+///     .url("mqtt://127.0.0.1:1883")
+///     .client_id("petstore-eu-1")
+///     .topic_prefix("shop/")
+///     .qos(QoS::AtLeastOnce);
+/// assert_eq!(config.topic_prefix, "shop/");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct MqttConfig {
+    /// Broker URL: `mqtt://host:port` (port 1883 by default) or `mqtts://host:port`
+    /// (TLS with rustls, port 8883 by default).
+    pub url: String,
+    /// The bridge's MQTT client id.
+    pub client_id: String,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Broker password (sent only with a user name).
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// Prefix of every topic, `petstore/` by default. A missing trailing `/` is added.
+    pub topic_prefix: String,
+    /// QoS of event publications (and of the command subscription).
+    pub qos: QoS,
+    /// Protocol version.
+    pub version: MqttVersion,
+    /// How many events may be in flight (published, not yet acknowledged) at once.
+    /// The bridge stops reading the log when the window is full; the log never waits
+    /// for the bridge (a bridge that falls too far behind resumes from its last
+    /// acknowledged event).
+    pub queue_len: usize,
+    /// MQTT keep-alive interval.
+    pub keep_alive: Duration,
+    /// First delay before reconnecting after a broker outage; it doubles up to
+    /// [`MqttConfig::max_reconnect_delay`].
+    pub reconnect_delay: Duration,
+    /// Longest delay between reconnection attempts.
+    pub max_reconnect_delay: Duration,
+    /// Where to start in the event log.
+    pub start_from: StartFrom,
+    /// Whether inbound commands on `{prefix}commands/#` are accepted.
+    pub commands: bool,
+    /// Subject of the principal that inbound commands run as.
+    pub principal: String,
+    /// Scopes of that principal (commands need `pets:write` and `orders:write`).
+    pub scopes: Vec<Scope>,
+    /// PEM file with the CA certificates that `mqtts://` trusts; the platform's root
+    /// certificates when unset.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for TLS client authentication (needs
+    /// [`MqttConfig::client_key_file`] and [`MqttConfig::ca_file`]).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of [`MqttConfig::client_cert_file`].
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".to_owned(),
+            client_id: "petstore-bridge".to_owned(),
+            username: None,
+            password: None,
+            topic_prefix: "petstore/".to_owned(),
+            qos: QoS::AtLeastOnce,
+            version: MqttVersion::V5,
+            queue_len: 256,
+            keep_alive: Duration::from_secs(30),
+            reconnect_delay: Duration::from_millis(250),
+            max_reconnect_delay: Duration::from_secs(10),
+            start_from: StartFrom::Oldest,
+            commands: true,
+            principal: "mqtt-bridge".to_owned(),
+            scopes: vec![
+                Scope::PetsRead,
+                Scope::PetsWrite,
+                Scope::OrdersRead,
+                Scope::OrdersWrite,
+            ],
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// Sets [`MqttConfig::url`].
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = url.into();
+        self
+    }
+
+    /// Sets [`MqttConfig::client_id`].
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// Sets [`MqttConfig::username`] and [`MqttConfig::password`].
+    pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets [`MqttConfig::topic_prefix`].
+    pub fn topic_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.topic_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`MqttConfig::qos`].
+    pub fn qos(mut self, qos: QoS) -> Self {
+        self.qos = qos;
+        self
+    }
+
+    /// Sets [`MqttConfig::version`].
+    pub fn version(mut self, version: MqttVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Sets [`MqttConfig::queue_len`] (at least 1).
+    pub fn queue_len(mut self, n: usize) -> Self {
+        self.queue_len = n.max(1);
+        self
+    }
+
+    /// Sets [`MqttConfig::keep_alive`].
+    pub fn keep_alive(mut self, every: Duration) -> Self {
+        self.keep_alive = every;
+        self
+    }
+
+    /// Sets [`MqttConfig::reconnect_delay`] and [`MqttConfig::max_reconnect_delay`].
+    pub fn reconnect_delay(mut self, first: Duration, max: Duration) -> Self {
+        self.reconnect_delay = first;
+        self.max_reconnect_delay = max.max(first);
+        self
+    }
+
+    /// Sets [`MqttConfig::start_from`].
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start_from = start;
+        self
+    }
+
+    /// Sets [`MqttConfig::commands`].
+    pub fn commands(mut self, enabled: bool) -> Self {
+        self.commands = enabled;
+        self
+    }
+
+    /// Sets the principal inbound commands run as ([`MqttConfig::principal`] and
+    /// [`MqttConfig::scopes`]).
+    pub fn principal(
+        mut self,
+        subject: impl Into<String>,
+        scopes: impl IntoIterator<Item = Scope>,
+    ) -> Self {
+        self.principal = subject.into();
+        self.scopes = scopes.into_iter().collect();
+        self
+    }
+
+    /// Sets [`MqttConfig::ca_file`].
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sets [`MqttConfig::client_cert_file`] and [`MqttConfig::client_key_file`].
+    pub fn client_auth(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert_file = Some(cert.into());
+        self.client_key_file = Some(key.into());
+        self
+    }
+
+    /// The prefix with exactly one trailing `/` (empty stays empty).
+    pub(crate) fn prefix(&self) -> String {
+        let p = self.topic_prefix.trim_end_matches('/');
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<Broker> {
+        let prefix = self.prefix();
+        if prefix.contains(['+', '#', '\0']) || prefix.starts_with('$') {
+            return Err(Error::invalid_field(
+                "topic_prefix",
+                "must not contain `+`, `#` or NUL, nor start with `$`",
+            ));
+        }
+        if self.client_id.is_empty() || self.client_id.len() > 65_535 {
+            return Err(Error::invalid_field(
+                "client_id",
+                "must be 1 to 65535 bytes",
+            ));
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return Err(Error::invalid_field(
+                "client_key_file",
+                "a client certificate needs its key, and a key its certificate",
+            ));
+        }
+        Broker::parse(&self.url)
+    }
+}
+
+/// A parsed broker URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Broker {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
+}
+
+impl Broker {
+    pub(crate) fn parse(url: &str) -> Result<Self> {
+        let bad = |why: &str| Error::invalid_field("url", format!("`{url}`: {why}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected mqtt://host:port or mqtts://host:port"))?;
+        let (tls, default_port) = match scheme {
+            "mqtt" | "tcp" => (false, 1883),
+            "mqtts" | "ssl" => (true, 8883),
+            _ => return Err(bad("the scheme must be mqtt or mqtts")),
+        };
+        let authority = rest.trim_end_matches('/');
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(bad(
+                "only host and port are allowed (set credentials with MqttConfig::credentials)",
+            ));
+        }
+        let (host, port) = match authority.strip_prefix('[') {
+            // [v6]:port
+            Some(v6) => {
+                let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+                match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None if after.is_empty() => (host, None),
+                    None => return Err(bad("garbage after the IPv6 address")),
+                }
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return Err(bad("the host is missing"));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,
+            None => default_port,
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_broker_urls() {
+        let b = Broker::parse("mqtt://127.0.0.1:1884").unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("127.0.0.1", 1884, false));
+        let b = Broker::parse("mqtts://broker.example.com").unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls),
+            ("broker.example.com", 8883, true)
+        );
+        let b = Broker::parse("mqtt://[::1]:1999/").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("::1", 1999));
+        for bad in [
+            "127.0.0.1:1883",
+            "http://x:1",
+            "mqtt://",
+            "mqtt://h:port",
+            "mqtt://u:p@h:1",
+            "mqtt://h:1/topic",
+        ] {
+            assert!(Broker::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefix_is_normalised_and_checked() {
+        assert_eq!(MqttConfig::default().topic_prefix("shop").prefix(), "shop/");
+        assert_eq!(MqttConfig::default().topic_prefix("a/b//").prefix(), "a/b/");
+        assert_eq!(MqttConfig::default().topic_prefix("").prefix(), "");
+        assert!(
+            MqttConfig::default()
+                .topic_prefix("a/#")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            MqttConfig::default()
+                .topic_prefix("$SYS")
+                .validate()
+                .is_err()
+        );
+        assert!(MqttConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,287 @@
+//! Against the embedded rumqttd broker (always run).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use petstore_core::{ErrorKind, MemoryStore, PetStatus, PetStore, ResumeToken, ServiceConfig};
+use petstore_mqtt::{Bridge, MqttConfig, MqttVersion, StartFrom};
+
+use crate::scenarios::{self, offsets, start_bridge};
+use crate::support::*;
+
+fn url() -> String {
+    embedded().url()
+}
+
+#[tokio::test]
+async fn events_reach_every_topic() {
+    scenarios::events_reach_every_topic(&url()).await;
+}
+
+#[tokio::test]
+async fn retained_messages_reach_a_late_subscriber() {
+    scenarios::retained_messages_reach_a_late_subscriber(&url()).await;
+}
+
+#[tokio::test]
+async fn commands_reply_on_the_response_topic() {
+    scenarios::commands_reply_on_the_response_topic(&url()).await;
+}
+
+#[tokio::test]
+async fn malformed_commands_get_an_error_reply_and_change_nothing() {
+    scenarios::malformed_commands_get_an_error_reply_and_change_nothing(&url()).await;
+}
+
+#[tokio::test]
+async fn presence_is_online_then_offline_after_shutdown() {
+    let store = seeded_store().await;
+    let p = unique_prefix("presence");
+    let mut watcher = Client::connect(&url(), &format!("{}watch", p.trim_end_matches('/'))).await;
+    watcher.subscribe(&format!("{p}status")).await;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(url())
+            .topic_prefix(&p)
+            .client_id(format!("{}b", p.trim_end_matches('/'))),
+    )
+    .await;
+    assert_eq!(
+        &watcher.next_on(&format!("{p}status")).await.payload[..],
+        b"online"
+    );
+    bridge.shutdown().await;
+    assert_eq!(
+        &watcher.next_on(&format!("{p}status")).await.payload[..],
+        b"offline"
+    );
+    // Retained: a newcomer learns the bridge is offline.
+    let mut late = Client::connect(&url(), &format!("{}late", p.trim_end_matches('/'))).await;
+    late.subscribe(&format!("{p}status")).await;
+    let m = late.next_on(&format!("{p}status")).await;
+    assert!(m.retain);
+    assert_eq!(&m.payload[..], b"offline");
+}
+
+#[tokio::test]
+async fn last_will_says_offline_when_the_bridge_vanishes() {
+    let store = seeded_store().await;
+    let p = unique_prefix("will");
+    let mut watcher = Client::connect(&url(), &format!("{}watch", p.trim_end_matches('/'))).await;
+    watcher.subscribe(&format!("{p}status")).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), embedded().addr()).await;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(proxy.url())
+            .topic_prefix(&p)
+            .client_id(format!("{}b", p.trim_end_matches('/'))),
+    )
+    .await;
+    assert_eq!(
+        &watcher.next_on(&format!("{p}status")).await.payload[..],
+        b"online"
+    );
+    // The connection dies without DISCONNECT: the broker publishes the Last Will.
+    proxy.cut().await;
+    assert_eq!(
+        &watcher.next_on(&format!("{p}status")).await.payload[..],
+        b"offline"
+    );
+    wait_status(&bridge, "disconnected", |s| !s.connected).await;
+    drop(bridge);
+}
+
+async fn create_pets(store: &PetStore, from: usize, n: usize) {
+    for i in from..from + n {
+        create_pet(store, &format!("Burst{i}")).await;
+    }
+}
+
+/// Waits until `sub` has seen an envelope for every offset in `expected`.
+pub(crate) async fn see_every_offset(sub: &mut Client, expected: &BTreeSet<u64>) {
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + WAIT * 2;
+    while !expected.is_subset(&seen) {
+        let Some(m) = sub.next_before(deadline).await else {
+            break;
+        };
+        seen.extend(offsets(std::slice::from_ref(&m)));
+    }
+    let missing: Vec<_> = expected.difference(&seen).collect();
+    assert!(missing.is_empty(), "offsets never delivered: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_loss_mid_burst_loses_no_event() {
+    let store = seeded_store().await;
+    let p = unique_prefix("outage");
+    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    sub.subscribe(&format!("{p}events/#")).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), embedded().addr()).await;
+    let addr = proxy.addr;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(proxy.url())
+            .client_id(format!("{}b", p.trim_end_matches('/')))
+            .topic_prefix(&p)
+            .start_from(StartFrom::Head)
+            .queue_len(8)
+            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .await;
+    let start = store.head().await.unwrap();
+    create_pets(&store, 0, 100).await;
+    let before = wait_status(&bridge, "20 events acknowledged", |s| {
+        s.last_acked.is_some_and(|a| a.offset >= start.offset + 20)
+    })
+    .await;
+    proxy.cut().await;
+    wait_status(&bridge, "disconnected", |s| !s.connected).await;
+    // Writers never wait for the bridge, outage or not.
+    create_pets(&store, 100, 100).await;
+    let _proxy = Proxy::start(addr, embedded().addr()).await;
+    let head = store.head().await.unwrap();
+    let status = wait_status(&bridge, "caught up", |s| s.last_acked == Some(head)).await;
+    assert!(status.connects >= 2, "{status:?}");
+    let resumed = status.resumed_from.unwrap();
+    assert!(
+        resumed.offset >= before.last_acked.unwrap().offset,
+        "{status:?}"
+    );
+    assert!(resumed.offset < head.offset, "{status:?}");
+    let expected: BTreeSet<u64> = (start.offset + 1..=head.offset).collect();
+    see_every_offset(&mut sub, &expected).await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn mqtt_311_bridge_publishes_and_runs_commands() {
+    let store = seeded_store().await;
+    let p = unique_prefix("v311");
+    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    sub.subscribe(&format!("{p}events/#")).await;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(url())
+            .client_id(format!("{}b", p.trim_end_matches('/')))
+            .topic_prefix(&p)
+            .version(MqttVersion::V311)
+            .start_from(StartFrom::Head),
+    )
+    .await;
+    let pet = create_pet(&store, "Classic").await;
+    let m = sub.next_on(&format!("{p}events/pet.created")).await;
+    assert_eq!(m.json()["subject"], pet.id.as_str());
+    assert!(
+        m.props.user_properties.is_empty(),
+        "3.1.1 has no user properties"
+    );
+
+    // A 3.1.1 command has no response topic: it runs, nothing replies.
+    sub.client
+        .publish(
+            format!("{p}commands/pets/{}/status", pet.id),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            r#"{"status":"sold"}"#,
+        )
+        .await
+        .unwrap();
+    let changed = sub.next_on(&format!("{p}events/pet.status_changed")).await;
+    assert_eq!(changed.json()["data"]["status"], "sold");
+    assert_eq!(
+        store.pet(&admin(), &pet.id).await.unwrap().status,
+        PetStatus::Sold
+    );
+    wait_status(&bridge, "command counted", |s| s.commands_ok == 1).await;
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_configuration_fails_at_start() {
+    let store = PetStore::in_memory();
+    for config in [
+        MqttConfig::default().url("http://127.0.0.1:1883"),
+        MqttConfig::default().url("mqtt://127.0.0.1:notaport"),
+        MqttConfig::default().topic_prefix("a/+/"),
+        MqttConfig::default()
+            .url("mqtts://127.0.0.1:8883")
+            .ca_file("/nonexistent/ca.pem"),
+    ] {
+        let err = Bridge::start(store.clone(), config.clone()).expect_err(&format!("{config:?}"));
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+    // A principal that may not read the log (reads closed, no scope).
+    let closed = PetStore::new(
+        MemoryStore::default(),
+        store.tokens().clone(),
+        ServiceConfig::default().require_auth_for_reads(true),
+    );
+    let err = Bridge::start(closed, MqttConfig::default().principal("nobody", [])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
+}
+
+#[tokio::test]
+async fn an_expired_resume_point_restarts_from_the_head_and_says_so() {
+    let store = seeded_store().await;
+    let p = unique_prefix("expired");
+    // A token from another log epoch can never resume.
+    let foreign = ResumeToken::new(store.head().await.unwrap().epoch ^ 1, 1);
+    let bridge = Bridge::start(
+        store.clone(),
+        MqttConfig::default()
+            .url(url())
+            .client_id(format!("{}b", p.trim_end_matches('/')))
+            .topic_prefix(&p)
+            .start_from(StartFrom::After(foreign)),
+    )
+    .unwrap();
+    let status = wait_status(&bridge, "a reset", |s| s.resets == 1 && s.connected).await;
+    let head = store.head().await.unwrap();
+    assert_eq!(status.last_acked, Some(head));
+    assert!(status.last_error.unwrap().contains("resume"));
+    // And it goes on publishing from there.
+    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    sub.subscribe(&format!("{p}events/#")).await;
+    let pet = create_pet(&store, "AfterReset").await;
+    assert_eq!(sub.next().await.json()["subject"], pet.id.as_str());
+    scenarios::wait_all_acked(&store, &bridge).await;
+    assert_eq!(bridge.lag().await.unwrap(), 0);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bridge_behind_the_live_log_rereads_it_without_gaps() {
+    // Live subscribers may fall 4 events behind; the log keeps 10 000.
+    let store = PetStore::new(
+        MemoryStore::new(petstore_core::LogConfig::default().subscriber_buffer(4)),
+        petstore_core::TokenAuthority::random(Duration::from_secs(60)),
+        ServiceConfig::default(),
+    );
+    let p = unique_prefix("lagged");
+    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    sub.subscribe(&format!("{p}events/#")).await;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(url())
+            .client_id(format!("{}b", p.trim_end_matches('/')))
+            .topic_prefix(&p)
+            .start_from(StartFrom::Head)
+            .queue_len(1),
+    )
+    .await;
+    let start = store.head().await.unwrap();
+    // Writers do not wait: a burst outruns a bridge with one event in flight.
+    create_pets(&store, 0, 60).await;
+    let head = store.head().await.unwrap();
+    let status = wait_status(&bridge, "caught up", |s| s.last_acked == Some(head)).await;
+    assert!(status.lagged >= 1, "{status:?}");
+    let expected: BTreeSet<u64> = (start.offset + 1..=head.offset).collect();
+    see_every_offset(&mut sub, &expected).await;
+    bridge.shutdown().await;
+}
