@@ -186,6 +186,7 @@ pub fn webhooks(store: &PetStore, args: &ServerArgs) -> anyhow::Result<petstore_
 pub fn http_router(store: &PetStore, _args: &ServerArgs) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(petstore_realtime::router(store.clone(), petstore_realtime::RealtimeConfig::default()))
         .merge(petstore_graphql::router(store.clone(), petstore_graphql::GraphQlConfig::default()))
         .merge(petstore_mcp::router(store.clone(), petstore_mcp::McpConfig::default()))
         // REST last: its problem+json fallback answers every unknown path.
@@ -227,6 +228,34 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
             .context("gRPC server")
     }));
 
+    let mut mqtt_addr = None;
+    if !args.no_mqtt {
+        let mut config = petstore_mqtt::MqttConfig::default();
+        let url = match &args.mqtt_url {
+            Some(url) => url.clone(),
+            None => {
+                let addr = args.mqtt_addr;
+                // Starting rumqttd blocks briefly until it listens.
+                let broker = tokio::task::spawn_blocking(move || petstore_mqtt::broker::EmbeddedBroker::start(addr))
+                    .await?
+                    .with_context(|| format!("starting the embedded MQTT broker on {addr}"))?;
+                mqtt_addr = Some(broker.addr());
+                // rumqttd 0.20 panics forwarding MQTT 5 properties to MQTT 3.1.1
+                // subscribers: publish events without them on the embedded broker.
+                config = config.event_properties(false);
+                broker.url()
+            }
+        };
+        let bridge = petstore_mqtt::Bridge::start(store.clone(), config.url(url.clone()))
+            .with_context(|| format!("starting the MQTT bridge to {url}"))?;
+        let stop = wait_for(rx.clone());
+        tasks.push(tokio::spawn(async move {
+            stop.await;
+            bridge.shutdown().await;
+            Ok(())
+        }));
+    }
+
     let dev_token = store
         .tokens()
         .issue("developer", Scope::ALL)
@@ -236,7 +265,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         store,
         http_addr,
         grpc_addr: Some(grpc_addr),
-        mqtt_addr: None,
+        mqtt_addr,
         dev_token,
         shutdown,
         tasks,

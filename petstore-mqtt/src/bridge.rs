@@ -106,6 +106,7 @@ impl Bridge {
             prefix,
             qos: config.qos,
             version: config.version,
+            event_properties: config.event_properties,
             queue_len,
             commands: config.commands,
             start_from: config.start_from,
@@ -210,6 +211,7 @@ struct Runner {
     prefix: String,
     qos: QoS,
     version: MqttVersion,
+    event_properties: bool,
     queue_len: usize,
     commands: bool,
     start_from: StartFrom,
@@ -459,6 +461,9 @@ impl Runner {
     }
 
     fn properties(&self, event: &Event, json: bool) -> Properties {
+        if !self.event_properties {
+            return Properties::default();
+        }
         Properties {
             user: vec![
                 ("event-type".to_owned(), event.event_type.to_string()),

@@ -103,6 +103,12 @@ pub struct MqttConfig {
     pub qos: QoS,
     /// Protocol version.
     pub version: MqttVersion,
+    /// Over MQTT 5, attach the user properties `event-type`, `offset` and `event-id`
+    /// and the content type to event publications (default true). Turn it off for
+    /// brokers that cannot forward properties to MQTT 3.1.1 subscribers: rumqttd 0.20
+    /// panics on that, so the embedded broker runs without them. Command replies keep
+    /// their correlation data either way.
+    pub event_properties: bool,
     /// How many events may be in flight (published, not yet acknowledged) at once.
     /// The bridge stops reading the log when the window is full; the log never waits
     /// for the bridge (a bridge that falls too far behind resumes from its last
@@ -143,6 +149,7 @@ impl Default for MqttConfig {
             topic_prefix: "petstore/".to_owned(),
             qos: QoS::AtLeastOnce,
             version: MqttVersion::V5,
+            event_properties: true,
             queue_len: 256,
             keep_alive: Duration::from_secs(30),
             reconnect_delay: Duration::from_millis(250),
@@ -198,6 +205,12 @@ impl MqttConfig {
     /// Sets [`MqttConfig::version`].
     pub fn version(mut self, version: MqttVersion) -> Self {
         self.version = version;
+        self
+    }
+
+    /// Sets [`MqttConfig::event_properties`].
+    pub fn event_properties(mut self, yes: bool) -> Self {
+        self.event_properties = yes;
         self
     }
 

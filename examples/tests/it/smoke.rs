@@ -24,6 +24,10 @@ fn bin(name: &str) -> Command {
         "ws-chat" => env!("CARGO_BIN_EXE_ws-chat"),
         "grpc-client" => env!("CARGO_BIN_EXE_grpc-client"),
         "mqtt-subscriber" => env!("CARGO_BIN_EXE_mqtt-subscriber"),
+        "graphql-client" => env!("CARGO_BIN_EXE_graphql-client"),
+        "mcp-client" => env!("CARGO_BIN_EXE_mcp-client"),
+        "webhook-receiver" => env!("CARGO_BIN_EXE_webhook-receiver"),
+        "tour" => env!("CARGO_BIN_EXE_tour"),
         other => panic!("unknown example {other}"),
     };
     let mut cmd = Command::new(path);
@@ -151,6 +155,74 @@ async fn mqtt_subscriber_gets_retained_pet_status() {
     })
     .await;
     assert!(out.contains("petstore/pets/pet_") && out.contains("pet."), "{out}");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_client_queries_and_subscribes() {
+    let s = start().await;
+    let out = run({
+        let mut c = bin("graphql-client");
+        c.args(["--url", &s.http_url(), "--token", &s.dev_token]);
+        c
+    })
+    .await;
+    assert!(out.contains(r#""name":"Rex","status":"AVAILABLE""#), "{out}");
+    assert!(out.contains(r#"subscription event: "pet.created""#), "{out}");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_client_lists_and_calls_tools() {
+    let s = start().await;
+    let out = run({
+        let mut c = bin("mcp-client");
+        c.args(["--url", &s.http_url(), "--token", &s.dev_token]);
+        c
+    })
+    .await;
+    assert!(out.contains(" tools:") && out.contains("search_pets"), "{out}");
+    assert!(out.contains(r#"get_inventory -> {"available":7"#), "{out}");
+    assert!(out.contains("prompt recommend_pet -> 1 message(s)"), "{out}");
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tour_shows_one_order_on_every_push_pattern() {
+    let out = run(bin("tour")).await;
+    for pattern in ["SSE", "WebSocket", "GraphQL subscription", "gRPC WatchOrders", "MQTT", "webhook", "polling"] {
+        let line = out.lines().find(|l| l.starts_with(pattern)).unwrap_or_else(|| panic!("no {pattern} line:\n{out}"));
+        assert!(line.contains("ms") && line.contains("evt_"), "{line}");
+    }
+    assert!(out.contains("every pattern delivered the same event"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_receiver_registers_and_verifies_a_delivery() {
+    let s = start().await;
+    let mut child = {
+        let mut c = bin("webhook-receiver");
+        c.args(["--url", &s.http_url(), "--token", &s.dev_token, "--events", "pet.*", "--count", "1"]);
+        c.spawn().unwrap()
+    };
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Once registered, the endpoint follows the log from the head: create a pet then.
+    let registered = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(registered.contains("registered as endpoint"), "{registered}");
+    let created = s.store.create_pet(&staff(), pet("Hooky")).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            rest.push(line);
+        }
+    })
+    .await
+    .expect("the receiver exits after one event");
+    let exit = child.wait().await.unwrap();
+    let text = rest.join("\n");
+    assert!(exit.success(), "{exit:?}\n{text}");
+    assert!(text.contains("verified pet.created") && text.contains(created.id.as_str()), "{text}");
+    assert!(text.contains("removed endpoint"), "{text}");
     s.shutdown().await.unwrap();
 }
 
