@@ -124,7 +124,8 @@ impl RunningServer {
         let http = self.http_url();
         let ws = format!("ws://{}", self.http_addr);
         let mut lines = vec![
-            format!("REST        {http}/v1/pets   (OpenAPI: {http}/openapi.json)"),
+            format!("REST        {http}/v1/pets   (OpenAPI: {http}/openapi.json, docs: {http}/docs)"),
+            format!("AsyncAPI    {http}/asyncapi.json   (SSE, WebSocket, MQTT and webhook channels)"),
             format!("polling     {http}/v1/events?since=   and {http}/v1/pets/changes?since="),
             format!("GraphQL     {http}/graphql   (GraphiQL: {http}/graphiql, subscriptions: {ws}/graphql)"),
             format!("SSE         {http}/v1/stream/pets"),
@@ -186,6 +187,7 @@ pub fn webhooks(store: &PetStore, args: &ServerArgs) -> anyhow::Result<petstore_
 pub fn http_router(store: &PetStore, _args: &ServerArgs) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(crate::asyncapi::router())
         .merge(petstore_realtime::router(store.clone(), petstore_realtime::RealtimeConfig::default()))
         .merge(petstore_graphql::router(store.clone(), petstore_graphql::GraphQlConfig::default()))
         .merge(petstore_mcp::router(store.clone(), petstore_mcp::McpConfig::default()))
