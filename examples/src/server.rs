@@ -32,7 +32,7 @@ pub enum Command {
 }
 
 /// Settings of the all-in-one server (each also readable from the environment).
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ServerArgs {
     /// HTTP address for REST, GraphQL, SSE, WebSocket, MCP over HTTP and docs (port 0: any free port).
     #[arg(long, env = "PETSTORE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -61,6 +61,36 @@ pub struct ServerArgs {
     /// Standard Webhooks secret (`whsec_...`) that payment-provider webhooks are signed with.
     #[arg(long, env = "PETSTORE_PAYMENTS_WEBHOOK_SECRET", hide_env_values = true)]
     pub payments_webhook_secret: Option<String>,
+    /// Rate-limit REST, GraphQL and gRPC per client IP / token subject (429 and
+    /// RESOURCE_EXHAUSTED with `RateLimit` / `Retry-After` headers).
+    #[arg(long, env = "PETSTORE_RATE_LIMIT")]
+    pub rate_limit: bool,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ServerArgs")
+            .field("http_addr", &self.http_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("mqtt_addr", &self.mqtt_addr)
+            .field("mqtt_url", &self.mqtt_url)
+            .field("no_mqtt", &self.no_mqtt)
+            .field("seed", &self.seed)
+            .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("require_auth_for_reads", &self.require_auth_for_reads)
+            .field("payments_webhook_secret", &redact(&self.payments_webhook_secret))
+            .field("rate_limit", &self.rate_limit)
+            .finish()
+    }
+}
+
+fn rate_limit(args: &ServerArgs) -> petstore_core::RateLimitConfig {
+    if args.rate_limit {
+        petstore_core::RateLimitConfig::default()
+    } else {
+        petstore_core::RateLimitConfig::disabled()
+    }
 }
 
 impl Default for ServerArgs {
@@ -184,15 +214,15 @@ pub fn webhooks(store: &PetStore, args: &ServerArgs) -> anyhow::Result<petstore_
 }
 
 /// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
-pub fn http_router(store: &PetStore, _args: &ServerArgs) -> Router {
+pub fn http_router(store: &PetStore, args: &ServerArgs) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::asyncapi::router())
         .merge(petstore_realtime::router(store.clone(), petstore_realtime::RealtimeConfig::default()))
-        .merge(petstore_graphql::router(store.clone(), petstore_graphql::GraphQlConfig::default()))
+        .merge(petstore_graphql::router(store.clone(), petstore_graphql::GraphQlConfig::default().rate_limit(rate_limit(args))))
         .merge(petstore_mcp::router(store.clone(), petstore_mcp::McpConfig::default()))
         // REST last: its problem+json fallback answers every unknown path.
-        .merge(petstore_rest::router(store.clone(), petstore_rest::RestConfig::default()))
+        .merge(petstore_rest::router(store.clone(), petstore_rest::RestConfig::default().rate_limit(rate_limit(args))))
 }
 
 /// Starts every protocol and returns once all listeners are bound.
@@ -214,14 +244,18 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     }));
     let stop = wait_for(rx.clone());
     tasks.push(tokio::spawn(async move {
-        axum::serve(http, app).with_graceful_shutdown(stop).await.context("HTTP server")
+        // Connect info gives the rate limiter (and logs) the client address.
+        axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop)
+            .await
+            .context("HTTP server")
     }));
 
     let grpc = TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
     let grpc_addr = grpc.local_addr()?;
-    let grpc_server = petstore_grpc::GrpcServer::new(store.clone(), petstore_grpc::GrpcConfig::default());
+    let grpc_server = petstore_grpc::GrpcServer::new(store.clone(), petstore_grpc::GrpcConfig::default().rate_limit(rate_limit(&args)));
     let stop = wait_for(rx.clone());
     tasks.push(tokio::spawn(async move {
         grpc_server

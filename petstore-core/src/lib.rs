@@ -10,6 +10,7 @@ mod memory;
 mod money;
 mod order;
 mod pet;
+mod rate;
 mod service;
 mod store;
 mod user;
@@ -30,6 +31,7 @@ pub use order::{
     NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice, PaymentRequest, PaymentStatus,
 };
 pub use pet::{Inventory, NewPet, Pet, PetPatch, PetQuery, PetStatus};
+pub use rate::{GLOBAL_RATE_KEY, RateDecision, RateLimitConfig, RateLimiter, rate_key};
 pub use service::{MAX_EVENT_READ, NoticeOutcome, Page, PetStore, Placed, ServiceConfig};
 pub use store::{Change, Expect, IdempotencyRecord, NewEvent, Snapshot, Store, Write, envelope};
 pub use user::{Credentials, User};

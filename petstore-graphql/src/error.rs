@@ -65,7 +65,9 @@ pub(crate) fn field_error<S: ScalarValue>(err: &Error) -> FieldError<S> {
         ext.add_field("fields", Value::list(fields));
     }
     if let Some(after) = err.retry_after() {
-        let secs = i32::try_from(after.as_secs().max(1)).unwrap_or(i32::MAX);
+        // Rounded up, like `Retry-After`: a client told too little would retry too early.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        let secs = i32::try_from(secs.max(1)).unwrap_or(i32::MAX);
         ext.add_field("retryAfter", Value::scalar(secs));
     }
     let message = match kind {
@@ -85,6 +87,16 @@ pub(crate) fn field_error<S: ScalarValue>(err: &Error) -> FieldError<S> {
         }
     };
     FieldError::new(message, Value::object(ext))
+}
+
+/// A core error raised outside a resolver (e.g. by the rate limiter), as a GraphQL
+/// error object: the same `message` and `extensions` as [`field_error`] gives.
+pub(crate) fn core_error(err: &Error) -> serde_json::Value {
+    let error: FieldError = field_error(err);
+    json!({
+        "message": error.message(),
+        "extensions": serde_json::to_value(error.extensions()).unwrap_or_default(),
+    })
 }
 
 /// `photo_urls[0]` -> `photoUrls[0]`, `price.amount` -> `price.amount`.
@@ -156,6 +168,16 @@ mod tests {
         assert_eq!(fe.message(), "internal server error");
         let ext = serde_json::to_value(fe.extensions()).unwrap();
         assert_eq!(ext["code"], "INTERNAL_SERVER_ERROR");
+    }
+
+    #[test]
+    fn rate_limited_errors_carry_the_retry_hint() {
+        let err = Error::new(ErrorKind::RateLimited, "slow down")
+            .with_retry_after(std::time::Duration::from_millis(19_200));
+        let json = core_error(&err);
+        assert_eq!(json["message"], "slow down");
+        assert_eq!(json["extensions"]["code"], "RATE_LIMITED");
+        assert_eq!(json["extensions"]["retryAfter"], 20);
     }
 
     #[test]

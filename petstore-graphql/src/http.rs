@@ -8,11 +8,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use juniper::InputValue;
 use juniper::http::GraphQLRequest;
-use petstore_core::{Error, ErrorKind, PetStore, Principal};
+use petstore_core::{Error, ErrorKind, PetStore, Principal, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -27,6 +28,8 @@ pub(crate) struct App {
     pub(crate) schema: Arc<Schema>,
     pub(crate) limits: Limits,
     pub(crate) config: GraphQlConfig,
+    /// `None` when rate limiting is off.
+    pub(crate) limiter: Option<RateLimiter>,
 }
 
 /// The GraphQL routes over `store`:
@@ -39,6 +42,10 @@ pub(crate) struct App {
 ///
 /// A bad bearer token is refused with HTTP 401 (body: a GraphQL error with
 /// `extensions.code = "UNAUTHENTICATED"`); no token means an anonymous caller.
+///
+/// With [`GraphQlConfig::rate_limit`] on, serve the app with
+/// `app.into_make_service_with_connect_info::<std::net::SocketAddr>()` so that
+/// anonymous callers are counted per client IP (without it they share one bucket).
 pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
     let schema = crate::schema::schema();
     let schema = if config.introspection {
@@ -50,6 +57,10 @@ pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
         store,
         schema: Arc::new(schema),
         limits: Limits::new(&config),
+        limiter: config
+            .rate_limit
+            .enabled
+            .then(|| RateLimiter::new(config.rate_limit.clone())),
         config: config.clone(),
     });
     let mut router = Router::new().route("/graphql", get(get_graphql).post(post_graphql));
@@ -58,6 +69,10 @@ pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::rate::limit,
+        ))
         .with_state(app)
 }
 
@@ -69,7 +84,7 @@ async fn graphiql() -> Html<String> {
 }
 
 /// A GraphQL response made of errors only, raised before execution.
-fn errors_response(status: StatusCode, errors: Vec<serde_json::Value>) -> Response {
+pub(crate) fn errors_response(status: StatusCode, errors: Vec<serde_json::Value>) -> Response {
     (status, axum::Json(json!({ "errors": errors }))).into_response()
 }
 

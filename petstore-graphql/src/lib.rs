@@ -4,6 +4,7 @@ mod config;
 mod error;
 mod http;
 mod limits;
+mod rate;
 mod schema;
 mod types;
 mod ws;

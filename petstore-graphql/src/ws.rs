@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future;
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -21,7 +22,7 @@ use petstore_core::{Error, ErrorKind, Principal};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::error::{graphql_errors, request_error};
+use crate::error::{core_error, graphql_errors, request_error};
 use crate::http::App;
 use crate::schema::Context;
 
@@ -38,6 +39,7 @@ pub(crate) async fn upgrade(app: Arc<App>, mut parts: Parts) -> Response {
         Ok(p) => p,
         Err(e) => return crate::http::unauthenticated(&e),
     };
+    let ip = crate::rate::client_ip(&parts);
     let ws = ws
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(app.config.max_body_bytes);
@@ -47,7 +49,7 @@ pub(crate) async fn upgrade(app: Arc<App>, mut parts: Parts) -> Response {
     } else {
         Protocol::Transport
     };
-    ws.on_upgrade(move |socket| serve(socket, app, header, protocol))
+    ws.on_upgrade(move |socket| serve(socket, app, header, protocol, ip))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,12 @@ struct Operations {
     acked: bool,
     /// Ids of the operations running.
     active: HashSet<String>,
+    /// Who the connection acts as, once `connection_init` is accepted (the key of its
+    /// rate limit).
+    principal: Option<Principal>,
+    /// The client's address, when the server provides it (the key of an anonymous
+    /// connection's rate limit).
+    ip: Option<IpAddr>,
 }
 
 type Shared = Arc<Mutex<Operations>>;
@@ -147,7 +155,10 @@ fn init(
     move |params| {
         future::ready(match connection_principal(&app, &params, header) {
             Ok(principal) => Ok({
-                lock(&ops).acked = true;
+                let mut state = lock(&ops);
+                state.acked = true;
+                state.principal = Some(principal.clone());
+                drop(state);
                 ConnectionConfig::new(Context::new(app.store.clone(), principal))
                     .with_keep_alive_interval(app.config.keep_alive)
                     // Clients are not required to ping: never drop a quiet connection.
@@ -324,7 +335,7 @@ fn screen(app: &App, protocol: Protocol, ops: &Shared, op: Op<'_>) -> Result<(),
     }
     // An id this adapter still counts is either running (juniper refuses the
     // duplicate) or just ended (its `complete` is on the way out): it takes no new
-    // slot either way.
+    // slot, and costs no request, either way.
     if !ops.active.contains(id) {
         let max = app.config.max_subscriptions_per_connection;
         if ops.active.len() >= max {
@@ -333,6 +344,15 @@ fn screen(app: &App, protocol: Protocol, ops: &Shared, op: Op<'_>) -> Result<(),
                 format!("at most {max} operations may run at once on one connection"),
             );
             return Err(protocol.refuse(id, error));
+        }
+        // Each operation started counts as one request of the connection's principal
+        // (its IP when anonymous), in the same buckets as HTTP requests.
+        if let Some(limiter) = &app.limiter {
+            let anonymous = Principal::anonymous();
+            let who = ops.principal.as_ref().unwrap_or(&anonymous);
+            if let Some(refused) = limiter.check(who, ops.ip).error() {
+                return Err(protocol.refuse(id, core_error(&refused)));
+            }
         }
         ops.active.insert(id.to_owned());
     }
@@ -394,8 +414,17 @@ fn serialize(message: &impl serde::Serialize) -> Message {
     }
 }
 
-async fn serve(socket: WebSocket, app: Arc<App>, header: Principal, protocol: Protocol) {
-    let ops = Shared::default();
+async fn serve(
+    socket: WebSocket,
+    app: Arc<App>,
+    header: Principal,
+    protocol: Protocol,
+    ip: Option<IpAddr>,
+) {
+    let ops = Shared::new(Mutex::new(Operations {
+        ip,
+        ..Operations::default()
+    }));
     let init = init(app.clone(), header, ops.clone());
     match protocol {
         Protocol::Transport => {

@@ -1,6 +1,12 @@
-//! Credentials: the `authorization` metadata becomes the core `Principal`.
+//! Credentials and rate limits: the `authorization` metadata becomes the core
+//! `Principal`, and each call counts against its caller's quota.
 
-use petstore_core::{Error, ErrorKind, PetStore, Principal};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use petstore_core::{Error, ErrorKind, PetStore, Principal, RateLimiter};
+use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -10,29 +16,71 @@ use crate::error::status;
 /// extensions. No credential gives the anonymous principal (each command then checks
 /// its own scope); a bad credential fails the call with `UNAUTHENTICATED`, reads
 /// included.
+///
+/// With a rate limiter, every call first counts against its caller's quota: the
+/// token's subject, else (anonymous, or a rejected token) the client IP. A refused
+/// call fails with `RESOURCE_EXHAUSTED` before any service code runs.
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticate {
     store: PetStore,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Authenticate {
-    pub(crate) fn new(store: PetStore) -> Self {
-        Self { store }
+    pub(crate) fn new(store: PetStore, limiter: Option<Arc<RateLimiter>>) -> Self {
+        Self { store, limiter }
     }
+
+    fn principal(&self, request: &Request<()>) -> Result<Principal, Error> {
+        let header = match request.metadata().get("authorization") {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| {
+                Error::new(
+                    ErrorKind::Unauthenticated,
+                    "the authorization metadata must be `Bearer <token>` in ASCII",
+                )
+            })?),
+        };
+        self.store.authenticate_header(header)
+    }
+}
+
+/// The client's address: tonic's own server records it; an axum server does when it
+/// serves with `into_make_service_with_connect_info::<SocketAddr>()`.
+fn client_ip(request: &Request<()>) -> Option<IpAddr> {
+    request
+        .remote_addr()
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr)
+        })
+        .map(|addr| addr.ip())
 }
 
 impl Interceptor for Authenticate {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = match request.metadata().get("authorization") {
-            None => None,
-            Some(value) => Some(value.to_str().map_err(|_| {
-                status(Error::new(
-                    ErrorKind::Unauthenticated,
-                    "the authorization metadata must be `Bearer <token>` in ASCII",
-                ))
-            })?),
-        };
-        let principal = self.store.authenticate_header(header).map_err(status)?;
+        let principal = self.principal(&request);
+        if let Some(limiter) = &self.limiter {
+            let anonymous = Principal::anonymous();
+            let who = principal.as_ref().unwrap_or(&anonymous);
+            let decision = limiter.check(who, client_ip(&request));
+            if let Some(refused) = decision.error() {
+                let mut status = status(refused);
+                let metadata = status.metadata_mut();
+                for (key, value) in [
+                    ("ratelimit-policy", decision.policy_header()),
+                    ("ratelimit", decision.limit_header()),
+                ] {
+                    if let Ok(value) = MetadataValue::try_from(value) {
+                        metadata.insert(key, value);
+                    }
+                }
+                return Err(status);
+            }
+        }
+        let principal = principal.map_err(status)?;
         request.extensions_mut().insert(principal);
         Ok(request)
     }

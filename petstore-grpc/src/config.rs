@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use petstore_core::RateLimitConfig;
+
 /// Settings of the gRPC server: limits, keepalive, deadlines and shutdown.
 ///
 /// ```
@@ -10,8 +12,10 @@ use std::time::Duration;
 ///
 /// let config = GrpcConfig::default()
 ///     .max_message_size(1024 * 1024)
-///     .request_timeout(Some(Duration::from_secs(10)));
+///     .request_timeout(Some(Duration::from_secs(10)))
+///     .rate_limit(petstore_core::RateLimitConfig::default().requests(100));
 /// assert_eq!(config.max_message_size, 1024 * 1024);
+/// assert!(config.rate_limit.enabled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,6 +44,12 @@ pub struct GrpcConfig {
     pub shutdown_grace: Duration,
     /// Serve the gRPC server reflection services, v1 and v1alpha (default true).
     pub reflection: bool,
+    /// Per-caller rate limiting of the petstore services (default: off,
+    /// [`RateLimitConfig::disabled`]; health and reflection are never limited). Every
+    /// call counts once (a streaming call when it opens), per token subject, or per
+    /// client IP for anonymous callers. Over the quota: `RESOURCE_EXHAUSTED` with a
+    /// `google.rpc.RetryInfo` and `retry-after` metadata.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for GrpcConfig {
@@ -53,6 +63,7 @@ impl Default for GrpcConfig {
             request_timeout: Some(Duration::from_secs(30)),
             shutdown_grace: Duration::from_secs(10),
             reflection: true,
+            rate_limit: RateLimitConfig::disabled(),
         }
     }
 }
@@ -103,6 +114,13 @@ impl GrpcConfig {
     /// Sets [`GrpcConfig::reflection`].
     pub fn reflection(mut self, enabled: bool) -> Self {
         self.reflection = enabled;
+        self
+    }
+
+    /// Sets [`GrpcConfig::rate_limit`] (e.g. `RateLimitConfig::default()` for the
+    /// generous default quotas).
+    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
+        self.rate_limit = config;
         self
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use petstore_core::{Error, ErrorKind, FieldError};
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt as _};
 
@@ -27,7 +28,8 @@ pub(crate) const DOMAIN: &str = "petstore";
 ///
 /// Every status carries a `google.rpc.ErrorInfo` with domain `petstore` and the
 /// upper-case kind as reason (`NOT_FOUND`, `RESUME_EXPIRED`, `LAGGED`, ...), so that
-/// clients can tell apart kinds sharing a code.
+/// clients can tell apart kinds sharing a code. An error with a retry hint also has
+/// `retry-after` metadata (seconds, rounded up) beside its `RetryInfo`.
 pub(crate) fn status(err: Error) -> Status {
     let kind = err.kind();
     let code = match kind {
@@ -63,7 +65,15 @@ pub(crate) fn status(err: Error) -> Status {
     if let Some(after) = err.retry_after() {
         details.set_retry_info(Some(after));
     }
-    Status::with_error_details(code, message, details)
+    let mut status = Status::with_error_details(code, message, details);
+    if let Some(after) = err.retry_after() {
+        // For clients that read metadata rather than details: whole seconds, rounded up.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        status
+            .metadata_mut()
+            .insert("retry-after", MetadataValue::from(secs));
+    }
+    status
 }
 
 /// Prefixes the field names of an `InvalidInput` error, for requests that nest the
@@ -145,6 +155,7 @@ mod tests {
             s.get_details_retry_info().unwrap().retry_delay,
             Some(std::time::Duration::from_secs(2))
         );
+        assert_eq!(s.metadata().get("retry-after").unwrap(), "2");
     }
 
     #[test]

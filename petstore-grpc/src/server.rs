@@ -1,9 +1,10 @@
 //! Assembling the services and serving them.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::future::{self, Either};
-use petstore_core::PetStore;
+use petstore_core::{PetStore, RateLimiter};
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
@@ -46,16 +47,23 @@ pub struct GrpcServer {
     config: GrpcConfig,
     health: HealthReporter,
     streams: Streams,
+    /// Shared by every service and every call of [`GrpcServer::routes`].
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl GrpcServer {
     /// A server over `store`.
     pub fn new(store: PetStore, config: GrpcConfig) -> Self {
+        let limiter = config
+            .rate_limit
+            .enabled
+            .then(|| Arc::new(RateLimiter::new(config.rate_limit.clone())));
         Self {
             store,
             config,
             health: HealthReporter::new(),
             streams: Streams::new(),
+            limiter,
         }
     }
 
@@ -81,13 +89,17 @@ impl GrpcServer {
     /// routes (the connection-level settings of [`GrpcConfig`] then come from that
     /// server, which must speak HTTP/2). Call [`GrpcServer::begin_shutdown`] before
     /// draining that server.
+    ///
+    /// With [`GrpcConfig::rate_limit`] on, serve that app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that anonymous callers
+    /// are counted per client IP (without it they share one bucket).
     pub async fn routes(&self) -> Routes {
         for name in SERVICES {
             self.health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        let auth = Authenticate::new(self.store.clone());
+        let auth = Authenticate::new(self.store.clone(), self.limiter.clone());
         let limit = self.config.max_message_size;
 
         let pets = PetServiceServer::new(PetApi::new(self.store.clone(), self.streams.clone()))

@@ -11,6 +11,11 @@ use serde::de::DeserializeOwned;
 /// The text an assistant reads for a core error: `"{code}: {message}"`, then one line
 /// per invalid field when there are several (a single one is already in the message).
 fn describe(error: &Error) -> String {
+    if error.kind() == ErrorKind::Internal {
+        // A backend failure's details stay in the server log.
+        tracing::error!(error = ?error, "internal error in an MCP request");
+        return format!("{}: unexpected server error", error.kind().code());
+    }
     let mut text = format!("{}: {}", error.kind().code(), error.message());
     if let [_, _, ..] = error.field_errors() {
         for field in error.field_errors() {
@@ -76,5 +81,18 @@ impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Input<T
                 };
                 ErrorData::invalid_params(bad_arguments(what), None)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_are_withheld() {
+        let text = describe(&Error::new(ErrorKind::Internal, "db password is hunter2"));
+        assert_eq!(text, "internal: unexpected server error");
+        let text = describe(&Error::not_found("pet", "pet_x"));
+        assert_eq!(text, "not_found: pet `pet_x` does not exist");
     }
 }

@@ -94,9 +94,9 @@ pub struct MqttConfig {
     pub client_id: String,
     /// Broker user name.
     pub username: Option<String>,
-    /// Broker password (sent only with a user name).
+    /// Broker password (sent only with a user name; never printed by `Debug`).
     #[serde(skip_serializing)]
-    pub password: Option<String>,
+    pub password: Option<Password>,
     /// Prefix of every topic, `petstore/` by default. A missing trailing `/` is added.
     pub topic_prefix: String,
     /// QoS of event publications (and of the command subscription).
@@ -186,7 +186,7 @@ impl MqttConfig {
     /// Sets [`MqttConfig::username`] and [`MqttConfig::password`].
     pub fn credentials(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
         self.username = Some(username.into());
-        self.password = Some(password.into());
+        self.password = Some(Password(password.into()));
         self
     }
 
@@ -404,5 +404,42 @@ mod tests {
                 .is_err()
         );
         assert!(MqttConfig::default().validate().is_ok());
+    }
+}
+
+/// A broker password: `Debug` prints `<redacted>` so that logging a config never leaks it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// A password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_password() {
+        let config = MqttConfig::default().credentials("bridge", "s3cret-pass");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret-pass"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert_eq!(config.password.unwrap().expose(), "s3cret-pass");
     }
 }

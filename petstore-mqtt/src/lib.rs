@@ -11,4 +11,4 @@ mod topics;
 pub mod broker;
 
 pub use bridge::{Bridge, BridgeHandle, BridgeStatus};
-pub use config::{MqttConfig, MqttVersion, QoS, StartFrom};
+pub use config::{MqttConfig, MqttVersion, Password, QoS, StartFrom};

@@ -5,6 +5,7 @@ mod extract;
 mod handlers;
 mod openapi;
 mod problem;
+mod rate;
 mod routes;
 
 pub use config::RestConfig;

@@ -232,8 +232,11 @@ impl Op {
         self
     }
 
-    fn error_statuses(&self) -> Vec<u16> {
+    fn error_statuses(&self, rate_limited: bool) -> Vec<u16> {
         let mut errors = self.errors.clone();
+        if rate_limited {
+            errors.push(429);
+        }
         match self.access {
             Access::Public => {}
             Access::Optional | Access::Read(_) | Access::Write(_) => errors.extend([401, 403]),
@@ -301,6 +304,13 @@ const ERROR_RESPONSES: &[(u16, &str, &str)] = &[
         "UnprocessableContent",
         "Validation failed; `errors` lists each invalid field.",
     ),
+    (
+        429,
+        "TooManyRequests",
+        "The caller's rate limit is spent (`rate_limited`): retry after `Retry-After` \
+         seconds. Quotas count per token subject, or per client IP for anonymous callers; \
+         while rate limiting is on every response carries `RateLimit-Policy` and `RateLimit`.",
+    ),
 ];
 
 const HEADERS: &[(&str, &str)] = &[
@@ -324,6 +334,17 @@ const HEADERS: &[(&str, &str)] = &[
         "`Bearer realm=\"petstore\"` (with `error=\"insufficient_scope\"` on 403).",
     ),
     ("Retry-After", "Seconds to wait before retrying."),
+    (
+        "RateLimit-Policy",
+        "The caller's quota (draft-ietf-httpapi-ratelimit-headers): `\"anonymous\";q=300;w=60` \
+         is 300 requests per 60 s window; the policy is `anonymous` (per client IP) or \
+         `authenticated` (per token subject).",
+    ),
+    (
+        "RateLimit",
+        "What is left of the quota (draft-ietf-httpapi-ratelimit-headers): \
+         `\"anonymous\";r=42;t=17` is 42 more requests now, and a full quota again in 17 s.",
+    ),
 ];
 
 /// Query parameters from the properties of a query struct's schema.
@@ -418,7 +439,7 @@ fn access_note(access: Access) -> String {
     }
 }
 
-fn operation(op: &Op, g: &mut SchemaGenerator) -> Value {
+fn operation(op: &Op, rate_limited: bool, g: &mut SchemaGenerator) -> Value {
     let mut params = Vec::new();
     for (name, description, schema) in &op.path_params {
         params.push(json!({
@@ -463,7 +484,7 @@ fn operation(op: &Op, g: &mut SchemaGenerator) -> Value {
         }
         responses.insert(reply.status.to_string(), r);
     }
-    for status in op.error_statuses() {
+    for status in op.error_statuses(rate_limited) {
         let name = ERROR_RESPONSES
             .iter()
             .find(|(s, _, _)| *s == status)
@@ -501,8 +522,12 @@ fn operation(op: &Op, g: &mut SchemaGenerator) -> Value {
     out
 }
 
-/// The whole document for operations given as (method, path, op).
-pub(crate) fn document<'a>(ops: impl IntoIterator<Item = (&'a Method, &'a str, &'a Op)>) -> Value {
+/// The whole document for operations given as (method, path, op); with
+/// `rate_limited`, every operation may answer 429.
+pub(crate) fn document<'a>(
+    ops: impl IntoIterator<Item = (&'a Method, &'a str, &'a Op)>,
+    rate_limited: bool,
+) -> Value {
     let mut g: SchemaGenerator = SchemaSettings::draft2020_12()
         .with(|s| {
             s.definitions_path = "/components/schemas".into();
@@ -518,7 +543,7 @@ pub(crate) fn document<'a>(ops: impl IntoIterator<Item = (&'a Method, &'a str, &
             tags.push(op.tag);
         }
         let item = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
-        item[method.as_str().to_ascii_lowercase()] = operation(op, &mut g);
+        item[method.as_str().to_ascii_lowercase()] = operation(op, rate_limited, &mut g);
     }
 
     let mut responses = Map::new();
@@ -531,13 +556,21 @@ pub(crate) fn document<'a>(ops: impl IntoIterator<Item = (&'a Method, &'a str, &
             r["headers"] =
                 json!({"WWW-Authenticate": {"$ref": "#/components/headers/WWW-Authenticate"}});
         }
+        if *status == 429 {
+            r["headers"] = json!({
+                "Retry-After": {"$ref": "#/components/headers/Retry-After"},
+                "RateLimit-Policy": {"$ref": "#/components/headers/RateLimit-Policy"},
+                "RateLimit": {"$ref": "#/components/headers/RateLimit"},
+            });
+        }
         responses.insert((*name).to_owned(), r);
     }
     responses.insert(
         "Error".into(),
         json!({
-            "description": "Any other error: 429 (with `Retry-After`), 500, 503 (`timeout`, \
-                            `unavailable`), or 404/405 for a path or method this API does not serve.",
+            "description": "Any other error: 500, 503 (`timeout`, `unavailable`, with \
+                            `Retry-After` when known), or 404/405 for a path or method this \
+                            API does not serve.",
             "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
             "content": {PROBLEM_JSON: {"schema": problem}},
         }),

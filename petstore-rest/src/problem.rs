@@ -67,7 +67,13 @@ pub fn problem_response(error: &Error) -> Response {
     if status.is_server_error() {
         tracing::error!(error = ?error, "request failed");
     }
-    let mut problem = Problem::new(status, kind.code(), error.message());
+    // A backend failure's message (and source) stays in the server log.
+    let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        "unexpected server error"
+    } else {
+        error.message()
+    };
+    let mut problem = Problem::new(status, kind.code(), detail);
     problem.title = kind.title().to_owned();
     problem.errors = error.field_errors().to_vec();
     let mut response = problem.into_response();
@@ -252,11 +258,27 @@ mod tests {
         }
     }
 
+    /// The body of a problem response (built from an in-memory body, so it is ready).
+    fn body_text(r: Response) -> String {
+        let body = r.into_body();
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(axum::body::to_bytes(body, 1 << 16))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     #[test]
     fn problems_carry_fields_and_headers() {
         let r = problem_response(&Error::invalid_field("name", "must not be empty"));
         assert_eq!(r.status(), 422);
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+
+        let r = problem_response(&Error::new(ErrorKind::Internal, "db password is hunter2"));
+        assert_eq!(r.status(), 500);
+        let body = body_text(r);
+        assert!(!body.contains("hunter2"), "{body}");
 
         let r = problem_response(&Error::new(ErrorKind::Unauthenticated, "no token"));
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));

@@ -14,7 +14,8 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use bytes::Bytes;
 use petstore_core::{
     AccessToken, Credentials, EventBatch, Inventory, NewOrder, NewPet, Order, OrderId, OrderQuery,
-    Payment, PaymentId, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStore, Scope,
+    Payment, PaymentId, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStore, RateLimiter,
+    Scope,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -30,6 +31,7 @@ use crate::handlers::polling::{EventsQuery, PetChangesQuery};
 use crate::handlers::{auth, meta, orders, pets, polling};
 use crate::openapi::{self, Access, IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, Op, PageOf};
 use crate::problem::{Problem, ensure_problem, problem_response};
+use crate::rate::{Limit, RATELIMIT, RATELIMIT_POLICY, limit};
 
 /// What every handler gets.
 #[derive(Debug, Clone)]
@@ -342,7 +344,10 @@ fn table(config: &RestConfig) -> Vec<Route> {
 /// The OpenAPI 3.1 document of the router [`router`] builds with `config`.
 pub fn openapi_document(config: &RestConfig) -> serde_json::Value {
     let routes = table(config);
-    openapi::document(routes.iter().map(|r| (&r.method, r.path, &r.op)))
+    openapi::document(
+        routes.iter().map(|r| (&r.method, r.path, &r.op)),
+        config.rate_limit.enabled,
+    )
 }
 
 /// Checks the route's access rule before any body is read, so that a caller without
@@ -354,7 +359,9 @@ struct Guard {
 }
 
 async fn guard(State(g): State<Guard>, mut request: Request, next: Next) -> Response {
-    let caller = match Caller::authenticate(request.headers(), &g.state) {
+    // The rate limiter may have authenticated the request already.
+    let known = request.extensions().get::<Caller>().cloned();
+    let caller = match known.map_or_else(|| Caller::authenticate(request.headers(), &g.state), Ok) {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
@@ -415,6 +422,8 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 h("idempotent-replayed"),
                 h("x-event-position"),
                 h("x-request-id"),
+                RATELIMIT,
+                RATELIMIT_POLICY,
             ])
             .max_age(Duration::from_secs(600)),
     )
@@ -435,11 +444,20 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 ///
 /// Mount it with `app.merge(router(store, config))`. Every error is
 /// `application/problem+json`, including unknown paths (404) and methods (405) of this
-/// router. Body limit, timeouts, CORS, compression, request ids and tracing apply to
-/// these routes only.
+/// router. Body limit, timeouts, rate limiting, CORS, compression, request ids and
+/// tracing apply to these routes only.
+///
+/// With [`RestConfig::rate_limit`] on, anonymous callers are counted per client IP,
+/// read from axum's `ConnectInfo<SocketAddr>`: serve the app with
+/// `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`. Without it
+/// every anonymous caller shares one bucket (authenticated callers are counted per
+/// token subject either way).
 pub fn router(store: PetStore, config: RestConfig) -> Router {
     let routes = table(&config);
-    let document = openapi::document(routes.iter().map(|r| (&r.method, r.path, &r.op)));
+    let document = openapi::document(
+        routes.iter().map(|r| (&r.method, r.path, &r.op)),
+        config.rate_limit.enabled,
+    );
     let state = AppState {
         store,
         config: Arc::new(config.clone()),
@@ -470,12 +488,19 @@ pub fn router(store: PetStore, config: RestConfig) -> Router {
         app = app.route(route.path, handler);
     }
     let mut app = app
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(RequestBodyLimitLayer::new(config.body_limit))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::map_response(ensure_problem))
-        .layer(CompressionLayer::new().gzip(config.compression));
+        .layer(middleware::map_response(ensure_problem));
+    if config.rate_limit.enabled {
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
+        app = app.layer(middleware::from_fn_with_state(
+            Limit { state, limiter },
+            limit,
+        ));
+    }
+    let mut app = app.layer(CompressionLayer::new().gzip(config.compression));
     if let Some(cors) = cors(&config.cors_origins) {
         app = app.layer(cors);
     }

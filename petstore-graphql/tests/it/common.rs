@@ -44,7 +44,8 @@ pub(crate) async fn start_with(store: PetStore, config: GraphQlConfig) -> Server
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = router(store.clone(), config);
+    // With the client address, as rate limiting per IP needs.
+    let app = router(store.clone(), config).into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });

@@ -2,6 +2,7 @@
 //! in-process pipe) driven by the rmcp client, speaking the current protocol
 //! (2026-07-28) and 2025-11-25.
 
+mod access;
 mod http;
 mod prompts;
 mod resources;

@@ -4,9 +4,11 @@
 //! status is documented for the operation in the served OpenAPI document and that
 //! every error is `application/problem+json`.
 
+mod access;
 mod http;
 mod openapi;
 mod orders;
 mod pets;
 mod polling;
+mod rate;
 mod support;

@@ -82,10 +82,30 @@ impl Server {
     }
 
     pub(crate) async fn serve_at(store: PetStore, app: Router, doc_prefix: &str) -> Self {
+        Self::serve_inner(store, app, doc_prefix, false).await
+    }
+
+    /// Serves with `ConnectInfo<SocketAddr>`, as a server that rate-limits per client
+    /// IP must.
+    pub(crate) async fn with_connect_info(store: PetStore, config: RestConfig) -> Self {
+        Self::serve_inner(store.clone(), router(store, config), "", true).await
+    }
+
+    async fn serve_inner(
+        store: PetStore,
+        app: Router,
+        doc_prefix: &str,
+        connect_info: bool,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            if connect_info {
+                let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, service).await.unwrap();
+            } else {
+                axum::serve(listener, app).await.unwrap();
+            }
         });
         let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
         let base = format!("http://{addr}");
@@ -105,6 +125,24 @@ impl Server {
             client,
             doc,
             task,
+        }
+    }
+
+    /// A copy of this server whose client connects from another loopback address
+    /// (`127.0.0.2`), to act as another client IP.
+    pub(crate) fn via_other_ip(&self) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(WAIT)
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        Server {
+            base: self.base.clone(),
+            store: self.store.clone(),
+            client,
+            doc: self.doc.clone(),
+            // Only the original owns the server task.
+            task: tokio::spawn(async {}),
         }
     }
 
