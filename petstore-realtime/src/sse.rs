@@ -1,0 +1,196 @@
+//! Server-Sent Events: `GET /v1/stream?channels=...` and `GET /v1/stream/{channel}`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, stream};
+use petstore_core::{Channel, Error, Event, EventFilter, ResumeToken};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::WireError;
+use crate::feed::{self, Feed, Since};
+use crate::routes::{Shared, principal};
+
+/// Query parameters of both SSE routes.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct StreamQuery {
+    /// Comma-separated channels (only on `/v1/stream`); none means every readable one.
+    channels: Option<String>,
+    /// Comma-separated type patterns (`pet.*,order.created`); none means every type.
+    types: Option<String>,
+    /// A bearer token, for clients that cannot set `Authorization`.
+    token: Option<String>,
+    /// Resume after this token (the `Last-Event-ID` header wins).
+    last_event_id: Option<String>,
+}
+
+/// `GET /v1/stream`.
+pub(crate) async fn stream(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return WireError::bad_request(e.body_text()).into_response(),
+    };
+    let channels = query.channels.clone().unwrap_or_default();
+    respond(&shared, &headers, &channels, query).await
+}
+
+/// `GET /v1/stream/{*channel}` (channels such as `pets/pet_…` contain a slash).
+pub(crate) async fn stream_channel(
+    State(shared): State<Arc<Shared>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return WireError::bad_request(e.body_text()).into_response(),
+    };
+    if query.channels.is_some() {
+        return WireError::bad_request(
+            "name the channel either in the path or in `channels`, not both",
+        )
+        .into_response();
+    }
+    respond(&shared, &headers, channel.trim_start_matches('/'), query).await
+}
+
+async fn respond(
+    shared: &Shared,
+    headers: &HeaderMap,
+    channels: &str,
+    query: StreamQuery,
+) -> Response {
+    match open(shared, headers, channels, query).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn open(
+    shared: &Shared,
+    headers: &HeaderMap,
+    channels: &str,
+    query: StreamQuery,
+) -> Result<Response, WireError> {
+    let config = &shared.config;
+    let who = principal(&shared.store, headers, query.token.as_deref())
+        .map_err(|e| WireError::from_core(&e))?;
+    let mut filter = EventFilter::channels(parse_channels(channels)?);
+    if filter.channels.len() > config.max_subscriptions {
+        let e = Error::invalid_field(
+            "channels",
+            format!("at most {} channels per stream", config.max_subscriptions),
+        );
+        return Err(WireError::from_core(&e));
+    }
+    if let Some(types) = query.types.as_deref() {
+        filter.types = EventFilter::parse_types(types).map_err(|e| WireError::from_core(&e))?;
+    }
+    let since = headers
+        .get("last-event-id")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .or(query.last_event_id.as_deref());
+    let feed = feed::open(&shared.store, &who, Since::parse(since), filter)
+        .await
+        .map_err(|e| WireError::from_core(&e))?;
+    Ok(into_response(feed, shared))
+}
+
+/// Distinct channels of a comma-separated list.
+fn parse_channels(list: &str) -> Result<Vec<Channel>, WireError> {
+    let mut channels: Vec<Channel> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let channel = name.parse().map_err(|e| WireError::from_core(&e))?;
+        if !channels.contains(&channel) {
+            channels.push(channel);
+        }
+    }
+    Ok(channels)
+}
+
+/// Streams `feed`: first a message with the `retry:` hint and the start position as
+/// `id:` (so a client that disconnects before any event resumes without a gap), then
+/// `event: reset` if the client's token could not be honoured, then the events.
+///
+/// The response is written straight from the log subscription: hyper polls it only
+/// as fast as the client reads, so a client that falls more than the log's
+/// `subscriber_buffer` behind is cut off by the core (`Lagged`). It then gets a final
+/// `event: error` naming the position to resume from, and the stream ends.
+fn into_response(feed: Feed, shared: &Shared) -> Response {
+    let config = &shared.config;
+    let Feed {
+        events,
+        position,
+        reset,
+    } = feed;
+    let mut opening = vec![
+        SseEvent::default()
+            .retry(config.retry_hint)
+            .id(position.to_string()),
+    ];
+    if let Some(reset) = reset {
+        let data = json!({
+            "reason": reset.reason,
+            "message": reset.message,
+            "resume_from": position,
+        });
+        opening.push(
+            SseEvent::default()
+                .event("reset")
+                .id(position.to_string())
+                .data(data.to_string()),
+        );
+    }
+    let live = stream::unfold(Some((events, position)), |state| async move {
+        let (mut events, last) = state?;
+        match events.next().await? {
+            Ok(event) => {
+                let message = message(&event);
+                Some((message, Some((events, event.offset))))
+            }
+            Err(e) => Some((lagged(last, e.message()), None)),
+        }
+    });
+    let body = stream::iter(opening).chain(live).map(Ok::<_, Infallible>);
+    let mut response = Sse::new(body)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(config.heartbeat_interval)
+                .text("heartbeat"),
+        )
+        .into_response();
+    // Reverse proxies such as nginx must not buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// The SSE message of one event.
+fn message(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.offset.to_string())
+        .event(event.event_type.as_str())
+        .data(event.to_json())
+}
+
+/// The final message to a client that fell behind: everything up to `resume_from`
+/// was sent before it.
+fn lagged(resume_from: ResumeToken, why: &str) -> SseEvent {
+    let data = json!({
+        "code": "lagged",
+        "message": format!("slow consumer: {why}"),
+        "resume_from": resume_from,
+    });
+    SseEvent::default().event("error").data(data.to_string())
+}
