@@ -47,7 +47,10 @@ fn rewrite_refs(v: &mut Value) {
 fn frame(kind: &str, properties: Value, required: &[&str]) -> Value {
     let mut props = properties.as_object().cloned().unwrap_or_default();
     props.insert("type".into(), json!({"const": kind}));
-    props.insert("id".into(), json!({"description": "Optional correlation id, echoed by direct replies."}));
+    props.insert(
+        "id".into(),
+        json!({"description": "Optional correlation id, echoed by direct replies."}),
+    );
     let mut req = vec!["type"];
     req.extend_from_slice(required);
     json!({"type": "object", "properties": props, "required": req})
@@ -58,7 +61,10 @@ pub fn document() -> Value {
     let mut schemas = Map::new();
     schemas.insert("Event".into(), schema_of::<petstore_core::Event>());
     defs_of::<petstore_core::Event>(&mut schemas);
-    schemas.insert("ChatMessage".into(), schema_of::<petstore_core::ChatMessage>());
+    schemas.insert(
+        "ChatMessage".into(),
+        schema_of::<petstore_core::ChatMessage>(),
+    );
     defs_of::<petstore_core::ChatMessage>(&mut schemas);
     schemas.insert("Inventory".into(), schema_of::<petstore_core::Inventory>());
     schemas.insert("NewOrder".into(), schema_of::<petstore_core::NewOrder>());
@@ -68,32 +74,103 @@ pub fn document() -> Value {
     let token = json!({"type": "string", "description": "Resume token (an event's `offset`)."});
 
     let client_frames = [
-        ("WsAuth", frame("auth", json!({"token": {"type": "string"}}), &["token"])),
-        ("WsSubscribe", frame("subscribe", json!({"channel": channel, "since": token}), &["channel"])),
-        ("WsUnsubscribe", frame("unsubscribe", json!({"channel": channel}), &["channel"])),
-        ("WsChatSend", frame("chat.send", json!({"room": {"type": "string"}, "text": {"type": "string", "maxLength": 2000}}), &["room", "text"])),
+        (
+            "WsAuth",
+            frame("auth", json!({"token": {"type": "string"}}), &["token"]),
+        ),
+        (
+            "WsSubscribe",
+            frame(
+                "subscribe",
+                json!({"channel": channel, "since": token}),
+                &["channel"],
+            ),
+        ),
+        (
+            "WsUnsubscribe",
+            frame("unsubscribe", json!({"channel": channel}), &["channel"]),
+        ),
+        (
+            "WsChatSend",
+            frame(
+                "chat.send",
+                json!({"room": {"type": "string"}, "text": {"type": "string", "maxLength": 2000}}),
+                &["room", "text"],
+            ),
+        ),
         ("WsPing", frame("ping", json!({}), &[])),
     ];
     let server_frames = [
-        ("WsAuthenticated", frame("authenticated", json!({"subject": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}}}), &["subject", "scopes"])),
-        ("WsSubscribed", frame("subscribed", json!({"channel": channel, "position": token, "recovered": {"type": "boolean"}}), &["channel", "position"])),
-        ("WsUnsubscribed", frame("unsubscribed", json!({"channel": channel}), &["channel"])),
-        ("WsEvent", frame("event", json!({"channel": channel, "event": event}), &["channel", "event"])),
-        ("WsChatMessage", frame("chat.message", json!({"channel": channel, "message": {"$ref": "#/components/schemas/ChatMessage"}, "event": event}), &["channel", "message", "event"])),
-        ("WsChatSent", frame("chat.sent", json!({"message": {"$ref": "#/components/schemas/ChatMessage"}}), &["message"])),
-        ("WsError", frame("error", json!({"code": {"type": "string"}, "message": {"type": "string"}, "channel": channel, "reason": {"type": "string"}, "resume_from": token}), &["code", "message"])),
+        (
+            "WsAuthenticated",
+            frame(
+                "authenticated",
+                json!({"subject": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}}}),
+                &["subject", "scopes"],
+            ),
+        ),
+        (
+            "WsSubscribed",
+            frame(
+                "subscribed",
+                json!({"channel": channel, "position": token, "recovered": {"type": "boolean"}}),
+                &["channel", "position"],
+            ),
+        ),
+        (
+            "WsUnsubscribed",
+            frame("unsubscribed", json!({"channel": channel}), &["channel"]),
+        ),
+        (
+            "WsEvent",
+            frame(
+                "event",
+                json!({"channel": channel, "event": event}),
+                &["channel", "event"],
+            ),
+        ),
+        (
+            "WsChatMessage",
+            frame(
+                "chat.message",
+                json!({"channel": channel, "message": {"$ref": "#/components/schemas/ChatMessage"}, "event": event}),
+                &["channel", "message", "event"],
+            ),
+        ),
+        (
+            "WsChatSent",
+            frame(
+                "chat.sent",
+                json!({"message": {"$ref": "#/components/schemas/ChatMessage"}}),
+                &["message"],
+            ),
+        ),
+        (
+            "WsError",
+            frame(
+                "error",
+                json!({"code": {"type": "string"}, "message": {"type": "string"}, "channel": channel, "reason": {"type": "string"}, "resume_from": token}),
+                &["code", "message"],
+            ),
+        ),
         ("WsPong", frame("pong", json!({}), &[])),
     ];
 
     let mut messages = Map::new();
-    messages.insert("Event".into(), json!({
-        "name": "Event",
-        "title": "Domain event (CloudEvents 1.0 envelope + offset)",
-        "contentType": "application/json",
-        "payload": event,
-    }));
+    messages.insert(
+        "Event".into(),
+        json!({
+            "name": "Event",
+            "title": "Domain event (CloudEvents 1.0 envelope + offset)",
+            "contentType": "application/json",
+            "payload": event,
+        }),
+    );
     for (name, payload) in client_frames.iter().chain(server_frames.iter()) {
-        messages.insert((*name).into(), json!({"name": name, "contentType": "application/json", "payload": payload}));
+        messages.insert(
+            (*name).into(),
+            json!({"name": name, "contentType": "application/json", "payload": payload}),
+        );
     }
     messages.insert("SseEvent".into(), json!({
         "name": "SseEvent",
@@ -137,7 +214,13 @@ pub fn document() -> Value {
     let id_param = json!({"description": "A pet or order id."});
     let mut channels = Map::new();
     let mut operations = Map::new();
-    let mut add = |id: &str, address: &str, servers: &[&str], msgs: &[&str], params: Option<Value>, action: &str, summary: &str| {
+    let mut add = |id: &str,
+                   address: &str,
+                   servers: &[&str],
+                   msgs: &[&str],
+                   params: Option<Value>,
+                   action: &str,
+                   summary: &str| {
         let mut ch = json!({
             "address": address,
             "servers": servers.iter().map(|s| json!({"$ref": format!("#/servers/{s}")})).collect::<Vec<_>>(),
@@ -154,25 +237,145 @@ pub fn document() -> Value {
             "messages": msgs.iter().map(|m| json!({"$ref": format!("#/channels/{id}/messages/{m}")})).collect::<Vec<_>>(),
         }));
     };
-    add("sse", "/v1/stream/{channel}", &["http"], &["SseEvent"], Some(json!({"channel": {"description": "pets, orders, inventory, chat, pets/{id}, orders/{id}, chat/{room}"}})), "receive",
-        "Follow a channel over Server-Sent Events; resume with Last-Event-ID (or ?last_event_id=). /v1/stream?channels=a,b follows several.");
+    add(
+        "sse",
+        "/v1/stream/{channel}",
+        &["http"],
+        &["SseEvent"],
+        Some(
+            json!({"channel": {"description": "pets, orders, inventory, chat, pets/{id}, orders/{id}, chat/{room}"}}),
+        ),
+        "receive",
+        "Follow a channel over Server-Sent Events; resume with Last-Event-ID (or ?last_event_id=). /v1/stream?channels=a,b follows several.",
+    );
     let ws_client: Vec<&str> = client_frames.iter().map(|(n, _)| *n).collect();
     let ws_server: Vec<&str> = server_frames.iter().map(|(n, _)| *n).collect();
-    add("ws", "/v1/ws", &["ws"], &ws_client, None, "send", "Client frames over /v1/ws?token=JWT (or a first `auth` frame); /v1/ws/chat subscribes to `chat` on connect.");
-    add("wsServer", "/v1/ws", &["ws"], &ws_server, None, "receive", "Server frames over /v1/ws.");
-    add("ordersNew", "petstore/orders/new", &["mqtt"], &["Event"], None, "receive", "order.created events (QoS 1).");
-    add("orderStatus", "petstore/orders/{id}/status", &["mqtt"], &["Event"], Some(json!({"id": id_param})), "receive", "order.status_changed events of one order.");
-    add("petsNew", "petstore/pets/new", &["mqtt"], &["Event"], None, "receive", "pet.created events.");
-    add("petStatus", "petstore/pets/{id}/status", &["mqtt"], &["Event"], Some(json!({"id": id_param})), "receive", "Retained: the latest status event of a pet (empty retained message once deleted).");
-    add("inventory", "petstore/inventory", &["mqtt"], &["Inventory"], None, "receive", "Retained inventory snapshot.");
-    add("eventsByType", "petstore/events/{type}", &["mqtt"], &["Event"], Some(json!({"type": {"description": "An event type, e.g. order.created."}})), "receive", "Every event, by type. Over MQTT 5 with user properties event-type, offset, event-id (external brokers).");
-    add("presence", "petstore/status", &["mqtt"], &["Presence"], None, "receive", "Retained bridge presence; Last Will `offline`.");
-    add("petStatusCommand", "petstore/commands/pets/{id}/status", &["mqtt"], &["PetStatusCommand"], Some(json!({"id": id_param})), "send", "MQTT 5 request: set a pet's status; the reply goes to the response topic with the correlation data.");
-    add("placeOrderCommand", "petstore/commands/orders", &["mqtt"], &["PlaceOrderCommand"], None, "send", "MQTT 5 request: place an order.");
-    add("commandReply", "{responseTopic}", &["mqtt"], &["CommandReply"], Some(json!({"responseTopic": {"description": "The request's MQTT 5 response topic."}})), "receive", "Replies to commands.");
-    add("webhooks", "{endpointUrl}", &["subscriber"], &["WebhookDelivery"], Some(json!({"endpointUrl": {"description": "A URL registered with POST /v1/webhooks."}})), "receive",
-        "Outbound webhooks: HTTP POST to each registered endpoint whose event filter matches; 2xx acknowledges, others are retried with back-off, 410 disables the endpoint.");
-    add("paymentsWebhook", "/v1/payments/webhook", &["http"], &["PaymentNotice"], None, "send", "Inbound payment-provider webhook, Standard Webhooks signed; applied once per webhook-id.");
+    add(
+        "ws",
+        "/v1/ws",
+        &["ws"],
+        &ws_client,
+        None,
+        "send",
+        "Client frames over /v1/ws?token=JWT (or a first `auth` frame); /v1/ws/chat subscribes to `chat` on connect.",
+    );
+    add(
+        "wsServer",
+        "/v1/ws",
+        &["ws"],
+        &ws_server,
+        None,
+        "receive",
+        "Server frames over /v1/ws.",
+    );
+    add(
+        "ordersNew",
+        "petstore/orders/new",
+        &["mqtt"],
+        &["Event"],
+        None,
+        "receive",
+        "order.created events (QoS 1).",
+    );
+    add(
+        "orderStatus",
+        "petstore/orders/{id}/status",
+        &["mqtt"],
+        &["Event"],
+        Some(json!({"id": id_param})),
+        "receive",
+        "order.status_changed events of one order.",
+    );
+    add(
+        "petsNew",
+        "petstore/pets/new",
+        &["mqtt"],
+        &["Event"],
+        None,
+        "receive",
+        "pet.created events.",
+    );
+    add(
+        "petStatus",
+        "petstore/pets/{id}/status",
+        &["mqtt"],
+        &["Event"],
+        Some(json!({"id": id_param})),
+        "receive",
+        "Retained: the latest status event of a pet (empty retained message once deleted).",
+    );
+    add(
+        "inventory",
+        "petstore/inventory",
+        &["mqtt"],
+        &["Inventory"],
+        None,
+        "receive",
+        "Retained inventory snapshot.",
+    );
+    add(
+        "eventsByType",
+        "petstore/events/{type}",
+        &["mqtt"],
+        &["Event"],
+        Some(json!({"type": {"description": "An event type, e.g. order.created."}})),
+        "receive",
+        "Every event, by type. Over MQTT 5 with user properties event-type, offset, event-id (external brokers).",
+    );
+    add(
+        "presence",
+        "petstore/status",
+        &["mqtt"],
+        &["Presence"],
+        None,
+        "receive",
+        "Retained bridge presence; Last Will `offline`.",
+    );
+    add(
+        "petStatusCommand",
+        "petstore/commands/pets/{id}/status",
+        &["mqtt"],
+        &["PetStatusCommand"],
+        Some(json!({"id": id_param})),
+        "send",
+        "MQTT 5 request: set a pet's status; the reply goes to the response topic with the correlation data.",
+    );
+    add(
+        "placeOrderCommand",
+        "petstore/commands/orders",
+        &["mqtt"],
+        &["PlaceOrderCommand"],
+        None,
+        "send",
+        "MQTT 5 request: place an order.",
+    );
+    add(
+        "commandReply",
+        "{responseTopic}",
+        &["mqtt"],
+        &["CommandReply"],
+        Some(json!({"responseTopic": {"description": "The request's MQTT 5 response topic."}})),
+        "receive",
+        "Replies to commands.",
+    );
+    add(
+        "webhooks",
+        "{endpointUrl}",
+        &["subscriber"],
+        &["WebhookDelivery"],
+        Some(json!({"endpointUrl": {"description": "A URL registered with POST /v1/webhooks."}})),
+        "receive",
+        "Outbound webhooks: HTTP POST to each registered endpoint whose event filter matches; 2xx acknowledges, others are retried with back-off, 410 disables the endpoint.",
+    );
+    add(
+        "paymentsWebhook",
+        "/v1/payments/webhook",
+        &["http"],
+        &["PaymentNotice"],
+        None,
+        "send",
+        "Inbound payment-provider webhook, Standard Webhooks signed; applied once per webhook-id.",
+    );
 
     json!({
         "asyncapi": "3.0.0",
@@ -201,5 +404,8 @@ pub fn document() -> Value {
 /// `GET /asyncapi.json`.
 pub fn router() -> Router {
     let doc = std::sync::Arc::new(document());
-    Router::new().route("/asyncapi.json", get(move || async move { axum::Json(doc.as_ref().clone()) }))
+    Router::new().route(
+        "/asyncapi.json",
+        get(move || async move { axum::Json(doc.as_ref().clone()) }),
+    )
 }

@@ -13,7 +13,11 @@ use tokio::task::JoinHandle;
 
 /// Command line of `petstore-server`.
 #[derive(Debug, Parser)]
-#[command(name = "petstore-server", version, about = "The Pet Store over every API pattern: REST, GraphQL, gRPC, SSE, WebSocket, MQTT, webhooks, polling and MCP")]
+#[command(
+    name = "petstore-server",
+    version,
+    about = "The Pet Store over every API pattern: REST, GraphQL, gRPC, SSE, WebSocket, MQTT, webhooks, polling and MCP"
+)]
 pub struct Cli {
     /// Server settings.
     #[command(flatten)]
@@ -79,7 +83,10 @@ impl std::fmt::Debug for ServerArgs {
             .field("seed", &self.seed)
             .field("jwt_secret", &redact(&self.jwt_secret))
             .field("require_auth_for_reads", &self.require_auth_for_reads)
-            .field("payments_webhook_secret", &redact(&self.payments_webhook_secret))
+            .field(
+                "payments_webhook_secret",
+                &redact(&self.payments_webhook_secret),
+            )
             .field("rate_limit", &self.rate_limit)
             .finish()
     }
@@ -121,7 +128,9 @@ pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
     };
     let store = PetStore::new(petstore_core::MemoryStore::default(), auth, config);
     if args.seed {
-        petstore_core::seed::seed(&store).await.context("seeding the sample catalogue")?;
+        petstore_core::seed::seed(&store)
+            .await
+            .context("seeding the sample catalogue")?;
     }
     Ok(store)
 }
@@ -154,20 +163,32 @@ impl RunningServer {
         let http = self.http_url();
         let ws = format!("ws://{}", self.http_addr);
         let mut lines = vec![
-            format!("REST        {http}/v1/pets   (OpenAPI: {http}/openapi.json, docs: {http}/docs)"),
-            format!("AsyncAPI    {http}/asyncapi.json   (SSE, WebSocket, MQTT and webhook channels)"),
+            format!(
+                "REST        {http}/v1/pets   (OpenAPI: {http}/openapi.json, docs: {http}/docs)"
+            ),
+            format!(
+                "AsyncAPI    {http}/asyncapi.json   (SSE, WebSocket, MQTT and webhook channels)"
+            ),
             format!("polling     {http}/v1/events?since=   and {http}/v1/pets/changes?since="),
-            format!("GraphQL     {http}/graphql   (GraphiQL: {http}/graphiql, subscriptions: {ws}/graphql)"),
+            format!(
+                "GraphQL     {http}/graphql   (GraphiQL: {http}/graphiql, subscriptions: {ws}/graphql)"
+            ),
             format!("SSE         {http}/v1/stream/pets"),
             format!("WebSocket   {ws}/v1/ws?token=...   and {ws}/v1/ws/chat?token=..."),
             format!("MCP         {http}/mcp   (stdio: petstore-server mcp-stdio)"),
-            format!("webhooks    {http}/v1/webhooks   (inbound payments: {http}/v1/payments/webhook)"),
+            format!(
+                "webhooks    {http}/v1/webhooks   (inbound payments: {http}/v1/payments/webhook)"
+            ),
         ];
         if let Some(grpc) = self.grpc_addr {
-            lines.push(format!("gRPC        http://{grpc}   (reflection and health enabled)"));
+            lines.push(format!(
+                "gRPC        http://{grpc}   (reflection and health enabled)"
+            ));
         }
         if let Some(mqtt) = self.mqtt_addr {
-            lines.push(format!("MQTT        mqtt://{mqtt}   (topics under petstore/)"));
+            lines.push(format!(
+                "MQTT        mqtt://{mqtt}   (topics under petstore/)"
+            ));
         }
         lines
     }
@@ -200,7 +221,10 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 
 /// The webhook service of the example server: loopback targets are allowed (dev mode;
 /// the library default refuses private addresses).
-pub fn webhooks(store: &PetStore, args: &ServerArgs) -> anyhow::Result<petstore_webhooks::Webhooks> {
+pub fn webhooks(
+    store: &PetStore,
+    args: &ServerArgs,
+) -> anyhow::Result<petstore_webhooks::Webhooks> {
     let payments_secret = args
         .payments_webhook_secret
         .as_deref()
@@ -218,11 +242,23 @@ pub fn http_router(store: &PetStore, args: &ServerArgs) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::asyncapi::router())
-        .merge(petstore_realtime::router(store.clone(), petstore_realtime::RealtimeConfig::default()))
-        .merge(petstore_graphql::router(store.clone(), petstore_graphql::GraphQlConfig::default().rate_limit(rate_limit(args))))
-        .merge(petstore_mcp::router(store.clone(), petstore_mcp::McpConfig::default()))
+        .merge(petstore_realtime::router(
+            store.clone(),
+            petstore_realtime::RealtimeConfig::default(),
+        ))
+        .merge(petstore_graphql::router(
+            store.clone(),
+            petstore_graphql::GraphQlConfig::default().rate_limit(rate_limit(args)),
+        ))
+        .merge(petstore_mcp::router(
+            store.clone(),
+            petstore_mcp::McpConfig::default(),
+        ))
         // REST last: its problem+json fallback answers every unknown path.
-        .merge(petstore_rest::router(store.clone(), petstore_rest::RestConfig::default().rate_limit(rate_limit(args))))
+        .merge(petstore_rest::router(
+            store.clone(),
+            petstore_rest::RestConfig::default().rate_limit(rate_limit(args)),
+        ))
 }
 
 /// Starts every protocol and returns once all listeners are bound.
@@ -245,17 +281,23 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let stop = wait_for(rx.clone());
     tasks.push(tokio::spawn(async move {
         // Connect info gives the rate limiter (and logs) the client address.
-        axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop)
-            .await
-            .context("HTTP server")
+        axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        .context("HTTP server")
     }));
 
     let grpc = TcpListener::bind(args.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
     let grpc_addr = grpc.local_addr()?;
-    let grpc_server = petstore_grpc::GrpcServer::new(store.clone(), petstore_grpc::GrpcConfig::default().rate_limit(rate_limit(&args)));
+    let grpc_server = petstore_grpc::GrpcServer::new(
+        store.clone(),
+        petstore_grpc::GrpcConfig::default().rate_limit(rate_limit(&args)),
+    );
     let stop = wait_for(rx.clone());
     tasks.push(tokio::spawn(async move {
         grpc_server
@@ -272,9 +314,11 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
             None => {
                 let addr = args.mqtt_addr;
                 // Starting rumqttd blocks briefly until it listens.
-                let broker = tokio::task::spawn_blocking(move || petstore_mqtt::broker::EmbeddedBroker::start(addr))
-                    .await?
-                    .with_context(|| format!("starting the embedded MQTT broker on {addr}"))?;
+                let broker = tokio::task::spawn_blocking(move || {
+                    petstore_mqtt::broker::EmbeddedBroker::start(addr)
+                })
+                .await?
+                .with_context(|| format!("starting the embedded MQTT broker on {addr}"))?;
                 mqtt_addr = Some(broker.addr());
                 // rumqttd 0.20 panics forwarding MQTT 5 properties to MQTT 3.1.1
                 // subscribers: publish events without them on the embedded broker.

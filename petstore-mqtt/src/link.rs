@@ -111,7 +111,14 @@ impl Link {
                         None,
                     ));
                 if let Some(user) = &config.username {
-                    o.set_credentials(user, config.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default());
+                    o.set_credentials(
+                        user,
+                        config
+                            .password
+                            .as_ref()
+                            .map(|p| p.expose().to_owned())
+                            .unwrap_or_default(),
+                    );
                 }
                 if let Some(t) = transport {
                     o.set_transport(t);
@@ -132,7 +139,14 @@ impl Link {
                         true,
                     ));
                 if let Some(user) = &config.username {
-                    o.set_credentials(user, config.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default());
+                    o.set_credentials(
+                        user,
+                        config
+                            .password
+                            .as_ref()
+                            .map(|p| p.expose().to_owned())
+                            .unwrap_or_default(),
+                    );
                 }
                 if let Some(t) = transport {
                     o.set_transport(t);

@@ -22,7 +22,13 @@ struct Cli {
     count: usize,
 }
 
-async fn graphql(http: &reqwest::Client, cli: &Cli, token: &str, query: &str, variables: Value) -> anyhow::Result<Value> {
+async fn graphql(
+    http: &reqwest::Client,
+    cli: &Cli,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> anyhow::Result<Value> {
     let body = check(
         http.post(format!("{}/graphql", cli.client.base()))
             .bearer_auth(token)
@@ -43,20 +49,44 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let token = cli.client.token(&http).await?;
 
-    let data = graphql(&http, &cli, &token, "{ pets(first: 3) { nodes { id name } position } inventory { available pending sold } }", json!({})).await?;
+    let data = graphql(
+        &http,
+        &cli,
+        &token,
+        "{ pets(first: 3) { nodes { id name } position } inventory { available pending sold } }",
+        json!({}),
+    )
+    .await?;
     println!("pets: {}", data["pets"]);
     println!("inventory: {}", data["inventory"]);
     let position = data["pets"]["position"].as_str().map(str::to_owned);
-    let id = data["pets"]["nodes"][0]["id"].as_str().context("no pet")?.to_owned();
-    let data = graphql(&http, &cli, &token, "query($id: ID!) { pet(id: $id) { name status } }", json!({"id": id})).await?;
+    let id = data["pets"]["nodes"][0]["id"]
+        .as_str()
+        .context("no pet")?
+        .to_owned();
+    let data = graphql(
+        &http,
+        &cli,
+        &token,
+        "query($id: ID!) { pet(id: $id) { name status } }",
+        json!({"id": id}),
+    )
+    .await?;
     println!("pet({id}) -> {}", data["pet"]);
 
     // Subscribe over graphql-transport-ws, authenticating in connection_init.
     let mut request = format!("{}/graphql", cli.client.ws_base()).into_client_request()?;
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.context("WebSocket handshake")?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .context("WebSocket handshake")?;
     let send = |v: Value| Message::text(v.to_string());
-    ws.send(send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}))).await?;
+    ws.send(send(
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}),
+    ))
+    .await?;
     loop {
         let frame = ws.next().await.context("closed before connection_ack")??;
         if let Message::Text(t) = frame {
@@ -92,7 +122,10 @@ async fn main() -> anyhow::Result<()> {
         match v["type"].as_str() {
             Some("next") => {
                 let e = &v["payload"]["data"]["events"];
-                println!("subscription event: {} subject={} offset={}", e["type"], e["subject"], e["offset"]);
+                println!(
+                    "subscription event: {} subject={} offset={}",
+                    e["type"], e["subject"], e["offset"]
+                );
                 seen += 1;
             }
             Some("ping") => ws.send(send(json!({"type": "pong"}))).await?,
@@ -100,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
             _ => bail!("unexpected frame: {t}"),
         }
     }
-    ws.send(send(json!({"id": "1", "type": "complete"}))).await?;
+    ws.send(send(json!({"id": "1", "type": "complete"})))
+        .await?;
     ws.close(None).await.ok();
     Ok(())
 }

@@ -5,9 +5,9 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use pb::pet_service_client::PetServiceClient;
 use petstore_examples::client::ClientArgs;
 use petstore_grpc::pb;
-use pb::pet_service_client::PetServiceClient;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
@@ -51,28 +51,45 @@ async fn main() -> anyhow::Result<()> {
     }
 
     if let Some(id) = first {
-        let pet = pets.get_pet(pb::GetPetRequest { id: id.clone() }).await?.into_inner();
-        println!("GetPet {id}: {} the {} (version {})", pet.name, pet.species, pet.version);
+        let pet = pets
+            .get_pet(pb::GetPetRequest { id: id.clone() })
+            .await?
+            .into_inner();
+        println!(
+            "GetPet {id}: {} the {} (version {})",
+            pet.name, pet.species, pet.version
+        );
     }
 
     // Watch from the listing's position, then cause an event.
     let watch = pets
-        .watch_pets(pb::WatchPetsRequest { since: position.clone(), ..Default::default() })
+        .watch_pets(pb::WatchPetsRequest {
+            since: position.clone(),
+            ..Default::default()
+        })
         .await?;
     let mut events = watch.into_inner();
     println!("WatchPets since {}:", position.as_deref().unwrap_or("now"));
     let mut create = Request::new(pb::CreatePetRequest {
         name: "Pixel".into(),
         species: "cat".into(),
-        price: Some(pb::Money { amount: "120.00".into(), currency: "USD".into() }),
+        price: Some(pb::Money {
+            amount: "120.00".into(),
+            currency: "USD".into(),
+        }),
         ..Default::default()
     });
     create.metadata_mut().insert("authorization", bearer);
     let created = pets.create_pet(create).await?.into_inner();
     println!("CreatePet -> {}", created.id);
     for _ in 0..cli.count {
-        let Some(event) = events.message().await? else { break };
-        println!("  {:<20} subject={} offset={}", event.r#type, event.subject, event.offset);
+        let Some(event) = events.message().await? else {
+            break;
+        };
+        println!(
+            "  {:<20} subject={} offset={}",
+            event.r#type, event.subject, event.offset
+        );
     }
     Ok(())
 }

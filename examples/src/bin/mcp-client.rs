@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use petstore_examples::client::ClientArgs;
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ClientConfig, GetPromptRequestParams, ReadResourceRequestParams};
+use rmcp::model::{
+    CallToolRequestParams, ClientConfig, GetPromptRequestParams, ReadResourceRequestParams,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::json;
@@ -26,7 +28,8 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", cli.client.base()));
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", cli.client.base()));
     if !cli.anonymous {
         config = config.auth_header(cli.client.token(&reqwest::Client::new()).await?);
     }
@@ -35,40 +38,79 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the MCP server")?;
     let server = client.peer_info().context("no server info")?;
-    let name = server.server_info.as_ref().map(|i| format!("{} {}", i.name, i.version)).unwrap_or_default();
+    let name = server
+        .server_info
+        .as_ref()
+        .map(|i| format!("{} {}", i.name, i.version))
+        .unwrap_or_default();
     println!("connected to {name} (protocol {})", server.protocol_version);
 
     let tools = client.list_all_tools().await?;
     println!("{} tools:", tools.len());
     for tool in &tools {
-        let read_only = tool.annotations.as_ref().and_then(|a| a.read_only_hint).unwrap_or(false);
+        let read_only = tool
+            .annotations
+            .as_ref()
+            .and_then(|a| a.read_only_hint)
+            .unwrap_or(false);
         println!(
             "  {:<16} {}{}",
             tool.name,
             if read_only { "[read-only] " } else { "" },
-            tool.description.as_deref().unwrap_or("").lines().next().unwrap_or("")
+            tool.description
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
 
     let search = client
-        .call_tool(CallToolRequestParams::new("search_pets").with_arguments(
-            json!({"species": "cat", "status": "available"}).as_object().cloned().unwrap_or_default(),
-        ))
+        .call_tool(
+            CallToolRequestParams::new("search_pets").with_arguments(
+                json!({"species": "cat", "status": "available"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
         .await?;
-    println!("search_pets(species=cat) -> {}", search.structured_content.unwrap_or_default());
+    println!(
+        "search_pets(species=cat) -> {}",
+        search.structured_content.unwrap_or_default()
+    );
 
-    let inventory = client.call_tool(CallToolRequestParams::new("get_inventory")).await?;
-    println!("get_inventory -> {}", inventory.structured_content.unwrap_or_default());
+    let inventory = client
+        .call_tool(CallToolRequestParams::new("get_inventory"))
+        .await?;
+    println!(
+        "get_inventory -> {}",
+        inventory.structured_content.unwrap_or_default()
+    );
 
-    let resource = client.read_resource(ReadResourceRequestParams::new("petstore://inventory")).await?;
-    println!("resource petstore://inventory -> {} content item(s)", resource.contents.len());
+    let resource = client
+        .read_resource(ReadResourceRequestParams::new("petstore://inventory"))
+        .await?;
+    println!(
+        "resource petstore://inventory -> {} content item(s)",
+        resource.contents.len()
+    );
 
     let prompt = client
-        .get_prompt(GetPromptRequestParams::new("recommend_pet").with_arguments(
-            json!({"household": "a small flat, two adults, out at work all day"}).as_object().cloned().unwrap_or_default(),
-        ))
+        .get_prompt(
+            GetPromptRequestParams::new("recommend_pet").with_arguments(
+                json!({"household": "a small flat, two adults, out at work all day"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
         .await?;
-    println!("prompt recommend_pet -> {} message(s)", prompt.messages.len());
+    println!(
+        "prompt recommend_pet -> {} message(s)",
+        prompt.messages.len()
+    );
     client.cancel().await?;
     Ok(())
 }

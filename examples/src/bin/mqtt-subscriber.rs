@@ -27,8 +27,13 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let hostport = cli.mqtt.strip_prefix("mqtt://").context("--mqtt must be mqtt://host:port")?;
-    let (host, port) = hostport.rsplit_once(':').context("--mqtt must include a port")?;
+    let hostport = cli
+        .mqtt
+        .strip_prefix("mqtt://")
+        .context("--mqtt must be mqtt://host:port")?;
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .context("--mqtt must include a port")?;
     let client_id = format!("petstore-example-{}", std::process::id());
     let mut options = MqttOptions::new(client_id, host, port.parse::<u16>()?);
     options.set_keep_alive(Duration::from_secs(30));
@@ -43,7 +48,8 @@ async fn main() -> anyhow::Result<()> {
         match event {
             Ok(Event::Incoming(Packet::SubAck(_))) => eprintln!("subscribed to {}", cli.topic),
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let envelope: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                let envelope: serde_json::Value =
+                    serde_json::from_slice(&p.payload).unwrap_or_default();
                 println!("{:<40} {}", p.topic, describe_event(&envelope));
                 seen += 1;
                 if cli.count.is_some_and(|n| seen >= n) {

@@ -13,7 +13,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Logs go to stderr: stdout is the MCP channel in `mcp-stdio` mode.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
 

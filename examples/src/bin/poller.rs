@@ -30,7 +30,11 @@ async fn main() -> anyhow::Result<()> {
     let mut since = cli.since.clone();
     let mut seen = 0usize;
     loop {
-        let mut url = format!("{}/v1/pets/changes?limit=100&wait={}", cli.client.base(), cli.wait);
+        let mut url = format!(
+            "{}/v1/pets/changes?limit=100&wait={}",
+            cli.client.base(),
+            cli.wait
+        );
         if let Some(s) = &since {
             url.push_str(&format!("&since={s}"));
         }
@@ -39,7 +43,9 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         if resp.status() == reqwest::StatusCode::GONE {
-            bail!("the token {since:?} expired (HTTP 410): reload the catalogue, then poll from the new position");
+            bail!(
+                "the token {since:?} expired (HTTP 410): reload the catalogue, then poll from the new position"
+            );
         }
         let page = check(resp).await?;
         for event in page["events"].as_array().into_iter().flatten() {

@@ -51,7 +51,11 @@ async fn main() -> anyhow::Result<()> {
         };
         let response = match response {
             Ok(r) if r.status().is_success() => r,
-            Ok(r) => bail!("{url}: HTTP {}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Ok(r) => bail!(
+                "{url}: HTTP {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ),
             Err(e) => {
                 failures += 1;
                 if failures > 5 {
@@ -63,7 +67,13 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         failures = 0;
-        eprintln!("connected to {url}{}", last_id.as_ref().map(|id| format!(" (resuming after {id})")).unwrap_or_default());
+        eprintln!(
+            "connected to {url}{}",
+            last_id
+                .as_ref()
+                .map(|id| format!(" (resuming after {id})"))
+                .unwrap_or_default()
+        );
         let mut events = response.bytes_stream().eventsource();
         loop {
             let next = tokio::select! {
@@ -78,7 +88,8 @@ async fn main() -> anyhow::Result<()> {
                     if !ev.id.is_empty() {
                         last_id = Some(ev.id.clone());
                     }
-                    let envelope: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+                    let envelope: serde_json::Value =
+                        serde_json::from_str(&ev.data).unwrap_or_default();
                     println!("{:<20} {}", ev.event, describe_event(&envelope));
                     seen += 1;
                     if cli.count.is_some_and(|n| seen >= n) {

@@ -42,8 +42,14 @@ type Ready = mpsc::Sender<&'static str>;
 fn seen(envelope: &Value) -> anyhow::Result<Seen> {
     Ok(Seen {
         at: Instant::now(),
-        id: envelope["id"].as_str().context("event without id")?.to_owned(),
-        offset: envelope["offset"].as_str().context("event without offset")?.to_owned(),
+        id: envelope["id"]
+            .as_str()
+            .context("event without id")?
+            .to_owned(),
+        offset: envelope["offset"]
+            .as_str()
+            .context("event without offset")?
+            .to_owned(),
     })
 }
 
@@ -66,9 +72,18 @@ async fn sse(base: String, token: String, since: String, ready: Ready) -> anyhow
     bail!("SSE stream ended")
 }
 
-async fn websocket(ws_base: String, token: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?token={token}")).await?;
-    ws.send(Message::text(json!({"type": "subscribe", "channel": "orders", "since": since}).to_string())).await?;
+async fn websocket(
+    ws_base: String,
+    token: String,
+    since: String,
+    ready: Ready,
+) -> anyhow::Result<Seen> {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/v1/ws?token={token}")).await?;
+    ws.send(Message::text(
+        json!({"type": "subscribe", "channel": "orders", "since": since}).to_string(),
+    ))
+    .await?;
     ready.send("websocket").await?;
     while let Some(frame) = ws.next().await {
         if let Message::Text(t) = frame? {
@@ -84,12 +99,22 @@ async fn websocket(ws_base: String, token: String, since: String, ready: Ready) 
     bail!("WebSocket closed")
 }
 
-async fn graphql(ws_base: String, token: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
+async fn graphql(
+    ws_base: String,
+    token: String,
+    since: String,
+    ready: Ready,
+) -> anyhow::Result<Seen> {
     let mut request = format!("{ws_base}/graphql").into_client_request()?;
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
     let text = |v: Value| Message::text(v.to_string());
-    ws.send(text(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}))).await?;
+    ws.send(text(
+        json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}),
+    ))
+    .await?;
     ws.send(text(json!({"id": "tour", "type": "subscribe", "payload": {
         "query": "subscription($since: String) { events(types: [\"order.created\"], since: $since) { id offset } }",
         "variables": {"since": since}
@@ -113,13 +138,20 @@ async fn graphql(ws_base: String, token: String, since: String, ready: Ready) ->
 async fn grpc(endpoint: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
     let mut client = pb::store_service_client::StoreServiceClient::connect(endpoint).await?;
     let mut stream = client
-        .watch_orders(pb::WatchOrdersRequest { since: Some(since), ..Default::default() })
+        .watch_orders(pb::WatchOrdersRequest {
+            since: Some(since),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     ready.send("grpc").await?;
     while let Some(event) = stream.message().await? {
         if event.r#type == "order.created" {
-            return Ok(Seen { at: Instant::now(), id: event.id, offset: event.offset });
+            return Ok(Seen {
+                at: Instant::now(),
+                id: event.id,
+                offset: event.offset,
+            });
         }
     }
     bail!("gRPC stream ended")
@@ -127,13 +159,21 @@ async fn grpc(endpoint: String, since: String, ready: Ready) -> anyhow::Result<S
 
 async fn mqtt(addr: std::net::SocketAddr, ready: Ready) -> anyhow::Result<Seen> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let options = MqttOptions::new(format!("tour-{}", std::process::id()), addr.ip().to_string(), addr.port());
+    let options = MqttOptions::new(
+        format!("tour-{}", std::process::id()),
+        addr.ip().to_string(),
+        addr.port(),
+    );
     let (client, mut eventloop) = AsyncClient::new(options, 16);
-    client.subscribe("petstore/orders/new", QoS::AtLeastOnce).await?;
+    client
+        .subscribe("petstore/orders/new", QoS::AtLeastOnce)
+        .await?;
     loop {
         match eventloop.poll().await? {
             Event::Incoming(Packet::SubAck(_)) => ready.send("mqtt").await?,
-            Event::Incoming(Packet::Publish(p)) => return seen(&serde_json::from_slice(&p.payload)?),
+            Event::Incoming(Packet::Publish(p)) => {
+                return seen(&serde_json::from_slice(&p.payload)?);
+            }
             _ => {}
         }
     }
@@ -144,9 +184,18 @@ struct Hook {
     first: std::sync::Mutex<Option<oneshot::Sender<Seen>>>,
 }
 
-async fn receive(axum::extract::State(hook): axum::extract::State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(secret) = hook.secret.get() else { return StatusCode::SERVICE_UNAVAILABLE };
-    if secret.verify(&headers, &body, Duration::from_secs(300)).is_err() {
+async fn receive(
+    axum::extract::State(hook): axum::extract::State<Arc<Hook>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let Some(secret) = hook.secret.get() else {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    if secret
+        .verify(&headers, &body, Duration::from_secs(300))
+        .is_err()
+    {
         return StatusCode::UNAUTHORIZED;
     }
     let first = hook.first.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -163,8 +212,13 @@ async fn webhook(base: String, token: String, ready: Ready) -> anyhow::Result<Se
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<Seen>();
-    let hook = Arc::new(Hook { secret: std::sync::OnceLock::new(), first: std::sync::Mutex::new(Some(tx)) });
-    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(hook.clone());
+    let hook = Arc::new(Hook {
+        secret: std::sync::OnceLock::new(),
+        first: std::sync::Mutex::new(Some(tx)),
+    });
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(hook.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let endpoint = check(
         http.post(format!("{base}/v1/webhooks"))
@@ -174,7 +228,11 @@ async fn webhook(base: String, token: String, ready: Ready) -> anyhow::Result<Se
             .await?,
     )
     .await?;
-    let parsed = endpoint["secret"].as_str().context("no secret")?.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let parsed = endpoint["secret"]
+        .as_str()
+        .context("no secret")?
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let _ = hook.secret.set(parsed);
     ready.send("webhook").await?;
     let result = rx.await.context("receiver stopped");
@@ -187,7 +245,14 @@ async fn polling(base: String, since: String, ready: Ready) -> anyhow::Result<Se
     ready.send("polling").await?;
     let mut since = since;
     loop {
-        let page = check(http.get(format!("{base}/v1/events?since={since}&types=order.created&wait=10")).send().await?).await?;
+        let page = check(
+            http.get(format!(
+                "{base}/v1/events?since={since}&types=order.created&wait=10"
+            ))
+            .send()
+            .await?,
+        )
+        .await?;
         if let Some(event) = page["events"].as_array().and_then(|e| e.first()) {
             return seen(event);
         }
@@ -211,24 +276,70 @@ async fn main() -> anyhow::Result<()> {
     let (ready_tx, mut ready_rx) = mpsc::channel(8);
     type Watch = tokio::task::JoinHandle<anyhow::Result<Seen>>;
     let watchers: Vec<(&str, Watch)> = vec![
-        ("SSE", tokio::spawn(sse(base.clone(), token.clone(), since.clone(), ready_tx.clone()))),
-        ("WebSocket", tokio::spawn(websocket(ws_base.clone(), token.clone(), since.clone(), ready_tx.clone()))),
-        ("GraphQL subscription", tokio::spawn(graphql(ws_base.clone(), token.clone(), since.clone(), ready_tx.clone()))),
-        ("gRPC WatchOrders", tokio::spawn(grpc(grpc_url, since.clone(), ready_tx.clone()))),
-        ("MQTT petstore/orders/new", tokio::spawn(mqtt(mqtt_addr, ready_tx.clone()))),
-        ("webhook", tokio::spawn(webhook(base.clone(), token.clone(), ready_tx.clone()))),
-        ("polling /v1/events", tokio::spawn(polling(base.clone(), since.clone(), ready_tx.clone()))),
+        (
+            "SSE",
+            tokio::spawn(sse(
+                base.clone(),
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
+        ),
+        (
+            "WebSocket",
+            tokio::spawn(websocket(
+                ws_base.clone(),
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
+        ),
+        (
+            "GraphQL subscription",
+            tokio::spawn(graphql(
+                ws_base.clone(),
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
+        ),
+        (
+            "gRPC WatchOrders",
+            tokio::spawn(grpc(grpc_url, since.clone(), ready_tx.clone())),
+        ),
+        (
+            "MQTT petstore/orders/new",
+            tokio::spawn(mqtt(mqtt_addr, ready_tx.clone())),
+        ),
+        (
+            "webhook",
+            tokio::spawn(webhook(base.clone(), token.clone(), ready_tx.clone())),
+        ),
+        (
+            "polling /v1/events",
+            tokio::spawn(polling(base.clone(), since.clone(), ready_tx.clone())),
+        ),
     ];
     drop(ready_tx);
     for _ in 0..watchers.len() {
-        let who = tokio::time::timeout(limit, ready_rx.recv()).await.context("a listener did not get ready")?;
+        let who = tokio::time::timeout(limit, ready_rx.recv())
+            .await
+            .context("a listener did not get ready")?;
         who.context("a listener failed before it was ready")?;
     }
 
     // One order, over REST.
     let http = reqwest::Client::new();
-    let pets = check(http.get(format!("{base}/v1/pets?status=available&limit=1")).send().await?).await?;
-    let pet_id = pets["data"][0]["id"].as_str().context("no available pet")?.to_owned();
+    let pets = check(
+        http.get(format!("{base}/v1/pets?status=available&limit=1"))
+            .send()
+            .await?,
+    )
+    .await?;
+    let pet_id = pets["data"][0]["id"]
+        .as_str()
+        .context("no available pet")?
+        .to_owned();
     let t0 = Instant::now();
     let order = check(
         http.post(format!("{base}/v1/orders"))
@@ -238,11 +349,17 @@ async fn main() -> anyhow::Result<()> {
             .await?,
     )
     .await?;
-    println!("placed order {} for {pet_id} over REST\n", order["id"].as_str().unwrap_or("?"));
+    println!(
+        "placed order {} for {pet_id} over REST\n",
+        order["id"].as_str().unwrap_or("?")
+    );
 
     let mut ids = Vec::new();
     let mut failed = false;
-    println!("{:<26} {:>10}  {:<36} offset", "pattern", "latency", "event id");
+    println!(
+        "{:<26} {:>10}  {:<36} offset",
+        "pattern", "latency", "event id"
+    );
     for (name, task) in watchers {
         match tokio::time::timeout(limit, task).await {
             Ok(Ok(Ok(s))) => {

@@ -55,7 +55,12 @@ async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Byte
         }
     };
     // Retries carry the same webhook-id: acknowledge, but process once.
-    if !rx.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(verified.id.clone()) {
+    if !rx
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(verified.id.clone())
+    {
         return StatusCode::NO_CONTENT;
     }
     match serde_json::from_slice::<Value>(&body) {
@@ -84,7 +89,10 @@ async fn main() -> anyhow::Result<()> {
             .await?,
     )
     .await?;
-    let id = endpoint["id"].as_str().context("no endpoint id")?.to_owned();
+    let id = endpoint["id"]
+        .as_str()
+        .context("no endpoint id")?
+        .to_owned();
     let secret: WebhookSecret = endpoint["secret"]
         .as_str()
         .context("no secret in the create response")?
@@ -93,12 +101,24 @@ async fn main() -> anyhow::Result<()> {
     println!("listening on http://{addr}/webhook, registered as endpoint {id}");
 
     let (tx, mut events) = mpsc::unbounded_channel();
-    let state = Arc::new(Receiver { secret, seen: Mutex::default(), events: tx });
-    let app = axum::Router::new().route("/webhook", post(receive)).with_state(state);
+    let state = Arc::new(Receiver {
+        secret,
+        seen: Mutex::default(),
+        events: tx,
+    });
+    let app = axum::Router::new()
+        .route("/webhook", post(receive))
+        .with_state(state);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     if cli.ping {
-        check(http.post(format!("{base}/v1/webhooks/{id}/test")).bearer_auth(&token).send().await?).await?;
+        check(
+            http.post(format!("{base}/v1/webhooks/{id}/test"))
+                .bearer_auth(&token)
+                .send()
+                .await?,
+        )
+        .await?;
     }
     let mut seen = 0usize;
     loop {
@@ -113,7 +133,11 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
     }
-    let resp = http.delete(format!("{base}/v1/webhooks/{id}")).bearer_auth(&token).send().await?;
+    let resp = http
+        .delete(format!("{base}/v1/webhooks/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
     println!("removed endpoint {id}: {}", resp.status());
     server.abort();
     Ok(())

@@ -32,10 +32,18 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let token = cli.client.token(&http).await?;
     let url = format!("{}/v1/ws/chat?token={token}", cli.client.ws_base());
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.context("WebSocket handshake")?;
-    ws.send(Message::text(json!({"type": "subscribe", "channel": "orders"}).to_string())).await?;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .context("WebSocket handshake")?;
+    ws.send(Message::text(
+        json!({"type": "subscribe", "channel": "orders"}).to_string(),
+    ))
+    .await?;
     if let Some(text) = &cli.say {
-        ws.send(Message::text(json!({"type": "chat.send", "room": cli.room, "text": text}).to_string())).await?;
+        ws.send(Message::text(
+            json!({"type": "chat.send", "room": cli.room, "text": text}).to_string(),
+        ))
+        .await?;
     }
     let mut seen = 0usize;
     loop {
@@ -53,8 +61,13 @@ async fn main() -> anyhow::Result<()> {
                 match v["type"].as_str() {
                     Some("event") => {
                         let e = &v["event"];
-                        println!("[{}] {} {} offset={}", v["channel"].as_str().unwrap_or("?"), e["type"].as_str().unwrap_or("?"),
-                            e["subject"].as_str().unwrap_or("?"), e["offset"].as_str().unwrap_or("?"));
+                        println!(
+                            "[{}] {} {} offset={}",
+                            v["channel"].as_str().unwrap_or("?"),
+                            e["type"].as_str().unwrap_or("?"),
+                            e["subject"].as_str().unwrap_or("?"),
+                            e["offset"].as_str().unwrap_or("?")
+                        );
                         seen += 1;
                     }
                     Some("chat.message") => {

@@ -13,7 +13,9 @@ use tokio::process::Command;
 const LIMIT: Duration = Duration::from_secs(60);
 
 pub(crate) async fn start() -> RunningServer {
-    server::start(ServerArgs::ephemeral()).await.expect("server starts")
+    server::start(ServerArgs::ephemeral())
+        .await
+        .expect("server starts")
 }
 
 fn bin(name: &str) -> Command {
@@ -31,13 +33,18 @@ fn bin(name: &str) -> Command {
         other => panic!("unknown example {other}"),
     };
     let mut cmd = Command::new(path);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     cmd
 }
 
 /// Runs a client to completion and returns its stdout; fails on a non-zero exit.
 async fn run(mut cmd: Command) -> String {
-    let out = tokio::time::timeout(LIMIT, cmd.output()).await.expect("client finishes in time").expect("runs");
+    let out = tokio::time::timeout(LIMIT, cmd.output())
+        .await
+        .expect("client finishes in time")
+        .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -100,17 +107,40 @@ async fn sse_listener_and_poller_receive_a_new_pet() {
     let created = s.store.create_pet(&staff(), pet("Smoky")).await.unwrap();
     let sse = run({
         let mut c = bin("sse-listener");
-        c.args(["--url", &s.http_url(), "--token", &s.dev_token, "--channel", "pets", "--last-event-id", &head, "--count", "1"]);
+        c.args([
+            "--url",
+            &s.http_url(),
+            "--token",
+            &s.dev_token,
+            "--channel",
+            "pets",
+            "--last-event-id",
+            &head,
+            "--count",
+            "1",
+        ]);
         c
     });
     let poll = run({
         let mut c = bin("poller");
-        c.args(["--url", &s.http_url(), "--since", &head, "--count", "1", "--wait", "1"]);
+        c.args([
+            "--url",
+            &s.http_url(),
+            "--since",
+            &head,
+            "--count",
+            "1",
+            "--wait",
+            "1",
+        ]);
         c
     });
     let (sse, poll) = tokio::join!(sse, poll);
     for out in [&sse, &poll] {
-        assert!(out.contains("pet.created") && out.contains(created.id.as_str()), "{out}");
+        assert!(
+            out.contains("pet.created") && out.contains(created.id.as_str()),
+            "{out}"
+        );
     }
     s.shutdown().await.unwrap();
 }
@@ -120,7 +150,16 @@ async fn ws_chat_sends_and_receives_a_message() {
     let s = start().await;
     let out = run({
         let mut c = bin("ws-chat");
-        c.args(["--url", &s.http_url(), "--token", &s.dev_token, "--say", "hello from smoke", "--count", "1"]);
+        c.args([
+            "--url",
+            &s.http_url(),
+            "--token",
+            &s.dev_token,
+            "--say",
+            "hello from smoke",
+            "--count",
+            "1",
+        ]);
         c
     })
     .await;
@@ -134,11 +173,21 @@ async fn grpc_client_lists_gets_and_watches() {
     let grpc = format!("http://{}", s.grpc_addr.expect("gRPC is on"));
     let out = run({
         let mut c = bin("grpc-client");
-        c.args(["--url", &s.http_url(), "--token", &s.dev_token, "--grpc", &grpc]);
+        c.args([
+            "--url",
+            &s.http_url(),
+            "--token",
+            &s.dev_token,
+            "--grpc",
+            &grpc,
+        ]);
         c
     })
     .await;
-    assert!(out.contains("ListPets (streaming):") && out.contains("Rex"), "{out}");
+    assert!(
+        out.contains("ListPets (streaming):") && out.contains("Rex"),
+        "{out}"
+    );
     assert!(out.contains("pet.created"), "{out}");
     s.shutdown().await.unwrap();
 }
@@ -150,11 +199,21 @@ async fn mqtt_subscriber_gets_retained_pet_status() {
     // Retained `pets/{id}/status` messages arrive on subscribe: no race with publishing.
     let out = run({
         let mut c = bin("mqtt-subscriber");
-        c.args(["--mqtt", &mqtt, "--topic", "petstore/pets/+/status", "--count", "1"]);
+        c.args([
+            "--mqtt",
+            &mqtt,
+            "--topic",
+            "petstore/pets/+/status",
+            "--count",
+            "1",
+        ]);
         c
     })
     .await;
-    assert!(out.contains("petstore/pets/pet_") && out.contains("pet."), "{out}");
+    assert!(
+        out.contains("petstore/pets/pet_") && out.contains("pet."),
+        "{out}"
+    );
     s.shutdown().await.unwrap();
 }
 
@@ -167,8 +226,14 @@ async fn graphql_client_queries_and_subscribes() {
         c
     })
     .await;
-    assert!(out.contains(r#""name":"Rex","status":"AVAILABLE""#), "{out}");
-    assert!(out.contains(r#"subscription event: "pet.created""#), "{out}");
+    assert!(
+        out.contains(r#""name":"Rex","status":"AVAILABLE""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"subscription event: "pet.created""#),
+        "{out}"
+    );
     s.shutdown().await.unwrap();
 }
 
@@ -181,20 +246,40 @@ async fn mcp_client_lists_and_calls_tools() {
         c
     })
     .await;
-    assert!(out.contains(" tools:") && out.contains("search_pets"), "{out}");
+    assert!(
+        out.contains(" tools:") && out.contains("search_pets"),
+        "{out}"
+    );
     assert!(out.contains(r#"get_inventory -> {"available":7"#), "{out}");
-    assert!(out.contains("prompt recommend_pet -> 1 message(s)"), "{out}");
+    assert!(
+        out.contains("prompt recommend_pet -> 1 message(s)"),
+        "{out}"
+    );
     s.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tour_shows_one_order_on_every_push_pattern() {
     let out = run(bin("tour")).await;
-    for pattern in ["SSE", "WebSocket", "GraphQL subscription", "gRPC WatchOrders", "MQTT", "webhook", "polling"] {
-        let line = out.lines().find(|l| l.starts_with(pattern)).unwrap_or_else(|| panic!("no {pattern} line:\n{out}"));
+    for pattern in [
+        "SSE",
+        "WebSocket",
+        "GraphQL subscription",
+        "gRPC WatchOrders",
+        "MQTT",
+        "webhook",
+        "polling",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(pattern))
+            .unwrap_or_else(|| panic!("no {pattern} line:\n{out}"));
         assert!(line.contains("ms") && line.contains("evt_"), "{line}");
     }
-    assert!(out.contains("every pattern delivered the same event"), "{out}");
+    assert!(
+        out.contains("every pattern delivered the same event"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,13 +287,29 @@ async fn webhook_receiver_registers_and_verifies_a_delivery() {
     let s = start().await;
     let mut child = {
         let mut c = bin("webhook-receiver");
-        c.args(["--url", &s.http_url(), "--token", &s.dev_token, "--events", "pet.*", "--count", "1"]);
+        c.args([
+            "--url",
+            &s.http_url(),
+            "--token",
+            &s.dev_token,
+            "--events",
+            "pet.*",
+            "--count",
+            "1",
+        ]);
         c.spawn().unwrap()
     };
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Once registered, the endpoint follows the log from the head: create a pet then.
-    let registered = tokio::time::timeout(LIMIT, lines.next_line()).await.unwrap().unwrap().unwrap();
-    assert!(registered.contains("registered as endpoint"), "{registered}");
+    let registered = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        registered.contains("registered as endpoint"),
+        "{registered}"
+    );
     let created = s.store.create_pet(&staff(), pet("Hooky")).await.unwrap();
     let mut rest = Vec::new();
     tokio::time::timeout(LIMIT, async {
@@ -221,7 +322,10 @@ async fn webhook_receiver_registers_and_verifies_a_delivery() {
     let exit = child.wait().await.unwrap();
     let text = rest.join("\n");
     assert!(exit.success(), "{exit:?}\n{text}");
-    assert!(text.contains("verified pet.created") && text.contains(created.id.as_str()), "{text}");
+    assert!(
+        text.contains("verified pet.created") && text.contains(created.id.as_str()),
+        "{text}"
+    );
     assert!(text.contains("removed endpoint"), "{text}");
     s.shutdown().await.unwrap();
 }
@@ -230,7 +334,14 @@ async fn webhook_receiver_registers_and_verifies_a_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_binary_starts_prints_and_stops_on_ctrl_c() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_petstore-server"))
-        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -250,17 +361,36 @@ async fn server_binary_starts_prints_and_stops_on_ctrl_c() {
     .await
     .expect("the server prints its banner");
     let text = printed.join("\n");
-    for protocol in ["REST", "GraphQL", "SSE", "WebSocket", "MCP", "webhooks", "gRPC", "MQTT", "Development token"] {
+    for protocol in [
+        "REST",
+        "GraphQL",
+        "SSE",
+        "WebSocket",
+        "MCP",
+        "webhooks",
+        "gRPC",
+        "MQTT",
+        "Development token",
+    ] {
         assert!(text.contains(protocol), "banner lacks {protocol}:\n{text}");
     }
     // The printed HTTP address answers.
-    let http = text.split_whitespace().find(|w| w.starts_with("http://") && w.ends_with("/v1/pets")).unwrap();
+    let http = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/v1/pets"))
+        .unwrap();
     assert!(reqwest::get(http).await.unwrap().status().is_success());
 
     let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::time::timeout(LIMIT, child.wait()).await.expect("stops in time").unwrap();
+    let exit = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
     assert!(exit.success(), "{exit:?}");
     let rest: Vec<String> = {
         let mut v = Vec::new();
@@ -270,4 +400,82 @@ async fn server_binary_starts_prints_and_stops_on_ctrl_c() {
         v
     };
     assert!(rest.iter().any(|l| l.contains("Stopped.")), "{rest:?}");
+}
+
+fn resolve<'a>(doc: &'a serde_json::Value, pointer: &str) -> Option<&'a serde_json::Value> {
+    doc.pointer(pointer.strip_prefix('#')?)
+}
+
+fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, v) in o {
+                match (k.as_str(), v) {
+                    ("$ref", serde_json::Value::String(r)) => out.push(r),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+/// `/asyncapi.json` is an AsyncAPI 3.0 document whose references all resolve and
+/// which names every push channel of the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncapi_document_is_served_and_consistent() {
+    let s = start().await;
+    let doc: serde_json::Value = reqwest::get(format!("{}/asyncapi.json", s.http_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(
+        all.len() > 40,
+        "expected many references, got {}",
+        all.len()
+    );
+    for r in all {
+        assert!(resolve(&doc, r).is_some(), "unresolved $ref {r}");
+    }
+    let addresses: Vec<&str> = doc["channels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|c| c["address"].as_str())
+        .collect();
+    for address in [
+        "/v1/stream/{channel}",
+        "/v1/ws",
+        "petstore/orders/new",
+        "petstore/orders/{id}/status",
+        "petstore/pets/new",
+        "petstore/pets/{id}/status",
+        "petstore/inventory",
+        "petstore/events/{type}",
+        "petstore/commands/orders",
+        "/v1/payments/webhook",
+    ] {
+        assert!(
+            addresses.contains(&address),
+            "no channel {address}: {addresses:?}"
+        );
+    }
+    for (name, op) in doc["operations"].as_object().unwrap() {
+        assert!(
+            matches!(op["action"].as_str(), Some("send" | "receive")),
+            "{name}"
+        );
+    }
+    // The event schema lists every event type of the core.
+    let types = serde_json::to_string(&doc["components"]["schemas"]).unwrap();
+    for t in petstore_core::EventType::ALL {
+        assert!(types.contains(t.as_str()), "schema lacks {t}");
+    }
+    s.shutdown().await.unwrap();
 }
