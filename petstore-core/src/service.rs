@@ -347,29 +347,14 @@ impl PetStore {
     /// Searches pets; pages follow `next_cursor`.
     pub async fn pets(&self, who: &Principal, query: &PetQuery) -> Result<Page<Pet>> {
         self.authorize_read(who, Scope::PetsRead)?;
-        let limit = page_limit(query.limit)?;
-        let after = query
-            .cursor
-            .as_deref()
-            .map(decode_cursor::<PetId>)
-            .transpose()?;
-        let Snapshot {
-            mut items,
-            position,
-        } = self
-            .inner
-            .store
-            .pets(query, after.as_ref(), limit + 1)
-            .await?;
-        let next_cursor = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            encode_cursor(items[limit - 1].id.as_str())
-        });
-        Ok(Page {
-            data: items,
-            next_cursor,
-            position: Some(position),
-        })
+        paginate(
+            query.limit,
+            query.cursor.as_deref(),
+            |after: Option<PetId>, n| async move {
+                self.inner.store.pets(query, after.as_ref(), n).await
+            },
+        )
+        .await
     }
 
     /// Adds a pet.
@@ -671,29 +656,14 @@ impl PetStore {
     /// Lists orders; pages follow `next_cursor`.
     pub async fn orders(&self, who: &Principal, query: &OrderQuery) -> Result<Page<Order>> {
         self.authorize_read(who, Scope::OrdersRead)?;
-        let limit = page_limit(query.limit)?;
-        let after = query
-            .cursor
-            .as_deref()
-            .map(decode_cursor::<OrderId>)
-            .transpose()?;
-        let Snapshot {
-            mut items,
-            position,
-        } = self
-            .inner
-            .store
-            .orders(query, after.as_ref(), limit + 1)
-            .await?;
-        let next_cursor = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            encode_cursor(items[limit - 1].id.as_str())
-        });
-        Ok(Page {
-            data: items,
-            next_cursor,
-            position: Some(position),
-        })
+        paginate(
+            query.limit,
+            query.cursor.as_deref(),
+            |after: Option<OrderId>, n| async move {
+                self.inner.store.orders(query, after.as_ref(), n).await
+            },
+        )
+        .await
     }
 
     /// One payment.
@@ -986,6 +956,51 @@ impl PetStore {
         let filter = self.readable_filter(who, filter)?;
         self.inner.store.subscribe(since, filter).await
     }
+}
+
+/// Something listed by id: the cursor of a page is the id of its last item.
+trait Keyed {
+    type Id: std::str::FromStr;
+    fn key(&self) -> &str;
+}
+
+impl Keyed for Pet {
+    type Id = PetId;
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+impl Keyed for Order {
+    type Id = OrderId;
+    fn key(&self) -> &str {
+        self.id.as_str()
+    }
+}
+
+/// One page: validates the limit, decodes the cursor, fetches one item more than the
+/// limit to learn whether a next page exists.
+async fn paginate<T, F, Fut>(limit: Option<u32>, cursor: Option<&str>, fetch: F) -> Result<Page<T>>
+where
+    T: Keyed,
+    F: FnOnce(Option<T::Id>, usize) -> Fut,
+    Fut: Future<Output = Result<Snapshot<Vec<T>>>>,
+{
+    let limit = page_limit(limit)?;
+    let after = cursor.map(decode_cursor::<T::Id>).transpose()?;
+    let Snapshot {
+        mut items,
+        position,
+    } = fetch(after, limit + 1).await?;
+    let next_cursor = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        encode_cursor(items[limit - 1].key())
+    });
+    Ok(Page {
+        data: items,
+        next_cursor,
+        position: Some(position),
+    })
 }
 
 fn check_if_match(if_match: Option<u64>, version: u64) -> Result<()> {
