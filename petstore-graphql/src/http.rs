@@ -154,7 +154,17 @@ async fn post_graphql(
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return bad_request("batched operations are not supported: send one at a time");
         }
-        match serde_json::from_slice::<GraphQLRequest>(&body) {
+        let value = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(value) => value,
+            Err(e) => return bad_request(format!("the body is not a GraphQL request: {e}")),
+        };
+        // juniper silently drops `variables` that are not an object: refuse them.
+        if let Some(vars) = value.get("variables")
+            && !(vars.is_null() || vars.is_object())
+        {
+            return bad_request("`variables` must be a JSON object");
+        }
+        match serde_json::from_value::<GraphQLRequest>(value) {
             Ok(request) => request,
             Err(e) => return bad_request(format!("the body is not a GraphQL request: {e}")),
         }

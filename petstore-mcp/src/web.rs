@@ -47,7 +47,61 @@ pub fn router(store: PetStore, config: McpConfig) -> Router {
     );
     Router::new()
         .route_service(PATH, service)
+        .layer(middleware::from_fn(check_json_rpc))
         .layer(middleware::from_fn_with_state(auth, authenticate))
+}
+
+/// Largest JSON-RPC message accepted over HTTP.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// A JSON-RPC error response (`id` null: the request could not be read).
+fn json_rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}});
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Reads POST bodies before rmcp does, so that a body that is not JSON-RPC 2.0 gets
+/// 400 with a JSON-RPC error (`-32700` parse error, `-32600` invalid request) and an
+/// oversize one 413; rmcp 3.11 itself answers 415 with plain text.
+async fn check_json_rpc(request: Request, next: Next) -> Response {
+    if request.method() != http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return json_rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            "the message is larger than 1 MiB",
+        );
+    };
+    let valid = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Err(_) => {
+            return json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                "parse error: the body is not JSON",
+            );
+        }
+        Ok(serde_json::Value::Object(message)) => {
+            message.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0")
+        }
+        Ok(_) => false,
+    };
+    if !valid {
+        return json_rpc_error(
+            StatusCode::BAD_REQUEST,
+            -32600,
+            "invalid request: expected one JSON-RPC 2.0 message object",
+        );
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 #[derive(Clone)]

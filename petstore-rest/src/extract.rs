@@ -172,6 +172,14 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("malformed JSON: {e}"),
         ))
     })?;
+    // Every body is a JSON object. serde would also fill a struct from a positional
+    // array (`["Rex","dog",...]`), and a merge patch that is not an object replaces
+    // the whole target (RFC 7396): both are refused.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            Error::invalid(vec![FieldError::new("", "the body must be a JSON object")]).into(),
+        );
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de).map_err(json_error)
 }

@@ -79,6 +79,28 @@ pub(crate) fn read_body(
     })
 }
 
+/// 415 unless the body is declared as JSON (`application/json`, or any `+json` type
+/// such as `application/merge-patch+json`).
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let essence = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(Problem::http(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as `Content-Type: application/json`",
+        ))
+    }
+}
+
 /// Parses a JSON body: 400 when it is not JSON, 422 (with the field) when it does not
 /// fit the expected shape.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
@@ -199,6 +221,7 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     admin(&shared, &headers)?;
+    require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let new: NewEndpoint = parse_json(&body)?;
     let mut fields = Vec::new();
@@ -260,6 +283,7 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     admin(&shared, &headers)?;
+    require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let patch: Patch = parse_json(&body)?;
     core(shared.registry.get(&id))?;
@@ -378,6 +402,7 @@ async fn replay(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     admin(&shared, &headers)?;
+    require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let request: Replay = parse_json(&body)?;
     core(shared.registry.get(&id))?;

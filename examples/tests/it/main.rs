@@ -2,4 +2,5 @@
 //! server, the server binary's start/stop, and the cross-protocol conformance suite.
 
 mod conformance;
+mod hostile;
 mod smoke;
