@@ -479,3 +479,48 @@ async fn asyncapi_document_is_served_and_consistent() {
     }
     s.shutdown().await.unwrap();
 }
+
+/// `petstore-server mcp-stdio` as an MCP client launches it: a child process speaking
+/// JSON-RPC on stdin/stdout (logs on stderr), with read and write tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_stdio_serves_a_child_process_client() {
+    use rmcp::ServiceExt;
+    use rmcp::model::{CallToolRequestParams, ClientConfig};
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_petstore-server"));
+    cmd.arg("mcp-stdio").env("RUST_LOG", "warn");
+    let transport = rmcp::transport::TokioChildProcess::new(cmd).expect("spawns");
+    let client = tokio::time::timeout(LIMIT, ClientConfig::default().serve(transport))
+        .await
+        .expect("initialises in time")
+        .expect("initialises");
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "search_pets"), "{tools:?}");
+    let found = client
+        .call_tool(
+            CallToolRequestParams::new("search_pets").with_arguments(
+                serde_json::json!({"species": "cat"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_ne!(found.is_error, Some(true), "{found:?}");
+    let cats = found.structured_content.expect("structured result");
+    assert_eq!(cats["data"].as_array().unwrap().len(), 2, "{cats}");
+    // The stdio principal may write.
+    let created = client
+        .call_tool(CallToolRequestParams::new("create_pet").with_arguments(
+            serde_json::json!({"name": "Stdio", "species": "cat", "price": {"amount": "5.00", "currency": "USD"}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(created.is_error, Some(true), "{created:?}");
+    assert_eq!(created.structured_content.unwrap()["name"], "Stdio");
+    client.cancel().await.unwrap();
+}
