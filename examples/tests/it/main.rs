@@ -2,5 +2,6 @@
 //! server, the server binary's start/stop, and the cross-protocol conformance suite.
 
 mod conformance;
+mod faults;
 mod hostile;
 mod smoke;
