@@ -13,7 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use petstore_core::{Currency, EventFilter, Money, NewPet, PetStore, Principal, Scope};
+use std::time::Duration;
+
+use petstore_core::{
+    Currency, EventFilter, LogConfig, MemoryStore, Money, NewPet, PetStore, Principal, Scope,
+    ServiceConfig, TokenAuthority,
+};
 use serde::Serialize;
 
 fn new_pet() -> NewPet {
@@ -64,7 +69,13 @@ fn fan_out(c: &mut Criterion) {
     for n in [10usize, 100, 1000] {
         group.bench_with_input(BenchmarkId::new("event_log", n), &n, |b, &n| {
             b.to_async(&rt).iter_custom(|iters| async move {
-                let store = PetStore::in_memory();
+                // A ring as long as the run: this measures fan-out, not the lag cut-off.
+                let ring = (iters as usize).max(1024);
+                let store = PetStore::new(
+                    MemoryStore::new(LogConfig::default().subscriber_buffer(ring).retention(ring)),
+                    TokenAuthority::random(Duration::from_secs(60)),
+                    ServiceConfig::default(),
+                );
                 let who = Principal::new("bench", [Scope::PetsWrite]);
                 let mut tasks = Vec::new();
                 for _ in 0..n {
@@ -90,7 +101,8 @@ fn fan_out(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("bare_broadcast", n), &n, |b, &n| {
             b.to_async(&rt).iter_custom(|iters| async move {
-                let (tx, _) = tokio::sync::broadcast::channel::<Arc<String>>(1024);
+                let (tx, _) =
+                    tokio::sync::broadcast::channel::<Arc<String>>((iters as usize).max(1024));
                 let mut tasks = Vec::new();
                 for _ in 0..n {
                     let mut rx = tx.subscribe();
