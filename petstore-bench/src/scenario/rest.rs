@@ -1,0 +1,213 @@
+//! REST `GET /v1/pets/{id}` and `POST /v1/pets` through the full stack vs bare axum
+//! handlers, and GraphQL `pet(id)` vs the REST GET of the same pet.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use http::StatusCode;
+use tokio::sync::broadcast;
+
+use super::{Config, new_pet, new_pet_json};
+use crate::load::{Call, Check, closed_loop, contains, expect, open_loop};
+use crate::measure::alternate;
+use crate::report::{Row, Target, fig};
+use crate::stack::{Stack, StackOptions};
+
+/// Closed-loop connections of the HTTP throughput rows.
+const CONNS: usize = 32;
+/// Connections of the open loop (enough that none waits at half the bare maximum).
+const OPEN_CONNS: usize = 64;
+
+struct Setup {
+    stack: Stack,
+    bare: std::net::SocketAddr,
+    id: String,
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    let stack = Stack::start(StackOptions::default()).await?;
+    let pet = stack
+        .store
+        .create_pet(&stack.admin(), new_pet("Rex".into()))
+        .await?;
+    let (fanout, _) = broadcast::channel(16);
+    let bare = crate::bare::http(pet.clone(), fanout).await?;
+    Ok(Setup {
+        stack,
+        bare,
+        id: pet.id.to_string(),
+    })
+}
+
+pub(crate) async fn run_get(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let s = setup().await?;
+    let result = get(cfg, &s, rows).await;
+    s.stack.stop().await;
+    result
+}
+
+pub(crate) async fn run_post(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let s = setup().await?;
+    let result = post(cfg, &s, rows).await;
+    s.stack.stop().await;
+    result
+}
+
+pub(crate) async fn run_graphql(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let s = setup().await?;
+    let result = graphql(cfg, &s, rows).await;
+    s.stack.stop().await;
+    result
+}
+
+/// Warm-up, then throughput rounds A/B with `CONNS` workers each.
+async fn throughput(cfg: &Config, a: &Call, b: &Call) -> anyhow::Result<crate::measure::Rounds> {
+    a.once().await?;
+    b.once().await?;
+    for call in [a, b] {
+        closed_loop(call.workers(CONNS).await?, cfg.warmup).await?;
+    }
+    alternate(
+        cfg.rounds,
+        move |_| async move { closed_loop(a.workers(CONNS).await?, cfg.round).await },
+        move |_| async move { closed_loop(b.workers(CONNS).await?, cfg.round).await },
+    )
+    .await
+}
+
+fn pet_path(id: &str) -> String {
+    format!("/v1/pets/{id}")
+}
+
+async fn get(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const SCENARIO: &str = "rest-get";
+    eprintln!("  REST GET /v1/pets/{{id}}: throughput");
+    let check = expect(200, &[&format!("\"id\":\"{}\"", s.id), "\"name\":\"Rex\""]);
+    let a = Call::get(s.bare, pet_path(&s.id), check.clone());
+    let b = Call::get(s.stack.rest.addr, pet_path(&s.id), check);
+    let tp = throughput(cfg, &a, &b).await?;
+    let note = s.stack.rest.note("petstore-rest").unwrap_or_default();
+    rows.push(
+        Row::new(
+            SCENARIO,
+            "GET throughput (32 conns)",
+            fig(tp.median_a(), "req/s"),
+            fig(tp.median_b(), "req/s"),
+            tp.ratio(),
+            "x",
+            Target::AtLeast(0.8),
+        )
+        .rounds(&tp.ratios())
+        .note(note.clone()),
+    );
+
+    let rate = tp.median_a() / 2.0;
+    eprintln!("  REST GET /v1/pets/{{id}}: p99 at {rate:.0} req/s (half the bare maximum)");
+    let (a, b) = (&a, &b);
+    let lat = alternate(
+        cfg.rounds,
+        move |_| async move {
+            let h = open_loop(a.workers(OPEN_CONNS).await?, rate, cfg.round).await?;
+            Ok(h.p99_ms())
+        },
+        move |_| async move {
+            let h = open_loop(b.workers(OPEN_CONNS).await?, rate, cfg.round).await?;
+            Ok(h.p99_ms())
+        },
+    )
+    .await?;
+    rows.push(
+        Row::new(
+            SCENARIO,
+            &format!("GET p99 latency at {rate:.0} req/s"),
+            fig(lat.median_a(), "ms"),
+            fig(lat.median_b(), "ms"),
+            lat.ratio(),
+            "x",
+            Target::AtMost(1.5),
+        )
+        .rounds(&lat.ratios())
+        .note(note),
+    );
+    Ok(())
+}
+
+async fn post(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    eprintln!("  REST POST /v1/pets: throughput");
+    let body = new_pet_json("Rex");
+    let a = Call::post_json(
+        s.bare,
+        "/v1/pets",
+        body.clone(),
+        expect(201, &["\"name\":\"Rex\""]),
+    );
+    let b = Call::post_json(
+        s.stack.rest.addr,
+        "/v1/pets",
+        body,
+        expect(201, &["\"id\":\"pet_", "\"name\":\"Rex\""]),
+    )
+    .bearer(&s.stack.token);
+    let tp = throughput(cfg, &a, &b).await?;
+    rows.push(
+        Row::new(
+            "rest-post",
+            "POST throughput (32 conns) vs bare JSON echo",
+            fig(tp.median_a(), "req/s"),
+            fig(tp.median_b(), "req/s"),
+            tp.ratio(),
+            "x",
+            Target::AtLeast(0.75),
+        )
+        .rounds(&tp.ratios())
+        .note(s.stack.rest.note("petstore-rest").unwrap_or_default()),
+    );
+    Ok(())
+}
+
+async fn graphql(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    eprintln!("  GraphQL pet(id) vs REST GET: throughput");
+    let a = Call::get(
+        s.stack.rest.addr,
+        pet_path(&s.id),
+        expect(200, &[&format!("\"id\":\"{}\"", s.id), "\"name\":\"Rex\""]),
+    );
+    // Every field of the REST resource, so that both answers carry the same pet.
+    let query = format!(
+        "{{ pet(id: \"{}\") {{ id name species breed age status tags photoUrls price {{ amount currency }} createdAt updatedAt version }} }}",
+        s.id
+    );
+    let body = serde_json::json!({ "query": query }).to_string();
+    let id = s.id.clone();
+    let check: Check = Arc::new(move |status: StatusCode, body: &[u8]| {
+        if status != StatusCode::OK
+            || contains(body, b"\"errors\"")
+            || !contains(body, id.as_bytes())
+        {
+            bail!(
+                "GraphQL answer {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        Ok(())
+    });
+    let b = Call::post_json(s.stack.graphql.addr, "/graphql", body, check);
+    let tp = throughput(cfg, &a, &b).await?;
+    let mut notes: Vec<String> = Vec::new();
+    notes.extend(s.stack.graphql.note("petstore-graphql"));
+    notes.extend(s.stack.rest.note("petstore-rest"));
+    rows.push(
+        Row::new(
+            "graphql-get",
+            "pet(id) throughput vs REST GET (both full stack)",
+            fig(tp.median_a(), "req/s (REST)"),
+            fig(tp.median_b(), "req/s (GraphQL)"),
+            tp.ratio(),
+            "x",
+            Target::AtLeast(0.35),
+        )
+        .rounds(&tp.ratios())
+        .note(notes.join("; ")),
+    );
+    Ok(())
+}
