@@ -53,6 +53,8 @@ pub fn router(store: PetStore, config: McpConfig) -> Router {
 
 /// Largest JSON-RPC message accepted over HTTP.
 const MAX_BODY: usize = 1024 * 1024;
+/// How much of an oversize body is read (and dropped) before answering 413.
+const MAX_DRAIN: usize = 16 * 1024 * 1024;
 
 /// A JSON-RPC error response (`id` null: the request could not be read).
 fn json_rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
@@ -73,13 +75,34 @@ async fn check_json_rpc(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+    // Read up to MAX_BODY; past it keep draining (up to MAX_DRAIN) before answering, so
+    // that the client finishes sending and reads the 413 instead of a reset.
+    let mut chunks = body.into_data_stream();
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+        let Ok(chunk) = chunk else {
+            return json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                "the body could not be read",
+            );
+        };
+        seen += chunk.len();
+        if seen > MAX_DRAIN {
+            break;
+        }
+        if seen <= MAX_BODY {
+            bytes.extend_from_slice(&chunk);
+        }
+    }
+    if seen > MAX_BODY {
         return json_rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             -32600,
             "the message is larger than 1 MiB",
         );
-    };
+    }
     let valid = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Err(_) => {
             return json_rpc_error(
