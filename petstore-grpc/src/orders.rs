@@ -1,7 +1,6 @@
 //! `petstore.v1.StoreService`: orders, payments, inventory.
 
-use futures_util::StreamExt as _;
-use petstore_core::{Channel, Error, EventFilter, NewOrder, OrderId, PaymentRequest, PetStore};
+use petstore_core::{Channel, Error, NewOrder, OrderId, PaymentRequest, PetStore};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -139,18 +138,17 @@ impl pb::store_service_server::StoreService for StoreApi {
                     .to_string(),
             ),
         };
-        let filter = EventFilter {
-            types: convert::type_patterns(&r.types).map_err(status)?,
-            channels: vec![channel],
-        };
         let events = self
-            .store
-            .subscribe(&who, since, filter)
-            .await
-            .map_err(status)?
-            .map(|item| item.map(|e| convert::event(&e)).map_err(status));
-        Ok(Response::new(
-            self.streams.guard(events, request.metadata()),
-        ))
+            .streams
+            .watch(
+                &self.store,
+                &who,
+                since,
+                &r.types,
+                channel,
+                request.metadata(),
+            )
+            .await?;
+        Ok(Response::new(events))
     }
 }

@@ -2,8 +2,7 @@
 
 use futures_util::{StreamExt as _, stream};
 use petstore_core::{
-    Channel, Error, EventFilter, FieldError, NewPet, Page, Pet, PetId, PetPatch, PetQuery,
-    PetStore, Principal,
+    Channel, Error, FieldError, NewPet, Page, Pet, PetId, PetPatch, PetQuery, PetStore, Principal,
 };
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -293,18 +292,17 @@ impl pb::pet_service_server::PetService for PetApi {
                     .to_string(),
             ),
         };
-        let filter = EventFilter {
-            types: convert::type_patterns(&r.types).map_err(status)?,
-            channels: vec![channel],
-        };
         let events = self
-            .store
-            .subscribe(&who, since, filter)
-            .await
-            .map_err(status)?
-            .map(|item| item.map(|e| convert::event(&e)).map_err(status));
-        Ok(Response::new(
-            self.streams.guard(events, request.metadata()),
-        ))
+            .streams
+            .watch(
+                &self.store,
+                &who,
+                since,
+                &r.types,
+                channel,
+                request.metadata(),
+            )
+            .await?;
+        Ok(Response::new(events))
     }
 }

@@ -99,6 +99,33 @@ impl Streams {
         }
     }
 
+    /// A `Watch*` call: the events on `channel` (narrowed to `types`) after `since`,
+    /// as guarded protobuf events.
+    pub(crate) async fn watch(
+        &self,
+        store: &petstore_core::PetStore,
+        who: &petstore_core::Principal,
+        since: Option<petstore_core::ResumeToken>,
+        types: &[String],
+        channel: petstore_core::Channel,
+        metadata: &MetadataMap,
+    ) -> Result<Guarded<crate::pb::Event>, Status> {
+        use futures_util::StreamExt as _;
+        let filter = petstore_core::EventFilter {
+            types: crate::convert::type_patterns(types).map_err(crate::error::status)?,
+            channels: vec![channel],
+        };
+        let events = store
+            .subscribe(who, since, filter)
+            .await
+            .map_err(crate::error::status)?
+            .map(|item| {
+                item.map(|e| crate::convert::event(&e))
+                    .map_err(crate::error::status)
+            });
+        Ok(self.guard(events, metadata))
+    }
+
     /// Guards a stream that is not counted and says `last_words` on shutdown (the
     /// health watch says NOT_SERVING).
     pub(crate) fn guard_quietly<T, S>(&self, inner: S, last_words: Result<T, Status>) -> Guarded<T>
