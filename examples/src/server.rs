@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::serve::ListenerExt as _;
 use clap::{Args, Parser, Subcommand};
 use petstore_core::{PetStore, Scope, ServiceConfig, TokenAuthority};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Command line of `petstore-server`.
 #[derive(Debug, Parser)]
@@ -69,6 +70,10 @@ pub struct ServerArgs {
     /// RESOURCE_EXHAUSTED with `RateLimit` / `Retry-After` headers).
     #[arg(long, env = "PETSTORE_RATE_LIMIT")]
     pub rate_limit: bool,
+    /// At shutdown, seconds during which gRPC health reports NOT_SERVING while calls
+    /// are still served, so that load balancers stop sending traffic first.
+    #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
+    pub drain_delay: f64,
 }
 
 impl std::fmt::Debug for ServerArgs {
@@ -88,6 +93,7 @@ impl std::fmt::Debug for ServerArgs {
                 &redact(&self.payments_webhook_secret),
             )
             .field("rate_limit", &self.rate_limit)
+            .field("drain_delay", &self.drain_delay)
             .finish()
     }
 }
@@ -146,9 +152,13 @@ pub struct RunningServer {
     pub grpc_addr: Option<SocketAddr>,
     /// Where the MQTT broker listens.
     pub mqtt_addr: Option<SocketAddr>,
+    /// The embedded broker's own MQTT 5 listener, which the bridge uses (it skips the
+    /// front that tells MQTT 3.1.1 from MQTT 5 clients). `None` with `--mqtt-url`.
+    pub mqtt_v5_addr: Option<SocketAddr>,
     /// A development token with every scope.
     pub dev_token: String,
-    shutdown: watch::Sender<bool>,
+    shutdown: CancellationToken,
+    drain_delay: Duration,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -193,15 +203,12 @@ impl RunningServer {
         lines
     }
 
-    /// Stops every listener gracefully: gRPC health turns NOT_SERVING first, in-flight
-    /// requests finish, and the listeners stop within [`SHUTDOWN_GRACE`].
-    ///
-    /// Known limitation: open SSE and WebSocket connections are not closed (the
-    /// realtime adapter has no shutdown hook yet); they end when the process exits.
-    /// `faults::shutdown_cuts_open_sse_and_websocket_streams` is the failing test.
+    /// Stops every listener gracefully: gRPC health turns NOT_SERVING first, open SSE
+    /// streams end and WebSocket connections close with 1001, in-flight requests
+    /// finish, and the listeners stop within [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + self.drain_delay + SHUTDOWN_GRACE;
         for mut task in self.tasks {
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(joined) => joined.context("server task panicked")??,
@@ -212,14 +219,6 @@ impl RunningServer {
             }
         }
         Ok(())
-    }
-}
-
-async fn wait_for(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -242,13 +241,15 @@ pub fn webhooks(
 }
 
 /// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
-pub fn http_router(store: &PetStore, args: &ServerArgs) -> Router {
+/// Cancelling `shutdown` ends open SSE streams and WebSocket connections.
+pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationToken) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::asyncapi::router())
-        .merge(petstore_realtime::router(
+        .merge(petstore_realtime::router_with_shutdown(
             store.clone(),
             petstore_realtime::RealtimeConfig::default(),
+            shutdown.clone(),
         ))
         .merge(petstore_graphql::router(
             store.clone(),
@@ -268,7 +269,7 @@ pub fn http_router(store: &PetStore, args: &ServerArgs) -> Router {
 /// Starts every protocol and returns once all listeners are bound.
 pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let store = build_store(&args).await?;
-    let (shutdown, rx) = watch::channel(false);
+    let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
 
     let http = TcpListener::bind(args.http_addr)
@@ -276,15 +277,23 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let http_addr = http.local_addr()?;
     let webhooks = webhooks(&store, &args)?;
-    let app = webhooks.router().merge(http_router(&store, &args));
-    let stop = wait_for(rx.clone());
+    let app = webhooks
+        .router()
+        .merge(http_router(&store, &args, &shutdown));
+    let stop = shutdown.clone().cancelled_owned();
     tasks.push(tokio::spawn(async move {
         webhooks.run(stop).await;
         Ok(())
     }));
-    let stop = wait_for(rx.clone());
+    let stop = shutdown.clone().cancelled_owned();
     tasks.push(tokio::spawn(async move {
         // Connect info gives the rate limiter (and logs) the client address.
+        // No Nagle delay: streamed SSE and WebSocket frames go out as they are written.
+        let http = http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(
             http,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -298,11 +307,15 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
     let grpc_addr = grpc.local_addr()?;
+    let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
+        .context("--drain-delay: a number of seconds")?;
     let grpc_server = petstore_grpc::GrpcServer::new(
         store.clone(),
-        petstore_grpc::GrpcConfig::default().rate_limit(rate_limit(&args)),
+        petstore_grpc::GrpcConfig::default()
+            .rate_limit(rate_limit(&args))
+            .drain_delay(drain_delay),
     );
-    let stop = wait_for(rx.clone());
+    let stop = shutdown.clone().cancelled_owned();
     tasks.push(tokio::spawn(async move {
         grpc_server
             .serve_with_incoming_shutdown(grpc, stop)
@@ -311,6 +324,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     }));
 
     let mut mqtt_addr = None;
+    let mut mqtt_v5_addr = None;
     if !args.no_mqtt {
         let mut config = petstore_mqtt::MqttConfig::default();
         let url = match &args.mqtt_url {
@@ -324,15 +338,18 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
                 .await?
                 .with_context(|| format!("starting the embedded MQTT broker on {addr}"))?;
                 mqtt_addr = Some(broker.addr());
+                mqtt_v5_addr = Some(broker.v5_addr());
                 // rumqttd 0.20 panics forwarding MQTT 5 properties to MQTT 3.1.1
                 // subscribers: publish events without them on the embedded broker.
                 config = config.event_properties(false);
-                broker.url()
+                // The bridge speaks MQTT 5: straight to that listener, without the
+                // front's extra hop for each of its messages.
+                format!("mqtt://{}", broker.v5_addr())
             }
         };
         let bridge = petstore_mqtt::Bridge::start(store.clone(), config.url(url.clone()))
             .with_context(|| format!("starting the MQTT bridge to {url}"))?;
-        let stop = wait_for(rx.clone());
+        let stop = shutdown.clone().cancelled_owned();
         tasks.push(tokio::spawn(async move {
             stop.await;
             bridge.shutdown().await;
@@ -350,8 +367,10 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         http_addr,
         grpc_addr: Some(grpc_addr),
         mqtt_addr,
+        mqtt_v5_addr,
         dev_token,
         shutdown,
+        drain_delay,
         tasks,
     })
 }

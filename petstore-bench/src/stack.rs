@@ -48,6 +48,9 @@ pub(crate) struct Stack {
     pub(crate) webhooks: Mounted,
     /// The MQTT broker the bridge publishes to.
     pub(crate) mqtt: Option<Mounted>,
+    /// The broker's MQTT 5 listener, which the bridge publishes to (the bare publisher
+    /// uses it too, so that both skip the version-detecting front).
+    pub(crate) mqtt_v5: Option<SocketAddr>,
     bridge: Option<petstore_mqtt::BridgeHandle>,
     dispatcher: Option<petstore_webhooks::DispatcherHandle>,
 }
@@ -140,6 +143,7 @@ impl Stack {
         };
 
         let mut bridge = None;
+        let mut mqtt_v5 = server.mqtt_v5_addr;
         let mqtt = match (opts.mqtt, server.mqtt_addr) {
             (false, _) => None,
             (true, Some(addr)) => Some(Mounted {
@@ -152,7 +156,7 @@ impl Stack {
                 let handle = petstore_mqtt::Bridge::start(
                     store.clone(),
                     petstore_mqtt::MqttConfig::default()
-                        .url(broker.url())
+                        .url(format!("mqtt://{}", broker.v5_addr()))
                         .client_id("petstore-bench-bridge"),
                 )
                 .context("starting the MQTT bridge")?;
@@ -160,6 +164,7 @@ impl Stack {
                     .await
                     .context("the MQTT bridge did not connect to the broker")?;
                 bridge = Some(handle);
+                mqtt_v5 = Some(broker.v5_addr());
                 Some(Mounted {
                     addr: broker.addr(),
                     by_server: false,
@@ -177,6 +182,7 @@ impl Stack {
             realtime: at(realtime),
             webhooks: at(webhooks),
             mqtt,
+            mqtt_v5,
             bridge,
             dispatcher,
         })

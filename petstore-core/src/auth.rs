@@ -1,9 +1,10 @@
 //! The one authorization model: a [`Principal`] carrying [`Scope`]s, and HS256 JWTs
 //! (claims `sub`, `scope`, `exp`) as the credential every protocol accepts.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -176,12 +177,51 @@ struct Claims {
 
 /// Issues and verifies HS256 JWTs with claims `sub`, `scope` (space separated) and `exp`.
 /// No other claim is required, so any HS256 library can mint a valid token.
+///
+/// Verified tokens are remembered (up to 4,096, each until its `exp`), so that a
+/// client sending the same token on every request pays for the signature check once.
+/// Clones share that memory.
 #[derive(Clone)]
 pub struct TokenAuthority {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     ttl: Duration,
+    verified: Arc<VerifiedTokens>,
+}
+
+/// Tokens that passed verification, with the time (Unix seconds) after which they
+/// no longer would: `exp` plus the validation leeway.
+#[derive(Default)]
+struct VerifiedTokens(Mutex<HashMap<Box<str>, (Principal, u64)>>);
+
+impl VerifiedTokens {
+    /// At most this many tokens are remembered.
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(token)
+            .filter(|(_, until)| now <= *until)
+            .map(|(who, _)| who.clone())
+    }
+
+    fn insert(&self, token: &str, who: Principal, until: u64, now: u64) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= Self::CAPACITY {
+            map.retain(|_, (_, t)| now <= *t);
+            if map.len() >= Self::CAPACITY {
+                // Many live tokens at once: start over rather than track recency.
+                map.clear();
+            }
+        }
+        map.insert(token.into(), (who, until));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
 }
 
 impl fmt::Debug for TokenAuthority {
@@ -205,6 +245,7 @@ impl TokenAuthority {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl,
+            verified: Arc::default(),
         }
     }
 
@@ -252,6 +293,10 @@ impl TokenAuthority {
     /// Verifies a token (without the `Bearer ` prefix). Unknown scope names are ignored
     /// so that newer issuers stay compatible.
     pub fn verify(&self, token: &str) -> Result<Principal> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(who) = self.verified.get(token, now) {
+            return Ok(who);
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
                 let reason = match e.kind() {
@@ -274,7 +319,10 @@ impl TokenAuthority {
             .scope
             .split_ascii_whitespace()
             .filter_map(|s| s.parse().ok());
-        Ok(Principal::new(data.claims.sub, scopes))
+        let who = Principal::new(data.claims.sub, scopes);
+        let until = data.claims.exp.saturating_add(self.validation.leeway);
+        self.verified.insert(token, who.clone(), until, now);
+        Ok(who)
     }
 
     /// Verifies an `Authorization` header value (`Bearer <jwt>`, scheme case-insensitive).
@@ -315,6 +363,33 @@ mod tests {
             p.require(Scope::PetsWrite).unwrap_err().kind(),
             ErrorKind::Forbidden
         );
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_until_they_expire_and_the_memory_is_bounded() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let token = auth.issue("alice", [Scope::PetsRead]).unwrap().access_token;
+        let first = auth.verify(&token).unwrap();
+        assert_eq!(auth.verified.len(), 1);
+        // A clone shares the memory, and the remembered answer is the same.
+        assert_eq!(auth.clone().verify(&token).unwrap(), first);
+        // A token differing in one signature character is checked, not looked up.
+        let at = token.len() - 5;
+        let swap = if &token[at..=at] == "A" { "B" } else { "A" };
+        let forged = format!("{}{swap}{}", &token[..at], &token[at + 1..]);
+        assert_eq!(
+            auth.verify(&forged).unwrap_err().kind(),
+            ErrorKind::Unauthenticated
+        );
+
+        let cache = VerifiedTokens::default();
+        cache.insert("t", Principal::system("x"), 100, 50);
+        assert!(cache.get("t", 100).is_some());
+        assert!(cache.get("t", 101).is_none(), "past exp + leeway");
+        for i in 0..VerifiedTokens::CAPACITY + 10 {
+            cache.insert(&format!("t{i}"), Principal::system("x"), 200, 150);
+        }
+        assert!(cache.len() <= VerifiedTokens::CAPACITY);
     }
 
     #[test]

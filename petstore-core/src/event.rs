@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -182,7 +183,12 @@ impl JsonSchema for ResumeToken {
 
 /// The envelope of a domain event: CloudEvents 1.0 JSON field names plus `offset`,
 /// the resume token just after this event.
+///
+/// Build one with [`crate::envelope`]. Events in the log are shared as `Arc<Event>` and
+/// never change, so [`Event::json`] serialises each of them once, however many
+/// subscribers and protocols deliver it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
 pub struct Event {
     /// CloudEvents spec version, always `"1.0"`.
     pub specversion: String,
@@ -203,6 +209,33 @@ pub struct Event {
     pub datacontenttype: String,
     /// The payload (the resource after the change).
     pub data: serde_json::Value,
+    /// The envelope's JSON text, filled by the first [`Event::json`].
+    #[serde(skip)]
+    #[schemars(skip)]
+    json: JsonCache,
+}
+
+/// The cached JSON text of an [`Event`]. It is not part of the event's value: it
+/// compares equal, prints as `..`, and a clone starts empty (a clone may be changed).
+#[derive(Default)]
+struct JsonCache(OnceLock<Arc<str>>);
+
+impl Clone for JsonCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for JsonCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for JsonCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
 }
 
 impl Event {
@@ -260,10 +293,45 @@ impl Event {
         }
     }
 
-    /// The envelope as JSON text.
-    pub fn to_json(&self) -> String {
+    /// Builds an envelope. The log sets `offset` when it appends the event; most code
+    /// gets events from the log rather than building them.
+    pub fn new(
+        event_type: EventType,
+        subject: impl Into<String>,
+        data: serde_json::Value,
+        source: impl Into<String>,
+        time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            specversion: "1.0".to_owned(),
+            id: EventId::generate(),
+            event_type,
+            source: source.into(),
+            time,
+            subject: subject.into(),
+            offset: ResumeToken::new(0, 0),
+            datacontenttype: "application/json".to_owned(),
+            data,
+            json: JsonCache::default(),
+        }
+    }
+
+    /// The envelope as JSON text, serialised on the first call and shared after that
+    /// (cloning the `Arc` copies no text). Every push adapter sends these bytes, so an
+    /// event delivered to 5,000 subscribers is serialised once.
+    ///
+    /// The text is fixed at the first call: an event you build and then change must be
+    /// serialised after the last change (events from the log never change).
+    pub fn json(&self) -> &Arc<str> {
         // Serialising plain data into a String cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        self.json
+            .0
+            .get_or_init(|| serde_json::to_string(self).unwrap_or_default().into())
+    }
+
+    /// The envelope as a new JSON `String` (a copy of [`Event::json`]).
+    pub fn to_json(&self) -> String {
+        self.json().to_string()
     }
 }
 

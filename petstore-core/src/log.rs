@@ -194,14 +194,16 @@ impl MemoryLog {
         ResumeToken::new(self.epoch, self.head)
     }
 
-    /// Gives the next offset to `event`, stores it and publishes it.
-    pub(crate) fn append(&mut self, mut event: Event) -> Arc<Event> {
+    /// Gives the next offset to `event`, stores it and publishes it. Events that fall
+    /// out of retention go to `evicted`, for the caller to drop after releasing its
+    /// lock (freeing an event's payload is not free).
+    pub(crate) fn append(&mut self, mut event: Event, evicted: &mut Vec<Arc<Event>>) -> Arc<Event> {
         self.head += 1;
         event.offset = ResumeToken::new(self.epoch, self.head);
         let event = Arc::new(event);
         self.events.push_back(event.clone());
         while self.events.len() > self.config.retention {
-            self.events.pop_front();
+            evicted.extend(self.events.pop_front());
         }
         // No receiver is not an error: nobody is listening right now.
         let _ = self.live.send(event.clone());

@@ -242,17 +242,26 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn commit(&self, change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
+    async fn commit(&self, mut change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
         let now = Utc::now();
-        let mut state = self.write();
-        state.validate(&change)?;
-        for write in change.writes {
-            state.apply(write);
-        }
-        Ok(change
-            .events
+        // Built before taking the lock; only the offsets are given under it.
+        let events: Vec<Event> = std::mem::take(&mut change.events)
             .into_iter()
-            .map(|e| state.log.append(envelope(e, source, now)))
-            .collect())
+            .map(|e| envelope(e, source, now))
+            .collect();
+        let mut evicted = Vec::new();
+        let appended = {
+            let mut state = self.write();
+            state.validate(&change)?;
+            for write in change.writes {
+                state.apply(write);
+            }
+            events
+                .into_iter()
+                .map(|e| state.log.append(e, &mut evicted))
+                .collect()
+        };
+        drop(evicted);
+        Ok(appended)
     }
 }

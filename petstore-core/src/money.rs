@@ -10,7 +10,11 @@ use crate::error::Validator;
 
 /// An amount of money. The amount travels as a decimal string (`"19.99"`) so that no
 /// protocol rounds it through a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+///
+/// It reads only from an object (`{"amount": "19.99", "currency": "USD"}`): serde would
+/// also fill the struct from a positional array (`["19.99", "USD"]`), which no client
+/// means to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Money {
     /// The amount, as a decimal string with at most 2 fraction digits.
     #[schemars(with = "String", regex(pattern = r"^-?[0-9]{1,12}(\.[0-9]{1,2})?$"))]
@@ -111,6 +115,33 @@ impl fmt::Display for Money {
     }
 }
 
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Fields {
+            amount: Decimal,
+            currency: Currency,
+        }
+
+        struct ObjectOnly;
+
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object with `amount` and `currency`")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        let Fields { amount, currency } = d.deserialize_map(ObjectOnly)?;
+        Ok(Money { amount, currency })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +158,13 @@ mod tests {
         let back: Money = serde_json::from_value(json).unwrap();
         assert_eq!(back, m);
         assert!(serde_json::from_str::<Money>(r#"{"amount":"1","currency":"usd"}"#).is_err());
+        let positional = serde_json::from_str::<Money>(r#"["1.00","USD"]"#).unwrap_err();
+        assert!(
+            positional
+                .to_string()
+                .contains("expected an object with `amount` and `currency`"),
+            "{positional}"
+        );
+        assert!(serde_json::from_str::<Money>(r#"{"amount":"1"}"#).is_err());
     }
 }

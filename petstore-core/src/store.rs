@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventType, ResumeToken};
-use crate::id::{EventId, OrderId, PaymentId, PetId};
+use crate::id::{OrderId, PaymentId, PetId};
 use crate::log::EventLog;
 use crate::order::{Order, OrderQuery, Payment};
 use crate::pet::{Inventory, Pet, PetQuery};
@@ -136,17 +136,7 @@ pub struct Snapshot<T> {
 
 /// Turns a [`NewEvent`] into an envelope; the backend sets `offset` when appending.
 pub fn envelope(new: NewEvent, source: &str, time: DateTime<Utc>) -> Event {
-    Event {
-        specversion: "1.0".to_owned(),
-        id: EventId::generate(),
-        event_type: new.event_type,
-        source: source.to_owned(),
-        time,
-        subject: new.subject,
-        offset: ResumeToken::new(0, 0),
-        datacontenttype: "application/json".to_owned(),
-        data: new.data,
-    }
+    Event::new(new.event_type, new.subject, new.data, source, time)
 }
 
 impl Error {

@@ -42,6 +42,11 @@ pub struct GrpcConfig {
     /// server stops waiting for them (default 10 s). Streams of this crate end at once
     /// with `UNAVAILABLE`; the grace covers other calls in flight.
     pub shutdown_grace: Duration,
+    /// After the shutdown signal, how long the server keeps accepting connections and
+    /// calls while health already reports NOT_SERVING (default 0). Behind a load
+    /// balancer that polls health, set it above the polling interval so that the
+    /// balancer stops sending traffic before the listener closes.
+    pub drain_delay: Duration,
     /// Serve the gRPC server reflection services, v1 and v1alpha (default true).
     pub reflection: bool,
     /// Per-caller rate limiting of the petstore services (default: off,
@@ -62,6 +67,7 @@ impl Default for GrpcConfig {
             keepalive_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(30)),
             shutdown_grace: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
             reflection: true,
             rate_limit: RateLimitConfig::disabled(),
         }
@@ -108,6 +114,12 @@ impl GrpcConfig {
     /// Sets [`GrpcConfig::shutdown_grace`].
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Sets [`GrpcConfig::drain_delay`].
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
         self
     }
 

@@ -161,7 +161,8 @@ impl GrpcServer {
     }
 
     /// Serves on `listener` until `shutdown` completes, then shuts down gracefully:
-    /// [`GrpcServer::begin_shutdown`], stop accepting, and wait up to
+    /// [`GrpcServer::begin_shutdown`], keep serving for [`GrpcConfig::drain_delay`],
+    /// stop accepting, and wait up to
     /// [`GrpcConfig::shutdown_grace`] for the calls in flight.
     pub async fn serve_with_incoming_shutdown(
         self,
@@ -185,9 +186,14 @@ impl GrpcServer {
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let this = &self;
+        let drain_delay = config.drain_delay;
         let signal = async move {
             shutdown.await;
             this.begin_shutdown().await;
+            // Health says NOT_SERVING; keep serving while balancers notice.
+            if !drain_delay.is_zero() {
+                tokio::time::sleep(drain_delay).await;
+            }
             let _ = stopping_tx.send(());
         };
         let serve = builder

@@ -1,14 +1,19 @@
 //! The bridge task: follows the event log, publishes each event, tracks what the
 //! broker acknowledged, resumes after outages and answers commands.
+//!
+//! Reading the log: behind it (after connecting, or after falling behind the live
+//! feed) the bridge reads pages with the log's `read` API as fast as its in-flight
+//! window frees up; once a page comes back short it is caught up and follows the live
+//! subscription, taking whatever the subscription has buffered in one batch.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use petstore_core::{
-    Channel, Error, ErrorKind, Event, EventFilter, PetStore, Principal, Result, ResumeToken,
-    Subscription,
+    Channel, Error, ErrorKind, Event, EventFilter, Inventory, MAX_EVENT_READ, PetStore, Principal,
+    Result, ResumeToken, Subscription,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -19,7 +24,7 @@ use crate::commands;
 use crate::config::{MqttConfig, MqttVersion, QoS, StartFrom};
 use crate::inflight::{Inflight, Purpose};
 use crate::link::{Inbound, Link, LinkEvent, Properties};
-use crate::topics;
+use crate::topics::Topics;
 
 /// Commands that may run at once; more get a `rate_limited` reply.
 const MAX_CONCURRENT_COMMANDS: usize = 64;
@@ -29,6 +34,8 @@ const MESSAGES_PER_EVENT: usize = 4;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often a bridge that is behind logs its lag.
 const LAG_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Link events (sends and acknowledgements) handled in one step of the bridge loop.
+const LINK_BATCH: usize = 256;
 
 /// What the bridge is doing, for health checks and metrics
 /// ([`BridgeHandle::status`]).
@@ -52,10 +59,14 @@ pub struct BridgeStatus {
     pub connects: u64,
     /// Where the latest connection resumed the log from.
     pub resumed_from: Option<ResumeToken>,
-    /// Times the resume point was gone from the log (the outage outlasted the log's
-    /// retention): the events in between were not published.
+    /// Times the resume point was gone from the log: an outage or a backlog outlasted
+    /// the log's retention, and the events the log no longer held were not published
+    /// (the bridge went on from the oldest retained event; counted once until it
+    /// caught up again), or the position was from another log (the bridge went on
+    /// from its head).
     pub resets: u64,
-    /// Times the bridge fell behind the live log and re-read it.
+    /// Times the bridge fell behind the live log and went back to reading it page by
+    /// page.
     pub lagged: u64,
     /// Messages the broker refused (MQTT 5 reason codes); they are not retried.
     pub rejected: u64,
@@ -87,13 +98,12 @@ impl Bridge {
         for channel in [Channel::Pets, Channel::Orders] {
             store.authorize_channel(&who, &channel)?;
         }
-        let prefix = config.prefix();
+        let topics = Arc::new(Topics::new(&config.prefix()));
         let queue_len = config.queue_len.max(1);
         // Room for a full window of event messages plus replies and presence, so that
         // queueing never has to wait for the poller.
         let capacity = queue_len * MESSAGES_PER_EVENT + MAX_CONCURRENT_COMMANDS + 16;
-        let (link, events) =
-            Link::start(&config, &broker, &topics::status_topic(&prefix), capacity)?;
+        let (link, events) = Link::start(&config, &broker, topics.status(), capacity)?;
         let (status, status_rx) = watch::channel(BridgeStatus {
             running: true,
             ..BridgeStatus::default()
@@ -103,7 +113,7 @@ impl Bridge {
         let runner = Runner {
             store: store.clone(),
             who,
-            prefix,
+            topics,
             qos: config.qos,
             version: config.version,
             event_properties: config.event_properties,
@@ -113,11 +123,13 @@ impl Bridge {
             retry_delay: config.reconnect_delay.max(Duration::from_millis(100)),
             link,
             inflight: Inflight::default(),
-            sub: None,
+            reader: Reader::Idle,
+            loss: None,
             retry_at: None,
             connected: false,
             last_acked: None,
             last_sent: None,
+            published: 0,
             status,
             reply_tx,
             reply_rx,
@@ -199,16 +211,46 @@ enum Step {
     Stop,
     Link(LinkEvent),
     LinkGone,
-    Log(Option<Result<Arc<Event>>>),
+    Live(Option<Result<Arc<Event>>>),
+    Page,
     Reply(Reply),
-    Resubscribe,
+    Retry,
     Tick,
+}
+
+/// How the bridge reads the log.
+enum Reader {
+    /// Not reading: not connected, the log closed, or a failed read waits for
+    /// `retry_at`.
+    Idle,
+    /// Behind the log: reading pages after this position (`None`: from the oldest
+    /// event the log retains) as fast as the window frees up.
+    Paging(Option<ResumeToken>),
+    /// Caught up: following the live log.
+    Live(Subscription),
+}
+
+/// Events lost since the bridge fell further behind than the log retains, until it
+/// catches up again.
+struct Loss {
+    /// The position that was gone from the log last.
+    gap_from: ResumeToken,
+    /// Log positions skipped so far.
+    lost: u64,
+}
+
+/// The retained inventory snapshot: the counts and the log position they are at.
+#[derive(Serialize)]
+struct InventoryMessage<'a> {
+    #[serde(flatten)]
+    items: &'a Inventory,
+    offset: ResumeToken,
 }
 
 struct Runner {
     store: PetStore,
     who: Principal,
-    prefix: String,
+    topics: Arc<Topics>,
     qos: QoS,
     version: MqttVersion,
     event_properties: bool,
@@ -218,24 +260,27 @@ struct Runner {
     retry_delay: Duration,
     link: Link,
     inflight: Inflight,
-    sub: Option<Subscription>,
-    /// When to retry a log subscription that failed.
+    reader: Reader,
+    loss: Option<Loss>,
+    /// When to retry a log read that failed.
     retry_at: Option<Instant>,
     connected: bool,
     /// Position of the last event fully acknowledged (None until the start position
     /// is known).
     last_acked: Option<ResumeToken>,
     last_sent: Option<ResumeToken>,
+    /// Events fully acknowledged since start.
+    published: u64,
     status: watch::Sender<BridgeStatus>,
     reply_tx: mpsc::Sender<Reply>,
     reply_rx: mpsc::Receiver<Reply>,
     command_slots: Arc<Semaphore>,
 }
 
-async fn next_event(sub: &mut Option<Subscription>) -> Option<Result<Arc<Event>>> {
-    match sub {
-        Some(sub) => sub.next().await,
-        None => std::future::pending().await,
+async fn next_live(reader: &mut Reader) -> Option<Result<Arc<Event>>> {
+    match reader {
+        Reader::Live(sub) => sub.next().await,
+        Reader::Idle | Reader::Paging(_) => std::future::pending().await,
     }
 }
 
@@ -251,13 +296,18 @@ impl Runner {
         let mut tick = tokio::time::interval(LAG_LOG_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let can_read = self.connected && self.inflight.len() < self.queue_len;
+            let room = self.connected && self.inflight.len() < self.queue_len;
+            // Pages are read once half the window is free, so that they are not tiny.
+            let page = self.connected
+                && matches!(self.reader, Reader::Paging(_))
+                && self.inflight.len() <= self.queue_len / 2;
             let step = tokio::select! {
                 _ = &mut stop => Step::Stop,
                 event = link.recv() => event.map_or(Step::LinkGone, Step::Link),
-                item = next_event(&mut self.sub), if can_read => Step::Log(item),
+                item = next_live(&mut self.reader), if room => Step::Live(item),
+                () = std::future::ready(()), if page => Step::Page,
                 Some(reply) = self.reply_rx.recv() => Step::Reply(reply),
-                _ = sleep_until(self.retry_at), if self.connected => Step::Resubscribe,
+                _ = sleep_until(self.retry_at), if self.connected => Step::Retry,
                 _ = tick.tick() => Step::Tick,
             };
             match step {
@@ -269,29 +319,51 @@ impl Runner {
                     tracing::error!("MQTT client stopped; the bridge ends");
                     break;
                 }
-                Step::Link(event) => self.on_link(event).await,
-                Step::Log(Some(Ok(event))) => self.publish_event(&event).await,
-                Step::Log(Some(Err(e))) => {
-                    // Lagged: the log outran the broker; re-read from what was sent.
-                    tracing::warn!(error = %e, "MQTT bridge fell behind the event log; re-reading it");
-                    self.status.send_modify(|s| s.lagged += 1);
-                    self.reread().await;
+                Step::Link(event) => {
+                    self.on_link(event).await;
+                    // Acknowledgements come in bursts: take what is already there.
+                    for _ in 1..LINK_BATCH {
+                        let Ok(event) = link.try_recv() else { break };
+                        self.on_link(event).await;
+                    }
                 }
-                Step::Log(None) => {
-                    tracing::warn!("the event log closed; the MQTT bridge publishes nothing more");
-                    self.sub = None;
-                }
+                Step::Live(Some(Ok(event))) => self.on_live(event).await,
+                Step::Live(Some(Err(e))) => self.fell_behind(&e),
+                Step::Live(None) => self.log_closed(),
+                Step::Page => self.read_page().await,
                 Step::Reply(reply) => self.publish_reply(reply),
-                Step::Resubscribe => {
+                Step::Retry => {
                     self.retry_at = None;
                     self.reread().await;
                 }
                 Step::Tick => self.log_lag().await,
             }
+            self.sync_status();
         }
+        self.sync_status();
         self.status.send_modify(|s| {
             s.running = false;
             s.connected = false;
+        });
+    }
+
+    /// Copies the positions and counters that change with every event into the
+    /// status, once per step of the loop.
+    fn sync_status(&self) {
+        let (acked, sent) = (self.last_acked, self.last_sent);
+        let (in_flight, published) = (self.inflight.len(), self.published);
+        self.status.send_if_modified(|s| {
+            let changed = s.last_acked != acked
+                || s.last_sent != sent
+                || s.in_flight != in_flight
+                || s.events_published != published;
+            if changed {
+                s.last_acked = acked;
+                s.last_sent = sent;
+                s.in_flight = in_flight;
+                s.events_published = published;
+            }
+            changed
         });
     }
 
@@ -322,14 +394,13 @@ impl Runner {
                     tracing::debug!(%error, "MQTT broker unreachable");
                 }
                 self.connected = false;
-                self.sub = None;
+                self.reader = Reader::Idle;
                 self.retry_at = None;
                 self.inflight.clear();
                 self.last_sent = self.last_acked;
+                self.sync_status();
                 self.status.send_modify(|s| {
                     s.connected = false;
-                    s.in_flight = 0;
-                    s.last_sent = s.last_acked;
                     s.last_error = Some(error);
                 });
                 let _ = resume.send(());
@@ -341,20 +412,19 @@ impl Runner {
         self.connected = true;
         // Presence first: a retained `online` replaces the Last Will's `offline`.
         let qos = self.qos.max(QoS::AtLeastOnce);
-        let status = topics::status_topic(&self.prefix);
+        let topics = Arc::clone(&self.topics);
         let _ = self.queue(
-            &status,
+            topics.status(),
             qos,
             true,
-            "online",
+            Bytes::from_static(b"online"),
             Properties::default(),
             Purpose::Other,
         );
-        if self.commands {
-            let filter = topics::commands_filter(&self.prefix);
-            if let Err(e) = self.link.try_subscribe(&filter, self.qos) {
-                tracing::error!(error = %e, "cannot subscribe to MQTT commands");
-            }
+        if self.commands
+            && let Err(e) = self.link.try_subscribe(topics.commands_filter(), self.qos)
+        {
+            tracing::error!(error = %e, "cannot subscribe to MQTT commands");
         }
         self.status.send_modify(|s| {
             s.connected = true;
@@ -369,16 +439,18 @@ impl Runner {
         if self.last_acked.is_none() {
             match self.start_position().await {
                 Ok(start) => self.last_acked = Some(start),
-                Err(e) => return self.subscribe_failed(e),
+                Err(e) => return self.read_failed(&e),
             }
         }
         let Some(from) = self.last_acked else { return };
         tracing::info!(resume_from = %from, "MQTT bridge connected");
+        self.last_sent = Some(from);
         self.status.send_modify(|s| {
             s.resumed_from = Some(from);
             s.last_acked = Some(from);
+            s.last_sent = Some(from);
         });
-        self.subscribe(from).await;
+        self.reader = Reader::Paging(Some(from));
     }
 
     /// The position before the first event to publish.
@@ -399,108 +471,259 @@ impl Runner {
         }
     }
 
-    /// Follows the log again after what was already handed to the client (the
+    /// Reads the log again after what was already handed to the client (the
     /// connection is up: what is in flight still gets acknowledged).
     async fn reread(&mut self) {
         match self.last_sent.or(self.last_acked) {
-            Some(from) => self.subscribe(from).await,
+            Some(from) => self.reader = Reader::Paging(Some(from)),
             None => self.resume().await,
         }
     }
 
-    /// (Re)subscribes to the log after `from`.
-    async fn subscribe(&mut self, from: ResumeToken) {
-        self.sub = None;
-        let e = match self
+    /// The live subscription lagged: read pages from what was sent until caught up.
+    fn fell_behind(&mut self, e: &Error) {
+        tracing::warn!(error = %e, "MQTT bridge fell behind the event log; re-reading it");
+        self.status.send_modify(|s| s.lagged += 1);
+        self.reader = match self.last_sent.or(self.last_acked) {
+            Some(from) => Reader::Paging(Some(from)),
+            // Not possible once connected (the start position is known); retry anyway.
+            None => {
+                self.retry_at = Some(Instant::now());
+                Reader::Idle
+            }
+        };
+    }
+
+    fn log_closed(&mut self) {
+        tracing::warn!("the event log closed; the MQTT bridge publishes nothing more");
+        self.reader = Reader::Idle;
+    }
+
+    /// Publishes the next page of the log, and follows the live log once a page comes
+    /// back short (nothing more to read).
+    async fn read_page(&mut self) {
+        let Reader::Paging(from) = self.reader else {
+            return;
+        };
+        let limit = self
+            .queue_len
+            .saturating_sub(self.inflight.len())
+            .clamp(1, MAX_EVENT_READ);
+        let page = self
+            .store
+            .events(&self.who, from, limit, EventFilter::all(), Duration::ZERO)
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(e) if e.kind() == ErrorKind::ResumeExpired => return self.expired(from, &e).await,
+            Err(e) => return self.read_failed(&e),
+        };
+        if from.is_none() {
+            // Going on from the oldest retained event after a loss: everything before
+            // it is gone, and the resume point moves past the gap.
+            let before = page.events.first().map_or(page.next, |e| {
+                ResumeToken::new(e.offset.epoch, e.offset.offset.saturating_sub(1))
+            });
+            if let Some(loss) = &mut self.loss {
+                loss.lost += before.offset.saturating_sub(loss.gap_from.offset);
+            }
+            self.skip_to(before);
+        }
+        let caught_up = page.events.len() < limit;
+        self.publish_batch(&page.events).await;
+        if caught_up {
+            self.follow_live(page.next).await;
+        } else {
+            self.reader = Reader::Paging(Some(page.next));
+        }
+    }
+
+    /// Follows the live log after `from`.
+    async fn follow_live(&mut self, from: ResumeToken) {
+        match self
             .store
             .subscribe(&self.who, Some(from), EventFilter::all())
             .await
         {
             Ok(sub) => {
-                self.sub = Some(sub);
-                self.retry_at = None;
-                return;
+                self.reader = Reader::Live(sub);
+                if let Some(loss) = self.loss.take() {
+                    tracing::warn!(
+                        lost = loss.lost,
+                        "MQTT bridge caught up with the event log; `lost` log positions were never published"
+                    );
+                }
             }
-            Err(e) => e,
-        };
-        if e.kind() != ErrorKind::ResumeExpired {
-            return self.subscribe_failed(e);
-        }
-        // The outage outlasted the log's retention: what lies between is gone.
-        tracing::error!(error = %e, "MQTT bridge cannot resume: events were lost for MQTT subscribers; restarting from the log head");
-        let head = match self.store.head().await {
-            Ok(head) => head,
-            Err(e) => return self.subscribe_failed(e),
-        };
-        self.last_acked = Some(head);
-        self.last_sent = Some(head);
-        self.status.send_modify(|s| {
-            s.resets += 1;
-            s.last_acked = Some(head);
-            s.last_sent = Some(head);
-            s.last_error = Some(e.to_string());
-        });
-        match self
-            .store
-            .subscribe(&self.who, Some(head), EventFilter::all())
-            .await
-        {
-            Ok(sub) => {
-                self.sub = Some(sub);
-                self.retry_at = None;
-            }
-            Err(e) => self.subscribe_failed(e),
+            Err(e) if e.kind() == ErrorKind::ResumeExpired => self.expired(Some(from), &e).await,
+            Err(e) => self.read_failed(&e),
         }
     }
 
-    fn subscribe_failed(&mut self, e: Error) {
+    /// The position `from` is gone from the log.
+    async fn expired(&mut self, from: Option<ResumeToken>, e: &Error) {
+        let head = match self.store.head().await {
+            Ok(head) => head,
+            Err(e) => return self.read_failed(&e),
+        };
+        match from {
+            Some(from) if from.epoch == head.epoch => {
+                // Behind by more than the log retains (a long outage, or writers
+                // outrunning the broker for long): what the log dropped is lost, what it
+                // still holds is published, oldest first. While writers keep outrunning
+                // the bridge this repeats; it counts and logs once until caught up.
+                match &mut self.loss {
+                    Some(loss) => {
+                        loss.gap_from = from;
+                        tracing::debug!(error = %e, %from, %head, "MQTT bridge still further behind than the event log retains");
+                    }
+                    None => {
+                        self.loss = Some(Loss {
+                            gap_from: from,
+                            lost: 0,
+                        });
+                        tracing::error!(error = %e, %from, %head,
+                            "MQTT bridge fell further behind than the event log retains: events were lost for MQTT subscribers; going on from the oldest retained event");
+                        self.status.send_modify(|s| {
+                            s.resets += 1;
+                            s.last_error = Some(e.to_string());
+                        });
+                    }
+                }
+                self.reader = Reader::Paging(None);
+            }
+            _ => {
+                // A position from another log: nothing in this one follows it.
+                tracing::error!(error = %e, "MQTT bridge cannot resume: the position is from another event log; restarting from the log head");
+                self.last_acked = Some(head);
+                self.last_sent = Some(head);
+                self.status.send_modify(|s| {
+                    s.resets += 1;
+                    s.resumed_from = Some(head);
+                    s.last_error = Some(e.to_string());
+                });
+                self.reader = Reader::Paging(Some(head));
+            }
+        }
+    }
+
+    /// Moves the resume point (and what counts as sent) forward to `to`, past events
+    /// the log no longer holds.
+    fn skip_to(&mut self, to: ResumeToken) {
+        let forward = |at: Option<ResumeToken>| match at {
+            Some(at) if at.epoch == to.epoch && at >= to => Some(at),
+            _ => Some(to),
+        };
+        self.last_acked = forward(self.last_acked);
+        self.last_sent = forward(self.last_sent);
+    }
+
+    fn read_failed(&mut self, e: &Error) {
         tracing::error!(error = %e, "MQTT bridge cannot follow the event log; retrying");
         self.status
             .send_modify(|s| s.last_error = Some(e.to_string()));
+        self.reader = Reader::Idle;
         self.retry_at = Some(Instant::now() + self.retry_delay);
     }
 
-    fn properties(&self, event: &Event, json: bool) -> Properties {
-        if !self.event_properties {
-            return Properties::default();
+    /// The user properties of `event`'s messages (none when turned off).
+    fn user_properties(&self, event: &Event) -> Vec<(String, String)> {
+        if !self.event_properties || self.version == MqttVersion::V311 {
+            return Vec::new();
         }
-        Properties {
-            user: vec![
-                ("event-type".to_owned(), event.event_type.to_string()),
-                ("offset".to_owned(), event.offset.to_string()),
-                ("event-id".to_owned(), event.id.to_string()),
-            ],
-            correlation_data: None,
-            json,
+        vec![
+            ("event-type".to_owned(), event.event_type.to_string()),
+            ("offset".to_owned(), event.offset.to_string()),
+            ("event-id".to_owned(), event.id.to_string()),
+        ]
+    }
+
+    /// Publishes the events of one batch (a page, or what the live feed had
+    /// buffered). The retained inventory snapshot goes out once per batch, after its
+    /// last inventory-affecting event: only the newest snapshot matters.
+    async fn publish_batch(&mut self, events: &[Arc<Event>]) {
+        let last_inventory = events
+            .iter()
+            .rposition(|e| e.event_type.affects_inventory());
+        let mut snapshot = match last_inventory {
+            Some(_) => self.inventory_snapshot().await,
+            None => None,
+        };
+        for (i, event) in events.iter().enumerate() {
+            let inventory = if Some(i) == last_inventory {
+                snapshot.take()
+            } else {
+                None
+            };
+            self.publish_event(event, inventory);
         }
     }
 
-    async fn publish_event(&mut self, event: &Event) {
-        let messages = topics::event_messages(&self.prefix, event);
-        let inventory = if event.event_type.affects_inventory() {
-            match self.store.inventory(&self.who).await {
-                Ok(snapshot) => {
-                    let mut json = serde_json::to_value(snapshot.items).unwrap_or_default();
-                    if let Some(obj) = json.as_object_mut() {
-                        obj.insert("offset".to_owned(), snapshot.position.to_string().into());
-                    }
-                    Some(json.to_string())
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the inventory for its MQTT snapshot");
-                    None
-                }
-            }
-        } else {
-            None
+    /// The live feed delivered `first`: publish it with whatever else the feed
+    /// already holds, as far as the window allows.
+    async fn on_live(&mut self, first: Arc<Event>) {
+        let Reader::Live(sub) = &mut self.reader else {
+            return;
         };
+        let room = self
+            .queue_len
+            .saturating_sub(self.inflight.len())
+            .clamp(1, MAX_EVENT_READ);
+        let mut batch = vec![first];
+        let mut end = None;
+        while batch.len() < room {
+            match sub.next().now_or_never() {
+                Some(Some(Ok(event))) => batch.push(event),
+                Some(item) => {
+                    end = Some(item);
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.publish_batch(&batch).await;
+        match end {
+            Some(Some(Err(e))) => self.fell_behind(&e),
+            Some(None) => self.log_closed(),
+            Some(Some(Ok(_))) | None => {}
+        }
+    }
+
+    /// The inventory snapshot message, or `None` when it cannot be read.
+    async fn inventory_snapshot(&mut self) -> Option<Bytes> {
+        match self.store.inventory(&self.who).await {
+            Ok(snapshot) => {
+                let message = InventoryMessage {
+                    items: &snapshot.items,
+                    offset: snapshot.position,
+                };
+                serde_json::to_string(&message).ok().map(Bytes::from)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the inventory for its MQTT snapshot");
+                None
+            }
+        }
+    }
+
+    /// Queues the messages of `event` (and the inventory snapshot, if given); the
+    /// event's messages share one payload buffer.
+    fn publish_event(&mut self, event: &Event, inventory: Option<Bytes>) {
+        let topics = Arc::clone(&self.topics);
+        let messages = topics.event_messages(event);
         let token = event.offset;
         self.inflight
             .begin(token, messages.len() + usize::from(inventory.is_some()));
+        let user = self.user_properties(event);
+        let content_type = self.event_properties;
+        let props = |json: bool| Properties {
+            user: user.clone(),
+            correlation_data: None,
+            json: json && content_type,
+        };
         for m in messages {
-            let props = self.properties(event, !m.payload.is_empty());
+            let props = props(!m.payload.is_empty());
             let _ = self.queue(
-                &m.topic,
+                m.topic,
                 self.qos,
                 m.retain,
                 m.payload,
@@ -509,10 +732,9 @@ impl Runner {
             );
         }
         if let Some(snapshot) = inventory {
-            let topic = topics::inventory_topic(&self.prefix);
-            let props = self.properties(event, true);
+            let props = props(true);
             let _ = self.queue(
-                &topic,
+                topics.inventory(),
                 self.qos,
                 true,
                 snapshot,
@@ -521,20 +743,15 @@ impl Runner {
             );
         }
         self.last_sent = Some(token);
-        let in_flight = self.inflight.len();
-        self.status.send_modify(|s| {
-            s.last_sent = Some(token);
-            s.in_flight = in_flight;
-        });
     }
 
     /// Queues one PUBLISH and records what it is for.
     fn queue(
         &mut self,
-        topic: &str,
+        topic: impl Into<String>,
         qos: QoS,
         retain: bool,
-        payload: impl Into<Bytes>,
+        payload: Bytes,
         props: Properties,
         purpose: Purpose,
     ) -> Result<()> {
@@ -542,7 +759,10 @@ impl Runner {
             MqttVersion::V5 => props,
             MqttVersion::V311 => Properties::default(),
         };
-        match self.link.try_publish(topic, qos, retain, payload, props) {
+        match self
+            .link
+            .try_publish(topic.into(), qos, retain, payload, props)
+        {
             Ok(()) => {
                 self.inflight.queued(purpose);
                 Ok(())
@@ -550,7 +770,7 @@ impl Runner {
             Err(e) => {
                 // Only when the client is gone or its queue is full during an outage;
                 // the event stays unacknowledged and is republished after reconnecting.
-                tracing::warn!(%topic, error = %e, "MQTT publish not queued");
+                tracing::warn!(?purpose, error = %e, "MQTT publish not queued");
                 Err(e)
             }
         }
@@ -558,15 +778,13 @@ impl Runner {
 
     fn advance(&mut self) {
         if let Some((n, token)) = self.inflight.advance() {
-            // Never backwards (a reset to the head may overtake older in-flight events).
-            let token = self.last_acked.map_or(token, |acked| acked.max(token));
-            self.last_acked = Some(token);
-            let in_flight = self.inflight.len();
-            self.status.send_modify(|s| {
-                s.last_acked = Some(token);
-                s.events_published += n;
-                s.in_flight = in_flight;
-            });
+            // Never backwards: a skip past lost events, or a restart in another log,
+            // may overtake older in-flight events.
+            self.last_acked = match self.last_acked {
+                Some(acked) if acked.epoch != token.epoch || acked > token => Some(acked),
+                _ => Some(token),
+            };
+            self.published += n;
         }
     }
 
@@ -594,7 +812,7 @@ impl Runner {
         };
         let store = self.store.clone();
         let who = self.who.clone();
-        let prefix = self.prefix.clone();
+        let prefix = self.topics.prefix().to_owned();
         let replies = self.reply_tx.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -644,10 +862,10 @@ impl Runner {
         };
         let qos = self.qos.max(QoS::AtLeastOnce);
         let _ = self.queue(
-            &topic,
+            topic,
             qos,
             false,
-            reply.body.to_string(),
+            Bytes::from(reply.body.to_string()),
             props,
             Purpose::Other,
         );
@@ -669,20 +887,21 @@ impl Runner {
 
     /// Graceful stop: drain the window, publish `offline`, disconnect.
     async fn finish(&mut self, link: &mut mpsc::Receiver<LinkEvent>) {
-        self.sub = None;
+        self.reader = Reader::Idle;
         if !self.connected {
             return;
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let qos = self.qos.max(QoS::AtLeastOnce);
-        let status = topics::status_topic(&self.prefix);
+        let topics = Arc::clone(&self.topics);
         let mut offline_queued = false;
         loop {
             if self.inflight.len() == 0 && !offline_queued {
                 offline_queued = true;
                 let props = Properties::default();
+                let offline = Bytes::from_static(b"offline");
                 if self
-                    .queue(&status, qos, true, "offline", props, Purpose::Offline)
+                    .queue(topics.status(), qos, true, offline, props, Purpose::Offline)
                     .is_err()
                 {
                     break;

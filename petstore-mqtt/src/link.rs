@@ -164,7 +164,7 @@ impl Link {
     /// Queues a PUBLISH without waiting (the poller may be the one waiting on us).
     pub(crate) fn try_publish(
         &self,
-        topic: &str,
+        topic: String,
         qos: QoS,
         retain: bool,
         payload: impl Into<Bytes>,

@@ -1,64 +1,151 @@
 //! Which topics an event goes to, and what the command topics mean.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use petstore_core::{Event, EventType};
 
 /// One MQTT message the bridge publishes for an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outbound {
-    pub(crate) topic: String,
+pub(crate) struct Outbound<'a> {
+    pub(crate) topic: Cow<'a, str>,
     /// Empty with `retain` clears the retained message of the topic.
-    pub(crate) payload: String,
+    pub(crate) payload: Bytes,
     pub(crate) retain: bool,
 }
 
-/// The messages of `event` (the inventory snapshot aside, see [`inventory_topic`]):
-/// always `{prefix}events/{type}`, plus the resource topics of the contract.
-pub(crate) fn event_messages(prefix: &str, event: &Event) -> Vec<Outbound> {
-    let json = event.to_json();
-    let msg = |topic: String, retain: bool| Outbound {
-        topic,
-        payload: json.clone(),
-        retain,
-    };
-    let subject = &event.subject;
-    let mut out = Vec::with_capacity(3);
-    match event.event_type {
-        EventType::OrderCreated => out.push(msg(format!("{prefix}orders/new"), false)),
-        EventType::OrderStatusChanged => {
-            out.push(msg(format!("{prefix}orders/{subject}/status"), false));
+/// The bridge's topics, built once from its prefix so that publishing an event
+/// formats at most one topic (a resource's own).
+#[derive(Debug, Clone)]
+pub(crate) struct Topics {
+    prefix: String,
+    /// `{prefix}pets/new`
+    pets_new: String,
+    /// `{prefix}orders/new`
+    orders_new: String,
+    /// `{prefix}pets/`, followed by the pet id and `/status`.
+    pets: String,
+    /// `{prefix}orders/`, followed by the order id and `/status`.
+    orders: String,
+    /// `{prefix}events/{type}` of every known event type.
+    events: Vec<(EventType, String)>,
+    inventory: String,
+    status: String,
+    commands_filter: String,
+}
+
+impl Topics {
+    /// The topics under `prefix` (empty, or ending with one `/`).
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            pets_new: format!("{prefix}pets/new"),
+            orders_new: format!("{prefix}orders/new"),
+            pets: format!("{prefix}pets/"),
+            orders: format!("{prefix}orders/"),
+            events: EventType::ALL
+                .iter()
+                .map(|&t| (t, format!("{prefix}events/{t}")))
+                .collect(),
+            inventory: format!("{prefix}inventory"),
+            status: format!("{prefix}status"),
+            commands_filter: format!("{prefix}commands/#"),
         }
-        EventType::PetCreated => {
-            out.push(msg(format!("{prefix}pets/new"), false));
-            out.push(msg(format!("{prefix}pets/{subject}/status"), true));
-        }
-        EventType::PetStatusChanged => {
-            out.push(msg(format!("{prefix}pets/{subject}/status"), true));
-        }
-        // MQTT convention: an empty retained message deletes the retained state.
-        EventType::PetDeleted => out.push(Outbound {
-            topic: format!("{prefix}pets/{subject}/status"),
-            payload: String::new(),
-            retain: true,
-        }),
-        _ => {}
     }
-    out.push(msg(format!("{prefix}events/{}", event.event_type), false));
-    out
+
+    /// The prefix every topic starts with.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The retained inventory snapshot topic, published after inventory-affecting
+    /// events.
+    pub(crate) fn inventory(&self) -> &str {
+        &self.inventory
+    }
+
+    /// The retained presence topic (`online` / `offline`).
+    pub(crate) fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// The filter of inbound commands.
+    pub(crate) fn commands_filter(&self) -> &str {
+        &self.commands_filter
+    }
+
+    fn events_topic(&self, event_type: EventType) -> Cow<'_, str> {
+        match self.events.iter().find(|(t, _)| *t == event_type) {
+            Some((_, topic)) => Cow::Borrowed(topic),
+            // A type added to the core after this crate was built.
+            None => Cow::Owned(format!("{}events/{event_type}", self.prefix)),
+        }
+    }
+
+    /// The messages of `event` (the inventory snapshot aside, see
+    /// [`Topics::inventory`]): always `{prefix}events/{type}`, plus the resource
+    /// topics of the contract. Every message shares the event's cached envelope
+    /// JSON (no copy per message).
+    pub(crate) fn event_messages<'a>(&'a self, event: &Event) -> Vec<Outbound<'a>> {
+        let json = envelope(event);
+        let msg = |topic: Cow<'a, str>, retain: bool| Outbound {
+            topic,
+            payload: json.clone(),
+            retain,
+        };
+        let subject = event.subject.as_str();
+        let mut out = Vec::with_capacity(3);
+        match event.event_type {
+            EventType::OrderCreated => out.push(msg(Cow::Borrowed(&self.orders_new), false)),
+            EventType::OrderStatusChanged => {
+                out.push(msg(resource_status(&self.orders, subject), false));
+            }
+            EventType::PetCreated => {
+                out.push(msg(Cow::Borrowed(&self.pets_new), false));
+                out.push(msg(resource_status(&self.pets, subject), true));
+            }
+            EventType::PetStatusChanged => {
+                out.push(msg(resource_status(&self.pets, subject), true));
+            }
+            // MQTT convention: an empty retained message deletes the retained state.
+            EventType::PetDeleted => out.push(Outbound {
+                topic: resource_status(&self.pets, subject),
+                payload: Bytes::new(),
+                retain: true,
+            }),
+            _ => {}
+        }
+        out.push(Outbound {
+            topic: self.events_topic(event.event_type),
+            payload: json,
+            retain: false,
+        });
+        out
+    }
 }
 
-/// The retained inventory snapshot topic, published after inventory-affecting events.
-pub(crate) fn inventory_topic(prefix: &str) -> String {
-    format!("{prefix}inventory")
+/// `{base}{subject}/status`.
+fn resource_status(base: &str, subject: &str) -> Cow<'static, str> {
+    let mut topic = String::with_capacity(base.len() + subject.len() + "/status".len());
+    topic.push_str(base);
+    topic.push_str(subject);
+    topic.push_str("/status");
+    Cow::Owned(topic)
 }
 
-/// The retained presence topic (`online` / `offline`).
-pub(crate) fn status_topic(prefix: &str) -> String {
-    format!("{prefix}status")
+/// The event's cached envelope JSON as shared bytes: a reference count, no copy.
+fn envelope(event: &Event) -> Bytes {
+    Bytes::from_owner(SharedJson(Arc::clone(event.json())))
 }
 
-/// The filter of inbound commands.
-pub(crate) fn commands_filter(prefix: &str) -> String {
-    format!("{prefix}commands/#")
+/// Lends the bytes of a shared JSON text to [`Bytes::from_owner`].
+struct SharedJson(Arc<str>);
+
+impl AsRef<[u8]> for SharedJson {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 /// An inbound command topic, relative to `{prefix}commands/`.
@@ -86,26 +173,25 @@ pub(crate) fn command_topic<'a>(prefix: &str, topic: &'a str) -> Option<CommandT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use petstore_core::{EventId, ResumeToken};
+    use petstore_core::ResumeToken;
 
     fn event(t: EventType, subject: &str) -> Event {
-        Event {
-            specversion: "1.0".into(),
-            id: EventId::generate(),
-            event_type: t,
-            source: "/petstore".into(),
-            time: petstore_core::chrono::Utc::now(),
-            subject: subject.into(),
-            offset: ResumeToken::new(1, 7),
-            datacontenttype: "application/json".into(),
-            data: serde_json::json!({"id": subject}),
-        }
+        let mut event = Event::new(
+            t,
+            subject,
+            serde_json::json!({"id": subject}),
+            "/petstore",
+            petstore_core::chrono::Utc::now(),
+        );
+        event.offset = ResumeToken::new(1, 7);
+        event
     }
 
     fn topics(t: EventType, subject: &str) -> Vec<(String, bool, bool)> {
-        event_messages("p/", &event(t, subject))
+        Topics::new("p/")
+            .event_messages(&event(t, subject))
             .into_iter()
-            .map(|m| (m.topic, m.retain, m.payload.is_empty()))
+            .map(|m| (m.topic.into_owned(), m.retain, m.payload.is_empty()))
             .collect()
     }
 
@@ -152,10 +238,27 @@ mod tests {
     }
 
     #[test]
-    fn payload_is_the_envelope() {
+    fn payload_is_the_shared_envelope() {
         let e = event(EventType::PetCreated, "pet_1");
-        for m in event_messages("", &e) {
-            assert_eq!(m.payload, e.to_json());
+        let topics = Topics::new("");
+        let messages = topics.event_messages(&e);
+        assert_eq!(messages.len(), 3);
+        for m in &messages {
+            assert_eq!(&m.payload[..], e.json().as_bytes());
+            // The cached text itself, not a copy of it.
+            assert_eq!(m.payload.as_ptr(), e.json().as_ptr());
+        }
+    }
+
+    #[test]
+    fn fixed_topics_come_from_the_prefix() {
+        let t = Topics::new("shop/");
+        assert_eq!(t.prefix(), "shop/");
+        assert_eq!(t.inventory(), "shop/inventory");
+        assert_eq!(t.status(), "shop/status");
+        assert_eq!(t.commands_filter(), "shop/commands/#");
+        for ty in EventType::ALL {
+            assert_eq!(t.events_topic(ty), format!("shop/events/{ty}"));
         }
     }
 

@@ -1,5 +1,9 @@
 //! The JSON text frames of the WebSocket protocol.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use axum::extract::ws::Utf8Bytes;
 use petstore_core::{Channel, ChatMessage, Event, EventType, FieldError, ResumeToken};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -111,12 +115,20 @@ pub(crate) enum ServerFrame<'a> {
     },
     /// An event on a subscribed channel.
     #[serde(rename = "event")]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "`delivery` writes it around the cached envelope")
+    )]
     Event {
         channel: &'a Channel,
         event: &'a Event,
     },
     /// A chat message on a subscribed chat channel.
     #[serde(rename = "chat.message")]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "`delivery` writes it around the cached envelope")
+    )]
     ChatMessage {
         channel: &'a Channel,
         /// The message (the event's `data`).
@@ -167,17 +179,89 @@ impl ServerFrame<'_> {
 
 /// The frame that carries `event` to a subscriber of `channel`: `chat.message` for
 /// chat messages, `event` for everything else.
+///
+/// Built around the event's cached JSON ([`Event::json`]), so that an event going to
+/// thousands of subscribers is serialised once, not once per subscriber. The text is
+/// the same as serialising [`ServerFrame::Event`] / [`ServerFrame::ChatMessage`] (a
+/// test holds them together).
 pub(crate) fn delivery(channel: &Channel, event: &Event) -> String {
-    if event.event_type == EventType::ChatMessage {
-        ServerFrame::ChatMessage {
-            channel,
-            message: &event.data,
-            event,
+    let envelope = event.json();
+    // A channel name or a chat message cannot fail to serialise.
+    let channel = serde_json::to_string(channel).unwrap_or_default();
+    let message = (event.event_type == EventType::ChatMessage)
+        .then(|| serde_json::to_string(&event.data).unwrap_or_default());
+    let mut out = String::with_capacity(
+        envelope.len() + channel.len() + message.as_ref().map_or(0, String::len) + 48,
+    );
+    match &message {
+        Some(message) => {
+            out.push_str(r#"{"type":"chat.message","channel":"#);
+            out.push_str(&channel);
+            out.push_str(r#","message":"#);
+            out.push_str(message);
         }
-    } else {
-        ServerFrame::Event { channel, event }
+        None => {
+            out.push_str(r#"{"type":"event","channel":"#);
+            out.push_str(&channel);
+        }
     }
-    .to_text()
+    out.push_str(r#","event":"#);
+    out.push_str(envelope);
+    out.push('}');
+    out
+}
+
+/// The `event` frames built most recently, per channel. Every subscriber of a channel
+/// gets the same text for the same event, so during a fan-out a frame is built by the
+/// first connection that delivers it and shared (a reference count, no copy) by the
+/// others. Subscribers are a few events apart at any moment, so each channel keeps
+/// its last [`FrameCache::PER_CHANNEL`] frames.
+#[derive(Debug, Default)]
+pub(crate) struct FrameCache(Mutex<Frames>);
+
+#[derive(Debug, Default)]
+struct Frames {
+    by_channel: HashMap<Channel, VecDeque<(ResumeToken, Utf8Bytes)>>,
+    total: usize,
+}
+
+impl FrameCache {
+    /// Frames kept per channel: more than the events one connection may have queued.
+    const PER_CHANNEL: usize = 128;
+    /// Frames kept in all (about 1 MB of typical frames); past it the cache starts over.
+    const TOTAL: usize = 2048;
+
+    /// The frame of [`delivery`], shared.
+    pub(crate) fn delivery(&self, channel: &Channel, event: &Event) -> Utf8Bytes {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = event.offset;
+        if let Some(text) = lock().by_channel.get(channel).and_then(|frames| {
+            frames
+                .iter()
+                .rev()
+                .find_map(|(offset, text)| (*offset == at).then(|| text.clone()))
+        }) {
+            return text;
+        }
+        // Built outside the lock; two connections may both build it, which is harmless.
+        let text = Utf8Bytes::from(delivery(channel, event));
+        let mut frames = lock();
+        if frames.total >= Self::TOTAL {
+            *frames = Frames::default();
+        }
+        let Frames { by_channel, total } = &mut *frames;
+        let recent = by_channel.entry(channel.clone()).or_default();
+        // Kept in offset order; a replayed (older) event is not kept.
+        if recent.back().is_none_or(|(last, _)| *last < at) {
+            if recent.len() == Self::PER_CHANNEL {
+                recent.pop_front();
+            } else {
+                *total += 1;
+            }
+            recent.push_back((at, text.clone()));
+        }
+        text
+    }
 }
 
 /// The `error` frame for `error`.
@@ -197,6 +281,55 @@ pub(crate) fn error(id: Option<&Value>, channel: Option<&Channel>, error: &WireE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_are_the_serialised_frames() {
+        use petstore_core::chrono::Utc;
+        let pet = Event::new(
+            EventType::PetCreated,
+            "pet_1",
+            serde_json::json!({"id": "pet_1", "name": "Rex \"the\" dog"}),
+            "/petstore",
+            Utc::now(),
+        );
+        let chat = Event::new(
+            EventType::ChatMessage,
+            "lobby",
+            serde_json::json!({"room": "lobby", "text": "hi\n"}),
+            "/petstore",
+            Utc::now(),
+        );
+        let pets = Channel::Pets;
+        let room = Channel::ChatRoom("lobby".into());
+        assert_eq!(
+            delivery(&pets, &pet),
+            ServerFrame::Event {
+                channel: &pets,
+                event: &pet
+            }
+            .to_text()
+        );
+        assert_eq!(
+            delivery(&room, &chat),
+            ServerFrame::ChatMessage {
+                channel: &room,
+                message: &chat.data,
+                event: &chat
+            }
+            .to_text()
+        );
+        let parsed: Value = serde_json::from_str(&delivery(&pets, &pet)).unwrap();
+        // The cache hands out the same text, built once per channel and event.
+        let cache = FrameCache::default();
+        let first = cache.delivery(&pets, &pet);
+        assert_eq!(first.as_str(), delivery(&pets, &pet));
+        assert_eq!(cache.delivery(&pets, &pet).as_ptr(), first.as_ptr());
+        assert_eq!(
+            cache.delivery(&room, &chat).as_str(),
+            delivery(&room, &chat)
+        );
+        assert_eq!(parsed["event"]["data"]["name"], "Rex \"the\" dog");
+    }
 
     #[test]
     fn frames_parse_with_ids_and_bad_ones_say_why() {

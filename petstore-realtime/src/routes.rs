@@ -6,8 +6,10 @@ use axum::Router;
 use axum::http::{HeaderMap, header};
 use axum::routing::get;
 use petstore_core::{Error, ErrorKind, PetStore, Principal};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::RealtimeConfig;
+use crate::frame::FrameCache;
 use crate::{sse, ws};
 
 /// The state of every endpoint.
@@ -15,6 +17,10 @@ use crate::{sse, ws};
 pub(crate) struct Shared {
     pub(crate) store: PetStore,
     pub(crate) config: RealtimeConfig,
+    /// Cancelled when the server shuts down: streams end, WebSockets close with 1001.
+    pub(crate) shutdown: CancellationToken,
+    /// Event frames shared by the WebSocket connections of a channel.
+    pub(crate) frames: FrameCache,
 }
 
 /// The SSE and WebSocket endpoints over `store`:
@@ -24,9 +30,41 @@ pub(crate) struct Shared {
 /// - `GET /v1/ws`: WebSocket with JSON frames (subscribe, unsubscribe, chat, ping);
 /// - `GET /v1/ws/chat`: the same, subscribed to `chat` as soon as it is authenticated.
 ///
-/// Mount it with `app.merge(petstore_realtime::router(store, config))`.
+/// Mount it with `app.merge(petstore_realtime::router(store, config))`. Open streams
+/// last until their clients leave; to end them when the server stops, use
+/// [`router_with_shutdown`].
 pub fn router(store: PetStore, config: RealtimeConfig) -> Router {
-    let shared = Arc::new(Shared { store, config });
+    router_with_shutdown(store, config, CancellationToken::new())
+}
+
+/// [`router`], with open connections ended when `shutdown` is cancelled: SSE
+/// responses end (after the events already taken from the log), WebSocket connections
+/// send what is queued and close with 1001 (going away). Cancel it together with
+/// `axum::serve(..).with_graceful_shutdown(..)`, which waits for open connections.
+///
+/// ```
+/// use petstore_core::PetStore;
+/// use petstore_realtime::RealtimeConfig;
+/// use tokio_util::sync::CancellationToken;
+///
+/// let shutdown = CancellationToken::new();
+/// let store = PetStore::in_memory();
+/// let app = petstore_realtime::router_with_shutdown(store, RealtimeConfig::default(), shutdown.clone());
+/// # drop(app);
+/// // ... later, when the server stops:
+/// shutdown.cancel();
+/// ```
+pub fn router_with_shutdown(
+    store: PetStore,
+    config: RealtimeConfig,
+    shutdown: CancellationToken,
+) -> Router {
+    let shared = Arc::new(Shared {
+        store,
+        config,
+        shutdown,
+        frames: FrameCache::default(),
+    });
     Router::new()
         .route("/v1/stream", get(sse::stream))
         .route("/v1/stream/{*channel}", get(sse::stream_channel))

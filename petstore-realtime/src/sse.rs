@@ -161,6 +161,8 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
             Err(e) => Some((lagged(last, e.message()), None)),
         }
     });
+    // At shutdown the response ends, so that graceful shutdown can finish.
+    let live = live.take_until(shared.shutdown.clone().cancelled_owned());
     let body = stream::iter(opening).chain(live).map(Ok::<_, Infallible>);
     let mut response = Sse::new(body)
         .keep_alive(
@@ -181,7 +183,7 @@ fn message(event: &Event) -> SseEvent {
     SseEvent::default()
         .id(event.offset.to_string())
         .event(event.event_type.as_str())
-        .data(event.to_json())
+        .data(event.json().as_ref())
 }
 
 /// The final message to a client that fell behind: everything up to `resume_from`

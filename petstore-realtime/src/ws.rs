@@ -39,6 +39,7 @@ use crate::routes::{Shared, authenticate_token, principal};
 
 /// Close codes (RFC 6455 section 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
@@ -50,6 +51,9 @@ const REPLY_HEADROOM: usize = 16;
 /// Client frames are small; a small read buffer keeps idle connections cheap (it
 /// grows for larger messages, up to the configured maximum).
 const READ_BUFFER: usize = 4 * 1024;
+
+/// The most queued messages the writer sends with one flush.
+const MAX_BATCH: usize = 64;
 
 /// Query parameters of both WebSocket routes.
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +127,8 @@ enum Stop {
     TooBig,
     /// The client broke the WebSocket protocol (close code and reason).
     Violation(u16, &'static str),
+    /// The server is shutting down: close 1001 after what is queued.
+    ShuttingDown,
 }
 
 /// What the writer must remember about a queued message: the positions it
@@ -214,6 +220,9 @@ impl Connection {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let idle = tokio::time::sleep(idle_after);
         tokio::pin!(idle);
+        let shutdown = self.shared.shutdown.clone();
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
 
         if self.chat && self.who.is_authenticated() {
             self.subscribe(None, "chat", None).await?;
@@ -256,6 +265,7 @@ impl Connection {
                     }
                 }
                 () = &mut idle => return Err(Stop::Idle),
+                () = &mut shutting_down => return Err(Stop::ShuttingDown),
             }
         }
     }
@@ -457,8 +467,11 @@ impl Connection {
     ) -> Result<(), Stop> {
         match item {
             Ok(event) => {
-                let text = frame::delivery(&channel, &event);
-                self.enqueue(Outbound::text(text, Track::Event(channel, event.offset)))
+                let text = self.shared.frames.delivery(&channel, &event);
+                self.enqueue(Outbound {
+                    message: Message::Text(text),
+                    track: Track::Event(channel, event.offset),
+                })
             }
             // The core cut the feed off: the client is too far behind.
             Err(e) => {
@@ -507,6 +520,8 @@ async fn write(
 ) {
     // Per subscribed channel, the position up to which its events were written.
     let mut positions: HashMap<Channel, ResumeToken> = HashMap::new();
+    // What the messages of the current batch deliver, applied once it is flushed.
+    let mut tracks = Vec::new();
     let why = loop {
         let next = tokio::select! {
             biased;
@@ -516,22 +531,37 @@ async fn write(
         let Some(out) = next else {
             break (&mut stop).await.unwrap_or(Stop::Broken);
         };
+        // Every message already waiting goes out with this one and a single flush: a
+        // burst of events costs one write, not one per frame.
+        let batch = async {
+            let mut next = Some(out);
+            while let Some(out) = next.take() {
+                sink.feed(out.message).await?;
+                tracks.push(out.track);
+                if tracks.len() < MAX_BATCH {
+                    next = queue.try_recv().ok();
+                }
+            }
+            sink.flush().await
+        };
         let sent = tokio::select! {
             biased;
             // A stalled write must not delay the close decision.
             why = &mut stop => break why.unwrap_or(Stop::Broken),
-            sent = sink.send(out.message) => sent,
+            sent = batch => sent,
         };
         if sent.is_err() {
             return;
         }
-        match out.track {
-            Track::None => {}
-            Track::Subscribed(channel, at) | Track::Event(channel, at) => {
-                positions.insert(channel, at);
-            }
-            Track::Unsubscribed(channel) => {
-                positions.remove(&channel);
+        for track in tracks.drain(..) {
+            match track {
+                Track::None => {}
+                Track::Subscribed(channel, at) | Track::Event(channel, at) => {
+                    positions.insert(channel, at);
+                }
+                Track::Unsubscribed(channel) => {
+                    positions.remove(&channel);
+                }
             }
         }
     };
@@ -547,6 +577,7 @@ async fn write(
             Some((CLOSE_TRY_AGAIN_LATER, reason))
         }
         Stop::Idle => Some((CLOSE_NORMAL, "idle timeout".to_owned())),
+        Stop::ShuttingDown => Some((CLOSE_GOING_AWAY, "server shutting down".to_owned())),
         Stop::TooBig => Some((CLOSE_TOO_BIG, "message too big".to_owned())),
         Stop::Violation(code, reason) => Some((code, reason.to_owned())),
     };

@@ -163,25 +163,33 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first, so that broken JSON is always 400 even when a type error comes
-    // earlier in the text.
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| {
+    let malformed = |e: serde_json::Error| {
         ApiError::from(Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("malformed JSON: {e}"),
         ))
-    })?;
+    };
     // Every body is a JSON object. serde would also fill a struct from a positional
     // array (`["Rex","dog",...]`), and a merge patch that is not an object replaces
     // the whole target (RFC 7396): both are refused.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(
-            Error::invalid(vec![FieldError::new("", "the body must be a JSON object")]).into(),
-        );
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match serde_path_to_error::deserialize(&mut de) {
+            Ok(value) => {
+                de.end().map_err(malformed)?;
+                return Ok(value);
+            }
+            Err(e) => {
+                // Syntax first, so that broken JSON is always 400 even when a type
+                // error comes earlier in the text (checked only on this error path).
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+                return Err(json_error(e));
+            }
+        }
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(json_error)
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
+    Err(Error::invalid(vec![FieldError::new("", "the body must be a JSON object")]).into())
 }
 
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

@@ -1,27 +1,37 @@
 //! The route table: one list of (method, path, handler, documentation) from which both
 //! the router and the OpenAPI document are built.
 
+use std::collections::hash_map::RandomState;
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use bytes::Bytes;
+use futures_util::future::Either;
 use petstore_core::{
     AccessToken, Credentials, EventBatch, Inventory, NewOrder, NewPet, Order, OrderId, OrderQuery,
     Payment, PaymentId, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStore, RateLimiter,
     Scope,
 };
+use tower::{Layer, Service};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -352,29 +362,104 @@ pub fn openapi_document(config: &RestConfig) -> serde_json::Value {
 
 /// Checks the route's access rule before any body is read, so that a caller without
 /// the right credential gets 401/403 rather than a body error. The core checks again.
+///
+/// A plain tower layer rather than `middleware::from_fn`: the check is synchronous, so
+/// the request goes on to the handler without a boxed future or a clone of the state.
 #[derive(Debug, Clone)]
-struct Guard {
+struct Guard(Arc<GuardRule>);
+
+#[derive(Debug)]
+struct GuardRule {
     state: AppState,
     access: Access,
 }
 
-async fn guard(State(g): State<Guard>, mut request: Request, next: Next) -> Response {
-    // The rate limiter may have authenticated the request already.
-    let known = request.extensions().get::<Caller>().cloned();
-    let caller = match known.map_or_else(|| Caller::authenticate(request.headers(), &g.state), Ok) {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response(),
-    };
-    let allowed = match g.access {
-        Access::Public | Access::Optional => Ok(()),
-        Access::Read(scope) => g.state.store.authorize_read(&caller.0, scope),
-        Access::Write(scope) => caller.0.require(scope),
-    };
-    if let Err(e) = allowed {
-        return problem_response(&e);
+impl GuardRule {
+    /// Authenticates and authorises `request`, leaving the caller in its extensions;
+    /// the answer to send instead when the caller may not go on.
+    fn refusal(&self, request: &mut Request) -> Option<Response> {
+        // The rate limiter may have authenticated the request already.
+        let known = request.extensions().get::<Caller>().cloned();
+        let caller =
+            match known.map_or_else(|| Caller::authenticate(request.headers(), &self.state), Ok) {
+                Ok(caller) => caller,
+                Err(e) => return Some(e.into_response()),
+            };
+        let allowed = match self.access {
+            Access::Public | Access::Optional => Ok(()),
+            Access::Read(scope) => self.state.store.authorize_read(&caller.0, scope),
+            Access::Write(scope) => caller.0.require(scope),
+        };
+        if let Err(e) = allowed {
+            return Some(problem_response(&e));
+        }
+        request.extensions_mut().insert(caller);
+        None
     }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+}
+
+impl<S> Layer<S> for Guard {
+    type Service = Guarded<S>;
+
+    fn layer(&self, inner: S) -> Guarded<S> {
+        Guarded {
+            inner,
+            rule: self.0.clone(),
+        }
+    }
+}
+
+/// A route behind its [`Guard`].
+#[derive(Debug, Clone)]
+struct Guarded<S> {
+    inner: S,
+    rule: Arc<GuardRule>,
+}
+
+impl<S> Service<Request> for Guarded<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        match self.rule.refusal(&mut request) {
+            None => Either::Right(self.inner.call(request)),
+            Some(refused) => Either::Left(ready(Ok(refused))),
+        }
+    }
+}
+
+/// `X-Request-Id` values for requests that come without one: 32 hex digits, a random
+/// prefix per router and a counter. Unique like a UUID, without asking the OS for
+/// randomness on every request.
+#[derive(Debug, Clone)]
+struct RequestIds {
+    prefix: u64,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        Self {
+            prefix: RandomState::new().build_hasher().finish(),
+            next: Arc::default(),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:016x}{n:016x}", self.prefix);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -473,13 +558,10 @@ pub fn router(store: PetStore, config: RestConfig) -> Router {
         };
         let mut handler = route.handler;
         if route.op.access != Access::Public {
-            handler = handler.route_layer(middleware::from_fn_with_state(
-                Guard {
-                    state: state.clone(),
-                    access: route.op.access,
-                },
-                guard,
-            ));
+            handler = handler.route_layer(Guard(Arc::new(GuardRule {
+                state: state.clone(),
+                access: route.op.access,
+            })));
         }
         let handler = handler.layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -506,5 +588,5 @@ pub fn router(store: PetStore, config: RestConfig) -> Router {
     }
     app.layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
 }

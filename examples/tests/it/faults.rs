@@ -1264,17 +1264,15 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     );
 }
 
-// ----- 5. open streams at shutdown (a known bug) ------------------------------------------
+// ----- 5. open streams at shutdown ---------------------------------------------------
 
-/// `RunningServer::shutdown` promises that "connections still open after
-/// SHUTDOWN_GRACE (long-lived streams) are cut". They are not: the HTTP task is aborted,
-/// but axum serves each connection on a task of its own and WebSocket upgrades are
-/// detached from the server altogether, so an SSE stream and a WebSocket opened before
-/// `shutdown()` keep delivering events written after it returned (in a process that
-/// embeds the server and goes on, such as these tests; the binary exits right after).
+/// `RunningServer::shutdown` ends long-lived streams: an SSE response opened before it
+/// ends (the stream is over, no event written after shutdown arrives), and a WebSocket
+/// gets a close frame with 1001 (going away). Without that, axum's graceful shutdown
+/// would wait for them until the grace period ran out, and in a process that embeds the
+/// server and goes on they would keep delivering events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug in examples/src/server.rs: open SSE/WebSocket connections outlive shutdown()"]
-async fn shutdown_cuts_open_sse_and_websocket_streams() {
+async fn shutdown_ends_open_sse_and_websocket_streams() {
     let s = start().await;
     let store = s.store.clone();
     let head = store.head().await.unwrap();
@@ -1284,11 +1282,24 @@ async fn shutdown_cuts_open_sse_and_websocket_streams() {
         .send()
         .await
         .unwrap();
+    assert_eq!(sse.status(), StatusCode::OK);
+    // The server subscribes before it answers: the stream is live.
     let mut sse = sse.bytes_stream().eventsource();
     let url = format!("ws://{}/v1/ws", s.http_addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let subscribe = json!({ "type": "subscribe", "channel": "pets", "since": head.to_string() });
     ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    let subscribed = within("WebSocket subscribed", ws.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        subscribed
+            .to_text()
+            .unwrap()
+            .contains(r#""type":"subscribed""#),
+        "{subscribed:?}"
+    );
 
     let began = Instant::now();
     within("shutdown", s.shutdown()).await.unwrap();
@@ -1296,22 +1307,41 @@ async fn shutdown_cuts_open_sse_and_websocket_streams() {
     let pet = serde_json::from_value(new_pet("AfterShutdown")).unwrap();
     store.create_pet(&system(), pet).await.unwrap();
 
-    let mut leaks = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, sse.next()).await {
-        if m.data.contains("AfterShutdown") {
-            leaks.push("SSE delivered an event written after shutdown()");
-            break;
+    let mut sse_after = Vec::new();
+    within("the SSE stream to end", async {
+        while let Some(m) = sse.next().await {
+            match m {
+                Ok(m) => sse_after.push(m.data),
+                Err(_) => break,
+            }
         }
-    }
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        if frame.to_text().is_ok_and(|t| t.contains("AfterShutdown")) {
-            leaks.push("WebSocket delivered an event written after shutdown()");
-            break;
-        }
-    }
+    })
+    .await;
     assert!(
-        leaks.is_empty(),
-        "shutdown() took {took:?} and returned, yet: {leaks:?}"
+        !sse_after.iter().any(|d| d.contains("AfterShutdown")),
+        "SSE delivered an event written after shutdown(): {sse_after:?}"
+    );
+    let mut ws_after = Vec::new();
+    let close = within("the WebSocket close frame", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(other)) => ws_after.push(other),
+                other => panic!("the WebSocket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the close frame has a code");
+    assert_eq!(u16::from(close.code), 1001, "{close:?}");
+    assert!(
+        !ws_after
+            .iter()
+            .any(|m| m.to_text().is_ok_and(|t| t.contains("AfterShutdown"))),
+        "WebSocket delivered an event written after shutdown(): {ws_after:?}"
+    );
+    assert!(
+        took < SHUTDOWN_GRACE,
+        "open streams should not hold shutdown for the grace period, took {took:?}"
     );
 }

@@ -222,6 +222,20 @@ impl Publisher for RestPublisher {
     }
 }
 
+/// Sends one probe event and waits for it before a measurement. A new subscription
+/// makes rumqttd 0.20 scan every retained message on its router thread (the earlier
+/// rows leave hundreds of thousands of retained `pets/{id}/status` topics), which
+/// stalls all traffic for up to ~150 ms: that is the cost of subscribing, not of
+/// steady-state delivery, and it would land on whichever side starts sending first.
+async fn settle<P: Publisher>(
+    publisher: &mut P,
+    tracker: &Tracker,
+    seq: &mut Seq,
+) -> anyhow::Result<()> {
+    paced(publisher, tracker, seq, 1.0, Duration::from_millis(1)).await?;
+    Ok(())
+}
+
 pub(crate) async fn run(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let on = Stack::start(StackOptions { mqtt: true }).await?;
     let off = match Stack::start(StackOptions { mqtt: false }).await {
@@ -245,6 +259,8 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         .unwrap_or_default();
     let b_topic = "petstore/events/pet.created";
     let a_topic = "bare/events/pet.created";
+    // Publishers connect where the bridge does; subscribers use the common address.
+    let publish_to = on.mqtt_v5.unwrap_or(broker.addr);
 
     // --- publish rate ---
     eprintln!("  MQTT: publish rate, bridge vs bare rumqttc");
@@ -252,16 +268,9 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         let marker = format!("mq{round}a-");
         let tracker = Arc::new(Tracker::new(1));
         let sub = subscriber(broker.addr, a_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = BareMqtt::connect(broker.addr, &marker).await?;
+        let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
         let mut seq = Seq::default();
-        paced(
-            &mut publisher,
-            &tracker,
-            &mut seq,
-            1.0,
-            Duration::from_millis(1),
-        )
-        .await?;
+        settle(&mut publisher, &tracker, &mut seq).await?;
         let rate = saturate(&mut publisher, &tracker, &mut seq, dur, WINDOW).await?;
         sub.check()?;
         publisher.poller.check()?;
@@ -277,14 +286,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
             marker,
         };
         let mut seq = Seq::default();
-        paced(
-            &mut publisher,
-            &tracker,
-            &mut seq,
-            1.0,
-            Duration::from_millis(1),
-        )
-        .await?;
+        settle(&mut publisher, &tracker, &mut seq).await?;
         let rate = saturate(&mut publisher, &tracker, &mut seq, dur, WINDOW).await?;
         sub.check()?;
         Ok(rate)
@@ -322,8 +324,9 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         let marker = format!("mqe{round}a-");
         let tracker = Arc::new(Tracker::new(1));
         let sub = subscriber(broker.addr, a_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = BareMqtt::connect(broker.addr, &marker).await?;
+        let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
         let mut seq = Seq::default();
+        settle(&mut publisher, &tracker, &mut seq).await?;
         let run = paced(&mut publisher, &tracker, &mut seq, E2E_RATE, dur).await?;
         sub.check()?;
         Ok(run.p99_ms)
@@ -334,6 +337,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         let sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = RestPublisher::start(on.rest.addr, &on.token, marker, 16).await?;
         let mut seq = Seq::default();
+        settle(&mut publisher, &tracker, &mut seq).await?;
         let run = paced(&mut publisher, &tracker, &mut seq, E2E_RATE, dur).await?;
         sub.check()?;
         Ok(run.p99_ms)

@@ -308,3 +308,54 @@ async fn routes_share_a_port_with_an_axum_app() {
     assert_eq!(status, ServingStatus::Serving);
     served.abort();
 }
+
+#[tokio::test]
+async fn during_the_drain_delay_health_is_not_serving_and_new_calls_still_work() {
+    // Shorter than `WAIT`, which bounds `shut_down`.
+    let drain = Duration::from_secs(3);
+    let mut server = TestServer::start_with(GrpcConfig::default().drain_delay(drain)).await;
+    let pet = server.add_pet("Rex", "dog").await;
+    let mut health = HealthClient::new(server.channel().await);
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: "petstore.v1.PetService".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        next(&mut watch).await.unwrap().status(),
+        ServingStatus::Serving
+    );
+    let addr = server.addr;
+    let began = tokio::time::Instant::now();
+    let (stopped, ()) = tokio::join!(server.shut_down(), async {
+        assert_eq!(
+            next(&mut watch).await.unwrap().status(),
+            ServingStatus::NotServing
+        );
+        // The listener is still open: a new connection and a call succeed.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .expect("the listener accepts during the drain delay");
+        let got = petstore_grpc::pb::pet_service_client::PetServiceClient::new(channel)
+            .get_pet(pb::GetPetRequest {
+                id: pet.id.to_string(),
+            })
+            .await
+            .expect("calls are served during the drain delay")
+            .into_inner();
+        assert_eq!(got.name, "Rex");
+        assert!(
+            began.elapsed() < drain,
+            "the call must land inside the drain delay for this test to mean anything"
+        );
+    });
+    stopped.unwrap();
+    assert!(
+        began.elapsed() >= drain,
+        "the listener closed before the drain delay"
+    );
+}

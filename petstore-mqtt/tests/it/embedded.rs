@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use petstore_core::{ErrorKind, MemoryStore, PetStatus, PetStore, ResumeToken, ServiceConfig};
-use petstore_mqtt::{Bridge, MqttConfig, MqttVersion, StartFrom};
+use petstore_mqtt::{Bridge, BridgeHandle, MqttConfig, MqttVersion, StartFrom};
 
 use crate::scenarios::{self, offsets, start_bridge};
 use crate::support::*;
@@ -283,5 +283,113 @@ async fn a_bridge_behind_the_live_log_rereads_it_without_gaps() {
     assert!(status.lagged >= 1, "{status:?}");
     let expected: BTreeSet<u64> = (start.offset + 1..=head.offset).collect();
     see_every_offset(&mut sub, &expected).await;
+    bridge.shutdown().await;
+}
+
+/// A store whose live subscribers may fall `buffer` events behind and whose log keeps
+/// only `retention` events.
+fn small_log_store(buffer: usize, retention: usize) -> PetStore {
+    PetStore::new(
+        MemoryStore::new(
+            petstore_core::LogConfig::default()
+                .subscriber_buffer(buffer)
+                .retention(retention),
+        ),
+        petstore_core::TokenAuthority::random(Duration::from_secs(60)),
+        ServiceConfig::default(),
+    )
+}
+
+/// Waits for the `pet.created` envelope of `pet` on `sub`.
+async fn see_pet_created(sub: &mut Client, pet: &petstore_core::Pet, bridge: &BridgeHandle) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let Some(m) = sub.next_before(deadline).await else {
+            panic!(
+                "the bridge never published the last event written: {:?}",
+                bridge.status()
+            );
+        };
+        if !m.payload.is_empty() && m.json()["subject"] == pet.id.as_str() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_longer_than_the_log_still_publishes_the_newest_events() {
+    // Live subscribers may fall 2 events behind and the log keeps only 8: a burst
+    // leaves the bridge (one event in flight) further behind than the log retains.
+    let store = small_log_store(2, 8);
+    let p = unique_prefix("overrun");
+    let topic = format!("{p}events/pet.created");
+    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    sub.subscribe(&topic).await;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(url())
+            .client_id(format!("{}b", p.trim_end_matches('/')))
+            .topic_prefix(&p)
+            .start_from(StartFrom::Head)
+            .queue_len(1),
+    )
+    .await;
+    create_pets(&store, 0, 2000).await;
+    // The last event of the burst is still in the log: it must reach subscribers (a
+    // bridge that jumped to the head after losing its place skipped it, and published
+    // nothing until the next write).
+    let last = create_pet(&store, "LastOfTheBurst").await;
+    see_pet_created(&mut sub, &last, &bridge).await;
+    let head = store.head().await.unwrap();
+    let status = wait_status(&bridge, "caught up", |s| s.last_acked == Some(head)).await;
+    assert!(
+        status.resets >= 1,
+        "the burst never outran the log: {status:?}"
+    );
+    assert_eq!(bridge.lag().await.unwrap(), 0);
+    bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_log_publishes_what_the_log_still_holds() {
+    let store = small_log_store(1024, 8);
+    let p = unique_prefix("long-outage");
+    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    sub.subscribe(&format!("{p}events/#")).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), embedded().addr()).await;
+    let addr = proxy.addr;
+    let bridge = start_bridge(
+        &store,
+        MqttConfig::default()
+            .url(proxy.url())
+            .client_id(format!("{}b", p.trim_end_matches('/')))
+            .topic_prefix(&p)
+            .start_from(StartFrom::Head)
+            .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .await;
+    let first = create_pet(&store, "BeforeTheOutage").await;
+    see_pet_created(&mut sub, &first, &bridge).await;
+    let before = store.head().await.unwrap();
+    wait_status(&bridge, "first event acknowledged", |s| {
+        s.last_acked == Some(before)
+    })
+    .await;
+    proxy.cut().await;
+    wait_status(&bridge, "disconnected", |s| !s.connected).await;
+    // 50 events while the broker is away: the log keeps the newest 8.
+    create_pets(&store, 0, 50).await;
+    let head = store.head().await.unwrap();
+    let _proxy = Proxy::start(addr, embedded().addr()).await;
+    let status = wait_status(&bridge, "caught up", |s| {
+        s.connected && s.last_acked == Some(head)
+    })
+    .await;
+    assert_eq!(status.resets, 1, "{status:?}");
+    assert_eq!(status.resumed_from, Some(before), "{status:?}");
+    // Everything the log still held went out, the newest event included.
+    let retained: BTreeSet<u64> = (head.offset - 7..=head.offset).collect();
+    see_every_offset(&mut sub, &retained).await;
     bridge.shutdown().await;
 }
