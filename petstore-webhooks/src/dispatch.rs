@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use petstore_core::{ErrorKind, EventFilter, Subscription};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -93,6 +93,10 @@ async fn pump(
     mut sub: Subscription,
     control: &mut watch::Receiver<u64>,
 ) -> bool {
+    // An entry's backlog semaphore never changes; the entry's deletion closes `control`.
+    let Some(backlog) = shared.registry.backlog(id) else {
+        return false;
+    };
     loop {
         let item = tokio::select! {
             changed = control.changed() => return changed.is_ok(),
@@ -118,13 +122,10 @@ async fn pump(
             None => Take::Gone,
             Some(false) => shared.registry.advance(id, generation, event.offset),
             Some(true) => {
-                let Some(backlog) = shared.registry.backlog(id) else {
-                    return false;
-                };
                 // A full backlog stops the cursor here: events wait in the log.
                 let permit = tokio::select! {
                     changed = control.changed() => return changed.is_ok(),
-                    permit = backlog.acquire_owned() => permit,
+                    permit = backlog.clone().acquire_owned() => permit,
                 };
                 let Ok(permit) = permit else { return false };
                 shared.registry.take(id, generation, &event, permit)
@@ -149,10 +150,10 @@ pub(crate) fn jittered(delay: Duration, jitter: f64) -> Duration {
 
 /// Delivers one message with retries.
 pub(crate) async fn deliver(shared: Arc<Shared>, id: String, message: String, run: u64) {
-    let Some(mut control) = shared.registry.claim_message(&id, &message, run) else {
+    let Some((mut control, inflight)) = shared.registry.claim_message(&id, &message, run) else {
         return;
     };
-    let schedule = shared.config.retry_schedule.clone();
+    let schedule = &shared.config.retry_schedule;
     let mut retry_after = None;
     for (i, base) in schedule.iter().enumerate() {
         let delay = jittered(*base, shared.config.jitter).max(retry_after.unwrap_or_default());
@@ -170,12 +171,9 @@ pub(crate) async fn deliver(shared: Arc<Shared>, id: String, message: String, ru
                 return;
             }
         }
-        let Some(inflight) = shared.registry.inflight(&id) else {
-            return;
-        };
         let permits = tokio::select! {
             permits = async {
-                let mine = inflight.acquire_owned().await.ok()?;
+                let mine = inflight.clone().acquire_owned().await.ok()?;
                 let global = shared.global.clone().acquire_owned().await.ok()?;
                 Some((mine, global))
             } => permits,
@@ -208,7 +206,7 @@ async fn send(shared: &Shared, message: &str, plan: AttemptPlan) -> AttemptRepor
     let started = Utc::now();
     let clock = Instant::now();
     let mut report = AttemptReport {
-        url: plan.url.to_string(),
+        url: plan.url.as_str().to_owned(),
         started,
         latency: Duration::ZERO,
         status: None,
@@ -229,11 +227,11 @@ async fn send(shared: &Shared, message: &str, plan: AttemptPlan) -> AttemptRepor
         }
     };
     let timestamp = started.timestamp();
-    let headers = plan.signer.headers(message, timestamp, &plan.body);
+    let mut headers = plan.signer.headers(message, timestamp, &plan.body);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let result = client
         .post(plan.url)
         .headers(headers)
-        .header(CONTENT_TYPE, "application/json")
         .body(plan.body)
         .send()
         .await;

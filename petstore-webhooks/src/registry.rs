@@ -6,13 +6,15 @@
 //!
 //! The lock is a plain mutex, never held across an `.await`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use petstore_core::{Error, ErrorKind, Event, EventType, Result, ResumeToken, TypePattern};
+use petstore_core::{
+    Error, ErrorKind, Event, EventId, EventType, Result, ResumeToken, TypePattern,
+};
 use reqwest::Url;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -80,7 +82,7 @@ pub(crate) struct MessageView {
     /// The `webhook-id`: the event id (`evt_...`), or `test_...` for test events.
     id: String,
     #[serde(rename = "type")]
-    event_type: String,
+    event_type: &'static str,
     status: MessageStatus,
     /// Attempts made so far (across redeliveries).
     attempts: u32,
@@ -99,7 +101,7 @@ pub(crate) struct AttemptView {
     id: String,
     message_id: String,
     #[serde(rename = "type")]
-    event_type: String,
+    event_type: &'static str,
     /// 1 for the first attempt of the message, then 2, 3, ...
     attempt: u32,
     url: String,
@@ -122,7 +124,10 @@ pub(crate) enum AttemptOutcome {
 
 struct MessageRecord {
     view: MessageView,
+    /// Shared with the other endpoints' records of the same event.
     body: Bytes,
+    /// Position in the endpoint's [`MessageLog`] (insertion order).
+    seq: u64,
     /// The dispatcher run whose task is delivering it.
     claimed_by: Option<u64>,
     /// Held while pending: bounds the endpoint's backlog.
@@ -143,7 +148,7 @@ struct Entry {
     updated_at: DateTime<Utc>,
     secret: WebhookSecret,
     previous: Option<(WebhookSecret, DateTime<Utc>)>,
-    messages: VecDeque<MessageRecord>,
+    messages: MessageLog,
     attempts: VecDeque<AttemptView>,
     /// Bumped whenever followers must re-read the entry (cursor moved, enabled
     /// changed); dropped with the entry, which tells every task it is gone.
@@ -200,26 +205,98 @@ impl Entry {
             self.bump();
         }
     }
+}
 
-    fn message(&mut self, id: &str) -> Option<&mut MessageRecord> {
-        self.messages.iter_mut().rev().find(|m| m.view.id == id)
+/// The messages an endpoint owes or remembers, in insertion order, indexed by id.
+///
+/// Eviction keeps the ring's rule: beyond `cap` records, the oldest finished ones go
+/// (by insertion order; a redelivered message keeps its place); pending ones stay, so
+/// the log may hold more than `cap` while many are pending.
+#[derive(Default)]
+struct MessageLog {
+    /// Message id -> record. Ids are unique within an endpoint: a replayed event
+    /// reuses its record.
+    records: HashMap<String, MessageRecord>,
+    /// Insertion order: `seq` -> message id.
+    order: BTreeMap<u64, String>,
+    /// The `seq` of every finished record, and possibly of records made pending again
+    /// since (dropped lazily when eviction meets them).
+    finished: BTreeSet<u64>,
+    next_seq: u64,
+}
+
+impl MessageLog {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.records.len()
     }
 
-    /// Adds a message, dropping the oldest finished ones beyond `cap`.
-    fn push_message(&mut self, record: MessageRecord, cap: usize) {
-        self.messages.push_back(record);
-        while self.messages.len() > cap {
-            match self
-                .messages
-                .iter()
-                .position(|m| m.view.status != MessageStatus::Pending)
-            {
-                Some(i) => {
-                    self.messages.remove(i);
+    fn get_mut(&mut self, id: &str) -> Option<&mut MessageRecord> {
+        self.records.get_mut(id)
+    }
+
+    fn is_pending(&self, id: &str) -> bool {
+        self.records
+            .get(id)
+            .is_some_and(|m| m.view.status == MessageStatus::Pending)
+    }
+
+    /// Newest first.
+    fn newest(&self) -> impl Iterator<Item = &MessageRecord> {
+        self.order
+            .values()
+            .rev()
+            .filter_map(|id| self.records.get(id))
+    }
+
+    /// Oldest first.
+    fn oldest(&self) -> impl Iterator<Item = &MessageRecord> {
+        self.order.values().filter_map(|id| self.records.get(id))
+    }
+
+    /// Adds a new message (its id must not be in the log), dropping the oldest finished
+    /// ones beyond `cap`.
+    fn push(&mut self, mut record: MessageRecord, cap: usize) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        record.seq = seq;
+        let id = record.view.id.clone();
+        if record.view.status != MessageStatus::Pending {
+            self.finished.insert(seq);
+        }
+        self.order.insert(seq, id.clone());
+        if let Some(old) = self.records.insert(id, record) {
+            // Not expected (callers look the id up first); keep the index consistent.
+            self.order.remove(&old.seq);
+            self.finished.remove(&old.seq);
+        }
+        while self.records.len() > cap {
+            let Some(seq) = self.finished.pop_first() else {
+                break;
+            };
+            let Some(id) = self.order.remove(&seq) else {
+                continue;
+            };
+            match self.records.remove(&id) {
+                // Pending again since it finished: it stays (`finish` adds it back).
+                Some(m) if m.view.status == MessageStatus::Pending => {
+                    self.records.insert(id.clone(), m);
+                    self.order.insert(seq, id);
                 }
-                None => break,
+                _ => {}
             }
         }
+    }
+
+    /// Ends a message with `status`; `None` when it is not in the log.
+    fn finish(&mut self, id: &str, status: MessageStatus) -> Option<&mut MessageRecord> {
+        let m = self.records.get_mut(id)?;
+        m.view.status = status;
+        m.view.next_attempt_at = None;
+        m.claimed_by = None;
+        m.permit = None;
+        self.finished.insert(m.seq);
+        Some(m)
     }
 }
 
@@ -280,11 +357,47 @@ struct State {
     endpoints: BTreeMap<String, Entry>,
     /// Messages waiting for the dispatcher to start a delivery task.
     ready: VecDeque<(String, String)>,
+    /// The dispatcher run that has a follower for every endpoint, until an endpoint
+    /// needs one (created, or its follower died).
+    followed_by: Option<u64>,
+}
+
+/// How many recent event bodies [`BodyCache`] keeps.
+const BODY_CACHE_SIZE: usize = 16;
+
+/// The bodies of the latest events taken, so that every endpoint taking an event
+/// shares one copy of its body (the followers of all endpoints read the same events
+/// at about the same time).
+#[derive(Default)]
+struct BodyCache(VecDeque<(EventId, Bytes)>);
+
+impl BodyCache {
+    fn get(&self, event: &Event) -> Option<Bytes> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == event.id)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Remembers `body` (or returns the one another follower stored meanwhile).
+    fn insert(&mut self, event: &Event, body: Bytes) -> Bytes {
+        if let Some(stored) = self.get(event) {
+            return stored;
+        }
+        if self.0.len() >= BODY_CACHE_SIZE {
+            self.0.pop_front();
+        }
+        self.0.push_back((event.id.clone(), body.clone()));
+        body
+    }
 }
 
 /// The endpoint store.
 pub(crate) struct Registry {
     state: Mutex<State>,
+    /// Apart from `state`, so that bodies are built without holding the state lock.
+    bodies: Mutex<BodyCache>,
     config: WebhookConfig,
 }
 
@@ -301,26 +414,41 @@ fn not_found(id: &str) -> Error {
 }
 
 fn new_id(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+    let mut hex = uuid::Uuid::encode_buffer();
+    let hex = uuid::Uuid::now_v7().simple().encode_lower(&mut hex);
+    let mut id = String::with_capacity(prefix.len() + hex.len());
+    id.push_str(prefix);
+    id.push_str(hex);
+    id
 }
 
 /// The JSON body of a domain event: the envelope plus the Standard Webhooks
-/// `timestamp`.
+/// `timestamp` (the event time, in the same format as `time`).
+///
+/// Built from the event's cached envelope text ([`Event::json`]): the envelope's
+/// closing brace is replaced by `,"timestamp":"..."}`. The envelope has no
+/// `timestamp` member, so the result is the same JSON object as the envelope plus
+/// that member.
 pub(crate) fn event_body(event: &Event) -> Bytes {
-    let mut json = serde_json::to_value(event).unwrap_or_default();
-    if let Some(obj) = json.as_object_mut() {
-        obj.insert(
-            "timestamp".to_owned(),
-            serde_json::to_value(event.time).unwrap_or_default(),
-        );
-    }
-    Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
+    let envelope = event.json();
+    let Some(open) = envelope.trim_end().strip_suffix('}') else {
+        // Not an object: cannot happen for a struct, but never send a broken body.
+        return Bytes::from(envelope.as_bytes().to_vec());
+    };
+    let mut body = Vec::with_capacity(envelope.len() + 48);
+    body.extend_from_slice(open.as_bytes());
+    body.extend_from_slice(b",\"timestamp\":");
+    // Writing a timestamp into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut body, &event.time);
+    body.push(b'}');
+    Bytes::from(body)
 }
 
 impl Registry {
     pub(crate) fn new(config: WebhookConfig) -> Self {
         Self {
             state: Mutex::default(),
+            bodies: Mutex::default(),
             config,
         }
     }
@@ -328,6 +456,17 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent-enough data behind.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The body of `event`, shared with the other endpoints that take it. Built (and
+    /// the envelope serialised, the first time) outside every lock.
+    fn body(&self, event: &Event) -> Bytes {
+        let cache = || self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(body) = cache().get(event) {
+            return body;
+        }
+        let body = event_body(event);
+        cache().insert(event, body)
     }
 
     fn with<T>(&self, id: &str, f: impl FnOnce(&mut Entry) -> Result<T>) -> Result<T> {
@@ -371,7 +510,7 @@ impl Registry {
             updated_at: now,
             secret: WebhookSecret::generate(),
             previous: None,
-            messages: VecDeque::new(),
+            messages: MessageLog::default(),
             attempts: VecDeque::new(),
             control: watch::Sender::new(0),
             follower: None,
@@ -380,6 +519,7 @@ impl Registry {
         };
         let view = entry.view(true);
         state.endpoints.insert(id, entry);
+        state.followed_by = None;
         Ok(view)
     }
 
@@ -461,8 +601,7 @@ impl Registry {
     pub(crate) fn messages(&self, id: &str, limit: usize) -> Result<Vec<MessageView>> {
         self.with(id, |e| {
             Ok(e.messages
-                .iter()
-                .rev()
+                .newest()
                 .take(limit)
                 .map(|m| m.view.clone())
                 .collect())
@@ -509,7 +648,7 @@ impl Registry {
         let e = state.endpoints.get_mut(id).ok_or_else(|| not_found(id))?;
         let enabled = e.enabled;
         let backlog = e.backlog.clone();
-        let m = e.message(message).ok_or_else(|| {
+        let m = e.messages.get_mut(message).ok_or_else(|| {
             Error::not_found(&format!("message of webhook endpoint `{id}`"), message)
         })?;
         if m.view.status == MessageStatus::Pending {
@@ -560,13 +699,14 @@ impl Registry {
             },
         });
         let record = MessageRecord {
-            view: new_message_view(message_id.clone(), TEST_EVENT_TYPE.to_owned(), None, now),
+            view: new_message_view(message_id.clone(), TEST_EVENT_TYPE, None, now),
             body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
+            seq: 0,
             claimed_by: None,
             permit: Some(permit),
         };
         let view = record.view.clone();
-        e.push_message(record, cap);
+        e.messages.push(record, cap);
         state.ready.push_back((id.to_owned(), message_id));
         Ok(view)
     }
@@ -576,6 +716,10 @@ impl Registry {
     /// Ids of endpoints nobody follows in `run`; they are now followed by `run`.
     pub(crate) fn claim_followers(&self, run: u64) -> Vec<String> {
         let mut state = self.lock();
+        if state.followed_by == Some(run) {
+            return Vec::new();
+        }
+        state.followed_by = Some(run);
         state
             .endpoints
             .values_mut()
@@ -595,7 +739,7 @@ impl Registry {
             .values()
             .flat_map(|e| {
                 e.messages
-                    .iter()
+                    .oldest()
                     .filter(|m| m.view.status == MessageStatus::Pending)
                     .map(|m| (e.id.clone(), m.view.id.clone()))
             })
@@ -607,21 +751,27 @@ impl Registry {
     /// delivery fails its message. Both say why, and neither is retried in a loop.
     pub(crate) fn task_failed(&self, id: &str, message: Option<&str>, why: &str) {
         let mut state = self.lock();
-        let Some(e) = state.endpoints.get_mut(id) else {
+        let State {
+            endpoints,
+            followed_by,
+            ..
+        } = &mut *state;
+        let Some(e) = endpoints.get_mut(id) else {
             return;
         };
         match message {
             None => {
+                // The next round of `claim_followers` starts another one.
                 e.follower = None;
+                *followed_by = None;
                 e.disable(format!(
                     "internal error while following the event log: {why}"
                 ));
             }
             Some(message) => {
-                if let Some(m) = e.message(message)
-                    && m.view.status == MessageStatus::Pending
+                if e.messages.is_pending(message)
+                    && let Some(m) = e.messages.finish(message, MessageStatus::Failed)
                 {
-                    finish(m, MessageStatus::Failed);
                     m.view.last_error = Some(format!("internal error while delivering: {why}"));
                 }
             }
@@ -655,10 +805,6 @@ impl Registry {
         self.lock().endpoints.get(id).map(|e| e.backlog.clone())
     }
 
-    pub(crate) fn inflight(&self, id: &str) -> Option<Arc<Semaphore>> {
-        self.lock().endpoints.get(id).map(|e| e.inflight.clone())
-    }
-
     /// Moves the cursor past an event that is not delivered.
     pub(crate) fn advance(&self, id: &str, generation: u64, offset: ResumeToken) -> Take {
         let mut state = self.lock();
@@ -681,17 +827,22 @@ impl Registry {
         event: &Event,
         permit: OwnedSemaphorePermit,
     ) -> Take {
+        // Built before locking: replays of a pending message (`Skip`) are rare.
+        let body = self.body(event);
         let mut state = self.lock();
+        let State {
+            endpoints, ready, ..
+        } = &mut *state;
         let cap = self.config.message_log_size;
-        let Some(e) = state.endpoints.get_mut(id) else {
+        let Some(e) = endpoints.get_mut(id) else {
             return Take::Gone;
         };
         if *e.control.borrow() != generation {
             return Take::Stale;
         }
         e.cursor = event.offset;
-        let message_id = event.id.to_string();
-        match e.message(&message_id) {
+        let message_id = event.id.as_str();
+        match e.messages.get_mut(message_id) {
             Some(m) if m.view.status == MessageStatus::Pending => return Take::Skip,
             // Replayed: deliver again under the same webhook-id.
             Some(m) => {
@@ -700,22 +851,23 @@ impl Registry {
                 m.claimed_by = None;
                 m.permit = Some(permit);
             }
-            None => e.push_message(
+            None => e.messages.push(
                 MessageRecord {
                     view: new_message_view(
-                        message_id.clone(),
-                        event.event_type.to_string(),
+                        message_id.to_owned(),
+                        event.event_type.as_str(),
                         Some(event.offset),
                         Utc::now(),
                     ),
-                    body: event_body(event),
+                    body,
+                    seq: 0,
                     claimed_by: None,
                     permit: Some(permit),
                 },
                 cap,
             ),
         }
-        state.ready.push_back((id.to_owned(), message_id));
+        ready.push_back((id.to_owned(), message_id.to_owned()));
         Take::Queued
     }
 
@@ -735,23 +887,23 @@ impl Registry {
 
     // ----- delivering --------------------------------------------------------------------
 
-    /// Claims a message for a delivery task of `run`; `None` when there is nothing to do
-    /// (gone, finished, or another task of this run has it).
+    /// Claims a message for a delivery task of `run`: the endpoint's control channel
+    /// and its in-flight semaphore. `None` when there is nothing to do (gone, finished,
+    /// or another task of this run has it).
     pub(crate) fn claim_message(
         &self,
         id: &str,
         message: &str,
         run: u64,
-    ) -> Option<watch::Receiver<u64>> {
+    ) -> Option<(watch::Receiver<u64>, Arc<Semaphore>)> {
         let mut state = self.lock();
         let e = state.endpoints.get_mut(id)?;
-        let control = e.control.subscribe();
-        let m = e.message(message)?;
+        let m = e.messages.get_mut(message)?;
         if m.view.status != MessageStatus::Pending || m.claimed_by == Some(run) {
             return None;
         }
         m.claimed_by = Some(run);
-        Some(control)
+        Some((e.control.subscribe(), e.inflight.clone()))
     }
 
     pub(crate) fn set_next_attempt(&self, id: &str, message: &str, at: Option<DateTime<Utc>>) {
@@ -759,7 +911,7 @@ impl Registry {
             .lock()
             .endpoints
             .get_mut(id)
-            .and_then(|e| e.message(message))
+            .and_then(|e| e.messages.get_mut(message))
         {
             m.view.next_attempt_at = at;
         }
@@ -775,10 +927,9 @@ impl Registry {
             .disabled_reason
             .clone()
             .unwrap_or_else(|| "the endpoint is disabled".to_owned());
-        if let Some(m) = e.message(message)
-            && m.view.status == MessageStatus::Pending
+        if e.messages.is_pending(message)
+            && let Some(m) = e.messages.finish(message, MessageStatus::Cancelled)
         {
-            finish(m, MessageStatus::Cancelled);
             m.view.last_error = Some(format!("not delivered: {reason}"));
         }
     }
@@ -802,7 +953,7 @@ impl Registry {
             }
         }
         let url = e.url.clone();
-        let m = e.message(message)?;
+        let m = e.messages.get_mut(message)?;
         m.view.attempts += 1;
         m.view.next_attempt_at = None;
         Some(AttemptPlan {
@@ -831,9 +982,9 @@ impl Registry {
         let succeeded = report.status.is_some_and(|s| (200..300).contains(&s));
         let now = Utc::now();
         let event_type = e
-            .message(message)
-            .map(|m| m.view.event_type.clone())
-            .unwrap_or_default();
+            .messages
+            .get_mut(message)
+            .map_or("", |m| m.view.event_type);
         e.attempts.push_back(AttemptView {
             id: new_id("atm_"),
             message_id: message.to_owned(),
@@ -882,7 +1033,7 @@ impl Registry {
                 MessageStatus::Failed
             }
         };
-        let Some(m) = e.message(message) else {
+        let Some(m) = e.messages.get_mut(message) else {
             return Next::Done;
         };
         m.view.last_attempt_at = Some(report.started);
@@ -891,17 +1042,10 @@ impl Registry {
         if next == MessageStatus::Pending {
             Next::Retry(report.retry_after)
         } else {
-            finish(m, next);
+            e.messages.finish(message, next);
             Next::Done
         }
     }
-}
-
-fn finish(m: &mut MessageRecord, status: MessageStatus) {
-    m.view.status = status;
-    m.view.next_attempt_at = None;
-    m.claimed_by = None;
-    m.permit = None;
 }
 
 fn backlog_permit(backlog: Arc<Semaphore>, id: &str) -> Result<OwnedSemaphorePermit> {
@@ -916,7 +1060,7 @@ fn backlog_permit(backlog: Arc<Semaphore>, id: &str) -> Result<OwnedSemaphorePer
 
 fn new_message_view(
     id: String,
-    event_type: String,
+    event_type: &'static str,
     offset: Option<ResumeToken>,
     now: DateTime<Utc>,
 ) -> MessageView {
@@ -931,5 +1075,219 @@ fn new_message_view(
         next_attempt_at: None,
         last_status_code: None,
         last_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use petstore_core::{NewEvent, envelope};
+    use serde_json::{Value, json};
+
+    fn event(time: &str) -> Event {
+        let time = DateTime::parse_from_rfc3339(time)
+            .unwrap()
+            .with_timezone(&Utc);
+        let new = NewEvent {
+            event_type: EventType::PetCreated,
+            subject: "pet_1".to_owned(),
+            data: json!({"id": "pet_1", "name": "Fi\"do \u{e9}", "tags": ["a", "b"], "n": 1.5}),
+        };
+        envelope(new, "/petstore", time)
+    }
+
+    /// The body as it was built before it came from the cached envelope.
+    fn body_through_value(event: &Event) -> Value {
+        let mut json = serde_json::to_value(event).unwrap();
+        json.as_object_mut().unwrap().insert(
+            "timestamp".to_owned(),
+            serde_json::to_value(event.time).unwrap(),
+        );
+        json
+    }
+
+    #[test]
+    fn body_is_the_envelope_plus_timestamp() {
+        for time in [
+            "2026-11-27T10:00:00Z",
+            "2026-11-27T10:00:00.5Z",
+            "2026-11-27T10:00:00.123456789Z",
+        ] {
+            let e = event(time);
+            let body = event_body(&e);
+            let parsed: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(parsed, body_through_value(&e), "{time}");
+            assert_eq!(parsed["timestamp"], parsed["time"]);
+            let envelope: Value = serde_json::from_str(e.json()).unwrap();
+            let mut without = parsed.clone();
+            without.as_object_mut().unwrap().remove("timestamp");
+            assert_eq!(without, envelope);
+            // `timestamp` appears once, at the top level.
+            let text = std::str::from_utf8(&body).unwrap();
+            assert_eq!(text.matches("\"timestamp\"").count(), 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn endpoints_share_an_event_body() {
+        let registry = Registry::new(WebhookConfig::default());
+        let a = event("2026-11-27T10:00:00Z");
+        let b = event("2026-11-27T10:00:01Z");
+        let first = registry.body(&a);
+        let other = registry.body(&b);
+        let again = registry.body(&a);
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        assert_ne!(first.as_ptr(), other.as_ptr());
+        assert_eq!(first, event_body(&a));
+        // Bounded: old events fall out and are built again.
+        for _ in 0..BODY_CACHE_SIZE {
+            registry.body(&event("2026-11-27T10:00:02Z"));
+        }
+        assert_eq!(registry.bodies.lock().unwrap().0.len(), BODY_CACHE_SIZE);
+        let rebuilt = registry.body(&a);
+        assert_ne!(rebuilt.as_ptr(), first.as_ptr());
+        assert_eq!(rebuilt, first);
+        // A body stored meanwhile by another follower wins.
+        let mut cache = BodyCache::default();
+        let stored = cache.insert(&a, first.clone());
+        let late = cache.insert(&a, rebuilt);
+        assert_eq!(stored.as_ptr(), first.as_ptr());
+        assert_eq!(late.as_ptr(), first.as_ptr());
+    }
+
+    fn record(id: &str) -> MessageRecord {
+        MessageRecord {
+            view: new_message_view(id.to_owned(), "pet.created", None, Utc::now()),
+            body: Bytes::new(),
+            seq: 0,
+            claimed_by: None,
+            permit: None,
+        }
+    }
+
+    /// The log as it was: a ring scanned linearly.
+    #[derive(Default)]
+    struct Ring(VecDeque<(String, MessageStatus)>);
+
+    impl Ring {
+        fn push(&mut self, id: &str, cap: usize) {
+            self.0.push_back((id.to_owned(), MessageStatus::Pending));
+            while self.0.len() > cap {
+                match self
+                    .0
+                    .iter()
+                    .position(|(_, s)| *s != MessageStatus::Pending)
+                {
+                    Some(i) => {
+                        self.0.remove(i);
+                    }
+                    None => break,
+                }
+            }
+        }
+
+        fn set(&mut self, id: &str, status: MessageStatus) -> bool {
+            match self.0.iter_mut().rev().find(|(m, _)| m == id) {
+                Some((_, s)) => {
+                    *s = status;
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    fn same(log: &MessageLog, ring: &Ring) {
+        assert_eq!(log.len(), ring.0.len());
+        let theirs = ring.0.iter().map(|(id, s)| (id.as_str(), *s));
+        let ours = log.oldest().map(|m| (m.view.id.as_str(), m.view.status));
+        assert!(ours.eq(theirs));
+        let theirs = ring.0.iter().rev().map(|(id, _)| id.as_str());
+        assert!(log.newest().map(|m| m.view.id.as_str()).eq(theirs));
+    }
+
+    #[test]
+    fn eviction_drops_the_oldest_finished_and_keeps_pending() {
+        let mut log = MessageLog::default();
+        for id in ["a", "b", "c"] {
+            log.push(record(id), 3);
+        }
+        log.finish("b", MessageStatus::Succeeded);
+        log.push(record("d"), 3);
+        let ids: Vec<&str> = log.oldest().map(|m| m.view.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c", "d"]);
+        // Nothing finished: the log grows beyond the cap.
+        log.push(record("e"), 3);
+        assert_eq!(log.len(), 4);
+        // A message finished, made pending again and finished again keeps its place.
+        log.finish("c", MessageStatus::Failed);
+        log.get_mut("c").unwrap().view.status = MessageStatus::Pending;
+        log.finish("a", MessageStatus::Cancelled);
+        log.push(record("f"), 3);
+        let ids: Vec<&str> = log.oldest().map(|m| m.view.id.as_str()).collect();
+        assert_eq!(ids, ["c", "d", "e", "f"]);
+        assert!(log.get_mut("a").is_none());
+        log.finish("c", MessageStatus::Succeeded);
+        log.finish("e", MessageStatus::Succeeded);
+        log.push(record("g"), 3);
+        let ids: Vec<&str> = log.oldest().map(|m| m.view.id.as_str()).collect();
+        assert_eq!(ids, ["d", "f", "g"]);
+        assert!(log.is_pending("d") && !log.is_pending("c"));
+    }
+
+    #[test]
+    fn eviction_matches_the_linear_ring() {
+        // A small deterministic generator: the test needs no seed to reproduce.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for cap in [1, 2, 5, 16] {
+            let mut log = MessageLog::default();
+            let mut ring = Ring::default();
+            let mut created = 0u64;
+            for _ in 0..3_000 {
+                match next(8) {
+                    0..=2 => {
+                        created += 1;
+                        let id = format!("m{created}");
+                        log.push(record(&id), cap);
+                        ring.push(&id, cap);
+                    }
+                    op => {
+                        // Mostly a message in the log, sometimes any (maybe evicted).
+                        let id = match ring.0.len() as u64 {
+                            len if len > 0 && next(8) > 0 => ring.0[next(len) as usize].0.clone(),
+                            _ => format!("m{}", 1 + next(created.max(1))),
+                        };
+                        let status = if op < 7 {
+                            [
+                                MessageStatus::Succeeded,
+                                MessageStatus::Failed,
+                                MessageStatus::Cancelled,
+                            ][next(3) as usize]
+                        } else {
+                            MessageStatus::Pending
+                        };
+                        let known = ring.set(&id, status);
+                        if status == MessageStatus::Pending {
+                            if let Some(m) = log.get_mut(&id) {
+                                m.view.status = MessageStatus::Pending;
+                            }
+                        } else {
+                            log.finish(&id, status);
+                        }
+                        assert_eq!(known, log.get_mut(&id).is_some());
+                    }
+                }
+                same(&log, &ring);
+            }
+            // Bounded bookkeeping.
+            assert!(log.order.len() == log.records.len());
+            assert!(log.finished.len() <= log.records.len());
+        }
     }
 }

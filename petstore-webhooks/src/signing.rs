@@ -3,13 +3,14 @@
 //! the decoded bytes of a `whsec_...` secret.
 
 use std::fmt;
+use std::io::Write as _;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -22,11 +23,18 @@ pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 /// The header carrying space-separated `v1,<base64>` signatures.
 pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 
+// The same names, parsed once.
+const ID_HEADER: HeaderName = HeaderName::from_static(WEBHOOK_ID);
+const TIMESTAMP_HEADER: HeaderName = HeaderName::from_static(WEBHOOK_TIMESTAMP);
+const SIGNATURE_HEADER: HeaderName = HeaderName::from_static(WEBHOOK_SIGNATURE);
+
 const PREFIX: &str = "whsec_";
 /// Bytes of a generated secret (256 bits, the HMAC-SHA256 block strength).
 const GENERATED_LEN: usize = 32;
 /// Longest key accepted when parsing (the spec recommends 24 to 64 bytes).
 const MAX_LEN: usize = 512;
+/// Length of one `v1,<base64 of 32 bytes>` signature.
+const SIGNATURE_LEN: usize = 3 + 44;
 
 /// A symmetric Standard Webhooks secret. Its text form is `whsec_` followed by the
 /// base64 of the key bytes; the HMAC key is the decoded bytes.
@@ -68,10 +76,15 @@ impl WebhookSecret {
 
     /// The `v1,<base64>` signature of one message.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        format!(
-            "v1,{}",
-            STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes())
-        )
+        let mut out = String::with_capacity(SIGNATURE_LEN);
+        self.sign_into(id, timestamp, body, &mut out);
+        out
+    }
+
+    /// Appends the `v1,<base64>` signature to `out`.
+    fn sign_into(&self, id: &str, timestamp: i64, body: &[u8], out: &mut String) {
+        out.push_str("v1,");
+        STANDARD.encode_string(self.mac(id, timestamp, body).finalize().into_bytes(), out);
     }
 
     /// Verifies the Standard Webhooks headers of a received message against its raw
@@ -91,7 +104,12 @@ impl WebhookSecret {
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
         mac.update(id.as_bytes());
         mac.update(b".");
-        mac.update(timestamp.to_string().as_bytes());
+        // At most 20 characters (`i64::MIN`): formatted without allocating.
+        let mut digits = [0u8; 20];
+        let mut rest = &mut digits[..];
+        let _ = write!(rest, "{timestamp}");
+        let written = 20 - rest.len();
+        mac.update(&digits[..written]);
         mac.update(b".");
         mac.update(body);
         mac
@@ -166,22 +184,26 @@ impl Signer {
 
     /// The `webhook-signature` value: one `v1,<base64>` per secret, space separated.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        self.secrets
-            .iter()
-            .map(|s| s.sign(id, timestamp, body))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let mut out = String::with_capacity(self.secrets.len() * (SIGNATURE_LEN + 1));
+        for (i, secret) in self.secrets.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            secret.sign_into(id, timestamp, body, &mut out);
+        }
+        out
     }
 
     /// The three Standard Webhooks headers for one attempt.
     pub fn headers(&self, id: &str, timestamp: i64, body: &[u8]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
+        // Room for the caller's `content-type` too.
+        let mut headers = HeaderMap::with_capacity(4);
         let value = |s: String| {
             HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
         };
-        headers.insert(WEBHOOK_ID, value(id.to_owned()));
-        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
-        headers.insert(WEBHOOK_SIGNATURE, value(self.sign(id, timestamp, body)));
+        headers.insert(ID_HEADER, value(id.to_owned()));
+        headers.insert(TIMESTAMP_HEADER, HeaderValue::from(timestamp));
+        headers.insert(SIGNATURE_HEADER, value(self.sign(id, timestamp, body)));
         headers
     }
 

@@ -187,14 +187,18 @@ impl Webhooks {
                 () = &mut shutdown => break,
                 () = shared.wake.notified() => {}
                 Some(done) = tasks.join_next_with_id() => {
-                    let (id, failure) = match done {
-                        Ok((id, ())) => (id, None),
-                        Err(e) => (e.id(), Some(e)),
-                    };
-                    let job = jobs.remove(&id);
-                    if let (Some(e), Some((endpoint, message))) = (failure, job) {
-                        tracing::error!(%endpoint, ?message, "a webhook dispatcher task failed: {e}");
-                        shared.registry.task_failed(&endpoint, message.as_deref(), &e.to_string());
+                    // Every task that has finished by now, in one turn of the loop.
+                    let mut next = Some(done);
+                    while let Some(done) = next.take().or_else(|| tasks.try_join_next_with_id()) {
+                        let (id, failure) = match done {
+                            Ok((id, ())) => (id, None),
+                            Err(e) => (e.id(), Some(e)),
+                        };
+                        let job = jobs.remove(&id);
+                        if let (Some(e), Some((endpoint, message))) = (failure, job) {
+                            tracing::error!(%endpoint, ?message, "a webhook dispatcher task failed: {e}");
+                            shared.registry.task_failed(&endpoint, message.as_deref(), &e.to_string());
+                        }
                     }
                 }
             }
