@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Event frames shared by the WebSocket connections of a channel.
     pub(crate) frames: FrameCache,
+    /// Event messages shared by the SSE streams.
+    pub(crate) sse_messages: Arc<sse::MessageCache>,
 }
 
 /// The SSE and WebSocket endpoints over `store`:
@@ -64,6 +66,7 @@ pub fn router_with_shutdown(
         config,
         shutdown,
         frames: FrameCache::default(),
+        sse_messages: Arc::default(),
     });
     Router::new()
         .route("/v1/stream", get(sse::stream))

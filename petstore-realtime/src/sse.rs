@@ -1,7 +1,8 @@
 //! Server-Sent Events: `GET /v1/stream?channels=...` and `GET /v1/stream/{channel}`.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -151,14 +152,18 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
                 .data(data.to_string()),
         );
     }
-    let live = stream::unfold(Some((events, position)), |state| async move {
-        let (mut events, last) = state?;
-        match events.next().await? {
-            Ok(event) => {
-                let message = message(&event);
-                Some((message, Some((events, event.offset))))
+    let messages = shared.sse_messages.clone();
+    let live = stream::unfold(Some((events, position)), move |state| {
+        let messages = messages.clone();
+        async move {
+            let (mut events, last) = state?;
+            match events.next().await? {
+                Ok(event) => {
+                    let message = messages.message(&event);
+                    Some((message, Some((events, event.offset))))
+                }
+                Err(e) => Some((lagged(last, e.message()), None)),
             }
-            Err(e) => Some((lagged(last, e.message()), None)),
         }
     });
     // At shutdown the response ends, so that graceful shutdown can finish.
@@ -176,6 +181,39 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// The SSE messages of the events delivered most recently. Every stream sends the same
+/// message for the same event (the channel is not in it), so during a fan-out it is
+/// built once and cloned (one copy of the buffer) for the other streams.
+#[derive(Debug, Default)]
+pub(crate) struct MessageCache(Mutex<VecDeque<(ResumeToken, SseEvent)>>);
+
+impl MessageCache {
+    /// Messages kept: more than the events that streams are apart at any moment.
+    const CAPACITY: usize = 256;
+
+    fn message(&self, event: &Event) -> SseEvent {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = event.offset;
+        let cached = lock()
+            .iter()
+            .rev()
+            .find_map(|(offset, message)| (*offset == at).then(|| message.clone()));
+        if let Some(message) = cached {
+            return message;
+        }
+        let built = message(event);
+        let mut recent = lock();
+        // Kept in offset order; a replayed (older) event is not kept.
+        if recent.back().is_none_or(|(last, _)| *last < at) {
+            if recent.len() == Self::CAPACITY {
+                recent.pop_front();
+            }
+            recent.push_back((at, built.clone()));
+        }
+        built
+    }
 }
 
 /// The SSE message of one event.

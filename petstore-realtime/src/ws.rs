@@ -249,6 +249,11 @@ impl Connection {
                     }
                 }
                 Some((channel, item)) = self.feeds.next(), if room && !self.feeds.is_empty() => {
+                    // Nothing written after the shutdown signal goes out, even when
+                    // this branch won the race against it.
+                    if shutdown.is_cancelled() {
+                        return Err(Stop::ShuttingDown);
+                    }
                     self.deliver(channel, item)?;
                 }
                 // Wakes the loop once the writer has made room for events again (the

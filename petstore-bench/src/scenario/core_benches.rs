@@ -68,7 +68,7 @@ pub(crate) async fn run(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()>
         (
             "encode_envelope",
             vec![(
-                "envelope JSON: Event::to_json vs plain struct".to_owned(),
+                "envelope JSON, serialised once per event: Event vs plain struct".to_owned(),
                 "encode_envelope/bare_plain_struct".to_owned(),
                 "encode_envelope/event_to_json".to_owned(),
             )],
