@@ -1,6 +1,6 @@
 //! The JSON text frames of the WebSocket protocol.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::WireError;
+use crate::recent::Recent;
 
 /// What a client sends. Every frame may also carry an `id` (any JSON value) that the
 /// direct reply (`authenticated`, `subscribed`, `unsubscribed`, `chat.sent`, `pong`,
@@ -221,7 +222,7 @@ pub(crate) struct FrameCache(Mutex<Frames>);
 
 #[derive(Debug, Default)]
 struct Frames {
-    by_channel: HashMap<Channel, VecDeque<(ResumeToken, Utf8Bytes)>>,
+    by_channel: HashMap<Channel, Recent<Utf8Bytes>>,
     total: usize,
 }
 
@@ -235,12 +236,7 @@ impl FrameCache {
     pub(crate) fn delivery(&self, channel: &Channel, event: &Event) -> Utf8Bytes {
         let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let at = event.offset;
-        if let Some(text) = lock().by_channel.get(channel).and_then(|frames| {
-            frames
-                .iter()
-                .rev()
-                .find_map(|(offset, text)| (*offset == at).then(|| text.clone()))
-        }) {
+        if let Some(text) = lock().by_channel.get(channel).and_then(|r| r.get(at)) {
             return text;
         }
         // Built outside the lock; two connections may both build it, which is harmless.
@@ -251,14 +247,8 @@ impl FrameCache {
         }
         let Frames { by_channel, total } = &mut *frames;
         let recent = by_channel.entry(channel.clone()).or_default();
-        // Kept in offset order; a replayed (older) event is not kept.
-        if recent.back().is_none_or(|(last, _)| *last < at) {
-            if recent.len() == Self::PER_CHANNEL {
-                recent.pop_front();
-            } else {
-                *total += 1;
-            }
-            recent.push_back((at, text.clone()));
+        if recent.keep(at, text.clone(), Self::PER_CHANNEL) {
+            *total += 1;
         }
         text
     }

@@ -1,6 +1,5 @@
 //! Server-Sent Events: `GET /v1/stream?channels=...` and `GET /v1/stream/{channel}`.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,6 +15,7 @@ use serde_json::json;
 
 use crate::error::WireError;
 use crate::feed::{self, Feed, Since};
+use crate::recent::Recent;
 use crate::routes::{Shared, principal};
 
 /// Query parameters of both SSE routes.
@@ -187,7 +187,7 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
 /// message for the same event (the channel is not in it), so during a fan-out it is
 /// built once and cloned (one copy of the buffer) for the other streams.
 #[derive(Debug, Default)]
-pub(crate) struct MessageCache(Mutex<VecDeque<(ResumeToken, SseEvent)>>);
+pub(crate) struct MessageCache(Mutex<Recent<SseEvent>>);
 
 impl MessageCache {
     /// Messages kept: more than the events that streams are apart at any moment.
@@ -195,23 +195,11 @@ impl MessageCache {
 
     fn message(&self, event: &Event) -> SseEvent {
         let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = event.offset;
-        let cached = lock()
-            .iter()
-            .rev()
-            .find_map(|(offset, message)| (*offset == at).then(|| message.clone()));
-        if let Some(message) = cached {
+        if let Some(message) = lock().get(event.offset) {
             return message;
         }
         let built = message(event);
-        let mut recent = lock();
-        // Kept in offset order; a replayed (older) event is not kept.
-        if recent.back().is_none_or(|(last, _)| *last < at) {
-            if recent.len() == Self::CAPACITY {
-                recent.pop_front();
-            }
-            recent.push_back((at, built.clone()));
-        }
+        lock().keep(event.offset, built.clone(), Self::CAPACITY);
         built
     }
 }
