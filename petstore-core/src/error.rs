@@ -178,6 +178,13 @@ impl Error {
         &self.message
     }
 
+    /// The message a client may be shown, or `None` when it must stay in the server
+    /// log: an [`ErrorKind::Internal`] error's message may name internals (a path, a
+    /// query, a backend's reply). Adapters log such an error and send a fixed text.
+    pub fn public_message(&self) -> Option<&str> {
+        (self.kind != ErrorKind::Internal).then_some(&*self.message)
+    }
+
     /// The invalid fields, for [`ErrorKind::InvalidInput`].
     pub fn field_errors(&self) -> &[FieldError] {
         &self.fields

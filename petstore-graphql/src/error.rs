@@ -70,18 +70,9 @@ pub(crate) fn field_error<S: ScalarValue>(err: &Error) -> FieldError<S> {
         let secs = i32::try_from(secs.max(1)).unwrap_or(i32::MAX);
         ext.add_field("retryAfter", Value::scalar(secs));
     }
-    let message = match kind {
-        ErrorKind::InvalidInput
-        | ErrorKind::NotFound
-        | ErrorKind::Conflict
-        | ErrorKind::PreconditionFailed
-        | ErrorKind::Unauthenticated
-        | ErrorKind::Forbidden
-        | ErrorKind::RateLimited
-        | ErrorKind::ResumeExpired
-        | ErrorKind::Lagged
-        | ErrorKind::Unavailable => err.message().to_owned(),
-        _ => {
+    let message = match err.public_message() {
+        Some(message) => message.to_owned(),
+        None => {
             tracing::error!(error = ?err, "internal error while resolving a GraphQL field");
             "internal server error".to_owned()
         }

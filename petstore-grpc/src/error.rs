@@ -45,12 +45,13 @@ pub(crate) fn status(err: Error) -> Status {
         ErrorKind::Unavailable => Code::Unavailable,
         _ => Code::Internal,
     };
-    let message = if code == Code::Internal {
-        // Backend failures stay in the server log, not on the wire.
-        tracing::error!(error = ?err, "internal error in a gRPC call");
-        "internal error".to_owned()
-    } else {
-        err.message().to_owned()
+    let message = match err.public_message() {
+        Some(message) => message.to_owned(),
+        None => {
+            // Backend failures stay in the server log, not on the wire.
+            tracing::error!(error = ?err, "internal error in a gRPC call");
+            "internal error".to_owned()
+        }
     };
     let mut details = ErrorDetails::new();
     details.set_error_info(kind.code().to_ascii_uppercase(), DOMAIN, HashMap::new());

@@ -11,12 +11,12 @@ use serde::de::DeserializeOwned;
 /// The text an assistant reads for a core error: `"{code}: {message}"`, then one line
 /// per invalid field when there are several (a single one is already in the message).
 fn describe(error: &Error) -> String {
-    if error.kind() == ErrorKind::Internal {
+    let Some(message) = error.public_message() else {
         // A backend failure's details stay in the server log.
         tracing::error!(error = ?error, "internal error in an MCP request");
         return format!("{}: unexpected server error", error.kind().code());
-    }
-    let mut text = format!("{}: {}", error.kind().code(), error.message());
+    };
+    let mut text = format!("{}: {}", error.kind().code(), message);
     if let [_, _, ..] = error.field_errors() {
         for field in error.field_errors() {
             text.push_str(&format!("\n- `{}`: {}", field.field, field.message));

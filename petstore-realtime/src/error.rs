@@ -46,7 +46,11 @@ impl WireError {
         Self {
             status,
             code: kind.code(),
-            message: error.message().to_owned(),
+            // An internal error's message stays in the log written above.
+            message: error
+                .public_message()
+                .unwrap_or("unexpected server error")
+                .to_owned(),
             fields: error.field_errors().to_vec(),
         }
     }
@@ -94,5 +98,25 @@ impl IntoResponse for WireError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use petstore_core::{Error, ErrorKind};
+
+    use super::WireError;
+
+    #[test]
+    fn an_internal_error_message_stays_in_the_log() {
+        let internal = Error::new(
+            ErrorKind::Internal,
+            "pool at db.internal:5432: password hunter2",
+        );
+        let wire = WireError::from_core(&internal);
+        assert_eq!(wire.code, "internal");
+        assert_eq!(wire.message, "unexpected server error");
+        let conflict = Error::new(ErrorKind::Conflict, "pet_1 is sold");
+        assert_eq!(WireError::from_core(&conflict).message, "pet_1 is sold");
     }
 }

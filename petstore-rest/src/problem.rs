@@ -68,11 +68,7 @@ pub fn problem_response(error: &Error) -> Response {
         tracing::error!(error = ?error, "request failed");
     }
     // A backend failure's message (and source) stays in the server log.
-    let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
-        "unexpected server error"
-    } else {
-        error.message()
-    };
+    let detail = error.public_message().unwrap_or("unexpected server error");
     let mut problem = Problem::new(status, kind.code(), detail);
     problem.title = kind.title().to_owned();
     problem.errors = error.field_errors().to_vec();

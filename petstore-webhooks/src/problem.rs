@@ -58,12 +58,13 @@ impl IntoResponse for Problem {
             Some((status, code)) => (status, code, status.canonical_reason().unwrap_or("Error")),
             None => (status_of(kind), kind.code(), kind.title()),
         };
-        let detail = if kind == ErrorKind::Internal {
-            // Internals stay in the server log.
-            tracing::error!(error = ?err, "internal error in the webhooks adapter");
-            "an unexpected error occurred".to_owned()
-        } else {
-            err.message().to_owned()
+        let detail = match err.public_message() {
+            Some(message) => message.to_owned(),
+            None => {
+                // Internals stay in the server log.
+                tracing::error!(error = ?err, "internal error in the webhooks adapter");
+                "an unexpected error occurred".to_owned()
+            }
         };
         let mut body = json!({
             "type": format!("{TYPE_BASE}{code}"),
