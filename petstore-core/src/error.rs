@@ -194,6 +194,12 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
+
+    /// [`Error::retry_after`] in whole seconds, rounded up (as `Retry-After` needs: a
+    /// client told too little would retry too early).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(crate::rate::ceil_secs)
+    }
 }
 
 impl fmt::Debug for Error {

@@ -179,7 +179,7 @@ pub struct RateDecision {
 }
 
 /// Whole seconds, rounded up: a client told "0" would retry too early.
-fn ceil_secs(d: Duration) -> u64 {
+pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 

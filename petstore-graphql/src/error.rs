@@ -64,9 +64,7 @@ pub(crate) fn field_error<S: ScalarValue>(err: &Error) -> FieldError<S> {
             .collect();
         ext.add_field("fields", Value::list(fields));
     }
-    if let Some(after) = err.retry_after() {
-        // Rounded up, like `Retry-After`: a client told too little would retry too early.
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    if let Some(secs) = err.retry_after_secs() {
         let secs = i32::try_from(secs.max(1)).unwrap_or(i32::MAX);
         ext.add_field("retryAfter", Value::scalar(secs));
     }

@@ -67,9 +67,8 @@ pub(crate) fn status(err: Error) -> Status {
         details.set_retry_info(Some(after));
     }
     let mut status = Status::with_error_details(code, message, details);
-    if let Some(after) = err.retry_after() {
-        // For clients that read metadata rather than details: whole seconds, rounded up.
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    if let Some(secs) = err.retry_after_secs() {
+        // For clients that read metadata rather than details.
         status
             .metadata_mut()
             .insert("retry-after", MetadataValue::from(secs));

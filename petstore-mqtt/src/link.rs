@@ -96,6 +96,10 @@ impl Link {
         } else {
             None
         };
+        let password = config
+            .password
+            .as_ref()
+            .map_or_else(String::new, |p| p.expose().to_owned());
         let (link, poller) = match config.version {
             MqttVersion::V5 => {
                 let mut o = v5::MqttOptions::new(&config.client_id, &broker.host, broker.port);
@@ -111,14 +115,7 @@ impl Link {
                         None,
                     ));
                 if let Some(user) = &config.username {
-                    o.set_credentials(
-                        user,
-                        config
-                            .password
-                            .as_ref()
-                            .map(|p| p.expose().to_owned())
-                            .unwrap_or_default(),
-                    );
+                    o.set_credentials(user, password);
                 }
                 if let Some(t) = transport {
                     o.set_transport(t);
@@ -139,14 +136,7 @@ impl Link {
                         true,
                     ));
                 if let Some(user) = &config.username {
-                    o.set_credentials(
-                        user,
-                        config
-                            .password
-                            .as_ref()
-                            .map(|p| p.expose().to_owned())
-                            .unwrap_or_default(),
-                    );
+                    o.set_credentials(user, password);
                 }
                 if let Some(t) = transport {
                     o.set_transport(t);

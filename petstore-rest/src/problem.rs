@@ -89,8 +89,7 @@ pub fn problem_response(error: &Error) -> Response {
         }
         _ => {}
     }
-    if let Some(after) = error.retry_after() {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    if let Some(secs) = error.retry_after_secs() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     response

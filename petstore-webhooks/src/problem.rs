@@ -93,8 +93,7 @@ impl IntoResponse for Problem {
                 HeaderValue::from_static(challenge),
             );
         }
-        if let Some(after) = err.retry_after() {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        if let Some(secs) = err.retry_after_secs() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
