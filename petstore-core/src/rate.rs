@@ -215,6 +215,16 @@ impl RateDecision {
         self.retry_after.map(ceil_secs)
     }
 
+    /// Both headers of draft-ietf-httpapi-ratelimit-headers, as (lower-case name,
+    /// value): `ratelimit-policy` ([`RateDecision::policy_header`]) and `ratelimit`
+    /// ([`RateDecision::limit_header`]). HTTP headers and gRPC metadata alike.
+    pub fn headers(&self) -> [(&'static str, String); 2] {
+        [
+            ("ratelimit-policy", self.policy_header()),
+            ("ratelimit", self.limit_header()),
+        ]
+    }
+
     /// The value of the `RateLimit-Policy` header of draft-ietf-httpapi-ratelimit-headers
     /// (an RFC 9651 structured field): `"anonymous";q=300;w=60`.
     pub fn policy_header(&self) -> String {

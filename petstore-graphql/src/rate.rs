@@ -14,11 +14,6 @@ use petstore_core::{Principal, RateDecision};
 use crate::error::core_error;
 use crate::http::{App, errors_response, principal};
 
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): `"anonymous";q=300;w=60`.
-const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers): `"anonymous";r=42;t=17`.
-const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
 /// The client address, when the server provides `ConnectInfo<SocketAddr>`.
 pub(crate) fn client_ip(parts: &Parts) -> Option<IpAddr> {
     parts
@@ -47,12 +42,9 @@ pub(crate) async fn limit(State(app): State<Arc<App>>, request: Request, next: N
 }
 
 fn set_headers(headers: &mut HeaderMap, decision: &RateDecision) {
-    for (name, value) in [
-        (RATELIMIT_POLICY, decision.policy_header()),
-        (RATELIMIT, decision.limit_header()),
-    ] {
+    for (name, value) in decision.headers() {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
     if let Some(secs) = decision.retry_after_secs() {

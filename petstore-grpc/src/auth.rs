@@ -69,10 +69,7 @@ impl Interceptor for Authenticate {
             if let Some(refused) = decision.error() {
                 let mut status = status(refused);
                 let metadata = status.metadata_mut();
-                for (key, value) in [
-                    ("ratelimit-policy", decision.policy_header()),
-                    ("ratelimit", decision.limit_header()),
-                ] {
+                for (key, value) in decision.headers() {
                     if let Ok(value) = MetadataValue::try_from(value) {
                         metadata.insert(key, value);
                     }

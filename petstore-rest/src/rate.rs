@@ -60,12 +60,9 @@ pub(crate) async fn limit(
 }
 
 fn set_headers(headers: &mut HeaderMap, decision: &RateDecision) {
-    for (name, value) in [
-        (RATELIMIT_POLICY, decision.policy_header()),
-        (RATELIMIT, decision.limit_header()),
-    ] {
+    for (name, value) in decision.headers() {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
+            headers.insert(HeaderName::from_static(name), value);
         }
     }
     if let Some(secs) = decision.retry_after_secs() {
