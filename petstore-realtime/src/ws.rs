@@ -22,8 +22,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use petstore_core::{
-    Channel, Error, EventFilter, NewChatMessage, PetStore, Principal, ResumeToken, Scope,
-    Subscription,
+    Channel, Error, EventFilter, NewChatMessage, Principal, ResumeToken, Scope, Subscription,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -162,7 +161,6 @@ async fn serve(socket: WebSocket, shared: Arc<Shared>, who: Principal, chat: boo
     let (stop_tx, stop_rx) = oneshot::channel();
     let write_timeout = shared.config.write_timeout;
     let mut connection = Connection {
-        store: shared.store.clone(),
         shared,
         who,
         chat,
@@ -194,7 +192,6 @@ async fn serve(socket: WebSocket, shared: Arc<Shared>, who: Principal, chat: boo
 /// The reader half's state.
 struct Connection {
     shared: Arc<Shared>,
-    store: PetStore,
     who: Principal,
     /// `/v1/ws/chat`: subscribe to `chat` once authenticated.
     chat: bool,
@@ -324,6 +321,7 @@ impl Connection {
             ClientFrame::Unsubscribe { channel } => self.unsubscribe(id, &channel),
             ClientFrame::ChatSend { room, text } => {
                 match self
+                    .shared
                     .store
                     .post_chat(&self.who, NewChatMessage { room, text })
                     .await
@@ -350,7 +348,7 @@ impl Connection {
                 &WireError::bad_request("the connection is already authenticated"),
             );
         }
-        match authenticate_token(&self.store, Some(token)) {
+        match authenticate_token(&self.shared.store, Some(token)) {
             Ok(who) if who.is_authenticated() => self.who = who,
             Ok(_) => {
                 return self.error(id, None, &WireError::bad_request("`token` is empty"));
@@ -410,7 +408,7 @@ impl Connection {
         }
         let asked_to_resume = matches!(since, Since::Token(_));
         let filter = EventFilter::channels([channel.clone()]);
-        let feed = match feed::open(&self.store, &self.who, since, filter).await {
+        let feed = match feed::open(&self.shared.store, &self.who, since, filter).await {
             Ok(feed) => feed,
             Err(e) => return self.core_error(id, Some(&channel), &e),
         };
