@@ -268,6 +268,9 @@ pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationT
 
 /// Starts every protocol and returns once all listeners are bound.
 pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
+    // Checked before anything starts: a bad value must not leave tasks running.
+    let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
+        .context("--drain-delay: a number of seconds")?;
     let store = build_store(&args).await?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -307,8 +310,6 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
     let grpc_addr = grpc.local_addr()?;
-    let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
-        .context("--drain-delay: a number of seconds")?;
     let grpc_server = petstore_grpc::GrpcServer::new(
         store.clone(),
         petstore_grpc::GrpcConfig::default()
