@@ -2,6 +2,7 @@
 
 mod auth;
 mod chat;
+mod context;
 mod error;
 mod event;
 mod id;
@@ -21,6 +22,7 @@ pub mod testing;
 
 pub use auth::{AccessToken, Principal, Scope, TokenAuthority};
 pub use chat::{ChatMessage, NewChatMessage, is_room_name};
+pub use context::{RequestContext, TraceParent};
 pub use error::{Error, ErrorKind, FieldError, Result};
 pub use event::{Channel, Event, EventFilter, EventType, ResetReason, ResumeToken, TypePattern};
 pub use id::{EventId, MessageId, OrderId, PaymentId, PetId};
