@@ -432,7 +432,7 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     let logged: BTreeSet<u64> = log_after(&s.store, start, EventFilter::all())
         .await
         .iter()
-        .map(|e| e.offset.offset)
+        .map(|e| e.offset().offset)
         .collect();
     assert_eq!(logged, expected);
     drop(device);
@@ -623,7 +623,13 @@ async fn webhook_receiver_down_then_back_gets_every_event_once() {
         by_offset.sort_by_key(|(_, offset, _)| *offset);
         let want: Vec<(String, ResumeToken, String)> = expected
             .iter()
-            .map(|e| (e.id.to_string(), e.offset, e.event_type.as_str().to_owned()))
+            .map(|e| {
+                (
+                    e.id().to_string(),
+                    e.offset(),
+                    e.event_type().as_str().to_owned(),
+                )
+            })
             .collect();
         assert_eq!(
             by_offset, want,
@@ -787,7 +793,7 @@ where
     let want: Vec<(ResumeToken, String)> = log_after(&s.store, start, pets)
         .await
         .iter()
-        .map(|e| (e.offset, e.id.to_string()))
+        .map(|e| (e.offset(), e.id().to_string()))
         .collect();
     let delivered: Vec<(ResumeToken, String)> = got
         .iter()
@@ -1194,7 +1200,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     let mut logged = BTreeMap::<String, usize>::new();
     for e in &created_events {
         *logged
-            .entry(e.data["name"].as_str().unwrap_or("").to_owned())
+            .entry(e.data().pet().map(|p| p.name.clone()).unwrap_or_default())
             .or_default() += 1;
     }
     let twice: Vec<_> = logged.iter().filter(|(_, n)| **n > 1).collect();
@@ -1238,7 +1244,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
         log_after(&store, start_at, EventFilter::channels([Channel::Pets]))
             .await
             .iter()
-            .map(|e| e.offset)
+            .map(|e| e.offset())
             .collect();
     assert_eq!(
         all, want,

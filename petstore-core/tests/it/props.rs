@@ -266,7 +266,8 @@ async fn run_log(writers: usize, per_writer: usize, starts: Vec<u64>) {
                 .expect("open")
                 .expect("no lag at this size");
             assert_eq!(
-                event.offset.offset, expect,
+                event.offset().offset,
+                expect,
                 "no gap, no duplicate, in order"
             );
             expect += 1;
@@ -286,7 +287,7 @@ async fn run_log(writers: usize, per_writer: usize, starts: Vec<u64>) {
         if batch.events.is_empty() {
             break;
         }
-        seen.extend(batch.events.iter().map(|e| e.offset.offset));
+        seen.extend(batch.events.iter().map(|e| e.offset().offset));
         since = Some(batch.next);
     }
     assert_eq!(seen, (1..=end).collect::<Vec<_>>());

@@ -215,14 +215,6 @@ async fn bad_configuration_fails_at_start() {
         let err = Bridge::start(store.clone(), config.clone()).expect_err(&format!("{config:?}"));
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     }
-    // A principal that may not read the log (reads closed, no scope).
-    let closed = PetStore::new(
-        MemoryStore::default(),
-        store.tokens().clone(),
-        ServiceConfig::default().require_auth_for_reads(true),
-    );
-    let err = Bridge::start(closed, MqttConfig::default().principal("nobody", [])).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
 }
 
 #[tokio::test]
