@@ -39,6 +39,14 @@ impl PetStore {
         };
         let fingerprint = format!("{}:{}", new.pet_id, new.quantity);
         self.retrying(|| async {
+            // The pet before the key: a concurrent request with the same key that
+            // commits in between has then either not touched the pet yet (this attempt
+            // then fails its version check and retries) or written its key too.
+            let pet = self
+                .store()
+                .pet(&new.pet_id)
+                .await?
+                .ok_or_else(|| Error::not_found("pet", &new.pet_id))?;
             if let Some(key) = &key
                 && let Some(rec) = self.store().idempotency(key).await?
             {
@@ -56,11 +64,6 @@ impl PetStore {
                     replayed: true,
                 });
             }
-            let pet = self
-                .store()
-                .pet(&new.pet_id)
-                .await?
-                .ok_or_else(|| Error::not_found("pet", &new.pet_id))?;
             if pet.status != PetStatus::Available {
                 return Err(Error::new(
                     ErrorKind::Conflict,
