@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use petstore_core::{PetStore, Principal, Scope};
-use petstore_examples::server::{RunningServer, ServerArgs};
+use petstore_server::{RunningServer, ServerArgs};
 
 /// Where one adapter answers, and whether `petstore-server` itself mounts it.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,7 @@ impl Stack {
             no_mqtt: !opts.mqtt,
             ..ServerArgs::ephemeral()
         };
-        let server = petstore_examples::server::start(args)
+        let server = petstore_server::start(args)
             .await
             .context("starting petstore-server in-process")?;
         let store = server.store.clone();

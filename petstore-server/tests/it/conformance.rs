@@ -25,8 +25,8 @@ use petstore_core::chrono::{DateTime, SecondsFormat, Utc};
 use petstore_core::{
     ErrorKind, EventFilter, NewOrder, NewPet, Pet, PetQuery, Principal, Scope, TokenAuthority,
 };
-use petstore_examples::server::RunningServer;
 use petstore_grpc::pb;
+use petstore_server::RunningServer;
 use reqwest::Method;
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, ClientConfig};

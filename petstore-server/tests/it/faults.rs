@@ -25,8 +25,8 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use petstore_core::{
     Channel, Event, EventFilter, PetStore, Principal, ResumeToken, Scope, TypePattern,
 };
-use petstore_examples::server::{self, RunningServer, SHUTDOWN_GRACE, ServerArgs};
 use petstore_grpc::pb;
+use petstore_server::{self as server, RunningServer, SHUTDOWN_GRACE, ServerArgs};
 use petstore_webhooks::{WebhookConfig, WebhookSecret, Webhooks};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
