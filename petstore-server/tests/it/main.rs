@@ -5,3 +5,4 @@ mod conformance;
 mod faults;
 mod hostile;
 mod smoke;
+mod support;

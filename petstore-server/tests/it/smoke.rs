@@ -4,17 +4,12 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use petstore_server::{RunningServer, ServerArgs};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-const LIMIT: Duration = Duration::from_secs(60);
+use crate::support::start;
 
-pub(crate) async fn start() -> RunningServer {
-    petstore_server::start(ServerArgs::ephemeral())
-        .await
-        .expect("server starts")
-}
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// The server binary prints its addresses and a token, and stops cleanly on SIGINT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
