@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Limits;
 use crate::signing::WebhookSecret;
 
 const MINUTE: u64 = 60;
@@ -56,6 +57,10 @@ pub struct WebhookConfig {
     pub message_log_size: usize,
     /// Delivery attempts remembered per endpoint.
     pub attempt_log_size: usize,
+    /// How often the dispatcher re-reads the endpoints and pending messages from the
+    /// [`crate::WebhookStore`]: it picks up changes made by other instances sharing the
+    /// store, and messages whose delivery a storage error interrupted.
+    pub sync_interval: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -91,6 +96,7 @@ impl Default for WebhookConfig {
             max_endpoints: 100,
             message_log_size: 1_000,
             attempt_log_size: 1_000,
+            sync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -209,5 +215,20 @@ impl WebhookConfig {
     pub fn attempt_log_size(mut self, n: usize) -> Self {
         self.attempt_log_size = n.max(1);
         self
+    }
+
+    /// Sets [`WebhookConfig::sync_interval`] (at least 1 ms).
+    pub fn sync_interval(mut self, every: Duration) -> Self {
+        self.sync_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The bounds the store keeps per endpoint.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            messages: self.message_log_size,
+            pending: self.endpoint_backlog,
+            attempts: self.attempt_log_size,
+        }
     }
 }
