@@ -77,14 +77,16 @@ impl Jobs {
 
     /// Never returns: ends when the caller drops it.
     async fn run(&mut self) {
+        // What the inbox holds so far, the store has too.
+        self.shared.local.take_inbox();
         self.sync().await;
         let mut tick = tokio::time::interval(self.shared.config.sync_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             let inbox = self.shared.local.take_inbox();
-            if inbox.endpoints_changed {
-                self.sync_endpoints().await;
+            if inbox.sync {
+                self.sync().await;
             }
             for (endpoint, message) in inbox.ready {
                 if !self.spawn_delivery(endpoint.clone(), message.clone()) {
@@ -143,7 +145,7 @@ impl Jobs {
         }
         // Only endpoints seen before: one created since the read above stays.
         let seen = std::mem::take(&mut self.seen);
-        local.sync(
+        local.retain(
             |id| now.contains_key(id) || !seen.contains_key(id),
             |id| seen.get(id).is_some_and(|was| now.get(id) != Some(was)),
         );
@@ -224,7 +226,7 @@ impl Jobs {
             tracing::warn!(%endpoint, error = %e, "cannot disable a webhook endpoint");
         }
         self.shared.local.poke(endpoint);
-        self.shared.local.endpoints_changed();
+        self.shared.local.sync();
     }
 }
 
@@ -310,13 +312,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_the_lease_holder_delivers_and_the_next_one_goes_on_from_the_store() {
+        // Two instances on one service and one webhook store, as two processes on one
+        // database.
         let service = PetStore::in_memory();
         let store = MemoryWebhookStore::new();
         let config = WebhookConfig::default()
             .allow_loopback(true)
             .retry_schedule(std::iter::once(Duration::ZERO).chain([Duration::from_millis(20); 200]))
             .jitter(0.0)
-            .sync_interval(Duration::from_millis(50));
+            .sync_interval(Duration::from_millis(10));
         let (grant_a, lease_a) = watch::channel(true);
         let (grant_b, lease_b) = watch::channel(false);
         let instance = |lease| {
@@ -332,9 +336,8 @@ mod tests {
         let status = Arc::new(AtomicU16::new(200));
         let (url, got) = receiver(status.clone()).await;
 
-        // Created on B, which does not hold the lease: A learns of it from the store.
         let head = service.head().await.unwrap();
-        let endpoint = b
+        let endpoint = a
             .shared()
             .endpoints()
             .create(url.parse().unwrap(), String::new(), vec![], head)
@@ -350,13 +353,21 @@ mod tests {
         // A makes failed attempts at the second event, then loses the lease.
         status.store(503, Ordering::SeqCst);
         let two = create_pet(&service, "Two").await;
-        until("a failed attempt by A", || async {
+        until("five failed attempts by A", || async {
             message_of(&store, &id, &two)
                 .await
-                .is_some_and(|(_, _, n)| n >= 1)
+                .is_some_and(|(_, _, n)| n >= 5)
         })
         .await;
+        // Meanwhile (four retry delays, many sync intervals) B, without the lease,
+        // never read the store: it has not even seen the endpoint.
+        assert!(b.shared().local.handles(&id).is_none());
+        assert!(a.shared().local.tasks(&id) >= 1, "A's follower");
         grant_a.send(false).unwrap();
+        until("A stopped its tasks", || async {
+            a.shared().local.tasks(&id) == 0
+        })
+        .await;
         status.store(200, Ordering::SeqCst);
         grant_b.send(true).unwrap();
         until("the second event delivered by B", || {

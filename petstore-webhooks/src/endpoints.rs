@@ -159,7 +159,7 @@ impl Endpoints<'_> {
             ));
         }
         self.local.ensure(&endpoint.id);
-        self.local.endpoints_changed();
+        self.local.sync();
         Ok(EndpointView::new(&endpoint, true))
     }
 

@@ -29,13 +29,18 @@ pub(crate) struct Handles {
     pub(crate) freed: Arc<Notify>,
 }
 
+/// Hints queued for the dispatcher beyond which it reads the store instead: bounds
+/// the inbox while no dispatcher of this process holds the lease.
+const MAX_READY: usize = 10_000;
+
 /// Work for the dispatcher loop.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     /// Messages queued by this process: `(endpoint, message id)`.
     pub(crate) ready: Vec<(EndpointId, String)>,
-    /// An endpoint was created here: start following it.
-    pub(crate) endpoints_changed: bool,
+    /// Read the endpoints and pending messages from the store (an endpoint was
+    /// created here, or hints were dropped).
+    pub(crate) sync: bool,
 }
 
 /// The process-local side of the endpoints.
@@ -90,6 +95,14 @@ impl Local {
         })
     }
 
+    /// How many tasks of this process work on the endpoint.
+    #[cfg(test)]
+    pub(crate) fn tasks(&self, id: &EndpointId) -> usize {
+        lock(&self.endpoints)
+            .get(id)
+            .map_or(0, |e| e.control.receiver_count())
+    }
+
     /// Tells the endpoint's tasks to re-read it.
     pub(crate) fn poke(&self, id: &EndpointId) {
         if let Some(e) = lock(&self.endpoints).get(id) {
@@ -104,7 +117,7 @@ impl Local {
 
     /// Keeps the handles of the endpoints `exists` accepts, and pokes every endpoint
     /// `changed` accepts.
-    pub(crate) fn sync(
+    pub(crate) fn retain(
         &self,
         exists: impl Fn(&EndpointId) -> bool,
         changed: impl Fn(&EndpointId) -> bool,
@@ -128,13 +141,20 @@ impl Local {
 
     /// A message is ready for a delivery task.
     pub(crate) fn ready(&self, id: EndpointId, message: String) {
-        lock(&self.inbox).ready.push((id, message));
+        let mut inbox = lock(&self.inbox);
+        if inbox.ready.len() < MAX_READY {
+            inbox.ready.push((id, message));
+        } else {
+            inbox.sync = true;
+        }
+        drop(inbox);
         self.wake.notify_one();
     }
 
-    /// An endpoint was created: the dispatcher starts following it.
-    pub(crate) fn endpoints_changed(&self) {
-        lock(&self.inbox).endpoints_changed = true;
+    /// Asks the dispatcher to read the store (e.g. an endpoint was created: it starts
+    /// following it).
+    pub(crate) fn sync(&self) {
+        lock(&self.inbox).sync = true;
         self.wake.notify_one();
     }
 
