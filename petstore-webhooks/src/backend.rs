@@ -19,12 +19,18 @@
 //!   [`WebhookStore::advance`] is `UPDATE ... SET cursor = $c WHERE id = $id AND
 //!   revision = $rev` plus the message write, in one transaction.
 //! - `webhook_messages`: primary key `(endpoint_id, message_id)`, a per-endpoint
-//!   insertion sequence for the order of the log, `status`, the body as bytes; an index
-//!   on `(endpoint_id, status)` counts the pending ones.
-//! - `webhook_attempts`: primary key the [`AttemptId`], an index on
-//!   `(endpoint_id, timestamp)`.
+//!   insertion sequence for the order of the log (a reopened message keeps its
+//!   value), `status`, the body as bytes; an index on `(endpoint_id, status)` counts
+//!   the pending ones.
+//! - `webhook_attempts`: primary key the [`AttemptId`] (time-ordered), an index on
+//!   `(endpoint_id, id)` for the newest-first listing.
 //!
 //! Deleting an endpoint deletes its messages and attempts (`ON DELETE CASCADE`).
+//!
+//! Only the dispatcher holding the delivery lease calls [`WebhookStore::advance`] and
+//! [`WebhookStore::settle`]; endpoint changes and [`WebhookStore::queue`] come from any
+//! instance, so the pending count checked by `queue` may be passed by a few messages
+//! under read-committed isolation (it bounds memory, not correctness).
 
 use std::str::FromStr;
 
@@ -32,11 +38,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use petstore_core::{Error, EventType, Result, ResumeToken, TypePattern};
-use reqwest::Url;
 use serde::Serialize;
 
-use crate::ids::{AttemptId, EndpointId};
-use crate::signing::WebhookSecret;
+pub use crate::ids::{AttemptId, EndpointId};
+pub use crate::signing::WebhookSecret;
+/// The URL type of [`Endpoint::url`] (the `url` crate's, as reqwest re-exports it).
+pub use reqwest::Url;
 
 /// A webhook endpoint as stored: its settings, its secrets and where its delivery
 /// stands in the event log.
@@ -409,6 +416,13 @@ const MODIFY_ATTEMPTS: usize = 16;
 /// Conveniences over any [`WebhookStore`].
 #[async_trait]
 pub trait WebhookStoreExt: WebhookStore {
+    /// One endpoint, or `NotFound`.
+    async fn existing_endpoint(&self, id: &EndpointId) -> Result<Endpoint> {
+        self.endpoint(id)
+            .await?
+            .ok_or_else(|| Error::not_found("webhook endpoint", id))
+    }
+
     /// Read-modify-write of one endpoint: reads it, lets `change` edit it (returning
     /// whether anything changed) and writes it with the version check, reading again
     /// after a concurrent change. Returns the endpoint as stored: `NotFound` when it
@@ -419,9 +433,7 @@ pub trait WebhookStoreExt: WebhookStore {
         F: FnMut(&mut Endpoint) -> Result<bool> + Send,
     {
         for _ in 0..MODIFY_ATTEMPTS {
-            let Some(mut endpoint) = self.endpoint(id).await? else {
-                return Err(Error::not_found("webhook endpoint", id));
-            };
+            let mut endpoint = self.existing_endpoint(id).await?;
             if !change(&mut endpoint)? {
                 return Ok(endpoint);
             }

@@ -200,13 +200,6 @@ pub(crate) struct Deliveries<'a> {
 }
 
 impl Deliveries<'_> {
-    async fn endpoint(&self, id: &EndpointId) -> Result<Endpoint> {
-        self.store
-            .endpoint(id)
-            .await?
-            .ok_or_else(|| Error::not_found("webhook endpoint", id))
-    }
-
     /// Queues a message and tells the dispatcher; `Pending` is an error here.
     async fn queue(&self, message: &Message) -> Result<MessageView> {
         match self.store.queue(message, &self.config.limits()).await? {
@@ -221,7 +214,7 @@ impl Deliveries<'_> {
 
     /// Queues a test event for the endpoint.
     pub(crate) async fn test(&self, id: &EndpointId, source: &str) -> Result<MessageView> {
-        require_enabled(&self.endpoint(id).await?)?;
+        require_enabled(&self.store.existing_endpoint(id).await?)?;
         let now = Utc::now();
         self.queue(&test_message(id, source, now, first_due(self.config, now)))
             .await
@@ -229,7 +222,7 @@ impl Deliveries<'_> {
 
     /// Queues another delivery of a finished message, from the start of the schedule.
     pub(crate) async fn redeliver(&self, id: &EndpointId, message: &str) -> Result<MessageView> {
-        let endpoint = self.endpoint(id).await?;
+        let endpoint = self.store.existing_endpoint(id).await?;
         let mut again = self.store.message(id, message).await?.ok_or_else(|| {
             Error::not_found(&format!("message of webhook endpoint `{id}`"), message)
         })?;

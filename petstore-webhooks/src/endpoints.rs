@@ -118,13 +118,6 @@ pub(crate) struct Endpoints<'a> {
 }
 
 impl Endpoints<'_> {
-    async fn read(&self, id: &EndpointId) -> Result<Endpoint> {
-        self.store
-            .endpoint(id)
-            .await?
-            .ok_or_else(|| Error::not_found("webhook endpoint", id))
-    }
-
     /// Creates an endpoint following the log from `head`, with a fresh secret.
     pub(crate) async fn create(
         &self,
@@ -172,7 +165,10 @@ impl Endpoints<'_> {
     }
 
     pub(crate) async fn get(&self, id: &EndpointId) -> Result<EndpointView> {
-        Ok(EndpointView::new(&self.read(id).await?, false))
+        Ok(EndpointView::new(
+            &self.store.existing_endpoint(id).await?,
+            false,
+        ))
     }
 
     /// Applies a patch; `head` is where a re-enabled endpoint starts.
@@ -228,7 +224,7 @@ impl Endpoints<'_> {
     }
 
     pub(crate) async fn secret(&self, id: &EndpointId) -> Result<SecretView> {
-        Ok(SecretView::new(&self.read(id).await?))
+        Ok(SecretView::new(&self.store.existing_endpoint(id).await?))
     }
 
     /// Replaces the secret; the previous one keeps signing for the grace period.

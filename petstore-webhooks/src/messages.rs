@@ -6,10 +6,12 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use petstore_core::{Error, Event, EventId, Result, ResumeToken};
+use petstore_core::{Event, EventId, Result, ResumeToken};
 use serde::Serialize;
 
-use crate::backend::{Attempt, AttemptOutcome, Message, MessageStatus, WebhookStore};
+use crate::backend::{
+    Attempt, AttemptOutcome, Message, MessageStatus, WebhookStore, WebhookStoreExt,
+};
 use crate::ids::{AttemptId, EndpointId};
 
 /// The type of the test event sent by `POST /v1/webhooks/{id}/test`.
@@ -232,16 +234,9 @@ pub(crate) struct Log<'a> {
 }
 
 impl Log<'_> {
-    async fn exists(&self, id: &EndpointId) -> Result<()> {
-        match self.store.endpoint(id).await? {
-            Some(_) => Ok(()),
-            None => Err(Error::not_found("webhook endpoint", id)),
-        }
-    }
-
     /// The endpoint's messages, newest first.
     pub(crate) async fn messages(&self, id: &EndpointId, limit: usize) -> Result<Vec<MessageView>> {
-        self.exists(id).await?;
+        self.store.existing_endpoint(id).await?;
         let messages = self.store.messages(id, limit).await?;
         Ok(messages.iter().map(MessageView::from).collect())
     }
@@ -253,7 +248,7 @@ impl Log<'_> {
         message: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AttemptView>> {
-        self.exists(id).await?;
+        self.store.existing_endpoint(id).await?;
         let attempts = self.store.attempts(id, message, limit).await?;
         Ok(attempts.into_iter().map(AttemptView::from).collect())
     }
