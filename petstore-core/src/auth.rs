@@ -327,7 +327,8 @@ impl TokenAuthority {
             .collect::<Vec<_>>()
             .join(" ");
         let now = jsonwebtoken::get_current_timestamp();
-        let claims = TokenClaims::new(subject, scope.clone(), now + self.ttl.as_secs()).issued_at(now);
+        let claims =
+            TokenClaims::new(subject, scope.clone(), now + self.ttl.as_secs()).issued_at(now);
         let access_token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
                 .map_err(Error::internal)?;
@@ -358,7 +359,12 @@ impl TokenAuthority {
             .iter()
             .enumerate()
             .find(|(_, v)| v.accepts(header.alg))
-            .ok_or_else(|| refuse(format!("tokens signed with {:?} are not accepted", header.alg)))?;
+            .ok_or_else(|| {
+                refuse(format!(
+                    "tokens signed with {:?} are not accepted",
+                    header.alg
+                ))
+            })?;
         // Read before verifying: keys that change meanwhile make the entry stale.
         let generation = verifier.key_generation();
         let claims = verifier.verify(token, &header)?;
@@ -393,7 +399,10 @@ impl TokenAuthority {
         if exp.saturating_add(LEEWAY_SECS) < now {
             return Err(refuse("the token has expired"));
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS)) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+        {
             return Err(refuse("the token is not valid yet (nbf)"));
         }
         let max = self.max_lifetime.as_secs();
@@ -513,7 +522,10 @@ mod tests {
         let token = other.issue("mallory", Scope::ALL).unwrap();
         assert!(refusal(&auth, &token.access_token).contains("signature"));
 
-        let expired = hs256(b"secret", json!({"sub": "bob", "scope": "admin", "exp": 1_000}));
+        let expired = hs256(
+            b"secret",
+            json!({"sub": "bob", "scope": "admin", "exp": 1_000}),
+        );
         assert!(refusal(&auth, &expired).contains("expired"));
         assert!(auth.verify("not.a.jwt").is_err());
         assert!(auth.verify_bearer("Basic abc").is_err());
@@ -549,7 +561,10 @@ mod tests {
             now() + 365 * day,
             now() + day + LEEWAY_SECS + 60,
         ] {
-            let token = hs256(b"secret", json!({"sub": "bob", "scope": "admin", "exp": exp}));
+            let token = hs256(
+                b"secret",
+                json!({"sub": "bob", "scope": "admin", "exp": exp}),
+            );
             assert!(refusal(&auth, &token).contains("longer than"), "exp {exp}");
         }
         // Counted from `iat` too: a token minted for a week, presented within its day.
@@ -586,7 +601,10 @@ mod tests {
             (json!({"scope": "admin", "exp": exp}), "lacks"),
             (json!({"sub": "", "scope": "admin", "exp": exp}), "empty"),
             (json!({"sub": "   ", "scope": "admin", "exp": exp}), "empty"),
-            (json!({"sub": "a\nb", "scope": "admin", "exp": exp}), "control"),
+            (
+                json!({"sub": "a\nb", "scope": "admin", "exp": exp}),
+                "control",
+            ),
             (json!({"sub": "x".repeat(257), "exp": exp}), "256 bytes"),
             (json!({"sub": 7, "exp": exp}), "malformed"),
         ];

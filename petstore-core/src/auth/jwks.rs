@@ -5,6 +5,7 @@
 //! `jwks_uri` in a server) hands over the document.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -239,7 +240,9 @@ impl JwksVerifier {
                 let verifier = JwksVerifier { inner };
                 match verifier.refresh().await {
                     Ok(n) => tracing::debug!(keys = n, "refreshed the JWK set"),
-                    Err(e) => tracing::warn!(error = %e, "refreshing the JWK set failed; keeping the old keys"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing the JWK set failed; keeping the old keys")
+                    }
                 }
                 drop(verifier);
                 // Requests for a refresh during the gap collapse into one.
@@ -311,15 +314,18 @@ fn parse_key_set(document: &str, accepted: &[Algorithm]) -> Result<HashMap<Strin
             tracing::warn!("the JWK set holds more than {MAX_KEYS} keys; the rest are ignored");
             break;
         }
-        match usable_key(&jwk, accepted) {
-            Some((kid, key)) => {
-                if keys.contains_key(&kid) {
-                    tracing::warn!(kid, "the JWK set names a key id twice; the first key is used");
-                } else {
-                    keys.insert(kid, key);
-                }
+        let Some((kid, key)) = usable_key(&jwk, accepted) else {
+            tracing::debug!(kid = ?jwk.common.key_id, "skipping an unusable JWK");
+            continue;
+        };
+        match keys.entry(kid) {
+            Entry::Vacant(slot) => {
+                slot.insert(key);
             }
-            None => tracing::debug!(kid = ?jwk.common.key_id, "skipping an unusable JWK"),
+            Entry::Occupied(slot) => tracing::warn!(
+                kid = slot.key(),
+                "the JWK set names a key id twice; the first key is used"
+            ),
         }
     }
     if keys.is_empty() {
@@ -372,8 +378,12 @@ fn usable_key(jwk: &Jwk, accepted: &[Algorithm]) -> Option<(String, Key)> {
             | Algorithm::PS384
             | Algorithm::PS512,
         ) => rsa_bits(&rsa.n) >= MIN_RSA_BITS,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => ec.curve == EllipticCurve::P256,
-        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => ec.curve == EllipticCurve::P384,
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES256) => {
+            ec.curve == EllipticCurve::P256
+        }
+        (AlgorithmParameters::EllipticCurve(ec), Algorithm::ES384) => {
+            ec.curve == EllipticCurve::P384
+        }
         _ => false,
     };
     if !fits {
@@ -437,7 +447,10 @@ mod tests {
             let err = parse_key_set(doc, &accepted).err().expect(doc);
             assert_eq!(err.kind(), ErrorKind::Unavailable, "{doc}");
         }
-        let huge = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(MAX_DOCUMENT_BYTES));
+        let huge = format!(
+            r#"{{"keys": [], "pad": "{}"}}"#,
+            "x".repeat(MAX_DOCUMENT_BYTES)
+        );
         assert!(parse_key_set(&huge, &accepted).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests of petstore-core: the behaviour suite over the in-memory backend,
-//! service rules, and property tests.
+//! service rules, identity-provider tokens, and property tests.
 
+mod jwks;
 mod props;
 mod service;
 
