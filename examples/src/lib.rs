@@ -6,4 +6,5 @@
 
 pub mod asyncapi;
 pub mod client;
+pub mod jwks;
 pub mod server;
