@@ -46,7 +46,7 @@ pub struct JwksConfig {
     /// (default 10 minutes).
     pub refresh_interval: Duration,
     /// At most one fetch per this interval, however many tokens name an unknown key
-    /// (default 30 seconds).
+    /// (default 30 seconds; never under one second).
     pub min_refresh_interval: Duration,
     /// A fetch that takes longer fails (default 10 seconds).
     pub fetch_timeout: Duration,
@@ -98,6 +98,8 @@ impl JwksConfig {
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 /// At most this many keys are taken from a key set.
 const MAX_KEYS: usize = 64;
+/// The maintenance loop fetches at most this often, whatever the settings say.
+const MIN_GAP: Duration = Duration::from_secs(1);
 /// RSA keys below this size are ignored.
 const MIN_RSA_BITS: usize = 2048;
 
@@ -228,8 +230,9 @@ impl JwksVerifier {
     pub fn maintain(&self) -> impl Future<Output = ()> + Send + 'static {
         let inner = Arc::downgrade(&self.inner);
         let wanted = self.inner.wanted.clone();
-        let every = self.inner.config.refresh_interval;
-        let gap = self.inner.config.min_refresh_interval;
+        // Whatever the settings, the provider is never asked more than once a second.
+        let gap = self.inner.config.min_refresh_interval.max(MIN_GAP);
+        let every = self.inner.config.refresh_interval.max(gap);
         async move {
             loop {
                 // A timeout is the periodic refresh; either way, fetch.

@@ -499,3 +499,17 @@ async fn a_key_source_that_never_answers_times_out() {
     let auth = authority(&jwks);
     assert!(refusal(&auth, &rsa_a().sign(&claims())).contains("not known"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn zero_intervals_still_leave_a_second_between_fetches() {
+    let provider = FakeProvider::serving(document(&[&rsa_a()]));
+    let eager = config()
+        .min_refresh_interval(Duration::ZERO)
+        .refresh_interval(Duration::ZERO);
+    let jwks = verifier(&provider, eager).await;
+    let maintenance = tokio::spawn(jwks.maintain());
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let fetches = provider.fetches();
+    assert!((2..=12).contains(&fetches), "{fetches} fetches in 10.5 s");
+    maintenance.abort();
+}
