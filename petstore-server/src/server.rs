@@ -61,6 +61,17 @@ pub struct ServerArgs {
     /// HS256 secret for bearer tokens (default: random per run).
     #[arg(long, env = "PETSTORE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Also accept an identity provider's RS256/ES256 tokens, checked against the JWK
+    /// Set at this URL (https, or http on loopback); needs `--jwt-issuer` and
+    /// `--jwt-audience`.
+    #[arg(long, env = "PETSTORE_JWKS_URL", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwks_url: Option<String>,
+    /// The `iss` every identity-provider token must carry (with `--jwks-url`).
+    #[arg(long, env = "PETSTORE_JWT_ISSUER", requires = "jwks_url")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every identity-provider token must name (with `--jwks-url`).
+    #[arg(long, env = "PETSTORE_JWT_AUDIENCE", requires = "jwks_url")]
+    pub jwt_audience: Option<String>,
     /// Require `pets:read` / `orders:read` for reads too.
     #[arg(long, env = "PETSTORE_REQUIRE_AUTH_FOR_READS")]
     pub require_auth_for_reads: bool,
@@ -88,6 +99,9 @@ impl std::fmt::Debug for ServerArgs {
             .field("no_mqtt", &self.no_mqtt)
             .field("seed", &self.seed)
             .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
             .field("require_auth_for_reads", &self.require_auth_for_reads)
             .field(
                 "payments_webhook_secret",
@@ -129,10 +143,17 @@ impl ServerArgs {
 /// Builds the service the server exposes.
 pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
     let config = ServiceConfig::default().require_auth_for_reads(args.require_auth_for_reads);
-    let auth = match &args.jwt_secret {
+    let mut auth = match &args.jwt_secret {
         Some(secret) => TokenAuthority::new(secret.as_bytes(), config.token_ttl),
         None => TokenAuthority::random(config.token_ttl),
     };
+    if let Some(url) = &args.jwks_url {
+        // clap makes the three go together; a `ServerArgs` built in code may not.
+        let (Some(issuer), Some(audience)) = (&args.jwt_issuer, &args.jwt_audience) else {
+            anyhow::bail!("--jwks-url needs --jwt-issuer and --jwt-audience");
+        };
+        auth = auth.with_verifier(crate::jwks::verifier(url, issuer, audience).await?);
+    }
     let store = PetStore::new(petstore_core::MemoryStore::default(), auth, config);
     if args.seed {
         petstore_core::seed::seed(&store)

@@ -4,5 +4,6 @@
 mod conformance;
 mod faults;
 mod hostile;
+mod identity;
 mod smoke;
 mod support;
