@@ -103,7 +103,15 @@ impl Bridge {
         // Room for a full window of event messages plus replies and presence, so that
         // queueing never has to wait for the poller.
         let capacity = queue_len * MESSAGES_PER_EVENT + MAX_CONCURRENT_COMMANDS + 16;
-        let (link, events) = Link::start(&config, &broker, topics.status(), capacity)?;
+        let client_id = config.connect_client_id();
+        let (link, events) = Link::start(&config, &client_id, &broker, topics.status(), capacity)?;
+        // A command carries its caller's token in a user property, which 3.1.1 lacks.
+        let commands = config.commands && config.version == MqttVersion::V5;
+        if config.commands && !commands {
+            tracing::warn!(
+                "MQTT commands need MQTT 5 (the caller's token travels in a user property); this MQTT 3.1.1 bridge takes none"
+            );
+        }
         let (status, status_rx) = watch::channel(BridgeStatus {
             running: true,
             ..BridgeStatus::default()
@@ -118,7 +126,7 @@ impl Bridge {
             version: config.version,
             event_properties: config.event_properties,
             queue_len,
-            commands: config.commands,
+            commands,
             start_from: config.start_from,
             retry_delay: config.reconnect_delay.max(Duration::from_millis(100)),
             link,
@@ -135,9 +143,10 @@ impl Bridge {
             reply_rx,
             command_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)),
         };
-        tracing::info!(url = %config.url, client_id = %config.client_id, "starting MQTT bridge");
+        tracing::info!(url = %config.url, %client_id, "starting MQTT bridge");
         let task = tokio::spawn(runner.run(events, stopped));
         Ok(BridgeHandle {
+            client_id,
             status: status_rx,
             stop: Some(stop),
             task: Some(task),
@@ -151,6 +160,7 @@ impl Bridge {
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the bridge"]
 pub struct BridgeHandle {
+    client_id: String,
     status: watch::Receiver<BridgeStatus>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -158,6 +168,14 @@ pub struct BridgeHandle {
 }
 
 impl BridgeHandle {
+    /// The client id the bridge connects with (see
+    /// [`MqttConfig::unique_client_id`](crate::MqttConfig::unique_client_id)), for
+    /// broker logs and ACLs. Treat it as a secret where the broker lets any client take
+    /// over an id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// The current status.
     pub fn status(&self) -> BridgeStatus {
         self.status.borrow().clone()
@@ -797,6 +815,15 @@ impl Runner {
             tracing::warn!(topic = %message.topic, "ignoring a retained MQTT command");
             return;
         }
+        if let Some(topic) = &message.response_topic
+            && !self.topics.is_reply_topic(topic)
+        {
+            // Nowhere safe to answer: run nothing rather than act unseen.
+            tracing::info!(topic = %message.topic, response_topic = %topic,
+                "MQTT command refused: its response topic is not under {}replies/{{client id}}/", self.topics.prefix());
+            self.status.send_modify(|s| s.commands_failed += 1);
+            return;
+        }
         let to = message
             .response_topic
             .clone()
@@ -811,14 +838,17 @@ impl Runner {
             return;
         };
         let store = self.store.clone();
-        let who = self.who.clone();
         let prefix = self.topics.prefix().to_owned();
         let replies = self.reply_tx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let Some(result) =
-                commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
-            else {
+            let result = match commands::caller(&store, &message.authorization) {
+                Ok(who) => {
+                    commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
+                }
+                Err(e) => Some(Err(e)),
+            };
+            let Some(result) = result else {
                 return;
             };
             match &result {

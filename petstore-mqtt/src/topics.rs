@@ -33,6 +33,8 @@ pub(crate) struct Topics {
     inventory: String,
     status: String,
     commands_filter: String,
+    /// `{prefix}replies/`, the only place command replies go.
+    replies: String,
 }
 
 impl Topics {
@@ -51,6 +53,7 @@ impl Topics {
             inventory: format!("{prefix}inventory"),
             status: format!("{prefix}status"),
             commands_filter: format!("{prefix}commands/#"),
+            replies: format!("{prefix}replies/"),
         }
     }
 
@@ -73,6 +76,18 @@ impl Topics {
     /// The filter of inbound commands.
     pub(crate) fn commands_filter(&self) -> &str {
         &self.commands_filter
+    }
+
+    /// Whether a command's response topic may get its reply:
+    /// `{prefix}replies/{client id}[/...]`, no wildcards. The bridge may publish
+    /// anywhere on its broker, so a reply elsewhere would let anyone make it publish
+    /// on the event topics (or, with a wildcard, be dropped by the broker).
+    pub(crate) fn is_reply_topic(&self, topic: &str) -> bool {
+        let Some(rest) = topic.strip_prefix(&self.replies) else {
+            return false;
+        };
+        let client = rest.split('/').next().unwrap_or_default();
+        !client.is_empty() && !topic.contains(['+', '#', '\0'])
     }
 
     fn events_topic(&self, event_type: EventType) -> Cow<'_, str> {
@@ -257,6 +272,19 @@ mod tests {
         assert_eq!(t.inventory(), "shop/inventory");
         assert_eq!(t.status(), "shop/status");
         assert_eq!(t.commands_filter(), "shop/commands/#");
+        assert!(t.is_reply_topic("shop/replies/device-1"));
+        assert!(t.is_reply_topic("shop/replies/device-1/req/7"));
+        for bad in [
+            "shop/replies/",
+            "shop/replies//x",
+            "shop/replies/+/x",
+            "shop/replies/d/#",
+            "shop/inventory",
+            "shop/pets/pet_1/status",
+            "other/replies/d",
+        ] {
+            assert!(!t.is_reply_topic(bad), "{bad}");
+        }
         for ty in EventType::ALL {
             assert_eq!(t.events_topic(ty), format!("shop/events/{ty}"));
         }
