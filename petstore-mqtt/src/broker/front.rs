@@ -99,6 +99,8 @@ enum Refusal {
 }
 
 /// A client's CONNECT, MQTT 3.1.1 or 5.
+// One per connection, for its first moments: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Connect {
     V4(v4::Connect),
     V5(v5::Connect, Option<v5::LastWill>, Option<v5::Login>),
