@@ -48,9 +48,10 @@ pub(crate) struct Stack {
     pub(crate) webhooks: Mounted,
     /// The MQTT broker the bridge publishes to.
     pub(crate) mqtt: Option<Mounted>,
-    /// The broker's MQTT 5 listener, which the bridge publishes to (the bare publisher
-    /// uses it too, so that both skip the version-detecting front).
-    pub(crate) mqtt_v5: Option<SocketAddr>,
+    /// The embedded broker: its MQTT 5 listener, which the bridge publishes to, and
+    /// the bridge's credentials (the bare publisher uses both too, so that both skip
+    /// the front that checks every other client).
+    pub(crate) mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
     bridge: Option<petstore_mqtt::BridgeHandle>,
     dispatcher: Option<petstore_webhooks::DispatcherHandle>,
 }
@@ -143,7 +144,7 @@ impl Stack {
         };
 
         let mut bridge = None;
-        let mut mqtt_v5 = server.mqtt_v5_addr;
+        let mut mqtt_broker = server.mqtt_broker.clone();
         let mqtt = match (opts.mqtt, server.mqtt_addr) {
             (false, _) => None,
             (true, Some(addr)) => Some(Mounted {
@@ -151,11 +152,16 @@ impl Stack {
                 by_server: true,
             }),
             (true, None) => {
-                let broker = petstore_mqtt::broker::EmbeddedBroker::start("127.0.0.1:0".parse()?)
-                    .context("starting the embedded MQTT broker")?;
+                let broker = petstore_mqtt::broker::EmbeddedBroker::start(
+                    store.clone(),
+                    petstore_mqtt::broker::BrokerConfig::default().addr("127.0.0.1:0".parse()?),
+                )
+                .await
+                .context("starting the embedded MQTT broker")?;
                 let handle = petstore_mqtt::Bridge::start(
                     store.clone(),
-                    petstore_mqtt::MqttConfig::default()
+                    broker
+                        .bridge_config()
                         .url(format!("mqtt://{}", broker.v5_addr()))
                         .client_id("petstore-bench-bridge"),
                 )
@@ -164,14 +170,14 @@ impl Stack {
                     .await
                     .context("the MQTT bridge did not connect to the broker")?;
                 bridge = Some(handle);
-                mqtt_v5 = Some(broker.v5_addr());
+                let addr = broker.addr();
+                mqtt_broker = Some(broker);
                 Some(Mounted {
-                    addr: broker.addr(),
+                    addr,
                     by_server: false,
                 })
             }
         };
-
         Ok(Self {
             server: Some(server),
             store,
@@ -182,7 +188,7 @@ impl Stack {
             realtime: at(realtime),
             webhooks: at(webhooks),
             mqtt,
-            mqtt_v5,
+            mqtt_broker,
             bridge,
             dispatcher,
         })

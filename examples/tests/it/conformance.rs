@@ -1377,7 +1377,9 @@ async fn mqtt(s: &RunningServer) -> Delivery {
     use rumqttc::v5::{AsyncClient, Event, MqttOptions};
     let addr = s.mqtt_addr.expect("the example server runs an MQTT broker");
     let id = format!("conformance-v5-{}-{}", std::process::id(), addr.port());
-    let options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    // `orders/new` carries every customer's orders: admin's (the dev token).
+    options.set_credentials("conformance", s.dev_token.clone());
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client
         .subscribe("petstore/orders/new", QoS::AtLeastOnce)
@@ -1428,7 +1430,8 @@ async fn mqtt_3_1_1(s: &RunningServer) -> Delivery {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let addr = s.mqtt_addr.expect("the example server runs an MQTT broker");
     let id = format!("conformance-v4-{}-{}", std::process::id(), addr.port());
-    let options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options.set_credentials("conformance", s.dev_token.clone());
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client
         .subscribe("petstore/orders/new", QoS::AtLeastOnce)

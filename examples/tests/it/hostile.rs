@@ -2428,10 +2428,12 @@ async fn webhooks_refuse_hostile_input_and_change_nothing() {
 
 const MQTT_ROWS: usize = 21;
 
-/// An MQTT 5 client that sends commands and collects replies. It subscribes to its
-/// reply topic again whenever it (re)connects.
+/// An MQTT 5 client that sends commands (with a token allowed to run them, so that
+/// each row tests its own fault) and collects replies. It subscribes to its reply
+/// topic again whenever it (re)connects.
 struct Mqtt {
     client: rumqttc::v5::AsyncClient,
+    token: String,
     replies: tokio::sync::mpsc::UnboundedReceiver<(Option<Bytes>, Bytes)>,
     /// One item per SUBACK of the reply topic.
     ready: tokio::sync::mpsc::UnboundedReceiver<()>,
@@ -2440,10 +2442,12 @@ struct Mqtt {
     task: tokio::task::JoinHandle<()>,
 }
 
-const REPLIES: &str = "hostile/replies";
+/// Under `petstore/replies/{client id}/`, where the bridge answers and only this
+/// client reads.
+const REPLIES: &str = "petstore/replies/hostile-matrix/r";
 
 impl Mqtt {
-    async fn connect(addr: std::net::SocketAddr) -> Self {
+    async fn connect(addr: std::net::SocketAddr, token: &str) -> Self {
         use rumqttc::v5::mqttbytes::QoS;
         use rumqttc::v5::mqttbytes::v5::Packet;
         use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -2481,6 +2485,7 @@ impl Mqtt {
         });
         let mut mqtt = Self {
             client,
+            token: token.to_owned(),
             replies,
             ready,
             drops,
@@ -2502,6 +2507,7 @@ impl Mqtt {
         let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
             response_topic: Some(response_topic.to_owned()),
             correlation_data: Some(Bytes::copy_from_slice(correlation.as_bytes())),
+            user_properties: vec![("authorization".to_owned(), format!("Bearer {}", self.token))],
             ..Default::default()
         };
         self.client
@@ -2569,7 +2575,7 @@ async fn mqtt_refuses_hostile_commands_and_changes_nothing() {
     let addr = s.mqtt_addr.expect("MQTT is on");
     let rex = pet_named(&s.store, "Rex").await;
     let shelly = pet_named(&s.store, "Shelly").await;
-    let mut mqtt = Mqtt::connect(addr).await;
+    let mut mqtt = Mqtt::connect(addr, &s.dev_token).await;
     // Readiness: the bridge subscribes to the command topics soon after start; ask
     // until it answers.
     within("the bridge answers commands", async {
@@ -2746,7 +2752,7 @@ async fn mqtt_refuses_hostile_commands_and_changes_nothing() {
     mqtt.publish_with(
         "petstore/commands/launch",
         b"{}".to_vec(),
-        "hostile/#",
+        "petstore/replies/hostile-matrix/#",
         "wildcard",
     )
     .await;
