@@ -27,6 +27,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TOPIC_ALIAS: u16 = 4096;
 /// Packets on their way to one client (the broker's and the front's refusals).
 const TO_CLIENT: usize = 64;
+/// Most filters in one SUBSCRIBE (each may cost an order lookup).
+const MAX_FILTERS: usize = 64;
 
 /// MQTT packet types (the fixed header's high nibble).
 const CONNECT: u8 = 1;
@@ -179,11 +181,15 @@ impl Connect {
         }
     }
 
-    fn will_topic(&self) -> io::Result<Option<String>> {
+    /// The Last Will's topic and retain flag.
+    fn will(&self) -> io::Result<Option<(String, bool)>> {
         Ok(match self {
-            Self::V4(c) => c.last_will.as_ref().map(|w| w.topic.clone()),
+            Self::V4(c) => c.last_will.as_ref().map(|w| (w.topic.clone(), w.retain)),
             Self::V5(_, will, _) => match will {
-                Some(w) => Some(String::from_utf8(w.topic.to_vec()).map_err(invalid)?),
+                Some(w) => Some((
+                    String::from_utf8(w.topic.to_vec()).map_err(invalid)?,
+                    w.retain,
+                )),
                 None => None,
             },
         })
@@ -356,8 +362,8 @@ async fn connection(
         tracing::warn!(%client_id, "MQTT CONNECT refused: the bridge's client id");
         return client.write_all(&refuse(Refusal::NotAuthorized)).await;
     }
-    if let Some(topic) = connect.will_topic()?
-        && !access::may_publish(&shared.prefix, &topic)
+    if let Some((topic, retain)) = connect.will()?
+        && (retain || !access::may_publish(&shared.prefix, &topic))
     {
         tracing::debug!(%topic, "MQTT CONNECT refused: a Last Will on a topic the client may not publish to");
         return client.write_all(&refuse(Refusal::NotAuthorized)).await;
@@ -455,24 +461,25 @@ impl Client {
 
     /// Outsiders publish commands only.
     fn publish(&mut self, frame: &Bytes) -> io::Result<Verdict> {
-        // (topic, alias, QoS 0/1/2, packet id)
-        let (topic, alias, qos, pkid) = match self.version {
+        let (topic, alias, qos, pkid, retain, response_topic) = match self.version {
             Version::V4 => {
                 let header = mqtt4::check(frame.iter(), MAX_PACKET).map_err(invalid)?;
                 let p = v4::Publish::read(header, frame.clone()).map_err(invalid)?;
-                (p.topic, None, qos4(p.qos), p.pkid)
+                (p.topic, None, qos4(p.qos), p.pkid, p.retain, None)
             }
             Version::V5 => {
                 let header = v5::check(frame.iter(), Some(MAX_PACKET as u32)).map_err(invalid)?;
                 let p = v5::Publish::read(header, frame.clone()).map_err(invalid)?;
                 let topic = String::from_utf8(p.topic.to_vec()).map_err(invalid)?;
-                let alias = p.properties.and_then(|props| props.topic_alias);
+                let (alias, response_topic) = p.properties.map_or((None, None), |props| {
+                    (props.topic_alias, props.response_topic)
+                });
                 let qos = match p.qos {
                     mqtt5::QoS::AtMostOnce => 0,
                     mqtt5::QoS::AtLeastOnce => 1,
                     mqtt5::QoS::ExactlyOnce => 2,
                 };
-                (topic, alias, qos, p.pkid)
+                (topic, alias, qos, p.pkid, p.retain, response_topic)
             }
         };
         let topic = match (topic.is_empty(), alias) {
@@ -484,7 +491,16 @@ impl Client {
             (true, None) => return Err(invalid("a PUBLISH without a topic")),
             (false, _) => topic,
         };
-        if access::may_publish(&self.shared.prefix, &topic) {
+        // A command, live (a retained one would only fill the broker's memory), that
+        // asks for its reply in this client's own reply topic (not someone else's).
+        let own_replies = format!("{}replies/{}", self.shared.prefix, self.client_id);
+        let replies_ok = response_topic.as_deref().is_none_or(|rt| {
+            !self.client_id.is_empty()
+                && rt
+                    .strip_prefix(&own_replies)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
+        if access::may_publish(&self.shared.prefix, &topic) && !retain && replies_ok {
             if let Some(alias) = alias {
                 if alias == 0 || alias > MAX_TOPIC_ALIAS {
                     return Err(invalid("a topic alias out of range"));
@@ -525,6 +541,9 @@ impl Client {
             }
         };
         let refused = Some(suback_refused(self.version, pkid, filters.len()));
+        if filters.len() > MAX_FILTERS {
+            return Ok(refused);
+        }
         let store = &self.shared.store;
         // The token may have expired since CONNECT.
         let Ok(who) = store.authenticate(self.token.as_deref()) else {

@@ -16,7 +16,8 @@
 //!   status for its customer; order feeds for `admin`; replies under
 //!   `{prefix}replies/{its client id}/`); otherwise the whole SUBSCRIBE is refused
 //!   (SUBACK failure for every filter).
-//! - PUBLISH: only `{prefix}commands/...`. MQTT 5 clients get PUBACK / PUBREC
+//! - PUBLISH: only `{prefix}commands/...`, not retained, with a response topic (if
+//!   any) under `{prefix}replies/{its client id}`. MQTT 5 clients get PUBACK / PUBREC
 //!   "not authorized" (QoS 0 is dropped); MQTT 3.1.1 has no refusal, so the
 //!   connection is closed (QoS 0 is dropped).
 //!
@@ -124,7 +125,9 @@ impl Shared {
     /// front never with one of the bridge's client ids.
     fn admit(&self, client_id: &str, username: &str, password: &str) -> bool {
         if self.is_bridge(username, password) {
-            lock(&self.bridge_ids).insert(client_id.to_owned());
+            if !client_id.is_empty() {
+                lock(&self.bridge_ids).insert(client_id.to_owned());
+            }
             true
         } else {
             self.is_front(username, password) && !self.is_bridge_id(client_id)

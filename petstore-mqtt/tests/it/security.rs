@@ -102,6 +102,10 @@ pub(crate) async fn outsiders_publishes_never_reach_subscribers(target: &Target)
             let reason = insider.publish_acked(topic, true, FAKE).await;
             assert_eq!(reason, PubAckReason::NotAuthorized, "{topic}");
         }
+        // Nor a retained command: the broker would keep it forever, for nothing.
+        let command = b.topic("commands/orders");
+        let reason = insider.publish_acked(&command, true, "{}").await;
+        assert_eq!(reason, PubAckReason::NotAuthorized, "retained {command}");
     }
     for (i, topic) in targets.iter().enumerate() {
         let outcome = publish_v4(&b.url, &b.client_id(&format!("v4-{i}")), topic, true).await;
@@ -679,9 +683,9 @@ async fn a_session_is_resumed_only_by_its_owner() {
 }
 
 /// Replies go only to `{prefix}replies/{client id}/...`, which only that client reads;
-/// a command that asks for its reply elsewhere (an event topic, say) does not run.
+/// the embedded broker refuses a command that asks for its reply anywhere else.
 #[tokio::test]
-async fn replies_reach_only_their_client() {
+async fn replies_reach_only_their_client_embedded() {
     let store = seeded_store().await;
     let b = Target::Embedded
         .broker(&store, &unique_prefix("replies"))
@@ -689,25 +693,61 @@ async fn replies_reach_only_their_client() {
     let bridge = start_bridge(&store, b.bridge_config().start_from(StartFrom::Head)).await;
     let pet = create_pet(&store, "Kept").await;
     let staff = token(&store, "staff", &[Scope::PetsWrite]);
-    let mut alice = Client::connect(&b.url, &b.client_id("alice")).await;
+    let alice = Client::connect(&b.url, &b.client_id("alice")).await;
     let mut bob = Client::connect_as(&b.url, &b.client_id("bob"), &staff).await;
     assert!(!bob.try_subscribe(&alice.replies(&b.prefix)).await);
     assert!(
         !bob.try_subscribe(&b.topic(&format!("replies/{}/#", alice.id)))
             .await
     );
+    let command = b.topic(&format!("commands/pets/{}/status", pet.id));
+    for response_topic in [
+        alice.replies(&b.prefix),
+        b.topic("inventory"),
+        b.topic(&format!("pets/{}/status", pet.id)),
+    ] {
+        let mut mallory = Client::connect(&b.url, &b.client_id("mallory")).await;
+        let reason = mallory
+            .command_acked(
+                &command,
+                r#"{"status":"sold"}"#,
+                &response_topic,
+                Some(&staff),
+            )
+            .await;
+        assert_eq!(reason, PubAckReason::NotAuthorized, "{response_topic}");
+    }
+    assert_eq!(
+        store.pet(&admin(), &pet.id).await.unwrap().status,
+        PetStatus::Available
+    );
+    bridge.shutdown().await;
+}
+
+/// On a broker that does not look at response topics (Mosquitto), the bridge itself
+/// answers only under `{prefix}replies/`: a command asking for its reply on an event
+/// topic does not run and nothing is published there; and the ACL keeps each client's
+/// replies its own.
+pub(crate) async fn hijacked_response_topics_get_nothing(target: &Target) {
+    let store = seeded_store().await;
+    let b = target.broker(&store, &unique_prefix("hijack")).await;
+    let bridge = start_bridge(&store, b.bridge_config().start_from(StartFrom::Head)).await;
+    let pet = create_pet(&store, "Kept").await;
+    wait_all_acked(&store, &bridge).await;
+    let staff = token(&store, "staff", &[Scope::PetsWrite]);
+    let mut alice = Client::connect(&b.url, &b.client_id("alice")).await;
+    let mut bob = Client::connect(&b.url, &b.client_id("bob")).await;
+    // Mosquitto grants it and delivers nothing (the ACL's `%c` pattern).
+    bob.try_subscribe(&alice.replies(&b.prefix)).await;
+    bob.subscribe(&b.topic("pets/new")).await;
+    let status = b.topic(&format!("pets/{}/status", pet.id));
     alice.subscribe(&b.topic("inventory")).await;
-    alice
-        .subscribe(&b.topic(&format!("pets/{}/status", pet.id)))
-        .await;
+    alice.subscribe(&status).await;
     // Their retained messages first.
     alice.next().await;
     alice.next().await;
     let before = bridge.status().commands_failed;
-    for response_topic in [
-        b.topic("inventory"),
-        b.topic(&format!("pets/{}/status", pet.id)),
-    ] {
+    for response_topic in [b.topic("inventory"), status.clone()] {
         alice
             .send_command(
                 &b.topic(&format!("commands/pets/{}/status", pet.id)),
@@ -719,9 +759,28 @@ async fn replies_reach_only_their_client() {
             .await;
     }
     wait_status(&bridge, "both refused", |s| s.commands_failed == before + 2).await;
+    // A legitimate command: alice gets her reply, bob does not.
+    let replies = alice.replies(&b.prefix);
+    alice.subscribe(&replies).await;
+    let (reply, _) = alice
+        .request(
+            &b.topic("commands/launch"),
+            "{}",
+            &replies,
+            b"mine",
+            Some(&staff),
+        )
+        .await;
+    assert_eq!(reply["error"]["code"], "not_found", "{reply}");
     alice.subscribe(&b.topic("pets/new")).await;
-    let marker = marker(&store, &b).await;
-    let seen = alice.until("the marker", marker).await;
+    let marker_alice = marker(&store, &b).await;
+    let seen = alice.until("the marker", marker_alice).await;
+    assert!(
+        seen.iter().all(|m| m.topic.ends_with("pets/new")),
+        "{seen:?}"
+    );
+    let marker_bob = marker(&store, &b).await;
+    let seen = bob.until("the marker", marker_bob).await;
     assert!(
         seen.iter().all(|m| m.topic.ends_with("pets/new")),
         "{seen:?}"
@@ -731,4 +790,12 @@ async fn replies_reach_only_their_client() {
         PetStatus::Available
     );
     bridge.shutdown().await;
+}
+
+#[tokio::test]
+async fn hijacked_response_topics_get_nothing_locked_mosquitto() {
+    let Some(target) = Target::locked() else {
+        return;
+    };
+    hijacked_response_topics_get_nothing(&target).await;
 }

@@ -232,7 +232,8 @@ impl Client {
         matches!(codes[..], [SubscribeReasonCode::Success(_)])
     }
 
-    /// Publishes at QoS 1 and returns the broker's PUBACK reason.
+    /// Publishes at QoS 1 and returns the broker's PUBACK reason (on a client with no
+    /// other QoS 1 publication unacknowledged).
     pub(crate) async fn publish_acked(
         &mut self,
         topic: &str,
@@ -324,6 +325,23 @@ impl Client {
             .await;
         let reply = self.next_on(response_topic).await;
         (reply.json(), reply)
+    }
+
+    /// Publishes a command and returns the broker's PUBACK reason (on a client with no
+    /// other QoS 1 publication unacknowledged).
+    pub(crate) async fn command_acked(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        response_topic: &str,
+        token: Option<&str>,
+    ) -> PubAckReason {
+        self.send_command(topic, payload, response_topic, b"acked", token)
+            .await;
+        timeout(WAIT, self.pubacks.recv())
+            .await
+            .expect("PUBACK")
+            .unwrap()
     }
 
     /// Publishes a command without waiting for a reply.
