@@ -57,8 +57,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 if ack
                     .return_codes
-                    .iter()
-                    .any(|c| *c == rumqttc::SubscribeReasonCode::Failure)
+                    .contains(&rumqttc::SubscribeReasonCode::Failure)
                 {
                     bail!(
                         "the broker refused {} (order and chat topics need --token)",
