@@ -212,7 +212,7 @@ impl RunningServer {
         }
         if let Some(mqtt) = self.mqtt_addr {
             lines.push(format!(
-                "MQTT        mqtt://{mqtt}   (topics under petstore/)"
+                "MQTT        mqtt://{mqtt}   (topics under petstore/; a token as the password for orders and chat)"
             ));
         }
         lines

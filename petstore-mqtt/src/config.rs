@@ -310,10 +310,16 @@ impl MqttConfig {
                 "must not contain `+`, `#` or NUL, nor start with `$`",
             ));
         }
-        if self.client_id.is_empty() || self.client_id.len() > 65_535 {
+        // Room for the `-{32 hex digits}` of a unique id.
+        let max = if self.unique_client_id {
+            65_535 - 33
+        } else {
+            65_535
+        };
+        if self.client_id.is_empty() || self.client_id.len() > max {
             return Err(Error::invalid_field(
                 "client_id",
-                "must be 1 to 65535 bytes",
+                format!("must be 1 to {max} bytes"),
             ));
         }
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {
