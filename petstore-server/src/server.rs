@@ -52,6 +52,18 @@ pub struct ServerArgs {
     /// Use this external MQTT broker (`mqtt://host:port`) instead of the embedded one.
     #[arg(long, env = "PETSTORE_MQTT_URL")]
     pub mqtt_url: Option<String>,
+    /// The bridge's user name on the external broker (e.g. `petstore-bridge` with
+    /// petstore-mqtt's Mosquitto setup).
+    #[arg(long, env = "PETSTORE_MQTT_USERNAME", requires = "mqtt_url")]
+    pub mqtt_username: Option<String>,
+    /// The bridge's password on the external broker.
+    #[arg(
+        long,
+        env = "PETSTORE_MQTT_PASSWORD",
+        hide_env_values = true,
+        requires = "mqtt_username"
+    )]
+    pub mqtt_password: Option<String>,
     /// Do not start the MQTT bridge (nor the embedded broker).
     #[arg(long)]
     pub no_mqtt: bool,
@@ -96,6 +108,8 @@ impl std::fmt::Debug for ServerArgs {
             .field("grpc_addr", &self.grpc_addr)
             .field("mqtt_addr", &self.mqtt_addr)
             .field("mqtt_url", &self.mqtt_url)
+            .field("mqtt_username", &self.mqtt_username)
+            .field("mqtt_password", &redact(&self.mqtt_password))
             .field("no_mqtt", &self.no_mqtt)
             .field("seed", &self.seed)
             .field("jwt_secret", &redact(&self.jwt_secret))
@@ -174,9 +188,10 @@ pub struct RunningServer {
     pub grpc_addr: Option<SocketAddr>,
     /// Where the MQTT broker listens.
     pub mqtt_addr: Option<SocketAddr>,
-    /// The embedded broker's own MQTT 5 listener, which the bridge uses (it skips the
-    /// front that tells MQTT 3.1.1 from MQTT 5 clients). `None` with `--mqtt-url`.
-    pub mqtt_v5_addr: Option<SocketAddr>,
+    /// The embedded broker (`None` with `--mqtt-url`): its own MQTT 5 listener, which
+    /// the bridge uses (skipping the front that checks every other client), and the
+    /// bridge's credentials.
+    pub mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
     /// A development token with every scope.
     pub dev_token: String,
     shutdown: CancellationToken,
@@ -219,7 +234,7 @@ impl RunningServer {
         }
         if let Some(mqtt) = self.mqtt_addr {
             lines.push(format!(
-                "MQTT        mqtt://{mqtt}   (topics under petstore/)"
+                "MQTT        mqtt://{mqtt}   (topics under petstore/; a token as the password for orders and chat)"
             ));
         }
         lines
@@ -347,30 +362,37 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     }));
 
     let mut mqtt_addr = None;
-    let mut mqtt_v5_addr = None;
+    let mut mqtt_broker = None;
     if !args.no_mqtt {
-        let mut config = petstore_mqtt::MqttConfig::default();
-        let url = match &args.mqtt_url {
-            Some(url) => url.clone(),
+        let config = match &args.mqtt_url {
+            Some(url) => {
+                let config = petstore_mqtt::MqttConfig::default().url(url);
+                match &args.mqtt_username {
+                    Some(user) => {
+                        config.credentials(user, args.mqtt_password.as_deref().unwrap_or(""))
+                    }
+                    None => config,
+                }
+            }
             None => {
-                let addr = args.mqtt_addr;
-                // Starting rumqttd blocks briefly until it listens.
-                let broker = tokio::task::spawn_blocking(move || {
-                    petstore_mqtt::broker::EmbeddedBroker::start(addr)
-                })
-                .await?
-                .with_context(|| format!("starting the embedded MQTT broker on {addr}"))?;
+                let config = petstore_mqtt::broker::BrokerConfig::default().addr(args.mqtt_addr);
+                let broker = petstore_mqtt::broker::EmbeddedBroker::start(store.clone(), config)
+                    .await
+                    .with_context(|| {
+                        format!("starting the embedded MQTT broker on {}", args.mqtt_addr)
+                    })?;
                 mqtt_addr = Some(broker.addr());
-                mqtt_v5_addr = Some(broker.v5_addr());
-                // rumqttd 0.20 panics forwarding MQTT 5 properties to MQTT 3.1.1
-                // subscribers: publish events without them on the embedded broker.
-                config = config.event_properties(false);
                 // The bridge speaks MQTT 5: straight to that listener, without the
                 // front's extra hop for each of its messages.
-                format!("mqtt://{}", broker.v5_addr())
+                let config = broker
+                    .bridge_config()
+                    .url(format!("mqtt://{}", broker.v5_addr()));
+                mqtt_broker = Some(broker);
+                config
             }
         };
-        let bridge = petstore_mqtt::Bridge::start(store.clone(), config.url(url.clone()))
+        let url = config.url.clone();
+        let bridge = petstore_mqtt::Bridge::start(store.clone(), config)
             .with_context(|| format!("starting the MQTT bridge to {url}"))?;
         let stop = shutdown.clone().cancelled_owned();
         tasks.push(tokio::spawn(async move {
@@ -390,7 +412,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         http_addr,
         grpc_addr: Some(grpc_addr),
         mqtt_addr,
-        mqtt_v5_addr,
+        mqtt_broker,
         dev_token,
         shutdown,
         drain_delay,

@@ -1276,7 +1276,10 @@ async fn grpc_watch(s: &RunningServer, since: &str) -> Delivery {
 async fn mqtt(s: &RunningServer) -> Delivery {
     let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v5-{}-{}", std::process::id(), addr.port());
-    let mut client = mqtt_client::Client::start(mqtt_client::options(&id, addr), None);
+    let mut options = mqtt_client::options(&id, addr);
+    // `orders/new` carries every customer's orders: admin's (the dev token).
+    options.set_credentials("conformance", s.dev_token.clone());
+    let mut client = mqtt_client::Client::start(options, None);
     client.subscribe("petstore/orders/new").await;
     Box::pin(async move {
         let publish = within("an MQTT 5 message", client.publishes.recv())
@@ -1311,7 +1314,8 @@ async fn mqtt_3_1_1(s: &RunningServer) -> Delivery {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v4-{}-{}", std::process::id(), addr.port());
-    let options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options.set_credentials("conformance", s.dev_token.clone());
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client
         .subscribe("petstore/orders/new", QoS::AtLeastOnce)
