@@ -14,6 +14,9 @@
 //!
 //! The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency.
+//!
+//! It also holds [`skip`], the one way every test crate skips a test whose broker,
+//! database or tool is missing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,9 @@ use crate::{
     Channel, Currency, ErrorKind, Event, EventData, EventFilter, EventType, LogConfig, Money,
     NewPet, Order, OrderId, OrderQuery, OrderStatus, Pet, PetQuery, PetStatus, ResumeToken,
 };
+
+mod skip;
+pub use skip::{REQUIRE_ALL, every_test_required, skip};
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -32,8 +32,8 @@ impl Target {
         match std::env::var("PETSTORE_TEST_MOSQUITTO_URL") {
             Ok(url) if !url.is_empty() => Some(Target::Open(url)),
             _ => {
-                eprintln!(
-                    "skipping: PETSTORE_TEST_MOSQUITTO_URL is not set (CI sets it to a Mosquitto broker, e.g. mqtt://127.0.0.1:18830)"
+                petstore_core::testing::skip(
+                    "PETSTORE_TEST_MOSQUITTO_URL is not set (CI sets it to a Mosquitto broker, e.g. mqtt://127.0.0.1:18830)",
                 );
                 None
             }
@@ -139,10 +139,10 @@ impl Mosquitto {
         if bin.exists() {
             Some(bin)
         } else {
-            eprintln!(
-                "skipping: no mosquitto binary at {} (install Debian's `mosquitto` or set PETSTORE_TEST_MOSQUITTO_BIN)",
+            petstore_core::testing::skip(format_args!(
+                "no mosquitto binary at {} (install Debian's `mosquitto` or set PETSTORE_TEST_MOSQUITTO_BIN)",
                 bin.display()
-            );
+            ));
             None
         }
     }
