@@ -3,7 +3,6 @@
 mod config;
 mod dispatch;
 mod inbound;
-mod problem;
 mod registry;
 mod routes;
 mod signing;

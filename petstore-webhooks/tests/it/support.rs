@@ -11,11 +11,13 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewPet, Pet, PetStore, Principal, Scope};
+use petstore_http::Edge;
 use petstore_webhooks::{DispatcherHandle, WebhookConfig, WebhookSecret, Webhooks};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything a test waits for.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -50,10 +52,10 @@ impl Harness {
     pub(crate) async fn serve(config: WebhookConfig) -> Self {
         let store = PetStore::in_memory();
         petstore_core::seed::seed(&store).await.unwrap();
-        let webhooks = Webhooks::new(store.clone(), config);
+        let webhooks = Webhooks::new(store.clone(), config, CancellationToken::new());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = webhooks.router();
+        let app = webhooks.router(&Edge::new());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let admin = store
             .tokens()
