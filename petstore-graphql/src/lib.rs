@@ -4,7 +4,6 @@ mod config;
 mod error;
 mod http;
 mod limits;
-mod rate;
 mod schema;
 mod types;
 mod ws;

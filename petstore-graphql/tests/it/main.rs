@@ -7,4 +7,5 @@ mod http;
 mod limits;
 mod rate;
 mod sdl;
+mod shutdown;
 mod subscriptions;
