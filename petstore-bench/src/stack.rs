@@ -104,22 +104,30 @@ impl Stack {
             .is_ok_and(|r| r.status().is_success());
 
         let mut fallback = Router::new();
+        let edge = petstore_http::Edge::new();
+        let shutdown = tokio_util::sync::CancellationToken::new();
         if !rest {
             fallback = fallback.merge(petstore_rest::router(
                 store.clone(),
                 petstore_rest::RestConfig::default(),
+                &edge,
+                shutdown.clone(),
             ));
         }
         if !graphql {
             fallback = fallback.merge(petstore_graphql::router(
                 store.clone(),
                 petstore_graphql::GraphQlConfig::default(),
+                &edge,
+                shutdown.clone(),
             ));
         }
         if !realtime {
             fallback = fallback.merge(petstore_realtime::router(
                 store.clone(),
                 petstore_realtime::RealtimeConfig::default(),
+                &edge,
+                shutdown.clone(),
             ));
         }
         let mut dispatcher = None;
@@ -127,8 +135,9 @@ impl Stack {
             let hooks = petstore_webhooks::Webhooks::new(
                 store.clone(),
                 petstore_webhooks::WebhookConfig::default().allow_loopback(true),
+                shutdown.clone(),
             );
-            fallback = fallback.merge(hooks.router());
+            fallback = fallback.merge(hooks.router(&edge));
             dispatcher = Some(hooks.spawn_dispatcher());
         }
         let fallback_addr = if rest && graphql && realtime && webhooks {
@@ -158,6 +167,7 @@ impl Stack {
                     petstore_mqtt::MqttConfig::default()
                         .url(format!("mqtt://{}", broker.v5_addr()))
                         .client_id("petstore-bench-bridge"),
+                    tokio_util::sync::CancellationToken::new(),
                 )
                 .context("starting the MQTT bridge")?;
                 tokio::time::timeout(Duration::from_secs(10), handle.wait_for(|s| s.connected))

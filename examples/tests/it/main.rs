@@ -2,6 +2,7 @@
 //! server, the server binary's start/stop, and the cross-protocol conformance suite.
 
 mod conformance;
+mod edge;
 mod faults;
 mod hostile;
 mod smoke;
