@@ -43,9 +43,12 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// assert_eq!(problem.problem_type(), "urn:petstore:problem:invalid_input");
 /// assert_eq!(problem.errors()[0].field, "name");
 /// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem(Box<Body>);
+
+/// The members of a [`Problem`], boxed so that `Result<_, Problem>` stays small.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
-#[non_exhaustive]
-pub struct Problem {
+struct Body {
     /// `urn:petstore:problem:<code>`.
     #[serde(rename = "type")]
     problem_type: String,
@@ -83,11 +86,27 @@ pub struct Problem {
     challenge: Option<Challenge>,
 }
 
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl JsonSchema for Problem {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Problem".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Body::json_schema(generator)
+    }
+}
+
 impl Problem {
     /// A problem of the HTTP layer, with no core error behind it: `code` names it
     /// (`malformed_json`, `bad_request`, ...), the title is the status's reason phrase.
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Body {
             problem_type: format!("{PROBLEM_TYPE_PREFIX}{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
@@ -99,7 +118,7 @@ impl Problem {
             kind: None,
             retry_after: None,
             challenge: None,
-        }
+        }))
     }
 
     /// 400 `bad_request`: a query, header or path that does not parse.
@@ -114,14 +133,14 @@ impl Problem {
             ErrorKind::Internal.code(),
             INTERNAL_ERROR_TEXT,
         );
-        problem.title = ErrorKind::Internal.title().to_owned();
-        problem.kind = Some(ErrorKind::Internal);
+        problem.0.title = ErrorKind::Internal.title().to_owned();
+        problem.0.kind = Some(ErrorKind::Internal);
         problem
     }
 
     /// Sets the invalid fields.
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
+        self.0.errors = errors;
         self
     }
 
@@ -139,7 +158,7 @@ impl Problem {
         ];
         if !RESERVED.contains(&name) {
             let value = serde_json::to_value(value).unwrap_or(Value::Null);
-            self.members.insert(name.to_owned(), value);
+            self.0.members.insert(name.to_owned(), value);
         }
         self
     }
@@ -148,60 +167,60 @@ impl Problem {
     /// (`error="invalid_token"` in the challenge), for credentials the edge does not
     /// read itself (a `?token=` query parameter, a first WebSocket frame).
     pub fn invalid_token(mut self) -> Self {
-        if self.status == StatusCode::UNAUTHORIZED.as_u16() {
-            self.challenge = Some(Challenge::InvalidToken);
+        if self.0.status == StatusCode::UNAUTHORIZED.as_u16() {
+            self.0.challenge = Some(Challenge::InvalidToken);
         }
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The problem `type` (`urn:petstore:problem:<code>`).
     pub fn problem_type(&self) -> &str {
-        &self.problem_type
+        &self.0.problem_type
     }
 
     /// The machine-readable code.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// The title.
     pub fn title(&self) -> &str {
-        &self.title
+        &self.0.title
     }
 
     /// The detail, for humans.
     pub fn detail(&self) -> &str {
-        &self.detail
+        &self.0.detail
     }
 
     /// The invalid fields.
     pub fn errors(&self) -> &[FieldError] {
-        &self.errors
+        &self.0.errors
     }
 
     /// The request id in the body, if the problem was made while serving a request.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.0.request_id.as_deref()
     }
 
     /// The core error kind behind the problem, if any.
     pub fn kind(&self) -> Option<ErrorKind> {
-        self.kind
+        self.0.kind
     }
 
     /// The `Retry-After` seconds, if any.
     pub fn retry_after(&self) -> Option<u64> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// The `WWW-Authenticate` challenge this problem calls for, if any.
     pub fn challenge(&self) -> Option<Challenge> {
-        self.challenge
+        self.0.challenge
     }
 
     /// The body as JSON text.
@@ -214,12 +233,12 @@ impl Problem {
     /// `WWW-Authenticate` header. Adapters that render a problem in their own protocol
     /// (GraphQL) call it on their response.
     pub fn decorate(&self, response: &mut Response) {
-        if let Some(secs) = self.retry_after {
+        if let Some(secs) = self.0.retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
-        if let Some(challenge) = self.challenge {
+        if let Some(challenge) = self.0.challenge {
             response.extensions_mut().insert(challenge);
         }
     }
@@ -238,11 +257,11 @@ impl From<&Error> for Problem {
             }
         };
         let mut problem = Self::new(status, kind.code(), detail);
-        problem.title = kind.title().to_owned();
-        problem.errors = error.field_errors().to_vec();
-        problem.kind = Some(kind);
-        problem.retry_after = error.retry_after_secs();
-        problem.challenge = match kind {
+        problem.0.title = kind.title().to_owned();
+        problem.0.errors = error.field_errors().to_vec();
+        problem.0.kind = Some(kind);
+        problem.0.retry_after = error.retry_after_secs();
+        problem.0.challenge = match kind {
             ErrorKind::Unauthenticated => Some(Challenge::Required),
             ErrorKind::Forbidden => Some(Challenge::InsufficientScope),
             _ => None,

@@ -140,8 +140,7 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("malformed JSON: {inner}"),
-        )
-        .into();
+        );
     }
     // serde reports "line 1 column 9" at the end of its messages; the field says where.
     let message = inner.to_string();

@@ -74,7 +74,7 @@ async fn readiness_follows_checks_and_turns_503_at_drain_while_liveness_stays() 
 #[tokio::test(start_paused = true)]
 async fn a_check_that_hangs_fails_after_its_timeout() {
     let health = Health::new(CancellationToken::new());
-    health.check("store", || std::future::pending());
+    health.check("store", std::future::pending);
     let readiness = health.readiness().await;
     assert!(!readiness.is_ready());
     assert_eq!(readiness.checks[0].status, "failing");
