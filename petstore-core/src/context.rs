@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,13 +30,26 @@ tokio::task_local! {
 /// assert_eq!(seen.as_deref(), Some("req-1"));
 /// # }
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RequestContext {
     request_id: Option<Arc<str>>,
     client_ip: Option<IpAddr>,
     traceparent: Option<TraceParent>,
+    /// Set once the request made its one password check; shared by the clones of
+    /// this context (everything the request runs).
+    credential_checked: Arc<AtomicBool>,
 }
+
+impl PartialEq for RequestContext {
+    fn eq(&self, other: &Self) -> bool {
+        self.request_id == other.request_id
+            && self.client_ip == other.client_ip
+            && self.traceparent == other.traceparent
+    }
+}
+
+impl Eq for RequestContext {}
 
 impl RequestContext {
     /// An empty context (what code outside any [`RequestContext::scope`] sees).
@@ -74,6 +88,14 @@ impl RequestContext {
     /// The W3C trace context of the request, if any.
     pub fn traceparent(&self) -> Option<&TraceParent> {
         self.traceparent.as_ref()
+    }
+
+    /// Claims the request's one password check: `true` the first time, `false` after
+    /// (so that GraphQL aliases or batches cannot multiply the cost of a login).
+    /// Outside any scope every call gets a fresh context, so library callers that set
+    /// none are not limited here.
+    pub(crate) fn claim_credential_check(&self) -> bool {
+        !self.credential_checked.swap(true, Ordering::AcqRel)
     }
 
     /// Runs `f` with this context as [`RequestContext::current`]. Tasks spawned by `f`

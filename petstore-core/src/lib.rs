@@ -13,9 +13,9 @@ mod order;
 mod pet;
 mod rate;
 mod service;
-mod store;
 mod user;
 
+pub mod backend;
 pub mod seed;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -24,7 +24,9 @@ pub use auth::{AccessToken, Principal, Scope, TokenAuthority};
 pub use chat::{ChatMessage, NewChatMessage, is_room_name};
 pub use context::{RequestContext, TraceParent};
 pub use error::{Error, ErrorKind, FieldError, Result};
-pub use event::{Channel, Event, EventFilter, EventType, ResetReason, ResumeToken, TypePattern};
+pub use event::{
+    Channel, Event, EventData, EventFilter, EventType, ResetReason, ResumeToken, TypePattern,
+};
 pub use id::{EventId, MessageId, OrderId, PaymentId, PetId};
 pub use log::{EventBatch, EventLog, EventLogExt, LogConfig, Subscription};
 pub use memory::MemoryStore;
@@ -34,8 +36,10 @@ pub use order::{
 };
 pub use pet::{Inventory, NewPet, Pet, PetPatch, PetQuery, PetStatus};
 pub use rate::{GLOBAL_RATE_KEY, RateDecision, RateLimitConfig, RateLimiter, rate_key};
-pub use service::{MAX_EVENT_READ, NoticeOutcome, Page, PetStore, Placed, ServiceConfig};
-pub use store::{Change, Expect, IdempotencyRecord, NewEvent, Snapshot, Store, Write, envelope};
+pub use service::{
+    Followed, Follower, IfMatch, LoginConfig, MAX_EVENT_READ, NoticeOutcome, Page, PetStore,
+    Placed, ServiceConfig,
+};
 pub use user::{Credentials, User};
 
 /// Re-exported so that adapters name the same versions.

@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use petstore_core::{
-    Channel, Error, ErrorKind, Event, EventFilter, Inventory, MAX_EVENT_READ, PetStore, Principal,
-    Result, ResumeToken, Subscription,
+    Error, ErrorKind, Event, EventFilter, Inventory, MAX_EVENT_READ, PetStore, Principal, Result,
+    ResumeToken, Subscription,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -102,9 +102,9 @@ impl Bridge {
     ) -> Result<BridgeHandle> {
         let broker = config.validate()?;
         let who = Principal::new(config.principal.clone(), config.scopes.iter().copied());
-        for channel in [Channel::Pets, Channel::Orders] {
-            store.authorize_channel(&who, &channel)?;
-        }
+        // The bridge publishes every event (the broker's ACL decides who reads what),
+        // so it reads the log as a system principal, whoever commands run as.
+        let reader = Principal::system(config.principal.clone());
         let topics = Arc::new(Topics::new(&config.prefix()));
         let queue_len = config.queue_len.max(1);
         // Room for a full window of event messages plus replies and presence, so that
@@ -120,6 +120,7 @@ impl Bridge {
         let runner = Runner {
             store: store.clone(),
             who,
+            log_reader: reader,
             topics,
             qos: config.qos,
             version: config.version,
@@ -267,6 +268,8 @@ struct InventoryMessage<'a> {
 struct Runner {
     store: PetStore,
     who: Principal,
+    /// Reads the log (every event, every customer's).
+    log_reader: Principal,
     topics: Arc<Topics>,
     qos: QoS,
     version: MqttVersion,
@@ -478,10 +481,16 @@ impl Runner {
             StartFrom::Oldest => {
                 let first = self
                     .store
-                    .events(&self.who, None, 1, EventFilter::all(), Duration::ZERO)
+                    .events(
+                        &self.log_reader,
+                        None,
+                        1,
+                        EventFilter::all(),
+                        Duration::ZERO,
+                    )
                     .await?;
                 Ok(match first.events.first() {
-                    Some(e) => ResumeToken::new(e.offset.epoch, e.offset.offset - 1),
+                    Some(e) => ResumeToken::new(e.offset().epoch, e.offset().offset - 1),
                     None => first.next,
                 })
             }
@@ -528,7 +537,13 @@ impl Runner {
             .clamp(1, MAX_EVENT_READ);
         let page = self
             .store
-            .events(&self.who, from, limit, EventFilter::all(), Duration::ZERO)
+            .events(
+                &self.log_reader,
+                from,
+                limit,
+                EventFilter::all(),
+                Duration::ZERO,
+            )
             .await;
         let page = match page {
             Ok(page) => page,
@@ -539,7 +554,7 @@ impl Runner {
             // Going on from the oldest retained event after a loss: everything before
             // it is gone, and the resume point moves past the gap.
             let before = page.events.first().map_or(page.next, |e| {
-                ResumeToken::new(e.offset.epoch, e.offset.offset.saturating_sub(1))
+                ResumeToken::new(e.offset().epoch, e.offset().offset.saturating_sub(1))
             });
             if let Some(loss) = &mut self.loss {
                 loss.lost += before.offset.saturating_sub(loss.gap_from.offset);
@@ -559,7 +574,7 @@ impl Runner {
     async fn follow_live(&mut self, from: ResumeToken) {
         match self
             .store
-            .subscribe(&self.who, Some(from), EventFilter::all())
+            .subscribe(&self.log_reader, Some(from), EventFilter::all())
             .await
         {
             Ok(sub) => {
@@ -648,9 +663,9 @@ impl Runner {
             return Vec::new();
         }
         vec![
-            ("event-type".to_owned(), event.event_type.to_string()),
-            ("offset".to_owned(), event.offset.to_string()),
-            ("event-id".to_owned(), event.id.to_string()),
+            ("event-type".to_owned(), event.event_type().to_string()),
+            ("offset".to_owned(), event.offset().to_string()),
+            ("event-id".to_owned(), event.id().to_string()),
         ]
     }
 
@@ -660,7 +675,7 @@ impl Runner {
     async fn publish_batch(&mut self, events: &[Arc<Event>]) {
         let last_inventory = events
             .iter()
-            .rposition(|e| e.event_type.affects_inventory());
+            .rposition(|e| e.event_type().affects_inventory());
         let mut snapshot = match last_inventory {
             Some(_) => self.inventory_snapshot().await,
             None => None,
@@ -707,7 +722,7 @@ impl Runner {
 
     /// The inventory snapshot message, or `None` when it cannot be read.
     async fn inventory_snapshot(&mut self) -> Option<Bytes> {
-        match self.store.inventory(&self.who).await {
+        match self.store.inventory(&self.log_reader).await {
             Ok(snapshot) => {
                 let message = InventoryMessage {
                     items: &snapshot.items,
@@ -727,7 +742,7 @@ impl Runner {
     fn publish_event(&mut self, event: &Event, inventory: Option<Bytes>) {
         let topics = Arc::clone(&self.topics);
         let messages = topics.event_messages(event);
-        let token = event.offset;
+        let token = event.offset();
         self.inflight
             .begin(token, messages.len() + usize::from(inventory.is_some()));
         let user = self.user_properties(event);

@@ -94,9 +94,9 @@ impl Topics {
             payload: json.clone(),
             retain,
         };
-        let subject = event.subject.as_str();
+        let subject = event.subject();
         let mut out = Vec::with_capacity(3);
-        match event.event_type {
+        match event.event_type() {
             EventType::OrderCreated => out.push(msg(Cow::Borrowed(&self.orders_new), false)),
             EventType::OrderStatusChanged => {
                 out.push(msg(resource_status(&self.orders, subject), false));
@@ -117,7 +117,7 @@ impl Topics {
             _ => {}
         }
         out.push(Outbound {
-            topic: self.events_topic(event.event_type),
+            topic: self.events_topic(event.event_type()),
             payload: json,
             retain: false,
         });
@@ -176,15 +176,36 @@ mod tests {
     use petstore_core::ResumeToken;
 
     fn event(t: EventType, subject: &str) -> Event {
-        let mut event = Event::new(
-            t,
-            subject,
-            serde_json::json!({"id": subject}),
+        let json = match t {
+            EventType::ChatMessage => serde_json::json!({
+                "id": "msg_1", "room": subject, "author": "a", "text": "hi",
+                "sent_at": "2026-01-01T00:00:00Z"
+            }),
+            EventType::OrderCreated | EventType::OrderStatusChanged => serde_json::json!({
+                "id": subject, "pet_id": "pet_1", "quantity": 1,
+                "total": {"amount": "1.00", "currency": "USD"}, "status": "placed",
+                "customer": "c", "payment_id": null, "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z", "version": 1, "previous_status": "placed"
+            }),
+            EventType::PaymentSucceeded | EventType::PaymentFailed => serde_json::json!({
+                "id": subject, "order_id": "ord_1", "amount": {"amount": "1.00", "currency": "USD"},
+                "status": "succeeded", "failure_reason": null, "reference": "r",
+                "created_at": "2026-01-01T00:00:00Z", "customer": "c"
+            }),
+            _ => serde_json::json!({
+                "id": subject, "name": "Rex", "species": "dog", "breed": null, "age": null,
+                "status": "available", "tags": [], "photo_urls": [],
+                "price": {"amount": "1.00", "currency": "USD"},
+                "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+                "version": 1, "previous_status": "available"
+            }),
+        };
+        let data = petstore_core::EventData::from_json(t, &json.to_string()).unwrap();
+        petstore_core::backend::NewEvent::new(data).sequenced(
             "/petstore",
             petstore_core::chrono::Utc::now(),
-        );
-        event.offset = ResumeToken::new(1, 7);
-        event
+            ResumeToken::new(1, 7),
+        )
     }
 
     fn topics(t: EventType, subject: &str) -> Vec<(String, bool, bool)> {

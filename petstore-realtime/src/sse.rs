@@ -164,7 +164,7 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
             match events.next().await? {
                 Ok(event) => {
                     let message = messages.message(&event);
-                    Some((message, Some((events, event.offset))))
+                    Some((message, Some((events, event.offset()))))
                 }
                 Err(e) => Some((lagged(last, e.message()), None)),
             }
@@ -199,11 +199,11 @@ impl MessageCache {
 
     fn message(&self, event: &Event) -> SseEvent {
         let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(message) = lock().get(event.offset) {
+        if let Some(message) = lock().get(event.offset()) {
             return message;
         }
         let built = message(event);
-        lock().keep(event.offset, built.clone(), Self::CAPACITY);
+        lock().keep(event.offset(), built.clone(), Self::CAPACITY);
         built
     }
 }
@@ -211,8 +211,8 @@ impl MessageCache {
 /// The SSE message of one event.
 fn message(event: &Event) -> SseEvent {
     SseEvent::default()
-        .id(event.offset.to_string())
-        .event(event.event_type.as_str())
+        .id(event.offset().to_string())
+        .event(event.event_type().as_str())
         .data(event.json().as_ref())
 }
 

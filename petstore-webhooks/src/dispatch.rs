@@ -118,9 +118,9 @@ async fn pump(
                 };
             }
         };
-        let take = match shared.registry.wants(id, event.event_type) {
+        let take = match shared.registry.wants(id, event.event_type()) {
             None => Take::Gone,
-            Some(false) => shared.registry.advance(id, generation, event.offset),
+            Some(false) => shared.registry.advance(id, generation, event.offset()),
             Some(true) => {
                 // A full backlog stops the cursor here: events wait in the log.
                 let permit = tokio::select! {

@@ -376,7 +376,7 @@ impl BodyCache {
         self.0
             .iter()
             .rev()
-            .find(|(id, _)| *id == event.id)
+            .find(|(id, _)| id == event.id())
             .map(|(_, body)| body.clone())
     }
 
@@ -388,7 +388,7 @@ impl BodyCache {
         if self.0.len() >= BODY_CACHE_SIZE {
             self.0.pop_front();
         }
-        self.0.push_back((event.id.clone(), body.clone()));
+        self.0.push_back((event.id().clone(), body.clone()));
         body
     }
 }
@@ -439,7 +439,7 @@ pub(crate) fn event_body(event: &Event) -> Bytes {
     body.extend_from_slice(open.as_bytes());
     body.extend_from_slice(b",\"timestamp\":");
     // Writing a timestamp into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut body, &event.time);
+    let _ = serde_json::to_writer(&mut body, &event.time());
     body.push(b'}');
     Bytes::from(body)
 }
@@ -840,8 +840,8 @@ impl Registry {
         if *e.control.borrow() != generation {
             return Take::Stale;
         }
-        e.cursor = event.offset;
-        let message_id = event.id.as_str();
+        e.cursor = event.offset();
+        let message_id = event.id().as_str();
         match e.messages.get_mut(message_id) {
             Some(m) if m.view.status == MessageStatus::Pending => return Take::Skip,
             // Replayed: deliver again under the same webhook-id.
@@ -855,8 +855,8 @@ impl Registry {
                 MessageRecord {
                     view: new_message_view(
                         message_id.to_owned(),
-                        event.event_type.as_str(),
-                        Some(event.offset),
+                        event.event_type().as_str(),
+                        Some(event.offset()),
                         Utc::now(),
                     ),
                     body,
@@ -1081,19 +1081,30 @@ fn new_message_view(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use petstore_core::{NewEvent, envelope};
-    use serde_json::{Value, json};
+    use petstore_core::backend::NewEvent;
+    use petstore_core::{Currency, EventData, Money, NewPet, ResumeToken};
+    use serde_json::Value;
 
     fn event(time: &str) -> Event {
         let time = DateTime::parse_from_rfc3339(time)
             .unwrap()
             .with_timezone(&Utc);
-        let new = NewEvent {
-            event_type: EventType::PetCreated,
-            subject: "pet_1".to_owned(),
-            data: json!({"id": "pet_1", "name": "Fi\"do \u{e9}", "tags": ["a", "b"], "n": 1.5}),
-        };
-        envelope(new, "/petstore", time)
+        let pet = NewPet {
+            name: "Fi\"do \u{e9}".into(),
+            species: "dog".into(),
+            breed: None,
+            age: Some(1),
+            status: None,
+            tags: vec!["a".into(), "b".into()],
+            photo_urls: vec![],
+            price: Money::parse("1.50", Currency::USD).unwrap(),
+        }
+        .into_pet(time);
+        NewEvent::new(EventData::PetCreated(pet)).sequenced(
+            "/petstore",
+            time,
+            ResumeToken::new(1, 1),
+        )
     }
 
     /// The body as it was built before it came from the cached envelope.
@@ -1101,7 +1112,7 @@ mod tests {
         let mut json = serde_json::to_value(event).unwrap();
         json.as_object_mut().unwrap().insert(
             "timestamp".to_owned(),
-            serde_json::to_value(event.time).unwrap(),
+            serde_json::to_value(event.time()).unwrap(),
         );
         json
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use petstore_core::{PetStore, Principal, Scope};
+use petstore_core::{PetStore, Principal};
 use petstore_http::Edge;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
@@ -114,8 +114,10 @@ impl Webhooks {
                 wake: Notify::new(),
                 running: AtomicBool::new(false),
                 runs: AtomicU64::new(0),
-                follower: Principal::new("petstore-webhooks", [Scope::PetsRead, Scope::OrdersRead]),
-                payments: Principal::new("payments-webhook", [Scope::OrdersWrite]),
+                // Endpoints are admin-managed and receive every event, whoever's.
+                follower: Principal::system("petstore-webhooks"),
+                // The payment provider's notices are for any customer's order.
+                payments: Principal::system("payments-webhook"),
                 shutdown,
             }),
         }

@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin mqtt-subscriber [-- --topic 'petstore/orders/new']
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! MQTT: subscribes to `petstore/orders/new` (or any filter) on the server's broker and
 //! prints each event envelope.

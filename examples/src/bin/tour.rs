@@ -15,8 +15,8 @@ use clap::Parser;
 use eventsource_stream::Eventsource;
 use futures_util::{SinkExt, StreamExt};
 use petstore_examples::client::check;
-use petstore_examples::server::{self, ServerArgs};
 use petstore_grpc::pb;
+use petstore_server::ServerArgs;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -265,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let limit = Duration::from_secs(cli.timeout_secs);
     println!("starting the Pet Store in-process on free ports...");
-    let running = server::start(ServerArgs::ephemeral()).await?;
+    let running = petstore_server::start(ServerArgs::ephemeral()).await?;
     let base = running.http_url();
     let ws_base = base.replacen("http://", "ws://", 1);
     let token = running.dev_token.clone();

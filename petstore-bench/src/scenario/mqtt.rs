@@ -253,21 +253,17 @@ pub(crate) async fn run(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()>
 
 async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let broker = on.mqtt.context("no MQTT broker")?;
-    let note = broker
-        .note("petstore-mqtt")
-        .map(|n| n.replace("router", "Bridge::start and broker::EmbeddedBroker"))
-        .unwrap_or_default();
     let b_topic = "petstore/events/pet.created";
     let a_topic = "bare/events/pet.created";
     // Publishers connect where the bridge does; subscribers use the common address.
-    let publish_to = on.mqtt_v5.unwrap_or(broker.addr);
+    let publish_to = on.mqtt_v5.unwrap_or(broker);
 
     // --- publish rate ---
     eprintln!("  MQTT: publish rate, bridge vs bare rumqttc");
     let a_rate = async |round: usize, dur: Duration| -> anyhow::Result<f64> {
         let marker = format!("mq{round}a-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, a_topic, marker.clone(), tracker.clone()).await?;
+        let sub = subscriber(broker, a_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
@@ -279,7 +275,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let b_rate = async |round: usize, dur: Duration| -> anyhow::Result<f64> {
         let marker = format!("mq{round}b-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
+        let sub = subscriber(broker, b_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = StorePublisher {
             store: on.store.clone(),
             who: on.admin(),
@@ -309,8 +305,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
             "x",
             Target::AtLeast(0.8),
         )
-        .rounds(&r.ratios())
-        .note(note.clone()),
+        .rounds(&r.ratios()),
     );
 
     // --- end-to-end latency at 1k/s ---
@@ -323,7 +318,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let a_e2e = async |round: usize| -> anyhow::Result<f64> {
         let marker = format!("mqe{round}a-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, a_topic, marker.clone(), tracker.clone()).await?;
+        let sub = subscriber(broker, a_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
@@ -334,8 +329,8 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let b_e2e = async |round: usize| -> anyhow::Result<f64> {
         let marker = format!("mqe{round}b-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = RestPublisher::start(on.rest.addr, &on.token, marker, 16).await?;
+        let sub = subscriber(broker, b_topic, marker.clone(), tracker.clone()).await?;
+        let mut publisher = RestPublisher::start(on.http, &on.token, marker, 16).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
         let run = paced(&mut publisher, &tracker, &mut seq, E2E_RATE, dur).await?;
@@ -360,8 +355,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
                 .map(|v| format!("{v:.2}"))
                 .collect::<Vec<_>>()
                 .join(" ")
-        ))
-        .note(note.clone()),
+        )),
     );
 
     // --- REST writes with the bridge on vs off ---
@@ -369,14 +363,14 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let body = new_pet_json("Rex");
     let check = expect(201, &["\"id\":\"pet_"]);
     let call_off =
-        Call::post_json(off.rest.addr, "/v1/pets", body.clone(), check.clone()).bearer(&off.token);
-    let call_on = Call::post_json(on.rest.addr, "/v1/pets", body, check).bearer(&on.token);
+        Call::post_json(off.http, "/v1/pets", body.clone(), check.clone()).bearer(&off.token);
+    let call_on = Call::post_json(on.http, "/v1/pets", body, check).bearer(&on.token);
     // After each measurement, wait until the bridge has published everything written,
     // so that one side's backlog does not slow the other.
     let caught_up = async |round: usize| -> anyhow::Result<()> {
         let marker = format!("mqc{round}-");
         let tracker = Arc::new(Tracker::new(1));
-        let _sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
+        let _sub = subscriber(broker, b_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = StorePublisher {
             store: on.store.clone(),
             who: on.admin(),
@@ -417,8 +411,6 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         },
     )
     .await?;
-    let mut notes = vec![note];
-    notes.extend(on.rest.note("petstore-rest"));
     rows.push(
         Row::new(
             SCENARIO,
@@ -429,8 +421,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
             "x",
             Target::AtLeast(0.8),
         )
-        .rounds(&w.ratios())
-        .note(notes.join("; ")),
+        .rounds(&w.ratios()),
     );
     if let Some(e) = stuck.into_inner() {
         let last = rows.last_mut().expect("pushed above");

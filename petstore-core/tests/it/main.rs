@@ -1,6 +1,9 @@
 //! Integration tests of petstore-core: the behaviour suite over the in-memory backend,
 //! service rules, and property tests.
 
+mod follower;
+mod login;
+mod ownership;
 mod props;
 mod service;
 

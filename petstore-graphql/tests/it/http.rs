@@ -234,7 +234,7 @@ async fn a_pet_is_bought_paid_and_cancelled_through_mutations() {
 
     let data = server
         .data(
-            None,
+            Some(&buyer),
             "query($id: ID!) { order(id: $id) { status payment { status } } }",
             json!({ "id": order_id }),
         )

@@ -147,8 +147,8 @@ pub(crate) async fn next_sse(stream: &mut SseStream) -> eventsource_stream::Even
 /// The envelope of an SSE message, checked against its `id:` and `event:` fields.
 pub(crate) fn envelope(message: &eventsource_stream::Event) -> Event {
     let event: Event = serde_json::from_str(&message.data).unwrap();
-    assert_eq!(message.id, event.offset.to_string());
-    assert_eq!(message.event, event.event_type.as_str());
+    assert_eq!(message.id, event.offset().to_string());
+    assert_eq!(message.event, event.event_type().as_str());
     event
 }
 
@@ -216,4 +216,15 @@ pub(crate) fn closed_store() -> PetStore {
         TokenAuthority::random(Duration::from_secs(3600)),
         ServiceConfig::default().require_auth_for_reads(true),
     )
+}
+
+/// An event's `data` as JSON, for assertions on its wire form.
+pub(crate) trait DataJson {
+    fn data_json(&self) -> Value;
+}
+
+impl DataJson for Event {
+    fn data_json(&self) -> Value {
+        serde_json::to_value(self.data()).unwrap()
+    }
 }

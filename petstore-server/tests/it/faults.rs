@@ -20,13 +20,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use eventsource_stream::Eventsource as _;
+use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
-use futures_util::{SinkExt as _, StreamExt as _};
-use petstore_core::{
-    Channel, Event, EventFilter, PetStore, Principal, ResumeToken, Scope, TypePattern,
-};
-use petstore_examples::server::{self, RunningServer, SHUTDOWN_GRACE, ServerArgs};
+use petstore_core::{Channel, EventFilter, PetStore, Principal, ResumeToken, Scope, TypePattern};
 use petstore_grpc::pb;
+use petstore_server::{RunningServer, SHUTDOWN_GRACE, ServerArgs};
 use petstore_webhooks::{WebhookConfig, WebhookSecret, Webhooks};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,57 +36,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::smoke::start;
-
-/// How long any one expected thing may take.
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
-}
-
-/// Waits until `ready` holds (checked every few milliseconds), at most [`WAIT`].
-async fn until(what: &str, mut ready: impl FnMut() -> bool) {
-    within(what, async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
-}
-
-fn system() -> Principal {
-    Principal::system("faults")
-}
-
-/// Every event after `since` up to the current head that passes `filter`: what any
-/// follower of the log must have seen.
-async fn log_after(store: &PetStore, since: ResumeToken, filter: EventFilter) -> Vec<Arc<Event>> {
-    let head = store.head().await.expect("head");
-    let mut events = Vec::new();
-    let mut cursor = since;
-    while cursor.offset < head.offset {
-        let batch = store
-            .events(
-                &system(),
-                Some(cursor),
-                1_000,
-                filter.clone(),
-                Duration::ZERO,
-            )
-            .await
-            .expect("the log reads");
-        cursor = batch.next;
-        events.extend(batch.events);
-    }
-    events
-}
-
-fn new_pet(name: &str) -> Value {
-    json!({ "name": name, "species": "dog", "price": { "amount": "10.00", "currency": "USD" } })
-}
+use crate::support::state::log_after;
+use crate::support::{WAIT, new_pet, serve, start, start_with, system, until, within};
+use crate::support::{grpc as grpc_client, mqtt as mqtt_client, sse as sse_client, ws};
 
 fn grpc_pet(name: &str) -> pb::CreatePetRequest {
     pb::CreatePetRequest {
@@ -100,13 +50,6 @@ fn grpc_pet(name: &str) -> pb::CreatePetRequest {
         }),
         ..Default::default()
     }
-}
-
-fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    let bearer = format!("Bearer {token}").parse().expect("metadata value");
-    request.metadata_mut().insert("authorization", bearer);
-    request
 }
 
 /// `POST /v1/pets`; the new pet's id.
@@ -215,69 +158,50 @@ impl Drop for Link {
 /// An MQTT 5 device with a persistent session (clean start off, one-hour expiry) that
 /// reconnects by itself, like a real one.
 struct Device {
-    client: rumqttc::v5::AsyncClient,
-    envelopes: mpsc::UnboundedReceiver<Value>,
-    subacks: mpsc::UnboundedReceiver<()>,
-    task: JoinHandle<()>,
+    mqtt: mqtt_client::Client,
 }
 
 impl Device {
     async fn persistent(addr: SocketAddr, id: &str) -> Device {
-        use rumqttc::v5::mqttbytes::v5::Packet;
-        use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-        let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+        let mut options = mqtt_client::options(id, addr);
         options.set_clean_start(false);
         options.set_session_expiry_interval(Some(3600));
         options.set_max_packet_size(Some(1024 * 1024));
-        let (client, mut eventloop) = AsyncClient::new(options, 100);
-        let (envelope_tx, envelopes) = mpsc::unbounded_channel();
-        let (suback_tx, subacks) = mpsc::unbounded_channel();
-        let (connack_tx, mut connacks) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = connack_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = suback_tx.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Ok(envelope) = serde_json::from_slice::<Value>(&p.payload) {
-                            let _ = envelope_tx.send(envelope);
-                        }
-                    }
-                    Ok(_) => {}
-                    // The link is cut: keep trying, as a device would.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-        });
-        within("the device's CONNACK", connacks.recv())
+        let mut mqtt = mqtt_client::Client::start(options, None);
+        within("the device's CONNACK", mqtt.connacks.recv())
             .await
             .expect("event loop runs");
-        Device {
-            client,
-            envelopes,
-            subacks,
-            task,
-        }
+        Device { mqtt }
     }
 
     async fn subscribe(&mut self, filter: &str) {
-        self.client
-            .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
-            .await
-            .expect("subscribe");
-        within("SUBACK", self.subacks.recv())
-            .await
-            .expect("event loop runs");
+        self.mqtt.subscribe(filter).await;
+    }
+
+    /// The next message that is JSON (an event envelope); `None` once the client is gone.
+    async fn envelope(&mut self) -> Option<Value> {
+        loop {
+            let publish = self.mqtt.publishes.recv().await?;
+            if let Ok(envelope) = serde_json::from_slice::<Value>(&publish.payload) {
+                return Some(envelope);
+            }
+        }
+    }
+
+    /// An envelope already received, if any.
+    fn try_envelope(&mut self) -> Option<Value> {
+        while let Ok(publish) = self.mqtt.publishes.try_recv() {
+            if let Ok(envelope) = serde_json::from_slice::<Value>(&publish.payload) {
+                return Some(envelope);
+            }
+        }
+        None
     }
 
     /// Takes every envelope received so far into `seen` (offsets of `epoch` only: a
     /// shared broker may carry other servers' events).
     fn drain(&mut self, epoch: u64, seen: &mut BTreeSet<u64>) {
-        while let Ok(envelope) = self.envelopes.try_recv() {
+        while let Some(envelope) = self.try_envelope() {
             let offset = offset_of(&envelope);
             if offset.epoch == epoch {
                 seen.insert(offset.offset);
@@ -289,7 +213,7 @@ impl Device {
     async fn see_all(&mut self, epoch: u64, seen: &mut BTreeSet<u64>, expected: &BTreeSet<u64>) {
         let deadline = tokio::time::Instant::now() + WAIT;
         while !expected.is_subset(seen) {
-            match tokio::time::timeout_at(deadline, self.envelopes.recv()).await {
+            match tokio::time::timeout_at(deadline, self.envelope()).await {
                 Ok(Some(envelope)) => {
                     let offset = offset_of(&envelope);
                     if offset.epoch == epoch {
@@ -304,12 +228,6 @@ impl Device {
             missing.is_empty(),
             "offsets never delivered over MQTT: {missing:?}"
         );
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -342,12 +260,11 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     let broker = broker_addr().await;
     let bridge_link = Link::start(broker).await;
     let device_link = Link::start(broker).await;
-    let s = server::start(ServerArgs {
+    let s = start_with(ServerArgs {
         mqtt_url: Some(format!("mqtt://{}", bridge_link.addr)),
         ..ServerArgs::ephemeral()
     })
-    .await
-    .expect("server starts");
+    .await;
     let epoch = s.store.head().await.unwrap().epoch;
     let id = format!(
         "faults-device-{}-{}",
@@ -363,7 +280,7 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     let marker = rest_create(&http, &base, &s.dev_token, "Marker").await;
     within("the marker event over MQTT", async {
         loop {
-            let envelope = device.envelopes.recv().await.expect("device runs");
+            let envelope = device.envelope().await.expect("device runs");
             if envelope["subject"] == marker.as_str() {
                 return;
             }
@@ -378,9 +295,8 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
         let token = s.dev_token.clone();
         let grpc = format!("http://{}", s.grpc_addr.expect("gRPC is on"));
         tokio::spawn(async move {
-            let mut pets = pb::pet_service_client::PetServiceClient::connect(grpc)
-                .await
-                .expect("gRPC connects");
+            let mut pets =
+                pb::pet_service_client::PetServiceClient::new(grpc_client::connect(grpc).await);
             let mut cut = Some(cut_rx);
             for i in 0..150 {
                 if i == 60
@@ -392,7 +308,7 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
                 if i % 2 == 0 {
                     rest_create(&http, &base, &token, &name).await;
                 } else {
-                    pets.create_pet(authorized(grpc_pet(&name), &token))
+                    pets.create_pet(grpc_client::bearer(grpc_pet(&name), Some(&token)))
                         .await
                         .expect("CreatePet");
                 }
@@ -433,7 +349,7 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     let logged: BTreeSet<u64> = log_after(&s.store, start, EventFilter::all())
         .await
         .iter()
-        .map(|e| e.offset.offset)
+        .map(|e| e.offset().offset)
         .collect();
     assert_eq!(logged, expected);
     drop(device);
@@ -507,22 +423,13 @@ async fn hook(
     (StatusCode::OK, "ok")
 }
 
-async fn serve(app: axum::Router) -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serves");
-    });
-    (addr, task)
-}
-
 /// A receiver that is unreachable for a while (connections closed at once), then
 /// answers 503 ten times, then recovers: after deduplication on `webhook-id` it has
 /// processed every event exactly once, each signature verified, each `webhook-id`
 /// accepted (2xx) exactly once; the attempt log shows every failed attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_receiver_down_then_back_gets_every_event_once() {
-    // The example server retries after 5 s, 5 min, ...: compose the same adapters with a
+    // The server retries after 5 s, 5 min, ...: compose the same adapters with a
     // schedule of milliseconds instead.
     let store = PetStore::in_memory();
     let admin = store
@@ -627,7 +534,13 @@ async fn webhook_receiver_down_then_back_gets_every_event_once() {
         by_offset.sort_by_key(|(_, offset, _)| *offset);
         let want: Vec<(String, ResumeToken, String)> = expected
             .iter()
-            .map(|e| (e.id.to_string(), e.offset, e.event_type.as_str().to_owned()))
+            .map(|e| {
+                (
+                    e.id().to_string(),
+                    e.offset(),
+                    e.event_type().as_str().to_owned(),
+                )
+            })
             .collect();
         assert_eq!(
             by_offset, want,
@@ -791,7 +704,7 @@ where
     let want: Vec<(ResumeToken, String)> = log_after(&s.store, start, pets)
         .await
         .iter()
-        .map(|e| (e.offset, e.id.to_string()))
+        .map(|e| (e.offset(), e.id().to_string()))
         .collect();
     let delivered: Vec<(ResumeToken, String)> = got
         .iter()
@@ -805,15 +718,7 @@ where
 }
 
 async fn sse_feed(s: &RunningServer, since: ResumeToken) -> Feed {
-    let response = within(
-        "the SSE response",
-        reqwest::Client::new()
-            .get(format!("{}/v1/stream/pets", s.http_url()))
-            .header("last-event-id", since.to_string())
-            .send(),
-    )
-    .await
-    .expect("SSE request");
+    let response = sse_client::request(format!("{}/v1/stream/pets", s.http_url()), since).await;
     assert_eq!(response.status(), 200);
     response
         .bytes_stream()
@@ -835,17 +740,10 @@ async fn sse_feed(s: &RunningServer, since: ResumeToken) -> Feed {
 }
 
 async fn ws_feed(s: &RunningServer, since: ResumeToken) -> Feed {
-    let url = format!("ws://{}/v1/ws", s.http_addr);
-    let (mut ws, _) = within(
-        "the WebSocket handshake",
-        tokio_tungstenite::connect_async(url),
-    )
-    .await
-    .expect("WebSocket");
+    let url = ws::url(&s.http_url(), "/v1/ws");
+    let mut ws = ws::connect(url).await.expect("WebSocket");
     let subscribe = json!({ "type": "subscribe", "channel": "pets", "since": since.to_string() });
-    ws.send(Message::text(subscribe.to_string()))
-        .await
-        .expect("send");
+    ws::send(&mut ws, &subscribe).await;
     let frames = ws.filter_map(|frame| async move {
         match frame.expect("a WebSocket frame") {
             Message::Text(text) => {
@@ -961,13 +859,14 @@ async fn grpc_writer(
     worker: usize,
     created: Arc<AtomicUsize>,
 ) -> Vec<Outcome> {
-    let mut pets = pb::pet_service_client::PetServiceClient::connect(grpc)
-        .await
-        .expect("gRPC connects");
+    let mut pets = pb::pet_service_client::PetServiceClient::new(grpc_client::connect(grpc).await);
     let mut outcomes = Vec::new();
     for i in 0..20_000 {
         let name = format!("Shut-g{worker}-{i}");
-        match pets.create_pet(authorized(grpc_pet(&name), &token)).await {
+        match pets
+            .create_pet(grpc_client::bearer(grpc_pet(&name), Some(&token)))
+            .await
+        {
             Ok(pet) if pet.get_ref().name == name => {
                 created.fetch_add(1, Ordering::SeqCst);
                 outcomes.push(Outcome::Created(name));
@@ -1008,12 +907,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     let grpc = format!("http://{}", s.grpc_addr.expect("gRPC is on"));
 
     // The health watch: SERVING now; NOT_SERVING is announced on `not_serving`.
-    let channel = tonic::transport::Endpoint::from_shared(grpc.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
+    let mut health = HealthClient::new(grpc_client::connect(grpc.clone()).await);
     let watch = health
         .watch(HealthCheckRequest {
             service: String::new(),
@@ -1076,12 +970,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
         let mut not_serving = not_serving.clone();
         let url = format!("{base}/v1/stream/pets");
         tokio::spawn(async move {
-            let response = reqwest::Client::new()
-                .get(url)
-                .header("last-event-id", start_at.to_string())
-                .send()
-                .await
-                .expect("SSE");
+            let response = sse_client::request(url, start_at).await;
             assert_eq!(response.status(), 200);
             let mut messages = response.bytes_stream().eventsource();
             let mut offsets = Vec::new();
@@ -1198,7 +1087,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     let mut logged = BTreeMap::<String, usize>::new();
     for e in &created_events {
         *logged
-            .entry(e.data["name"].as_str().unwrap_or("").to_owned())
+            .entry(e.data().pet().map(|p| p.name.clone()).unwrap_or_default())
             .or_default() += 1;
     }
     let twice: Vec<_> = logged.iter().filter(|(_, n)| **n > 1).collect();
@@ -1222,12 +1111,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     ))
     .await;
     let head = store.head().await.unwrap();
-    let response = reqwest::Client::new()
-        .get(format!("http://{addr}/v1/stream/pets"))
-        .header("last-event-id", resume_from.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = sse_client::request(format!("http://{addr}/v1/stream/pets"), resume_from).await;
     let mut messages = response.bytes_stream().eventsource();
     let mut after = Vec::new();
     while after.last().copied().unwrap_or(resume_from) < head {
@@ -1244,7 +1128,7 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
         log_after(&store, start_at, EventFilter::channels([Channel::Pets]))
             .await
             .iter()
-            .map(|e| e.offset)
+            .map(|e| e.offset())
             .collect();
     assert_eq!(
         all, want,
@@ -1282,19 +1166,13 @@ async fn shutdown_ends_open_sse_and_websocket_streams() {
     let s = start().await;
     let store = s.store.clone();
     let head = store.head().await.unwrap();
-    let sse = reqwest::Client::new()
-        .get(format!("{}/v1/stream/pets", s.http_url()))
-        .header("last-event-id", head.to_string())
-        .send()
-        .await
-        .unwrap();
+    let sse = sse_client::request(format!("{}/v1/stream/pets", s.http_url()), head).await;
     assert_eq!(sse.status(), StatusCode::OK);
     // The server subscribes before it answers: the stream is live.
     let mut sse = sse.bytes_stream().eventsource();
-    let url = format!("ws://{}/v1/ws", s.http_addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = ws::connect(ws::url(&s.http_url(), "/v1/ws")).await.unwrap();
     let subscribe = json!({ "type": "subscribe", "channel": "pets", "since": head.to_string() });
-    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    ws::send(&mut ws, &subscribe).await;
     let subscribed = within("WebSocket subscribed", ws.next())
         .await
         .unwrap()

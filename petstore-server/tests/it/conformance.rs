@@ -1,5 +1,5 @@
 //! The cross-protocol conformance suite: the same scenarios through every protocol of
-//! the example server, each test on a server of its own.
+//! the server, each test on a server of its own.
 //!
 //! Every answer is first checked in its protocol's own terms (problem+json, gRPC
 //! status details, GraphQL `extensions`, MCP `isError`, WebSocket error frames), then
@@ -18,38 +18,29 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use eventsource_stream::Eventsource as _;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use pb::pet_service_client::PetServiceClient;
 use pb::store_service_client::StoreServiceClient;
 use petstore_core::chrono::{DateTime, SecondsFormat, Utc};
 use petstore_core::{
-    ErrorKind, EventFilter, NewOrder, NewPet, Pet, PetQuery, Principal, Scope, TokenAuthority,
+    ErrorKind, EventFilter, NewOrder, NewPet, Pet, Principal, Scope, TokenAuthority,
 };
-use petstore_examples::server::RunningServer;
 use petstore_grpc::pb;
+use petstore_server::RunningServer;
 use reqwest::Method;
-use rmcp::ServiceExt as _;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest as _};
+use tokio_tungstenite::tungstenite;
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
-use crate::smoke::start;
-
-/// How long any one expected answer, frame or message may take.
-const WAIT: Duration = Duration::from_secs(15);
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
-}
+use crate::support::mcp::{self, Mcp};
+use crate::support::state::snapshot;
+use crate::support::ws;
+use crate::support::{grpc as grpc_client, mqtt as mqtt_client, serve, sse as sse_client};
+use crate::support::{start, system, within};
 
 // ----- protocol-neutral values --------------------------------------------------------
 
@@ -277,8 +268,6 @@ impl Findings {
 
 // ----- one caller, every protocol -----------------------------------------------------
 
-type Mcp = RunningService<rmcp::RoleClient, ClientConfig>;
-
 /// A caller holding one credential (or none), with a client for each protocol.
 struct Wire {
     http: reqwest::Client,
@@ -329,20 +318,16 @@ impl Wire {
     /// Every client, MCP included (which refuses a bad token when connecting).
     async fn connect(s: &RunningServer, token: Option<&str>) -> Self {
         let mut wire = Self::without_mcp(s, token).await;
-        let mcp = mcp_connect(s, token).await;
+        let mcp = mcp::connect(&s.http_url(), token).await;
         wire.mcp = Some(mcp.unwrap_or_else(|e| panic!("MCP client connects: {e}")));
         wire
     }
 
     async fn without_mcp(s: &RunningServer, token: Option<&str>) -> Self {
-        let url = format!("http://{}", s.grpc_addr.expect("gRPC is served"));
-        let endpoint = tonic::transport::Endpoint::from_shared(url).unwrap();
         Self {
             http: reqwest::Client::new(),
             base: s.http_url(),
-            grpc: within("gRPC connection", endpoint.connect())
-                .await
-                .expect("gRPC connects"),
+            grpc: grpc_client::channel(s).await,
             token: token.map(str::to_owned),
             mcp: None,
         }
@@ -414,12 +399,7 @@ impl Wire {
     }
 
     fn authed<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        if let Some(token) = &self.token {
-            let bearer = format!("Bearer {token}").parse().unwrap();
-            request.metadata_mut().insert("authorization", bearer);
-        }
-        request
+        grpc_client::bearer(message, self.token.as_deref())
     }
 
     fn pets(&self) -> PetServiceClient<Channel> {
@@ -694,17 +674,6 @@ fn text_at(v: &Value, pointer: &str) -> String {
         .to_owned()
 }
 
-async fn mcp_connect(s: &RunningServer, token: Option<&str>) -> Result<Mcp, String> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", s.http_url()));
-    if let Some(token) = token {
-        config = config.auth_header(token.to_owned());
-    }
-    let transport = StreamableHttpClientTransport::from_config(config);
-    within("MCP connection", ClientConfig::default().serve(transport))
-        .await
-        .map_err(|e| e.to_string())
-}
-
 // ----- each protocol's errors, read in its own terms ---------------------------------
 
 /// RFC 9457 problem+json: the HTTP status gives the kind; `code` and `errors` agree.
@@ -803,10 +772,6 @@ fn mcp_refusal(text: &str) -> Refusal {
 
 // ----- shared fixtures --------------------------------------------------------------
 
-fn system() -> Principal {
-    Principal::system("conformance")
-}
-
 fn new_pet(name: &str) -> Value {
     json!({
         "name": name,
@@ -821,20 +786,6 @@ fn new_pet(name: &str) -> Value {
 async fn core_pet(s: &RunningServer, name: &str) -> Pet {
     let new: NewPet = serde_json::from_value(new_pet(name)).unwrap();
     s.store.create_pet(&system(), new).await.unwrap()
-}
-
-/// How many pets there are, and the log head: unchanged by refused requests.
-async fn state(s: &RunningServer) -> (usize, String) {
-    let pets = s
-        .store
-        .pets(&system(), &PetQuery::default().limit(100))
-        .await
-        .unwrap();
-    (pets.data.len(), s.store.head().await.unwrap().to_string())
-}
-
-fn ws_url(s: &RunningServer, path: &str) -> String {
-    format!("ws://{}{path}", s.http_addr)
 }
 
 // ----- 1. pet CRUD ------------------------------------------------------------------
@@ -965,7 +916,7 @@ async fn the_order_state_machine_is_the_same_in_every_protocol() {
         let held = pet_status(w.get_pet(api, &pet_id).await);
         found.answered(format!("{api:?}: the ordered pet"), held, "pending".into());
 
-        let before = state(&s).await;
+        let before = snapshot(&s.store).await;
         let again = w.place_order(api, &pet_id).await;
         found.refused(
             format!("{api:?}: a second order"),
@@ -975,7 +926,7 @@ async fn the_order_state_machine_is_the_same_in_every_protocol() {
         );
         found.same(
             format!("{api:?}: state after the refused order"),
-            state(&s).await,
+            snapshot(&s.store).await,
             before,
         );
 
@@ -1049,7 +1000,7 @@ async fn the_same_invalid_input_is_refused_everywhere_naming_the_same_fields() {
     let s = start().await;
     let w = Wire::connect(&s, Some(&s.dev_token)).await;
     let pet = core_pet(&s, "Valid").await;
-    let before = state(&s).await;
+    let before = snapshot(&s.store).await;
     let bad =
         json!({ "name": "", "species": "dog", "price": { "amount": "-1.00", "currency": "USD" } });
     let mut found = Findings::default();
@@ -1074,7 +1025,7 @@ async fn the_same_invalid_input_is_refused_everywhere_naming_the_same_fields() {
             &[name],
         );
     }
-    found.same("state after the refusals", state(&s).await, before);
+    found.same("state after the refusals", snapshot(&s.store).await, before);
     found.same(
         "the pet after the refused changes",
         s.store.pet(&system(), &pet.id).await.unwrap(),
@@ -1102,7 +1053,7 @@ async fn the_same_missing_or_insufficient_token_is_refused_everywhere() {
         .access_token;
     let forger = TokenAuthority::random(Duration::from_secs(600));
     let forged = forger.issue("mallory", Scope::ALL).unwrap().access_token;
-    let before = state(&s).await;
+    let before = snapshot(&s.store).await;
     let mut found = Findings::default();
 
     for (case, token) in [
@@ -1130,7 +1081,7 @@ async fn the_same_missing_or_insufficient_token_is_refused_everywhere() {
     }
 
     // MCP refuses a forged token at the HTTP layer, before any session.
-    let refused = mcp_connect(&s, Some(&forged)).await.is_err();
+    let refused = mcp::connect(&s.http_url(), Some(&forged)).await.is_err();
     found.same("forged token: the MCP client is refused", refused, true);
     let raw = reqwest::Client::new()
         .post(format!("{}/mcp", s.http_url()))
@@ -1158,16 +1109,16 @@ async fn the_same_missing_or_insufficient_token_is_refused_everywhere() {
         ("no token", String::new(), "unauthenticated"),
         ("pets:read token", format!("?token={reader}"), "forbidden"),
     ] {
-        let mut ws = ws_open(&ws_url(&s, &format!("/v1/ws{query}"))).await;
-        ws_send(&mut ws, &chat).await;
-        let frame = ws_next(&mut ws, |f| f["type"] != "pong").await;
+        let mut ws = ws::open(&ws::url(&s.http_url(), &format!("/v1/ws{query}"))).await;
+        ws::send(&mut ws, &chat).await;
+        let frame = ws::next_json(&mut ws, |f| f["type"] != "pong").await;
         found.same(
             format!("{case}: WebSocket chat.send {frame}"),
             error_of(&frame),
             (json!("error"), json!(code), json!(7)),
         );
     }
-    let url = ws_url(&s, &format!("/v1/ws?token={forged}"));
+    let url = ws::url(&s.http_url(), &format!("/v1/ws?token={forged}"));
     match within(
         "a WebSocket handshake",
         tokio_tungstenite::connect_async(url),
@@ -1189,10 +1140,10 @@ async fn the_same_missing_or_insufficient_token_is_refused_everywhere() {
         }
     }
     // A forged first-frame `auth` is an error frame; the socket stays anonymous.
-    let mut ws = ws_open(&ws_url(&s, "/v1/ws")).await;
+    let mut ws = ws::open(&ws::url(&s.http_url(), "/v1/ws")).await;
     for frame in [json!({ "type": "auth", "id": 7, "token": forged }), chat] {
-        ws_send(&mut ws, &frame).await;
-        let reply = ws_next(&mut ws, |f| f["type"] != "pong").await;
+        ws::send(&mut ws, &frame).await;
+        let reply = ws::next_json(&mut ws, |f| f["type"] != "pong").await;
         let what = format!("forged token: WebSocket {} {reply}", frame["type"]);
         found.same(
             what,
@@ -1201,47 +1152,12 @@ async fn the_same_missing_or_insufficient_token_is_refused_everywhere() {
         );
     }
 
-    found.same("state after the refusals", state(&s).await, before);
+    found.same("state after the refusals", snapshot(&s.store).await, before);
     found.finish();
     s.shutdown().await.unwrap();
 }
 
 // ----- 5. one event on every channel ------------------------------------------------
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws_open(url: &str) -> Ws {
-    let connected = within(url, tokio_tungstenite::connect_async(url)).await;
-    let (ws, response) = connected.unwrap_or_else(|e| panic!("WebSocket {url}: {e}"));
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn ws_send(ws: &mut Ws, frame: &Value) {
-    ws.send(Message::text(frame.to_string()))
-        .await
-        .expect("WebSocket send");
-}
-
-/// The next JSON text frame for which `wanted` holds (others, and pings, skipped).
-async fn ws_next(ws: &mut Ws, wanted: impl Fn(&Value) -> bool) -> Value {
-    within("a WebSocket frame", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
-                    if wanted(&frame) {
-                        return frame;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                other => panic!("WebSocket ended or sent a non-text frame: {other:?}"),
-            }
-        }
-    })
-    .await
-}
 
 /// What one channel delivered: its name and the event envelope as JSON.
 type Delivery = Pin<Box<dyn Future<Output = (&'static str, Value)> + Send>>;
@@ -1260,12 +1176,7 @@ fn canonical(mut envelope: Value) -> Value {
 /// SSE `/v1/stream/orders`, resuming after `since`.
 async fn sse(s: &RunningServer, since: &str) -> Delivery {
     let url = format!("{}/v1/stream/orders", s.http_url());
-    let request = reqwest::Client::new()
-        .get(url)
-        .header("last-event-id", since);
-    let response = within("SSE response", request.send())
-        .await
-        .expect("SSE request");
+    let response = sse_client::request(url, since).await;
     assert_eq!(response.status(), 200, "SSE /v1/stream/orders");
     let mut events = response.bytes_stream().eventsource();
     Box::pin(async move {
@@ -1285,17 +1196,17 @@ async fn sse(s: &RunningServer, since: &str) -> Delivery {
 
 /// WebSocket `subscribe` to `orders` from `since`, confirmed by `subscribed`.
 async fn websocket(s: &RunningServer, since: &str) -> Delivery {
-    let mut ws = ws_open(&ws_url(s, "/v1/ws")).await;
+    let mut ws = ws::open(&ws::url(&s.http_url(), "/v1/ws")).await;
     let subscribe = json!({ "type": "subscribe", "channel": "orders", "since": since });
-    ws_send(&mut ws, &subscribe).await;
-    let subscribed = ws_next(&mut ws, |f| f["type"] != "pong").await;
+    ws::send(&mut ws, &subscribe).await;
+    let subscribed = ws::next_json(&mut ws, |f| f["type"] != "pong").await;
     assert_eq!(
         (&subscribed["type"], &subscribed["position"]),
         (&json!("subscribed"), &json!(since))
     );
     Box::pin(async move {
         let event = |f: &Value| f["type"] == "event" && f["event"]["type"] == "order.created";
-        let frame = ws_next(&mut ws, event).await;
+        let frame = ws::next_json(&mut ws, event).await;
         assert_eq!(frame["channel"], "orders", "{frame}");
         ("WebSocket", frame["event"].clone())
     })
@@ -1303,36 +1214,27 @@ async fn websocket(s: &RunningServer, since: &str) -> Delivery {
 
 /// GraphQL subscription `events` over graphql-transport-ws, from `since`.
 async fn graphql_subscription(s: &RunningServer, since: &str) -> Delivery {
-    let mut request = ws_url(s, "/graphql").into_client_request().unwrap();
-    let protocol = "graphql-transport-ws".parse().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol);
-    let connected = within(
-        "GraphQL WebSocket",
-        tokio_tungstenite::connect_async(request),
-    )
-    .await;
-    let (mut ws, _) = connected.expect("GraphQL WebSocket");
+    let connected = ws::graphql(&ws::url(&s.http_url(), "/graphql"), "graphql-transport-ws").await;
+    let mut ws = connected.expect("GraphQL WebSocket");
     let operation = |f: &Value| !matches!(f["type"].as_str(), Some("ping" | "pong"));
-    ws_send(
+    ws::send(
         &mut ws,
         &json!({ "type": "connection_init", "payload": {} }),
     )
     .await;
-    let ack = ws_next(&mut ws, operation).await;
+    let ack = ws::next_json(&mut ws, operation).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     let query = format!(
         "subscription($since: String) {{ events(types: [\"order.created\"], since: $since) {ENVELOPE} }}"
     );
     let payload = json!({ "query": query, "variables": { "since": since } });
-    ws_send(
+    ws::send(
         &mut ws,
         &json!({ "type": "subscribe", "id": "1", "payload": payload }),
     )
     .await;
     Box::pin(async move {
-        let frame = ws_next(&mut ws, operation).await;
+        let frame = ws::next_json(&mut ws, operation).await;
         assert_eq!(frame["type"], "next", "{frame}");
         (
             "GraphQL subscription",
@@ -1372,40 +1274,21 @@ async fn grpc_watch(s: &RunningServer, since: &str) -> Delivery {
 
 /// MQTT 5 `petstore/orders/new`, live once the SUBACK is in.
 async fn mqtt(s: &RunningServer) -> Delivery {
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-    let addr = s.mqtt_addr.expect("the example server runs an MQTT broker");
+    let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v5-{}-{}", std::process::id(), addr.port());
-    let options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    let (client, mut eventloop) = AsyncClient::new(options, 16);
-    client
-        .subscribe("petstore/orders/new", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    within("MQTT 5 SUBACK", async {
-        let suback = |e| matches!(e, Event::Incoming(Packet::SubAck(_)));
-        while !suback(eventloop.poll().await.expect("MQTT 5 connection")) {}
-    })
-    .await;
+    let mut client = mqtt_client::Client::start(mqtt_client::options(&id, addr), None);
+    client.subscribe("petstore/orders/new").await;
     Box::pin(async move {
-        let _client = client;
-        let publish = within("an MQTT 5 message", async {
-            loop {
-                if let Event::Incoming(Packet::Publish(p)) = eventloop.poll().await.expect("MQTT 5")
-                {
-                    return p;
-                }
-            }
-        })
-        .await;
+        let publish = within("an MQTT 5 message", client.publishes.recv())
+            .await
+            .expect("MQTT 5");
         let envelope: Value = serde_json::from_slice(&publish.payload).expect("an envelope");
         let properties = publish.properties.unwrap_or_default().user_properties;
         let property = |name: &str| {
             let found = properties.iter().find(|(k, _)| k == name);
             found.map(|(_, v)| json!(v)).unwrap_or_default()
         };
-        // The example server turns the properties off on its embedded broker (rumqttd
+        // The server turns the properties off on its embedded broker (rumqttd
         // 0.20 cannot forward them to MQTT 3.1.1 subscribers); when sent, they agree.
         for (name, key) in [
             ("event-id", "id"),
@@ -1426,7 +1309,7 @@ async fn mqtt(s: &RunningServer) -> Delivery {
 /// `petstore/orders/new`, live once the SUBACK is in.
 async fn mqtt_3_1_1(s: &RunningServer) -> Delivery {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let addr = s.mqtt_addr.expect("the example server runs an MQTT broker");
+    let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v4-{}-{}", std::process::id(), addr.port());
     let options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
     let (client, mut eventloop) = AsyncClient::new(options, 16);
@@ -1469,9 +1352,8 @@ async fn webhook(s: &RunningServer) -> Delivery {
     let receiver = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
         .with_state(inbox);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    let (addr, server) = serve(receiver).await;
+    let url = format!("http://{addr}/hook");
 
     let response = reqwest::Client::new()
         .post(format!("{}/v1/webhooks", s.http_url()))

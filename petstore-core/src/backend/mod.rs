@@ -1,128 +1,32 @@
-//! The storage seam: a [`Store`] keeps pets, orders, payments and users, and appends
-//! events in the same atomic [`Store::commit`] as the state change they describe (an
-//! outbox, so that a SQL backend can implement it with one transaction).
+//! What only backend implementors need: the [`Store`] trait, the [`Change`] a command
+//! commits, and the [`Fanout`] that turns a stored log into live subscriptions.
+//! Applications use [`crate::PetStore`] (and pick a backend such as
+//! [`crate::MemoryStore`]); adapters see the service, never the backend.
+//!
+//! A [`Store`] keeps pets, orders, payments and users, and appends events in the same
+//! atomic [`Store::commit`] as the state change they describe (an outbox, so that a
+//! SQL backend implements it with one transaction). Run
+//! `petstore_core::store_behaviour_tests!` against every implementation.
+
+mod change;
+mod fanout;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+
+pub use change::{Change, EventParts, Expect, IdempotencyRecord, NewEvent, Write};
+pub use fanout::{Fanout, Replay, replay_from};
+
+pub use crate::log::EventLog;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::event::{Event, EventType, ResumeToken};
+use crate::event::{Event, ResumeToken};
 use crate::id::{OrderId, PaymentId, PetId};
-use crate::log::EventLog;
 use crate::order::{Order, OrderQuery, Payment};
 use crate::pet::{Inventory, Pet, PetQuery};
 use crate::user::User;
-
-/// What a write expects to find, for optimistic concurrency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
-    /// The record must not exist yet.
-    Absent,
-    /// The record must exist with exactly this version.
-    Version(u64),
-}
-
-/// One write of a [`Change`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Write {
-    /// Insert or replace a pet.
-    PutPet {
-        /// The new state.
-        pet: Pet,
-        /// What must be stored now.
-        expect: Expect,
-    },
-    /// Remove a pet.
-    DeletePet {
-        /// Which pet.
-        id: PetId,
-        /// The version that must be stored now.
-        version: u64,
-    },
-    /// Insert or replace an order.
-    PutOrder {
-        /// The new state.
-        order: Order,
-        /// What must be stored now.
-        expect: Expect,
-    },
-    /// Insert a payment (payments are never changed).
-    PutPayment(Payment),
-    /// Insert a user.
-    PutUser(User),
-    /// Remember the result of an idempotent request; fails if the key exists.
-    PutIdempotency {
-        /// The scoped key.
-        key: String,
-        /// What it produced.
-        record: IdempotencyRecord,
-    },
-}
-
-/// The outcome of an idempotent request, kept so that a retry gets the same answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct IdempotencyRecord {
-    /// A fingerprint of the request; the same key with another request is refused.
-    pub fingerprint: String,
-    /// The id of the resource the request produced.
-    pub resource: String,
-    /// When it was recorded.
-    pub created_at: DateTime<Utc>,
-}
-
-/// An event before it gets its offset.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
-    /// The type.
-    pub event_type: EventType,
-    /// The resource id (or chat room).
-    pub subject: String,
-    /// The payload.
-    pub data: serde_json::Value,
-}
-
-/// An atomic unit of change: every write's expectation holds and all writes apply and
-/// all events append, or nothing happens.
-#[derive(Debug, Clone, Default)]
-pub struct Change {
-    /// State writes.
-    pub writes: Vec<Write>,
-    /// Events describing them, in order.
-    pub events: Vec<NewEvent>,
-}
-
-impl Change {
-    /// An empty change.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a write.
-    pub fn write(mut self, write: Write) -> Self {
-        self.writes.push(write);
-        self
-    }
-
-    /// Adds an event.
-    pub fn event(
-        mut self,
-        event_type: EventType,
-        subject: impl Into<String>,
-        data: serde_json::Value,
-    ) -> Self {
-        self.events.push(NewEvent {
-            event_type,
-            subject: subject.into(),
-            data,
-        });
-        self
-    }
-}
 
 /// A read together with the log position it saw, so that "snapshot, then catch up
 /// from `position`, then live" never races.
@@ -132,11 +36,6 @@ pub struct Snapshot<T> {
     pub items: T,
     /// The log head at the time of the read.
     pub position: ResumeToken,
-}
-
-/// Turns a [`NewEvent`] into an envelope; the backend sets `offset` when appending.
-pub fn envelope(new: NewEvent, source: &str, time: DateTime<Utc>) -> Event {
-    Event::new(new.event_type, new.subject, new.data, source, time)
 }
 
 impl Error {
@@ -230,7 +129,25 @@ pub trait Store: EventLog {
     /// # Behavior
     /// - If any [`Expect`] fails, nothing is written, no event is appended and the
     ///   error is [`Error::stale_write`].
-    /// - Events get consecutive offsets in the order given and are visible to readers
-    ///   and subscribers exactly when the writes are.
+    /// - Events get consecutive offsets in the order given, with no gap between
+    ///   commits, and are readable exactly when the writes are; subscribers receive
+    ///   them in offset order.
     async fn commit(&self, change: Change, source: &str) -> Result<Vec<Arc<Event>>>;
+
+    /// Acquires or renews the lease `name` for `holder` for `ttl`: the way work that
+    /// must happen once per store (a webhook endpoint's deliveries, the bridge to a
+    /// shared MQTT broker) gets one owner among the instances sharing the store.
+    ///
+    /// # Behavior
+    /// - Granted (`true`) when the lease is free, expired, or held by `holder`; a
+    ///   grant lasts `ttl` from now.
+    /// - Refused (`false`) while another holder's grant lasts.
+    /// - A released lease is free at once.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+
+    /// Releases `holder`'s lease `name` (nothing happens if another holder has it).
+    ///
+    /// # Behavior
+    /// - After it, another holder's [`Store::acquire_lease`] is granted.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }

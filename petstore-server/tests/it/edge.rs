@@ -9,10 +9,10 @@ use std::time::Duration;
 use petstore_core::{
     ErrorKind, PetStatus, PetStore, Principal, RateLimitConfig, RateLimiter, ResumeToken, Scope,
 };
-use petstore_examples::server::{self, ServerArgs};
 use petstore_grpc::pb;
 use petstore_grpc::pb::store_service_client::StoreServiceClient;
 use petstore_http::Edge;
+use petstore_server::{self as server, ServerArgs};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

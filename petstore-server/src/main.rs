@@ -1,11 +1,12 @@
-//! Run with: cargo run -p petstore-examples --bin petstore-server
+//! `petstore-server`: run with `cargo run -p petstore-server` (or `cargo install
+//! petstore-server`).
 //!
 //! Starts every protocol on embedded defaults (see `--help`), prints where each one
 //! listens and a development token, and stops cleanly on Ctrl-C / SIGTERM.
 
 use clap::Parser;
 use petstore_core::Principal;
-use petstore_examples::server::{self, Cli, Command};
+use petstore_server::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -22,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::McpStdio) = cli.command {
         // stdio is the local user's own process: it acts with every scope, unless a
         // token narrows it.
-        let store = server::build_store(&cli.args).await?;
+        let store = petstore_server::build_store(&cli.args).await?;
         let principal = match std::env::var("PETSTORE_TOKEN") {
             Ok(token) => store.authenticate(Some(&token))?,
             Err(_) => Principal::system("mcp-stdio"),
@@ -31,14 +32,14 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let running = server::start(cli.args).await?;
+    let running = petstore_server::start(cli.args).await?;
     println!("Pet Store is running:");
     for line in running.banner() {
         println!("  {line}");
     }
     println!("Development token (every scope):\n  {}", running.dev_token);
     println!("Press Ctrl-C to stop.");
-    server::shutdown_signal().await;
+    petstore_server::shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await?;
     println!("Stopped.");

@@ -1,4 +1,4 @@
-//! The AsyncAPI 3.0 document of the example server's push channels: Server-Sent
+//! The AsyncAPI 3.0 document of the server's push channels: Server-Sent
 //! Events, WebSocket, MQTT and webhooks. Served at `/asyncapi.json` beside the REST
 //! adapter's `/openapi.json`. Payload schemas come from the core types (schemars), so
 //! they cannot drift from what the adapters send.

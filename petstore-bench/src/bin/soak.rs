@@ -1,4 +1,4 @@
-//! Run with: cargo run --release -p petstore-examples --bin soak -- --minutes 5
+//! Run with: cargo run --release -p petstore-bench --bin soak -- --minutes 5
 //!
 //! A bounded soak test of the all-in-one server: starts it in this process (every
 //! listener on a free loopback port), then for `--minutes` runs mixed traffic over
@@ -34,8 +34,8 @@ use clap::Parser;
 use eventsource_stream::Eventsource as _;
 use futures_util::{SinkExt as _, StreamExt as _};
 use petstore_core::{NewPet, Principal, ResumeToken};
-use petstore_examples::server::{self, ServerArgs};
 use petstore_grpc::pb;
+use petstore_server::ServerArgs;
 use petstore_webhooks::WebhookSecret;
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
@@ -956,7 +956,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let started = std::time::Instant::now();
-    let running = server::start(ServerArgs::ephemeral()).await?;
+    let running = petstore_server::start(ServerArgs::ephemeral()).await?;
     let store = running.store.clone();
     let base = running.http_url();
     let stats = Arc::new(Stats::new());

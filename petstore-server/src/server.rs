@@ -1,4 +1,5 @@
-//! The all-in-one example server: every protocol over one in-memory `PetStore`.
+//! The composition: every protocol over one in-memory `PetStore`, its settings and its
+//! graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +39,7 @@ pub enum Command {
     McpStdio,
 }
 
-/// Settings of the all-in-one server (each also readable from the environment).
+/// Settings of the server (each also readable from the environment).
 #[derive(Clone, Args)]
 pub struct ServerArgs {
     /// HTTP address for REST, GraphQL, SSE, WebSocket, MCP over HTTP and docs (port 0: any free port).
@@ -240,7 +241,7 @@ impl RunningServer {
     }
 }
 
-/// The webhook service of the example server: loopback targets are allowed (dev mode;
+/// The webhook service of the server: loopback targets are allowed (dev mode;
 /// the library default refuses private addresses).
 pub fn webhooks(
     store: &PetStore,
