@@ -1,21 +1,42 @@
 //! Prefixed, time-ordered identifiers (`pet_…`, `ord_…`): sorting by id sorts by
 //! creation, which is what cursor pagination walks.
 
-use std::fmt;
-use std::str::FromStr;
-
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use crate::error::Error;
-
+/// Defines a prefixed, time-ordered id type like [`crate::PetId`]: a `String` newtype with
+/// `PREFIX`, `generate()`, `as_str()`, `Display`, `FromStr` (the prefix and a short,
+/// URL-safe body; otherwise [`crate::Error::not_found`] of `$what`), `AsRef<str>`, serde as a
+/// plain string and a JSON Schema.
+///
+/// Adapters use it for their own ids, so that every id of the workspace has the same
+/// shape and the same parse rules:
+///
+/// ```
+/// petstore_core::prefixed_id!(
+///     /// Identifies a widget.
+///     WidgetId, "wid_", "widget"
+/// );
+/// let id = WidgetId::generate();
+/// assert!(id.as_str().starts_with(WidgetId::PREFIX));
+/// assert_eq!(id.as_str().parse::<WidgetId>().unwrap(), id);
+/// assert!("pet_1".parse::<WidgetId>().is_err());
+/// ```
+///
+/// The expansion names this crate `petstore_core`: depend on it under that name.
+#[macro_export]
 macro_rules! prefixed_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $what:literal) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-        #[serde(transparent)]
-        #[schemars(description = concat!("Identifier, `", $prefix, "` followed by 32 hex digits."))]
-        pub struct $name(String);
+        #[derive(
+            Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash,
+            $crate::__private::serde::Serialize,
+            $crate::__private::serde::Deserialize,
+            $crate::__private::schemars::JsonSchema,
+        )]
+        #[serde(transparent, crate = "petstore_core::__private::serde")]
+        #[schemars(
+            crate = "petstore_core::__private::schemars",
+            description = concat!("Identifier, `", $prefix, "` followed by 32 hex digits.")
+        )]
+        pub struct $name(::std::string::String);
 
         impl $name {
             /// The id prefix.
@@ -23,7 +44,11 @@ macro_rules! prefixed_id {
 
             /// A fresh, time-ordered id.
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+                Self(::std::format!(
+                    "{}{}",
+                    $prefix,
+                    $crate::__private::uuid::Uuid::now_v7().simple()
+                ))
             }
 
             /// The id as a string.
@@ -32,31 +57,31 @@ macro_rules! prefixed_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl FromStr for $name {
-            type Err = Error;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::Error;
 
             /// Accepts any id with the right prefix and a short, URL-safe body, so that
             /// ids made by other backends stay valid.
-            fn from_str(s: &str) -> Result<Self, Error> {
+            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::Error> {
                 let body = s.strip_prefix($prefix).unwrap_or("");
                 let valid = !body.is_empty()
                     && body.len() <= 64
                     && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if valid {
-                    Ok(Self(s.to_owned()))
+                    ::std::result::Result::Ok(Self(s.to_owned()))
                 } else {
-                    Err(Error::not_found($what, s))
+                    ::std::result::Result::Err($crate::Error::not_found($what, s))
                 }
             }
         }
 
-        impl AsRef<str> for $name {
+        impl ::std::convert::AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0
             }

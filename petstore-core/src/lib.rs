@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+// `prefixed_id!` names this crate `petstore_core` (derive attributes take a path as a
+// string, where `$crate` does not expand), so the name must resolve here too.
+extern crate self as petstore_core;
+
 mod auth;
 mod chat;
 mod context;
@@ -41,6 +45,14 @@ pub use service::{
     Placed, ServiceConfig,
 };
 pub use user::{Credentials, User};
+
+/// What `prefixed_id!` expands to, so that its users need no direct dependency.
+#[doc(hidden)]
+pub mod __private {
+    pub use schemars;
+    pub use serde;
+    pub use uuid;
+}
 
 /// Re-exported so that adapters name the same versions.
 pub use chrono;

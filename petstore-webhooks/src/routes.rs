@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::registry::EndpointPatch;
+use crate::endpoints::EndpointPatch;
+use crate::ids::EndpointId;
 use crate::target::validate_url;
 use crate::webhooks::Shared;
 
@@ -30,8 +31,8 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
 
 pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
-    let store = shared.store.clone();
     let limit = shared.config.max_body_size;
+    let store = shared.store.clone();
     Router::new()
         .route("/v1/webhooks", post(create).get(list))
         .route("/v1/webhooks/event-types", get(event_types))
@@ -151,6 +152,11 @@ fn core<T>(result: petstore_core::Result<T>) -> Result<T, Problem> {
     result.map_err(Problem::from)
 }
 
+/// The endpoint id of a path: 404 when it cannot be one.
+fn endpoint_id(raw: &str) -> Result<EndpointId, Problem> {
+    core(raw.parse())
+}
+
 fn json_ok(status: StatusCode, value: impl serde::Serialize) -> Reply {
     Ok((status, Json(value)).into_response())
 }
@@ -212,8 +218,12 @@ async fn create(
         return Err(Problem::from(Error::invalid_field("url", "is required")));
     };
     let head = core(shared.store.head().await)?;
-    let endpoint = core(shared.registry.create(url, new.description, events, head))?;
-    shared.wake.notify_one();
+    let endpoint = core(
+        shared
+            .endpoints()
+            .create(url, new.description, events, head)
+            .await,
+    )?;
     let location = format!("/v1/webhooks/{}", endpoint.id());
     Ok((
         StatusCode::CREATED,
@@ -227,7 +237,7 @@ async fn list(State(shared): State<Arc<Shared>>, Caller(who): Caller) -> Reply {
     admin(&who)?;
     json_ok(
         StatusCode::OK,
-        json!({ "data": shared.registry.list(), "next_cursor": null }),
+        json!({ "data": core(shared.endpoints().list().await)?, "next_cursor": null }),
     )
 }
 
@@ -237,7 +247,8 @@ async fn fetch(
     Caller(who): Caller,
 ) -> Reply {
     admin(&who)?;
-    json_ok(StatusCode::OK, core(shared.registry.get(&id))?)
+    let id = endpoint_id(&id)?;
+    json_ok(StatusCode::OK, core(shared.endpoints().get(&id).await)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,7 +275,8 @@ async fn update(
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let patch: Patch = parse_json(&body)?;
-    core(shared.registry.get(&id))?;
+    let id = endpoint_id(&id)?;
+    core(shared.endpoints().get(&id).await)?;
     let mut fields = Vec::new();
     let url = patch.url.and_then(|raw| {
         validate_url(&raw, &shared.policy)
@@ -277,16 +289,13 @@ async fn update(
     }
     finish_validation(fields)?;
     let head = core(shared.store.head().await)?;
-    let view = core(shared.registry.update(
-        &id,
-        EndpointPatch {
-            url,
-            description: patch.description,
-            events,
-            enabled: patch.enabled,
-        },
-        head,
-    ))?;
+    let patch = EndpointPatch {
+        url,
+        description: patch.description,
+        events,
+        enabled: patch.enabled,
+    };
+    let view = core(shared.endpoints().update(&id, patch, head).await)?;
     json_ok(StatusCode::OK, view)
 }
 
@@ -296,7 +305,8 @@ async fn remove(
     Caller(who): Caller,
 ) -> Reply {
     admin(&who)?;
-    core(shared.registry.delete(&id))?;
+    let id = endpoint_id(&id)?;
+    core(shared.endpoints().delete(&id).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -306,7 +316,8 @@ async fn secret(
     Caller(who): Caller,
 ) -> Reply {
     admin(&who)?;
-    json_ok(StatusCode::OK, core(shared.registry.secret(&id))?)
+    let id = endpoint_id(&id)?;
+    json_ok(StatusCode::OK, core(shared.endpoints().secret(&id).await)?)
 }
 
 async fn rotate(
@@ -315,7 +326,8 @@ async fn rotate(
     Caller(who): Caller,
 ) -> Reply {
     admin(&who)?;
-    json_ok(StatusCode::OK, core(shared.registry.rotate(&id))?)
+    let id = endpoint_id(&id)?;
+    json_ok(StatusCode::OK, core(shared.endpoints().rotate(&id).await)?)
 }
 
 async fn messages(
@@ -333,9 +345,10 @@ async fn messages(
         )));
     }
     let limit = page_limit(q.limit)?;
+    let id = endpoint_id(&id)?;
     json_ok(
         StatusCode::OK,
-        json!({ "data": core(shared.registry.messages(&id, limit))?, "next_cursor": null }),
+        json!({ "data": core(shared.log().messages(&id, limit).await)?, "next_cursor": null }),
     )
 }
 
@@ -348,10 +361,12 @@ async fn attempts(
     admin(&who)?;
     let q = query(q)?;
     let limit = page_limit(q.limit)?;
+    let id = endpoint_id(&id)?;
     let data = core(
         shared
-            .registry
-            .attempts(&id, q.message_id.as_deref(), limit),
+            .log()
+            .attempts(&id, q.message_id.as_deref(), limit)
+            .await,
     )?;
     json_ok(StatusCode::OK, json!({ "data": data, "next_cursor": null }))
 }
@@ -362,8 +377,8 @@ async fn redeliver(
     Caller(who): Caller,
 ) -> Reply {
     admin(&who)?;
-    let message = core(shared.registry.redeliver(&id, &message_id))?;
-    shared.wake.notify_one();
+    let id = endpoint_id(&id)?;
+    let message = core(shared.deliveries().redeliver(&id, &message_id).await)?;
     json_ok(StatusCode::ACCEPTED, message)
 }
 
@@ -384,7 +399,8 @@ async fn replay(
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let request: Replay = parse_json(&body)?;
-    core(shared.registry.get(&id))?;
+    let id = endpoint_id(&id)?;
+    core(shared.endpoints().get(&id).await)?;
     let since: ResumeToken = core(request.since.parse())?;
     // Reading one event checks the token now: 410 when too old or from another
     // epoch, 422 when ahead of the log.
@@ -400,7 +416,7 @@ async fn replay(
             )
             .await,
     )?;
-    let view = core(shared.registry.replay(&id, since))?;
+    let view = core(shared.endpoints().replay(&id, since).await)?;
     json_ok(StatusCode::ACCEPTED, view)
 }
 
@@ -410,12 +426,9 @@ async fn test(
     Caller(who): Caller,
 ) -> Reply {
     admin(&who)?;
-    let message = core(
-        shared
-            .registry
-            .test_message(&id, &shared.store.config().source),
-    )?;
-    shared.wake.notify_one();
+    let id = endpoint_id(&id)?;
+    let source = &shared.store.config().source;
+    let message = core(shared.deliveries().test(&id, source).await)?;
     json_ok(StatusCode::ACCEPTED, message)
 }
 

@@ -135,15 +135,22 @@ async fn graphql(
     bail!("GraphQL socket closed")
 }
 
-async fn grpc(endpoint: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
+async fn grpc(
+    endpoint: String,
+    token: String,
+    since: String,
+    ready: Ready,
+) -> anyhow::Result<Seen> {
     let mut client = pb::store_service_client::StoreServiceClient::connect(endpoint).await?;
-    let mut stream = client
-        .watch_orders(pb::WatchOrdersRequest {
-            since: Some(since),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(pb::WatchOrdersRequest {
+        since: Some(since),
+        ..Default::default()
+    });
+    // Order events need a token.
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let mut stream = client.watch_orders(request).await?.into_inner();
     ready.send("grpc").await?;
     while let Some(event) = stream.message().await? {
         if event.r#type == "order.created" {
@@ -240,7 +247,7 @@ async fn webhook(base: String, token: String, ready: Ready) -> anyhow::Result<Se
     result
 }
 
-async fn polling(base: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
+async fn polling(base: String, token: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
     let http = reqwest::Client::new();
     ready.send("polling").await?;
     let mut since = since;
@@ -249,6 +256,7 @@ async fn polling(base: String, since: String, ready: Ready) -> anyhow::Result<Se
             http.get(format!(
                 "{base}/v1/events?since={since}&types=order.created&wait=10"
             ))
+            .bearer_auth(&token)
             .send()
             .await?,
         )
@@ -305,7 +313,12 @@ async fn main() -> anyhow::Result<()> {
         ),
         (
             "gRPC WatchOrders",
-            tokio::spawn(grpc(grpc_url, since.clone(), ready_tx.clone())),
+            tokio::spawn(grpc(
+                grpc_url,
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
         ),
         (
             "MQTT petstore/orders/new",
@@ -317,7 +330,12 @@ async fn main() -> anyhow::Result<()> {
         ),
         (
             "polling /v1/events",
-            tokio::spawn(polling(base.clone(), since.clone(), ready_tx.clone())),
+            tokio::spawn(polling(
+                base.clone(),
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
         ),
     ];
     drop(ready_tx);

@@ -12,10 +12,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewPet, Pet, PetStore, Principal, Scope};
 use petstore_http::Edge;
-use petstore_webhooks::{DispatcherHandle, WebhookConfig, WebhookSecret, Webhooks};
+use petstore_webhooks::{
+    DispatcherHandle, MemoryWebhookStore, WebhookConfig, WebhookSecret, Webhooks,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +41,19 @@ pub(crate) struct Harness {
     pub(crate) http: reqwest::Client,
     pub(crate) admin: String,
     pub(crate) dispatcher: Option<DispatcherHandle>,
+    config: WebhookConfig,
+    /// Where the endpoints, messages and attempts live: kept across [`Harness::restart`].
+    webhook_store: MemoryWebhookStore,
+    server: JoinHandle<()>,
+}
+
+/// Serves `webhooks`' router on a loopback port: the base URL and the server task.
+async fn serve(webhooks: &Webhooks) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = webhooks.router(&Edge::new());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), server)
 }
 
 impl Harness {
@@ -52,11 +68,14 @@ impl Harness {
     pub(crate) async fn serve(config: WebhookConfig) -> Self {
         let store = PetStore::in_memory();
         petstore_core::seed::seed(&store).await.unwrap();
-        let webhooks = Webhooks::new(store.clone(), config, CancellationToken::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = webhooks.router(&Edge::new());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let webhook_store = MemoryWebhookStore::new();
+        let webhooks = Webhooks::with_store(
+            store.clone(),
+            config.clone(),
+            webhook_store.clone(),
+            CancellationToken::new(),
+        );
+        let (base, server) = serve(&webhooks).await;
         let admin = store
             .tokens()
             .issue("root", [Scope::Admin])
@@ -65,11 +84,37 @@ impl Harness {
         Self {
             store,
             webhooks,
-            base: format!("http://{addr}"),
+            base,
             http: reqwest::Client::new(),
             admin,
             dispatcher: None,
+            config,
+            webhook_store,
+            server,
         }
+    }
+
+    /// Stops the dispatcher and the server, as a process exit would (the service and
+    /// the webhook store live on, as a database would).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.shutdown().await;
+        }
+        self.server.abort();
+    }
+
+    /// Starts a new `Webhooks` on the same service and webhook store, serves it on a
+    /// new port and runs its dispatcher: a restarted process.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        self.webhooks = Webhooks::with_store(
+            self.store.clone(),
+            self.config.clone(),
+            self.webhook_store.clone(),
+            CancellationToken::new(),
+        );
+        (self.base, self.server) = serve(&self.webhooks).await;
+        self.dispatcher = Some(self.webhooks.spawn_dispatcher());
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
