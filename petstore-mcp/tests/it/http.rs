@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::support::{Http, Protocol, call, http_client, ok, store, tool_error, within, writer};
 
 /// A raw `initialize` POST, as a 2025-11-25 client sends it.
-fn initialize(http: &Http) -> reqwest::RequestBuilder {
+pub(crate) fn initialize(http: &Http) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .post(http.url())
         .header(ACCEPT, "application/json, text/event-stream")

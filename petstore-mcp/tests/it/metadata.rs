@@ -16,16 +16,22 @@ async fn document(url: &str) -> Value {
     response.json().await.unwrap()
 }
 
-async fn challenge_of_a_bad_token(http: &Http) -> String {
+/// `tools/list` with `authorization`: refused with 401.
+async fn refused(http: &Http, authorization: &str) -> reqwest::Response {
     let response = reqwest::Client::new()
         .post(http.url())
-        .header(AUTHORIZATION, "Bearer not.a.jwt")
+        .header(AUTHORIZATION, authorization)
         .header(ACCEPT, "application/json, text/event-stream")
         .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    response
+}
+
+async fn challenge_of_a_bad_token(http: &Http) -> String {
+    let response = refused(http, "Bearer not.a.jwt").await;
     response.headers()[WWW_AUTHENTICATE]
         .to_str()
         .unwrap()
@@ -97,15 +103,7 @@ async fn a_configured_resource_and_issuer_are_what_the_metadata_says() {
         .issue("mallory", petstore_core::Scope::ALL)
         .unwrap()
         .access_token;
-    let response = reqwest::Client::new()
-        .post(http.url())
-        .bearer_auth(forged)
-        .header(ACCEPT, "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = refused(&http, &format!("Bearer {forged}")).await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["type"], "urn:petstore:problem:unauthenticated");
 }

@@ -10,6 +10,7 @@ use rmcp::model::SubscriptionFilter;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::http::initialize;
 use crate::support::{Http, Protocol, http_client, store, within};
 
 /// A 2025-11-25 session opened by hand, with its standalone SSE stream (GET) open.
@@ -26,19 +27,7 @@ async fn session_stream(http: &Http) -> reqwest::Response {
         }
         request.send()
     };
-    let initialized = post(
-        json!({
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "raw", "version": "0"}
-            }
-        }),
-        None,
-    )
-    .await
-    .unwrap();
+    let initialized = initialize(http).send().await.unwrap();
     assert_eq!(initialized.status(), StatusCode::OK);
     let session = initialized.headers()["mcp-session-id"]
         .to_str()
