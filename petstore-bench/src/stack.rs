@@ -26,9 +26,10 @@ pub(crate) struct Stack {
     pub(crate) grpc: SocketAddr,
     /// The embedded MQTT broker the bridge publishes to (with [`StackOptions::mqtt`]).
     pub(crate) mqtt: Option<SocketAddr>,
-    /// The broker's MQTT 5 listener, which the bridge publishes to (the bare publisher
-    /// uses it too, so that both skip the version-detecting front).
-    pub(crate) mqtt_v5: Option<SocketAddr>,
+    /// The embedded broker: its MQTT 5 listener, which the bridge publishes to, and
+    /// the bridge's credentials (the bare publisher uses both too, so that both skip
+    /// the front that checks every other client).
+    pub(crate) mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
 }
 
 impl Stack {
@@ -52,7 +53,7 @@ impl Stack {
             http: server.http_addr,
             grpc,
             mqtt: server.mqtt_addr,
-            mqtt_v5: server.mqtt_v5_addr,
+            mqtt_broker: server.mqtt_broker.clone(),
             server: Some(server),
         })
     }

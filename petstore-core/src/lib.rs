@@ -24,7 +24,10 @@ pub mod seed;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use auth::{AccessToken, Principal, Scope, TokenAuthority};
+pub use auth::{
+    AccessToken, DEFAULT_MAX_TOKEN_LIFETIME, Hs256Verifier, JwksConfig, JwksVerifier, KeySource,
+    Principal, Scope, TokenAuthority, TokenClaims, TokenVerifier,
+};
 pub use chat::{ChatMessage, NewChatMessage, is_room_name};
 pub use context::{RequestContext, TraceParent};
 pub use error::{Error, ErrorKind, FieldError, Result};
@@ -56,5 +59,7 @@ pub mod __private {
 
 /// Re-exported so that adapters name the same versions.
 pub use chrono;
+/// Re-exported for [`TokenVerifier`] implementations and [`JwksConfig::algorithms`].
+pub use jsonwebtoken;
 pub use rust_decimal;
 pub use schemars;

@@ -10,7 +10,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use juniper::InputValue;
 use juniper::http::GraphQLRequest;
@@ -44,7 +44,8 @@ pub(crate) struct App {
 ///   `GET /graphql?query=…` (queries only) with `Authorization: Bearer <jwt>`;
 /// - WebSocket subscriptions on `/graphql`, `graphql-transport-ws` or the legacy
 ///   `graphql-ws`, chosen by `Sec-WebSocket-Protocol`;
-/// - `GET /graphiql`, the GraphiQL IDE (unless switched off).
+/// - `GET /graphiql`, the GraphiQL IDE (unless switched off), with its scripts and
+///   stylesheets under `/graphiql/assets/`, all served from this crate.
 ///
 /// The routes sit behind `edge` (request ids, authentication once per request, rate
 /// limiting, one bearer challenge). A bad bearer token is refused with HTTP 401 (body:
@@ -81,19 +82,12 @@ pub fn router(
     });
     let mut router = Router::new().route("/graphql", get(get_graphql).post(post_graphql));
     if config.graphiql {
-        router = router.route("/graphiql", get(graphiql));
+        router = router.merge(crate::graphiql::routes());
     }
     router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(app)
         .layer(edge.layer_with(store, problem_response))
-}
-
-async fn graphiql() -> Html<String> {
-    Html(juniper::http::graphiql::graphiql_source(
-        "/graphql",
-        Some("/graphql"),
-    ))
 }
 
 /// A GraphQL response made of errors only, raised before execution.

@@ -102,15 +102,20 @@ impl Bridge {
     ) -> Result<BridgeHandle> {
         let broker = config.validate()?;
         let who = Principal::new(config.principal.clone(), config.scopes.iter().copied());
-        // The bridge publishes every event (the broker's ACL decides who reads what),
-        // so it reads the log as a system principal, whoever commands run as.
-        let reader = Principal::system(config.principal.clone());
         let topics = Arc::new(Topics::new(&config.prefix()));
         let queue_len = config.queue_len.max(1);
         // Room for a full window of event messages plus replies and presence, so that
         // queueing never has to wait for the poller.
         let capacity = queue_len * MESSAGES_PER_EVENT + MAX_CONCURRENT_COMMANDS + 16;
-        let (link, events) = Link::start(&config, &broker, topics.status(), capacity)?;
+        let client_id = config.connect_client_id();
+        let (link, events) = Link::start(&config, &client_id, &broker, topics.status(), capacity)?;
+        // A command carries its caller's token in a user property, which 3.1.1 lacks.
+        let commands = config.commands && config.version == MqttVersion::V5;
+        if config.commands && !commands {
+            tracing::warn!(
+                "MQTT commands need MQTT 5 (the caller's token travels in a user property); this MQTT 3.1.1 bridge takes none"
+            );
+        }
         let (status, status_rx) = watch::channel(BridgeStatus {
             running: true,
             ..BridgeStatus::default()
@@ -120,13 +125,12 @@ impl Bridge {
         let runner = Runner {
             store: store.clone(),
             who,
-            log_reader: reader,
             topics,
             qos: config.qos,
             version: config.version,
             event_properties: config.event_properties,
             queue_len,
-            commands: config.commands,
+            commands,
             start_from: config.start_from,
             retry_delay: config.reconnect_delay.max(Duration::from_millis(100)),
             link,
@@ -143,9 +147,10 @@ impl Bridge {
             reply_rx,
             command_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)),
         };
-        tracing::info!(url = %config.url, client_id = %config.client_id, "starting MQTT bridge");
+        tracing::info!(url = %config.url, %client_id, "starting MQTT bridge");
         let task = tokio::spawn(runner.run(events, stop.clone()));
         Ok(BridgeHandle {
+            client_id,
             status: status_rx,
             stop,
             task: Some(task),
@@ -159,6 +164,7 @@ impl Bridge {
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the bridge"]
 pub struct BridgeHandle {
+    client_id: String,
     status: watch::Receiver<BridgeStatus>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -172,6 +178,14 @@ impl Drop for BridgeHandle {
 }
 
 impl BridgeHandle {
+    /// The client id the bridge connects with (see
+    /// [`MqttConfig::unique_client_id`](crate::MqttConfig::unique_client_id)), for
+    /// broker logs and ACLs. Treat it as a secret where the broker lets any client take
+    /// over an id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// The current status.
     pub fn status(&self) -> BridgeStatus {
         self.status.borrow().clone()
@@ -268,8 +282,6 @@ struct InventoryMessage<'a> {
 struct Runner {
     store: PetStore,
     who: Principal,
-    /// Reads the log (every event, every customer's).
-    log_reader: Principal,
     topics: Arc<Topics>,
     qos: QoS,
     version: MqttVersion,
@@ -481,13 +493,7 @@ impl Runner {
             StartFrom::Oldest => {
                 let first = self
                     .store
-                    .events(
-                        &self.log_reader,
-                        None,
-                        1,
-                        EventFilter::all(),
-                        Duration::ZERO,
-                    )
+                    .events(&self.who, None, 1, EventFilter::all(), Duration::ZERO)
                     .await?;
                 Ok(match first.events.first() {
                     Some(e) => ResumeToken::new(e.offset().epoch, e.offset().offset - 1),
@@ -537,13 +543,7 @@ impl Runner {
             .clamp(1, MAX_EVENT_READ);
         let page = self
             .store
-            .events(
-                &self.log_reader,
-                from,
-                limit,
-                EventFilter::all(),
-                Duration::ZERO,
-            )
+            .events(&self.who, from, limit, EventFilter::all(), Duration::ZERO)
             .await;
         let page = match page {
             Ok(page) => page,
@@ -574,7 +574,7 @@ impl Runner {
     async fn follow_live(&mut self, from: ResumeToken) {
         match self
             .store
-            .subscribe(&self.log_reader, Some(from), EventFilter::all())
+            .subscribe(&self.who, Some(from), EventFilter::all())
             .await
         {
             Ok(sub) => {
@@ -722,7 +722,7 @@ impl Runner {
 
     /// The inventory snapshot message, or `None` when it cannot be read.
     async fn inventory_snapshot(&mut self) -> Option<Bytes> {
-        match self.store.inventory(&self.log_reader).await {
+        match self.store.inventory(&self.who).await {
             Ok(snapshot) => {
                 let message = InventoryMessage {
                     items: &snapshot.items,
@@ -829,6 +829,15 @@ impl Runner {
             tracing::warn!(topic = %message.topic, "ignoring a retained MQTT command");
             return;
         }
+        if let Some(topic) = &message.response_topic
+            && !self.topics.is_reply_topic(topic)
+        {
+            // Nowhere safe to answer: run nothing rather than act unseen.
+            tracing::info!(topic = %message.topic, response_topic = %topic,
+                "MQTT command refused: its response topic is not under {}replies/{{client id}}/", self.topics.prefix());
+            self.status.send_modify(|s| s.commands_failed += 1);
+            return;
+        }
         let to = message
             .response_topic
             .clone()
@@ -843,14 +852,17 @@ impl Runner {
             return;
         };
         let store = self.store.clone();
-        let who = self.who.clone();
         let prefix = self.topics.prefix().to_owned();
         let replies = self.reply_tx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let Some(result) =
-                commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
-            else {
+            let result = match commands::caller(&store, &message.authorization) {
+                Ok(who) => {
+                    commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
+                }
+                Err(e) => Some(Err(e)),
+            };
+            let Some(result) = result else {
                 return;
             };
             match &result {

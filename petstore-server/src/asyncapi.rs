@@ -338,7 +338,7 @@ pub fn document() -> Value {
         &["PetStatusCommand"],
         Some(json!({"id": id_param})),
         "send",
-        "MQTT 5 request: set a pet's status; the reply goes to the response topic with the correlation data.",
+        "MQTT 5 request, run as the caller: the token in the user property `authorization` (`Bearer <jwt>`) needs `pets:write`; the reply goes to the response topic (under petstore/replies/{client id}/) with the correlation data.",
     );
     add(
         "placeOrderCommand",
@@ -347,16 +347,19 @@ pub fn document() -> Value {
         &["PlaceOrderCommand"],
         None,
         "send",
-        "MQTT 5 request: place an order.",
+        "MQTT 5 request: place an order as the caller (user property `authorization`, scope `orders:write`).",
     );
     add(
         "commandReply",
-        "{responseTopic}",
+        "petstore/replies/{clientId}/{rest}",
         &["mqtt"],
         &["CommandReply"],
-        Some(json!({"responseTopic": {"description": "The request's MQTT 5 response topic."}})),
+        Some(json!({
+            "clientId": {"description": "The requesting client's MQTT client id: only that client reads it."},
+            "rest": {"description": "Any further levels of the request's MQTT 5 response topic."},
+        })),
         "receive",
-        "Replies to commands.",
+        "Replies to commands; the bridge answers nowhere else.",
     );
     add(
         "webhooks",
@@ -388,7 +391,7 @@ pub fn document() -> Value {
         "servers": {
             "http": {"host": "127.0.0.1:8080", "protocol": "http", "description": "Server-Sent Events and inbound webhooks"},
             "ws": {"host": "127.0.0.1:8080", "protocol": "ws", "description": "WebSocket (JSON text frames)", "security": [{"$ref": "#/components/securitySchemes/bearer"}]},
-            "mqtt": {"host": "127.0.0.1:1883", "protocol": "mqtt", "protocolVersion": "5", "description": "Embedded rumqttd broker (or --mqtt-url)"},
+            "mqtt": {"host": "127.0.0.1:1883", "protocol": "mqtt", "protocolVersion": "5", "description": "Embedded rumqttd broker (or --mqtt-url): a JWT as the password, or anonymous (pet topics only); only the server publishes under petstore/"},
             "subscriber": {"host": "subscriber.example", "protocol": "https", "description": "Webhook receivers"},
         },
         "channels": channels,

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod asyncapi;
+pub mod jwks;
 mod server;
 
 pub use server::{

@@ -54,6 +54,18 @@ pub struct ServerArgs {
     /// Use this external MQTT broker (`mqtt://host:port`) instead of the embedded one.
     #[arg(long, env = "PETSTORE_MQTT_URL")]
     pub mqtt_url: Option<String>,
+    /// The bridge's user name on the external broker (e.g. `petstore-bridge` with
+    /// petstore-mqtt's Mosquitto setup).
+    #[arg(long, env = "PETSTORE_MQTT_USERNAME", requires = "mqtt_url")]
+    pub mqtt_username: Option<String>,
+    /// The bridge's password on the external broker.
+    #[arg(
+        long,
+        env = "PETSTORE_MQTT_PASSWORD",
+        hide_env_values = true,
+        requires = "mqtt_username"
+    )]
+    pub mqtt_password: Option<String>,
     /// Do not start the MQTT bridge (nor the embedded broker).
     #[arg(long)]
     pub no_mqtt: bool,
@@ -63,6 +75,17 @@ pub struct ServerArgs {
     /// HS256 secret for bearer tokens (default: random per run).
     #[arg(long, env = "PETSTORE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Also accept an identity provider's RS256/ES256 tokens, checked against the JWK
+    /// Set at this URL (https, or http on loopback); needs `--jwt-issuer` and
+    /// `--jwt-audience`.
+    #[arg(long, env = "PETSTORE_JWKS_URL", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwks_url: Option<String>,
+    /// The `iss` every identity-provider token must carry (with `--jwks-url`).
+    #[arg(long, env = "PETSTORE_JWT_ISSUER", requires = "jwks_url")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every identity-provider token must name (with `--jwks-url`).
+    #[arg(long, env = "PETSTORE_JWT_AUDIENCE", requires = "jwks_url")]
+    pub jwt_audience: Option<String>,
     /// Require `pets:read` / `orders:read` for reads too.
     #[arg(long, env = "PETSTORE_REQUIRE_AUTH_FOR_READS")]
     pub require_auth_for_reads: bool,
@@ -92,9 +115,14 @@ impl std::fmt::Debug for ServerArgs {
             .field("grpc_addr", &self.grpc_addr)
             .field("mqtt_addr", &self.mqtt_addr)
             .field("mqtt_url", &self.mqtt_url)
+            .field("mqtt_username", &self.mqtt_username)
+            .field("mqtt_password", &redact(&self.mqtt_password))
             .field("no_mqtt", &self.no_mqtt)
             .field("seed", &self.seed)
             .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
             .field("require_auth_for_reads", &self.require_auth_for_reads)
             .field(
                 "payments_webhook_secret",
@@ -137,10 +165,17 @@ impl ServerArgs {
 /// Builds the service the server exposes.
 pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
     let config = ServiceConfig::default().require_auth_for_reads(args.require_auth_for_reads);
-    let auth = match &args.jwt_secret {
+    let mut auth = match &args.jwt_secret {
         Some(secret) => TokenAuthority::new(secret.as_bytes(), config.token_ttl),
         None => TokenAuthority::random(config.token_ttl),
     };
+    if let Some(url) = &args.jwks_url {
+        // clap makes the three go together; a `ServerArgs` built in code may not.
+        let (Some(issuer), Some(audience)) = (&args.jwt_issuer, &args.jwt_audience) else {
+            anyhow::bail!("--jwks-url needs --jwt-issuer and --jwt-audience");
+        };
+        auth = auth.with_verifier(crate::jwks::verifier(url, issuer, audience).await?);
+    }
     let store = PetStore::new(petstore_core::MemoryStore::default(), auth, config);
     if args.seed {
         petstore_core::seed::seed(&store)
@@ -161,9 +196,10 @@ pub struct RunningServer {
     pub grpc_addr: Option<SocketAddr>,
     /// Where the MQTT broker listens.
     pub mqtt_addr: Option<SocketAddr>,
-    /// The embedded broker's own MQTT 5 listener, which the bridge uses (it skips the
-    /// front that tells MQTT 3.1.1 from MQTT 5 clients). `None` with `--mqtt-url`.
-    pub mqtt_v5_addr: Option<SocketAddr>,
+    /// The embedded broker (`None` with `--mqtt-url`): its own MQTT 5 listener, which
+    /// the bridge uses (skipping the front that checks every other client), and the
+    /// bridge's credentials.
+    pub mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
     /// A development token with every scope.
     pub dev_token: String,
     /// The one rate limiter of every protocol.
@@ -208,7 +244,7 @@ impl RunningServer {
         }
         if let Some(mqtt) = self.mqtt_addr {
             lines.push(format!(
-                "MQTT        mqtt://{mqtt}   (topics under petstore/)"
+                "MQTT        mqtt://{mqtt}   (topics under petstore/; a token as the password for orders and chat)"
             ));
         }
         lines
@@ -402,32 +438,38 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     }));
 
     let mut mqtt_addr = None;
-    let mut mqtt_v5_addr = None;
+    let mut mqtt_broker = None;
     if !args.no_mqtt {
-        let mut config = petstore_mqtt::MqttConfig::default();
-        let url = match &args.mqtt_url {
-            Some(url) => url.clone(),
+        let config = match &args.mqtt_url {
+            Some(url) => {
+                let config = petstore_mqtt::MqttConfig::default().url(url);
+                match &args.mqtt_username {
+                    Some(user) => {
+                        config.credentials(user, args.mqtt_password.as_deref().unwrap_or(""))
+                    }
+                    None => config,
+                }
+            }
             None => {
-                let addr = args.mqtt_addr;
-                // Starting rumqttd blocks briefly until it listens.
-                let broker = tokio::task::spawn_blocking(move || {
-                    petstore_mqtt::broker::EmbeddedBroker::start(addr)
-                })
-                .await?
-                .with_context(|| format!("starting the embedded MQTT broker on {addr}"))?;
+                let config = petstore_mqtt::broker::BrokerConfig::default().addr(args.mqtt_addr);
+                let broker = petstore_mqtt::broker::EmbeddedBroker::start(store.clone(), config)
+                    .await
+                    .with_context(|| {
+                        format!("starting the embedded MQTT broker on {}", args.mqtt_addr)
+                    })?;
                 mqtt_addr = Some(broker.addr());
-                mqtt_v5_addr = Some(broker.v5_addr());
-                // rumqttd 0.20 panics forwarding MQTT 5 properties to MQTT 3.1.1
-                // subscribers: publish events without them on the embedded broker.
-                config = config.event_properties(false);
                 // The bridge speaks MQTT 5: straight to that listener, without the
                 // front's extra hop for each of its messages.
-                format!("mqtt://{}", broker.v5_addr())
+                let config = broker
+                    .bridge_config()
+                    .url(format!("mqtt://{}", broker.v5_addr()));
+                mqtt_broker = Some(broker);
+                config
             }
         };
-        let bridge =
-            petstore_mqtt::Bridge::start(store.clone(), config.url(url.clone()), shutdown.clone())
-                .with_context(|| format!("starting the MQTT bridge to {url}"))?;
+        let url = config.url.clone();
+        let bridge = petstore_mqtt::Bridge::start(store.clone(), config, shutdown.clone())
+            .with_context(|| format!("starting the MQTT bridge to {url}"))?;
         let status = bridge.status_updates();
         health.check("mqtt_bridge", move || {
             let status = status.borrow().clone();
@@ -460,7 +502,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         http_addr,
         grpc_addr: Some(grpc_addr),
         mqtt_addr,
-        mqtt_v5_addr,
+        mqtt_broker,
         dev_token,
         limiter,
         shutdown,

@@ -164,13 +164,15 @@ async fn grpc(
     bail!("gRPC stream ended")
 }
 
-async fn mqtt(addr: std::net::SocketAddr, ready: Ready) -> anyhow::Result<Seen> {
+async fn mqtt(addr: std::net::SocketAddr, token: String, ready: Ready) -> anyhow::Result<Seen> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let options = MqttOptions::new(
+    let mut options = MqttOptions::new(
         format!("tour-{}", std::process::id()),
         addr.ip().to_string(),
         addr.port(),
     );
+    // `orders/new` carries every customer's orders: admin's (the token is the password).
+    options.set_credentials("tour", token);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client
         .subscribe("petstore/orders/new", QoS::AtLeastOnce)
@@ -322,7 +324,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         (
             "MQTT petstore/orders/new",
-            tokio::spawn(mqtt(mqtt_addr, ready_tx.clone())),
+            tokio::spawn(mqtt(mqtt_addr, token.clone(), ready_tx.clone())),
         ),
         (
             "webhook",

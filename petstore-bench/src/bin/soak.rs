@@ -851,6 +851,8 @@ async fn mqtt(ctx: Ctx, mut head: Head) -> Seen {
         ctx.mqtt.port(),
     );
     options.set_max_packet_size(Some(1024 * 1024));
+    // Every event, orders included: admin's (the token is the password).
+    options.set_credentials("soak", ctx.token.clone());
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
     let mut seen = Seen::default();
     if let Err(e) = client

@@ -101,7 +101,11 @@ struct BareMqtt {
 }
 
 impl BareMqtt {
-    async fn connect(broker: SocketAddr, marker: &str) -> anyhow::Result<Self> {
+    async fn connect(
+        broker: SocketAddr,
+        (user, password): &(String, String),
+        marker: &str,
+    ) -> anyhow::Result<Self> {
         let mut o = v5::MqttOptions::new(
             client_id("bare-pub"),
             broker.ip().to_string(),
@@ -110,7 +114,8 @@ impl BareMqtt {
         o.set_keep_alive(Duration::from_secs(30))
             .set_clean_start(true)
             .set_max_packet_size(Some(1 << 20))
-            .set_connection_timeout(10);
+            .set_connection_timeout(10)
+            .set_credentials(user, password);
         let (client, mut events) = v5::AsyncClient::new(o, 256 * 4 + 16);
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
@@ -255,8 +260,12 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let broker = on.mqtt.context("no MQTT broker")?;
     let b_topic = "petstore/events/pet.created";
     let a_topic = "bare/events/pet.created";
-    // Publishers connect where the bridge does; subscribers use the common address.
-    let publish_to = on.mqtt_v5.unwrap_or(broker);
+    // Publishers connect where the bridge does, as the bridge does; subscribers use the
+    // common address.
+    let embedded = on.mqtt_broker.as_ref().context("no embedded MQTT broker")?;
+    let publish_to = embedded.v5_addr();
+    let (user, password) = embedded.bridge_credentials();
+    let login = (user, password.expose().to_owned());
 
     // --- publish rate ---
     eprintln!("  MQTT: publish rate, bridge vs bare rumqttc");
@@ -264,7 +273,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         let marker = format!("mq{round}a-");
         let tracker = Arc::new(Tracker::new(1));
         let sub = subscriber(broker, a_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
+        let mut publisher = BareMqtt::connect(publish_to, &login, &marker).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
         let rate = saturate(&mut publisher, &tracker, &mut seq, dur, WINDOW).await?;
@@ -319,7 +328,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         let marker = format!("mqe{round}a-");
         let tracker = Arc::new(Tracker::new(1));
         let sub = subscriber(broker, a_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
+        let mut publisher = BareMqtt::connect(publish_to, &login, &marker).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
         let run = paced(&mut publisher, &tracker, &mut seq, E2E_RATE, dur).await?;

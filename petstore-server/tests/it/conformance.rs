@@ -1173,9 +1173,10 @@ fn canonical(mut envelope: Value) -> Value {
     envelope
 }
 
-/// SSE `/v1/stream/orders`, resuming after `since`.
+/// SSE `/v1/stream/orders`, resuming after `since` (order events need a token: the
+/// browser form, `?token=`).
 async fn sse(s: &RunningServer, since: &str) -> Delivery {
-    let url = format!("{}/v1/stream/orders", s.http_url());
+    let url = format!("{}/v1/stream/orders?token={}", s.http_url(), s.dev_token);
     let response = sse_client::request(url, since).await;
     assert_eq!(response.status(), 200, "SSE /v1/stream/orders");
     let mut events = response.bytes_stream().eventsource();
@@ -1196,7 +1197,8 @@ async fn sse(s: &RunningServer, since: &str) -> Delivery {
 
 /// WebSocket `subscribe` to `orders` from `since`, confirmed by `subscribed`.
 async fn websocket(s: &RunningServer, since: &str) -> Delivery {
-    let mut ws = ws::open(&ws::url(&s.http_url(), "/v1/ws")).await;
+    let path = format!("/v1/ws?token={}", s.dev_token);
+    let mut ws = ws::open(&ws::url(&s.http_url(), &path)).await;
     let subscribe = json!({ "type": "subscribe", "channel": "orders", "since": since });
     ws::send(&mut ws, &subscribe).await;
     let subscribed = ws::next_json(&mut ws, |f| f["type"] != "pong").await;
@@ -1217,11 +1219,11 @@ async fn graphql_subscription(s: &RunningServer, since: &str) -> Delivery {
     let connected = ws::graphql(&ws::url(&s.http_url(), "/graphql"), "graphql-transport-ws").await;
     let mut ws = connected.expect("GraphQL WebSocket");
     let operation = |f: &Value| !matches!(f["type"].as_str(), Some("ping" | "pong"));
-    ws::send(
-        &mut ws,
-        &json!({ "type": "connection_init", "payload": {} }),
-    )
-    .await;
+    let init = json!({
+        "type": "connection_init",
+        "payload": { "authorization": format!("Bearer {}", s.dev_token) },
+    });
+    ws::send(&mut ws, &init).await;
     let ack = ws::next_json(&mut ws, operation).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     let query = format!(
@@ -1245,13 +1247,13 @@ async fn graphql_subscription(s: &RunningServer, since: &str) -> Delivery {
 
 /// gRPC `WatchOrders` from `since`.
 async fn grpc_watch(s: &RunningServer, since: &str) -> Delivery {
-    let w = Wire::without_mcp(s, None).await;
+    let w = Wire::without_mcp(s, Some(&s.dev_token)).await;
     let request = pb::WatchOrdersRequest {
         since: Some(since.to_owned()),
         order_id: None,
         types: vec!["order.created".into()],
     };
-    let watch = within("WatchOrders", w.orders().watch_orders(request)).await;
+    let watch = within("WatchOrders", w.orders().watch_orders(w.authed(request))).await;
     let mut stream = watch.expect("WatchOrders").into_inner();
     Box::pin(async move {
         let e = within("a WatchOrders event", stream.message())
@@ -1276,7 +1278,10 @@ async fn grpc_watch(s: &RunningServer, since: &str) -> Delivery {
 async fn mqtt(s: &RunningServer) -> Delivery {
     let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v5-{}-{}", std::process::id(), addr.port());
-    let mut client = mqtt_client::Client::start(mqtt_client::options(&id, addr), None);
+    let mut options = mqtt_client::options(&id, addr);
+    // `orders/new` carries every customer's orders: admin's (the dev token).
+    options.set_credentials("conformance", s.dev_token.clone());
+    let mut client = mqtt_client::Client::start(options, None);
     client.subscribe("petstore/orders/new").await;
     Box::pin(async move {
         let publish = within("an MQTT 5 message", client.publishes.recv())
@@ -1311,7 +1316,8 @@ async fn mqtt_3_1_1(s: &RunningServer) -> Delivery {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v4-{}-{}", std::process::id(), addr.port());
-    let options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    options.set_credentials("conformance", s.dev_token.clone());
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client
         .subscribe("petstore/orders/new", QoS::AtLeastOnce)

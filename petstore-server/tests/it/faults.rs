@@ -231,9 +231,10 @@ impl Device {
     }
 }
 
-/// The broker the test's links lead to: the CI Mosquitto when
-/// `PETSTORE_TEST_MOSQUITTO_URL` names one, else an embedded rumqttd of its own.
-async fn broker_addr() -> SocketAddr {
+/// The broker the test's links lead to, and the bridge's credentials there: the CI
+/// Mosquitto (open to anyone) when `PETSTORE_TEST_MOSQUITTO_URL` names one, else an
+/// embedded rumqttd of its own.
+async fn broker_addr() -> (SocketAddr, Option<(String, String)>) {
     if let Ok(url) = std::env::var("PETSTORE_TEST_MOSQUITTO_URL")
         && !url.is_empty()
     {
@@ -241,15 +242,18 @@ async fn broker_addr() -> SocketAddr {
         let mut found = tokio::net::lookup_host(rest.trim_end_matches('/'))
             .await
             .expect("broker address");
-        return found.next().expect("the broker resolves");
+        return (found.next().expect("the broker resolves"), None);
     }
-    let broker = tokio::task::spawn_blocking(|| {
-        petstore_mqtt::broker::EmbeddedBroker::start("127.0.0.1:0".parse().expect("address"))
-    })
+    // Its own store: the device reads pet events anonymously, the bridge logs in.
+    let broker = petstore_mqtt::broker::EmbeddedBroker::start(
+        petstore_core::PetStore::in_memory(),
+        petstore_mqtt::broker::BrokerConfig::default()
+            .addr("127.0.0.1:0".parse().expect("address")),
+    )
     .await
-    .expect("broker thread")
     .expect("the embedded broker starts");
-    broker.addr()
+    let (user, password) = broker.bridge_credentials();
+    (broker.addr(), Some((user, password.expose().to_owned())))
 }
 
 /// The server's bridge and a persistent-session device both lose their link to the
@@ -257,11 +261,14 @@ async fn broker_addr() -> SocketAddr {
 /// are away; once the links return, the device has received every event of the burst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_links_cut_mid_burst_lose_no_event() {
-    let broker = broker_addr().await;
+    let (broker, login) = broker_addr().await;
     let bridge_link = Link::start(broker).await;
     let device_link = Link::start(broker).await;
+    let (mqtt_username, mqtt_password) = login.unzip();
     let s = start_with(ServerArgs {
         mqtt_url: Some(format!("mqtt://{}", bridge_link.addr)),
+        mqtt_username,
+        mqtt_password,
         ..ServerArgs::ephemeral()
     })
     .await;
@@ -272,7 +279,8 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
         bridge_link.addr.port()
     );
     let mut device = Device::persistent(device_link.addr, &id).await;
-    device.subscribe("petstore/events/#").await;
+    // The burst is all new pets (events open to anonymous readers).
+    device.subscribe("petstore/events/pet.created").await;
 
     // Ready once the bridge carries a new pet to the device.
     let http = reqwest::Client::new();

@@ -5,5 +5,6 @@ mod conformance;
 mod edge;
 mod faults;
 mod hostile;
+mod identity;
 mod smoke;
 mod support;

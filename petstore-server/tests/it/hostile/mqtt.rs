@@ -12,16 +12,20 @@ use crate::support::{WAIT, mqtt, within};
 
 const MQTT_ROWS: usize = 21;
 
-/// An MQTT 5 client that sends commands and collects replies. It subscribes to its
-/// reply topic again whenever it (re)connects.
+/// An MQTT 5 client that sends commands (with a token allowed to run them, so that
+/// each row tests its own fault) and collects replies. It subscribes to its reply
+/// topic again whenever it (re)connects.
 struct Mqtt {
     link: mqtt::Client,
+    token: String,
 }
 
-const REPLIES: &str = "hostile/replies";
+/// Under `petstore/replies/{client id}/`, where the bridge answers and only this
+/// client reads.
+const REPLIES: &str = "petstore/replies/hostile-matrix/r";
 
 impl Mqtt {
-    async fn connect(addr: std::net::SocketAddr) -> Self {
+    async fn connect(addr: std::net::SocketAddr, token: &str) -> Self {
         let mut options = mqtt::options("hostile-matrix", addr);
         options.set_max_packet_size(Some(4 * 1024 * 1024));
         // A clean session: (re)subscribe on every connection.
@@ -29,7 +33,10 @@ impl Mqtt {
         within("SUBACK", link.subacks.recv())
             .await
             .expect("event loop runs");
-        Self { link }
+        Self {
+            link,
+            token: token.to_owned(),
+        }
     }
 
     async fn publish_with(
@@ -42,6 +49,7 @@ impl Mqtt {
         let props = rumqttc::v5::mqttbytes::v5::PublishProperties {
             response_topic: Some(response_topic.to_owned()),
             correlation_data: Some(Bytes::copy_from_slice(correlation.as_bytes())),
+            user_properties: vec![("authorization".to_owned(), format!("Bearer {}", self.token))],
             ..Default::default()
         };
         self.link
@@ -105,7 +113,7 @@ impl Mqtt {
 async fn mqtt_refuses_hostile_commands_and_changes_nothing() {
     let Setup { s, rex, shelly, .. } = setup().await;
     let addr = s.mqtt_addr.expect("MQTT is on");
-    let mut mqtt = Mqtt::connect(addr).await;
+    let mut mqtt = Mqtt::connect(addr, &s.dev_token).await;
     // Readiness: the bridge subscribes to the command topics soon after start; ask
     // until it answers.
     within("the bridge answers commands", async {
@@ -282,7 +290,7 @@ async fn mqtt_refuses_hostile_commands_and_changes_nothing() {
     mqtt.publish_with(
         "petstore/commands/launch",
         b"{}".to_vec(),
-        "hostile/#",
+        "petstore/replies/hostile-matrix/#",
         "wildcard",
     )
     .await;
