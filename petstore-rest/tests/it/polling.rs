@@ -206,6 +206,24 @@ async fn a_token_older_than_the_retained_log_is_gone() {
     assert_eq!(r["events"].as_array().unwrap().len(), 3);
 }
 
+#[tokio::test]
+async fn long_polls_do_not_wait_once_shutdown_has_started() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let s = Server::with_shutdown(PetStore::in_memory(), shutdown.clone()).await;
+    let head = s.store.head().await.unwrap();
+    shutdown.cancel();
+    // A plain poll is still answered...
+    s.send(s.get(&format!("/v1/events?since={head}")))
+        .await
+        .expect(200);
+    // ...but one that would wait for news ends at once: 503, poll again (elsewhere).
+    let r = s
+        .send(s.get(&format!("/v1/events?since={head}&wait=30")))
+        .await;
+    assert_eq!(r.problem(503), "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
+
 // The clock is paused: it jumps to the next timer whenever every task waits, so the
 // long polls below take no real time, and how long each was held is exact.
 #[tokio::test(start_paused = true)]
