@@ -31,7 +31,9 @@ use crate::{
     NewPet, Order, OrderId, OrderQuery, OrderStatus, Pet, PetQuery, PetStatus, ResumeToken,
 };
 
+mod recording;
 mod skip;
+pub use recording::{Commits, RecordingStore};
 pub use skip::{
     DATABASE_URL, REQUIRE_ALL, database_url, env_or_skip, every_test_required, program_or_skip,
     skip,

@@ -161,7 +161,10 @@ pub(crate) async fn see_every_offset(
     }
     let missing: Vec<_> = expected.iter().filter(|o| !seen.contains_key(o)).collect();
     assert!(missing.is_empty(), "offsets never delivered: {missing:?}");
-    assert!(sentinel_seen, "the sentinel written after them never arrived");
+    assert!(
+        sentinel_seen,
+        "the sentinel written after them never arrived"
+    );
     let repeated: Vec<_> = seen
         .iter()
         .filter(|(o, n)| **n > 1 && !may_repeat.contains(o))

@@ -63,9 +63,7 @@ async fn collect(client: &mut Client, expected: &[(String, Carries)]) -> Vec<Msg
         expected
             .iter()
             .filter(|(topic, carries)| {
-                !seen
-                    .iter()
-                    .any(|m| &m.topic == topic && carries.matches(m))
+                !seen.iter().any(|m| &m.topic == topic && carries.matches(m))
             })
             .cloned()
             .collect()
