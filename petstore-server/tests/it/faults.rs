@@ -1259,6 +1259,10 @@ async fn shutdown_ends_open_sse_and_websocket_streams() {
     );
 
     let stopped = within("shutdown", s.shutdown()).await.unwrap();
+    assert_eq!(
+        stopped.forced, 0,
+        "open streams must not hold shutdown until the grace period ({SHUTDOWN_GRACE:?}) ends"
+    );
     let pet = serde_json::from_value(new_pet("AfterShutdown")).unwrap();
     store.create_pet(&system(), pet).await.unwrap();
 
@@ -1294,9 +1298,5 @@ async fn shutdown_ends_open_sse_and_websocket_streams() {
             .iter()
             .any(|m| m.to_text().is_ok_and(|t| t.contains("AfterShutdown"))),
         "WebSocket delivered an event written after shutdown(): {ws_after:?}"
-    );
-    assert_eq!(
-        stopped.forced, 0,
-        "open streams must not hold shutdown until the grace period ({SHUTDOWN_GRACE:?}) ends"
     );
 }
