@@ -176,6 +176,10 @@ pub(crate) async fn see_every_offset(
 }
 
 /// No offset may arrive twice.
+#[expect(
+    clippy::reversed_empty_ranges,
+    reason = "empty on purpose: no offset is in it"
+)]
 pub(crate) const NO_REPEAT: RangeInclusive<u64> = 1..=0;
 
 /// The offsets that may arrive twice after the bridge resumed from `resumed` with up
