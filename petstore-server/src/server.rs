@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::serve::ListenerExt as _;
+use axum::http::StatusCode;
 use clap::{Args, Parser, Subcommand};
 use petstore_core::{PetStore, Scope, ServiceConfig, TokenAuthority};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
 
 /// Command line of `petstore-server`.
 #[derive(Debug, Parser)]
@@ -98,6 +99,55 @@ pub struct ServerArgs {
     /// are still served, so that load balancers stop sending traffic first.
     #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
     pub drain_delay: f64,
+    /// Seconds an HTTP client may take to send a request's headers, counted from when
+    /// the connection waits for them: so also how long an idle keep-alive connection
+    /// stays open. The connection is closed after it.
+    #[arg(long, env = "PETSTORE_HTTP_HEADER_TIMEOUT", default_value = "15", value_parser = seconds)]
+    pub http_header_timeout: Duration,
+    /// Seconds an HTTP request may take until its response starts, reading its body
+    /// included: 408 after it (REST answers its `timeout` problem, and long polls get
+    /// their wait on top). Streams (SSE, WebSocket, MCP) are not cut once started.
+    #[arg(long, env = "PETSTORE_HTTP_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub http_request_timeout: Duration,
+    /// HTTP connections open at once, WebSockets and streams included; beyond it new
+    /// connections are closed at once (and the log says so once).
+    #[arg(long, env = "PETSTORE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// gRPC connections open at once; beyond it new connections are closed at once
+    /// (and the log says so once).
+    #[arg(long, env = "PETSTORE_GRPC_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub grpc_max_connections: usize,
+    /// Seconds between HTTP/2 keepalive pings on gRPC connections; a client that does
+    /// not answer within `--grpc-keepalive-timeout` is dropped and its streams freed.
+    #[arg(long, env = "PETSTORE_GRPC_KEEPALIVE_INTERVAL", default_value = "30", value_parser = seconds)]
+    pub grpc_keepalive_interval: Duration,
+    /// Seconds a gRPC keepalive ping may go unanswered.
+    #[arg(long, env = "PETSTORE_GRPC_KEEPALIVE_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub grpc_keepalive_timeout: Duration,
+    /// gRPC calls (HTTP/2 streams, open streaming calls included) one connection may
+    /// have open at once.
+    #[arg(long, env = "PETSTORE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub grpc_max_concurrent_streams: u32,
+    /// gRPC requests one connection may have in service at once; more wait.
+    #[arg(long, env = "PETSTORE_GRPC_CONCURRENCY_PER_CONNECTION", default_value_t = 64)]
+    pub grpc_concurrency_per_connection: usize,
+    /// Seconds a unary gRPC call (reading its request included) or the opening of a
+    /// stream may take: `DEADLINE_EXCEEDED`-like failure after it. A client's shorter
+    /// `grpc-timeout` wins.
+    #[arg(long, env = "PETSTORE_GRPC_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub grpc_request_timeout: Duration,
+}
+
+/// A positive number of seconds (fractions allowed).
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("`{value}`: the number of seconds must be above 0"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{value}`: {e}"))
 }
 
 impl std::fmt::Debug for ServerArgs {
@@ -123,6 +173,18 @@ impl std::fmt::Debug for ServerArgs {
             )
             .field("rate_limit", &self.rate_limit)
             .field("drain_delay", &self.drain_delay)
+            .field("http_header_timeout", &self.http_header_timeout)
+            .field("http_request_timeout", &self.http_request_timeout)
+            .field("http_max_connections", &self.http_max_connections)
+            .field("grpc_max_connections", &self.grpc_max_connections)
+            .field("grpc_keepalive_interval", &self.grpc_keepalive_interval)
+            .field("grpc_keepalive_timeout", &self.grpc_keepalive_timeout)
+            .field("grpc_max_concurrent_streams", &self.grpc_max_concurrent_streams)
+            .field(
+                "grpc_concurrency_per_connection",
+                &self.grpc_concurrency_per_connection,
+            )
+            .field("grpc_request_timeout", &self.grpc_request_timeout)
             .finish()
     }
 }
@@ -277,6 +339,13 @@ pub fn webhooks(
     Ok(petstore_webhooks::Webhooks::new(store.clone(), config))
 }
 
+/// 408 for a request whose response has not started within `--http-request-timeout`
+/// (a slow body, most often). REST has its own timeout, with the waits of long polls
+/// on top; streams are not cut, as their response starts at once.
+pub fn request_timeout(args: &ServerArgs) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, args.http_request_timeout)
+}
+
 /// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
 /// Cancelling `shutdown` ends open SSE streams and WebSocket connections.
 pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationToken) -> Router {
@@ -296,11 +365,24 @@ pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationT
             store.clone(),
             petstore_mcp::McpConfig::default(),
         ))
+        .layer(request_timeout(args))
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
-            petstore_rest::RestConfig::default().rate_limit(rate_limit(args)),
+            petstore_rest::RestConfig::default()
+                .rate_limit(rate_limit(args))
+                .request_timeout(args.http_request_timeout),
         ))
+}
+
+/// The gRPC settings of `args`: keepalive, concurrency limits and the request timeout.
+fn grpc_config(args: &ServerArgs) -> petstore_grpc::GrpcConfig {
+    petstore_grpc::GrpcConfig::default()
+        .keepalive_interval(Some(args.grpc_keepalive_interval))
+        .keepalive_timeout(args.grpc_keepalive_timeout)
+        .max_concurrent_streams(Some(args.grpc_max_concurrent_streams))
+        .concurrency_limit_per_connection(Some(args.grpc_concurrency_per_connection))
+        .request_timeout(Some(args.grpc_request_timeout))
 }
 
 /// Starts every protocol and returns once all listeners are bound.
@@ -319,6 +401,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let webhooks = webhooks(&store, &args)?;
     let app = webhooks
         .router()
+        .layer(request_timeout(&args))
         .merge(http_router(&store, &args, &shutdown));
     let stop = shutdown.clone().cancelled_owned();
     tasks.push(tokio::spawn(async move {
@@ -326,21 +409,13 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         Ok(())
     }));
     let stop = shutdown.clone().cancelled_owned();
+    let limits = crate::http::HttpLimits {
+        header_timeout: args.http_header_timeout,
+        max_connections: args.http_max_connections,
+    };
     tasks.push(tokio::spawn(async move {
-        // Connect info gives the rate limiter (and logs) the client address.
-        // No Nagle delay: streamed SSE and WebSocket frames go out as they are written.
-        let http = http.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        .context("HTTP server")
+        crate::http::serve(http, app, limits, stop).await;
+        Ok(())
     }));
 
     let grpc = TcpListener::bind(args.grpc_addr)
@@ -349,7 +424,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let grpc_addr = grpc.local_addr()?;
     let grpc_server = petstore_grpc::GrpcServer::new(
         store.clone(),
-        petstore_grpc::GrpcConfig::default()
+        grpc_config(&args)
             .rate_limit(rate_limit(&args))
             .drain_delay(drain_delay),
     );
