@@ -1,17 +1,21 @@
 //! Settings of the MCP-over-HTTP router.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`crate::router`]: which `Host` and `Origin` headers are accepted,
-/// whether clients of the 2025-11-25 protocol get sessions, and whether a token is
-/// needed even to read.
+/// whether clients of the 2025-11-25 protocol get sessions, whether a token is needed
+/// even to read, and what the OAuth protected-resource metadata (RFC 9728) says.
 ///
 /// ```
 /// let config = petstore_mcp::McpConfig::default()
 ///     .allowed_hosts(["petstore.example", "localhost"])
 ///     .allowed_origins(["https://app.petstore.example"])
 ///     .legacy_sessions(true)
-///     .require_auth_for_reads(false);
+///     .require_auth_for_reads(false)
+///     .resource("https://petstore.example/mcp")
+///     .authorization_servers(["https://login.petstore.example"]);
 /// assert_eq!(config.allowed_hosts.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +43,23 @@ pub struct McpConfig {
     /// only the write tools need one (they need its scopes); a store whose
     /// `ServiceConfig::require_auth_for_reads` is set closes reads the same way.
     pub require_auth_for_reads: bool,
+    /// The public URL of the MCP endpoint (`https://petstore.example/mcp`): the
+    /// `resource` of the protected-resource metadata, and where the 401 challenge's
+    /// `resource_metadata` points. Unset (the default), both are made from each
+    /// request's `Host` with `http://`: set it behind TLS or a reverse proxy.
+    pub resource: Option<String>,
+    /// The OAuth authorization servers (issuer URLs) that issue tokens for this
+    /// resource, listed in the metadata as `authorization_servers` (default: none; the
+    /// server's own `POST /v1/auth/token` issues them).
+    pub authorization_servers: Vec<String>,
+    /// Sessions ([`McpConfig::legacy_sessions`]) open at once. One more `initialize`
+    /// is refused with 503, a `Retry-After` and a JSON-RPC error saying so, until a
+    /// session ends or expires (default 1000).
+    pub max_sessions: usize,
+    /// A session that receives no request for this long expires and its id answers
+    /// 404 (the client starts a new one), so abandoned sessions give their place back
+    /// (default 5 minutes).
+    pub session_idle_timeout: Duration,
 }
 
 impl Default for McpConfig {
@@ -57,6 +78,10 @@ impl Default for McpConfig {
             .to_vec(),
             legacy_sessions: true,
             require_auth_for_reads: false,
+            resource: None,
+            authorization_servers: Vec::new(),
+            max_sessions: 1000,
+            session_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -83,6 +108,33 @@ impl McpConfig {
     /// Sets [`McpConfig::require_auth_for_reads`].
     pub fn require_auth_for_reads(mut self, on: bool) -> Self {
         self.require_auth_for_reads = on;
+        self
+    }
+
+    /// Sets [`McpConfig::resource`].
+    pub fn resource(mut self, url: impl Into<String>) -> Self {
+        self.resource = Some(url.into());
+        self
+    }
+
+    /// Sets [`McpConfig::authorization_servers`].
+    pub fn authorization_servers(
+        mut self,
+        issuers: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.authorization_servers = issuers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`McpConfig::max_sessions`] (at least 1).
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
+    /// Sets [`McpConfig::session_idle_timeout`] (at least 1 ms).
+    pub fn session_idle_timeout(mut self, after: Duration) -> Self {
+        self.session_idle_timeout = after.max(Duration::from_millis(1));
         self
     }
 }

@@ -5,18 +5,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
-use petstore_core::{Channel, Error, Event, EventFilter, ResumeToken};
+use petstore_core::{Channel, Error, Event, EventFilter, RequestContext, ResumeToken};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::WireError;
 use crate::feed::{self, Feed, Since};
+use crate::quota::{StreamPlace, StreamQuota};
 use crate::recent::Recent;
-use crate::routes::{Shared, principal};
+use crate::routes::{HeaderCredential, Shared, principal};
 
 /// Query parameters of both SSE routes.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +35,7 @@ pub(crate) struct StreamQuery {
 /// `GET /v1/stream`.
 pub(crate) async fn stream(
     State(shared): State<Arc<Shared>>,
+    credential: HeaderCredential,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Response {
@@ -42,13 +44,14 @@ pub(crate) async fn stream(
         Err(e) => return WireError::bad_request(e.body_text()).into_response(),
     };
     let channels = query.channels.clone().unwrap_or_default();
-    respond(&shared, &headers, &channels, query).await
+    respond(&shared, credential, &headers, &channels, query).await
 }
 
 /// `GET /v1/stream/{*channel}` (channels such as `pets/pet_…` contain a slash).
 pub(crate) async fn stream_channel(
     State(shared): State<Arc<Shared>>,
     Path(channel): Path<String>,
+    credential: HeaderCredential,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Response {
@@ -62,16 +65,18 @@ pub(crate) async fn stream_channel(
         )
         .into_response();
     }
-    respond(&shared, &headers, channel.trim_start_matches('/'), query).await
+    let channels = channel.trim_start_matches('/');
+    respond(&shared, credential, &headers, channels, query).await
 }
 
 async fn respond(
     shared: &Shared,
+    credential: HeaderCredential,
     headers: &HeaderMap,
     channels: &str,
     query: StreamQuery,
 ) -> Response {
-    match open(shared, headers, channels, query).await {
+    match open(shared, credential, headers, channels, query).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -79,13 +84,22 @@ async fn respond(
 
 async fn open(
     shared: &Shared,
+    credential: HeaderCredential,
     headers: &HeaderMap,
     channels: &str,
     query: StreamQuery,
 ) -> Result<Response, WireError> {
     let config = &shared.config;
-    let who = principal(&shared.store, headers, query.token.as_deref())
-        .map_err(|e| WireError::from_core(&e))?;
+    let who = principal(&shared.store, credential, query.token.as_deref())?;
+    let key = StreamQuota::key(&who, RequestContext::current().client_ip());
+    let max = config.max_streams_per_caller;
+    let Some(place) = shared.sse_quota.take(key, max) else {
+        return Err(WireError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("at most {max} open streams per caller: close one first"),
+        ));
+    };
     let mut filter = EventFilter::channels(parse_channels(channels)?);
     if filter.channels.len() > config.max_subscriptions {
         let e = Error::invalid_field(
@@ -104,7 +118,7 @@ async fn open(
     let feed = feed::open(&shared.store, &who, Since::parse(since), filter)
         .await
         .map_err(|e| WireError::from_core(&e))?;
-    Ok(into_response(feed, shared))
+    Ok(into_response(feed, shared, place))
 }
 
 /// Distinct channels of a comma-separated list.
@@ -127,7 +141,10 @@ fn parse_channels(list: &str) -> Result<Vec<Channel>, WireError> {
 /// as fast as the client reads, so a client that falls more than the log's
 /// `subscriber_buffer` behind is cut off by the core (`Lagged`). It then gets a final
 /// `event: error` naming the position to resume from, and the stream ends.
-fn into_response(feed: Feed, shared: &Shared) -> Response {
+///
+/// `place` is the stream's place in its caller's quota, given back when the response
+/// body is dropped (the client left, or the stream ended).
+fn into_response(feed: Feed, shared: &Shared, place: StreamPlace) -> Response {
     let config = &shared.config;
     let Feed {
         events,
@@ -168,6 +185,10 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
     });
     // At shutdown the response ends, so that graceful shutdown can finish.
     let live = live.take_until(shared.shutdown.clone().cancelled_owned());
+    let live = live.map(move |message| {
+        let _held = &place;
+        message
+    });
     let body = stream::iter(opening).chain(live).map(Ok::<_, Infallible>);
     let mut response = Sse::new(body)
         .keep_alive(

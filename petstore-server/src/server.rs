@@ -2,17 +2,21 @@
 //! graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse as _, Response};
 use clap::{Args, Parser, Subcommand};
-use petstore_core::{PetStore, Scope, ServiceConfig, TokenAuthority};
+use petstore_core::{PetStore, RateLimiter, Scope, ServiceConfig, TokenAuthority};
+use petstore_http::{Edge, Health, Problem, TrustedProxies};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
 
 /// Command line of `petstore-server`.
 #[derive(Debug, Parser)]
@@ -91,32 +95,47 @@ pub struct ServerArgs {
     /// Standard Webhooks secret (`whsec_...`) that payment-provider webhooks are signed with.
     #[arg(long, env = "PETSTORE_PAYMENTS_WEBHOOK_SECRET", hide_env_values = true)]
     pub payments_webhook_secret: Option<String>,
-    /// Rate-limit REST, GraphQL and gRPC per client IP / token subject (429 and
+    /// Rate-limit every protocol with one budget per client IP / token subject (429 and
     /// RESOURCE_EXHAUSTED with `RateLimit` / `Retry-After` headers).
     #[arg(long, env = "PETSTORE_RATE_LIMIT")]
     pub rate_limit: bool,
-    /// At shutdown, seconds during which gRPC health reports NOT_SERVING while calls
-    /// are still served, so that load balancers stop sending traffic first.
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
+    /// (addresses or CIDR ranges, comma-separated; default: trust none).
+    #[arg(long, env = "PETSTORE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// At shutdown, seconds during which `/readyz` answers 503 and gRPC health reports
+    /// NOT_SERVING while requests and calls are still served, so that load balancers
+    /// stop sending traffic first.
     #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
     pub drain_delay: f64,
-    /// Seconds an HTTP client may take to send a request's headers, counted from when
-    /// the connection waits for them: so also how long an idle keep-alive connection
-    /// stays open. The connection is closed after it.
+    /// Seconds an HTTP client may take to send a request's head, counted from when the
+    /// connection starts waiting for it: a new connection's first request, and the next
+    /// one on a kept-alive connection, so this is the idle keep-alive timeout too. The
+    /// connection is closed when it passes.
     #[arg(long, env = "PETSTORE_HTTP_HEADER_TIMEOUT", default_value = "15", value_parser = seconds)]
     pub http_header_timeout: Duration,
     /// Seconds an HTTP request may take until its response starts, reading its body
-    /// included: 408 after it (REST answers its `timeout` problem, and long polls get
-    /// their wait on top). Streams (SSE, WebSocket, MCP) are not cut once started.
+    /// included: 408 (a `timeout` problem) after it, and the connection is closed. Long
+    /// polls get their wait on top; SSE, WebSocket and MCP streams are not cut once
+    /// their response has started.
     #[arg(long, env = "PETSTORE_HTTP_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
     pub http_request_timeout: Duration,
-    /// HTTP connections open at once, WebSockets and streams included; beyond it new
-    /// connections are closed at once (and the log says so once).
+    /// HTTP connections open at once, WebSockets and streams included. Beyond it a new
+    /// connection is closed as soon as it is accepted, and the log says so once until
+    /// the count falls again.
     #[arg(long, env = "PETSTORE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
     pub http_max_connections: usize,
-    /// gRPC connections open at once; beyond it new connections are closed at once
-    /// (and the log says so once).
-    #[arg(long, env = "PETSTORE_GRPC_MAX_CONNECTIONS", default_value_t = 1024)]
-    pub grpc_max_connections: usize,
+    /// SSE streams one caller (a token's subject, or a client address when anonymous)
+    /// may have open at once; one more gets 429.
+    #[arg(long, env = "PETSTORE_SSE_MAX_STREAMS_PER_CALLER", default_value_t = 16)]
+    pub sse_max_streams_per_caller: usize,
+    /// MCP sessions (clients of protocol 2025-11-25 and older) open at once; one more
+    /// `initialize` gets 503 with a JSON-RPC error until a session ends or expires.
+    #[arg(long, env = "PETSTORE_MCP_MAX_SESSIONS", default_value_t = 1000)]
+    pub mcp_max_sessions: usize,
+    /// Seconds after which an MCP session that received no request expires.
+    #[arg(long, env = "PETSTORE_MCP_SESSION_IDLE_TIMEOUT", default_value = "300", value_parser = seconds)]
+    pub mcp_session_idle_timeout: Duration,
     /// Seconds between HTTP/2 keepalive pings on gRPC connections; a client that does
     /// not answer within `--grpc-keepalive-timeout` is dropped and its streams freed.
     #[arg(long, env = "PETSTORE_GRPC_KEEPALIVE_INTERVAL", default_value = "30", value_parser = seconds)]
@@ -125,15 +144,18 @@ pub struct ServerArgs {
     #[arg(long, env = "PETSTORE_GRPC_KEEPALIVE_TIMEOUT", default_value = "10", value_parser = seconds)]
     pub grpc_keepalive_timeout: Duration,
     /// gRPC calls (HTTP/2 streams, open streaming calls included) one connection may
-    /// have open at once.
+    /// have open at once; the client is told in the HTTP/2 settings.
     #[arg(long, env = "PETSTORE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub grpc_max_concurrent_streams: u32,
     /// gRPC requests one connection may have in service at once; more wait.
     #[arg(long, env = "PETSTORE_GRPC_CONCURRENCY_PER_CONNECTION", default_value_t = 64)]
     pub grpc_concurrency_per_connection: usize,
+    /// Largest gRPC message received or sent, in bytes; a larger request fails with
+    /// `OUT_OF_RANGE` before it reaches the store.
+    #[arg(long, env = "PETSTORE_GRPC_MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024)]
+    pub grpc_max_message_size: usize,
     /// Seconds a unary gRPC call (reading its request included) or the opening of a
-    /// stream may take: `DEADLINE_EXCEEDED`-like failure after it. A client's shorter
-    /// `grpc-timeout` wins.
+    /// stream may take; a client's shorter `grpc-timeout` wins.
     #[arg(long, env = "PETSTORE_GRPC_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
     pub grpc_request_timeout: Duration,
 }
@@ -172,11 +194,17 @@ impl std::fmt::Debug for ServerArgs {
                 &redact(&self.payments_webhook_secret),
             )
             .field("rate_limit", &self.rate_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("drain_delay", &self.drain_delay)
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_request_timeout", &self.http_request_timeout)
             .field("http_max_connections", &self.http_max_connections)
-            .field("grpc_max_connections", &self.grpc_max_connections)
+            .field(
+                "sse_max_streams_per_caller",
+                &self.sse_max_streams_per_caller,
+            )
+            .field("mcp_max_sessions", &self.mcp_max_sessions)
+            .field("mcp_session_idle_timeout", &self.mcp_session_idle_timeout)
             .field("grpc_keepalive_interval", &self.grpc_keepalive_interval)
             .field("grpc_keepalive_timeout", &self.grpc_keepalive_timeout)
             .field("grpc_max_concurrent_streams", &self.grpc_max_concurrent_streams)
@@ -184,6 +212,7 @@ impl std::fmt::Debug for ServerArgs {
                 "grpc_concurrency_per_connection",
                 &self.grpc_concurrency_per_connection,
             )
+            .field("grpc_max_message_size", &self.grpc_max_message_size)
             .field("grpc_request_timeout", &self.grpc_request_timeout)
             .finish()
     }
@@ -256,6 +285,8 @@ pub struct RunningServer {
     pub mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
     /// A development token with every scope.
     pub dev_token: String,
+    /// The one rate limiter of every protocol.
+    pub limiter: Arc<RateLimiter>,
     shutdown: CancellationToken,
     drain_delay: Duration,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -302,9 +333,17 @@ impl RunningServer {
         lines
     }
 
-    /// Stops every listener gracefully: gRPC health turns NOT_SERVING first, open SSE
-    /// streams end and WebSocket connections close with 1001, in-flight requests
-    /// finish, and the listeners stop within [`SHUTDOWN_GRACE`].
+    /// Starts the drain without waiting for it: `/readyz` answers 503 and gRPC health
+    /// NOT_SERVING, open SSE streams, WebSockets (1001), GraphQL WebSockets and MCP
+    /// sessions end, the MQTT bridge and the webhook dispatcher stop; the listeners keep
+    /// serving for the drain delay. [`RunningServer::shutdown`] finishes the job.
+    pub fn begin_drain(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops every listener gracefully: the drain starts ([`RunningServer::begin_drain`]),
+    /// in-flight requests finish, and the listeners stop after the drain delay, within
+    /// [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let deadline = tokio::time::Instant::now() + self.drain_delay + SHUTDOWN_GRACE;
@@ -326,6 +365,7 @@ impl RunningServer {
 pub fn webhooks(
     store: &PetStore,
     args: &ServerArgs,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<petstore_webhooks::Webhooks> {
     let payments_secret = args
         .payments_webhook_secret
@@ -336,53 +376,124 @@ pub fn webhooks(
     let config = petstore_webhooks::WebhookConfig::default()
         .allow_loopback(true)
         .payments_secret(payments_secret);
-    Ok(petstore_webhooks::Webhooks::new(store.clone(), config))
+    Ok(petstore_webhooks::Webhooks::new(
+        store.clone(),
+        config,
+        shutdown.clone(),
+    ))
 }
 
-/// 408 for a request whose response has not started within `--http-request-timeout`
-/// (a slow body, most often). REST has its own timeout, with the waits of long polls
-/// on top; streams are not cut, as their response starts at once.
-pub fn request_timeout(args: &ServerArgs) -> TimeoutLayer {
-    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, args.http_request_timeout)
+/// 408 (as a `timeout` problem) for a request whose response has not started within
+/// `--http-request-timeout`: a slow body, most often. REST has its own timeout, with
+/// the waits of long polls on top; streams are not cut, as their response starts at
+/// once.
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request did not complete within {limit:?}"),
+        )
+        .into_response(),
+    }
 }
 
-/// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
-/// Cancelling `shutdown` ends open SSE streams and WebSocket connections.
-pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationToken) -> Router {
+/// The HTTP edge every HTTP adapter of the server shares: the one rate limiter (gRPC
+/// gets the same one) and the trusted proxies.
+pub fn edge(args: &ServerArgs, limiter: &Arc<RateLimiter>) -> Edge {
+    Edge::new()
+        .rate_limiter(limiter.clone())
+        .trusted_proxies(args.trusted_proxies.clone())
+}
+
+/// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`],
+/// `/livez` and `/readyz` from the server's [`Health`]), each behind `edge`, with the
+/// request timeout and stream limits of `args`.
+/// Cancelling `shutdown` ends open SSE streams, WebSocket connections (GraphQL's too),
+/// MCP sessions and waiting long polls.
+pub fn http_router(
+    store: &PetStore,
+    args: &ServerArgs,
+    edge: &Edge,
+    shutdown: &CancellationToken,
+) -> Router {
     Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::asyncapi::router())
-        .merge(petstore_realtime::router_with_shutdown(
+        .merge(petstore_realtime::router(
             store.clone(),
-            petstore_realtime::RealtimeConfig::default(),
+            petstore_realtime::RealtimeConfig::default()
+                .max_streams_per_caller(args.sse_max_streams_per_caller),
+            edge,
             shutdown.clone(),
         ))
         .merge(petstore_graphql::router(
             store.clone(),
-            petstore_graphql::GraphQlConfig::default().rate_limit(rate_limit(args)),
+            petstore_graphql::GraphQlConfig::default(),
+            edge,
+            shutdown.clone(),
         ))
         .merge(petstore_mcp::router(
             store.clone(),
-            petstore_mcp::McpConfig::default(),
+            petstore_mcp::McpConfig::default()
+                .max_sessions(args.mcp_max_sessions)
+                .session_idle_timeout(args.mcp_session_idle_timeout),
+            edge,
+            shutdown.clone(),
         ))
-        .layer(request_timeout(args))
+        .layer(from_fn_with_state(args.http_request_timeout, request_timeout))
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
-            petstore_rest::RestConfig::default()
-                .rate_limit(rate_limit(args))
-                .request_timeout(args.http_request_timeout),
+            petstore_rest::RestConfig::default().request_timeout(args.http_request_timeout),
+            edge,
+            shutdown.clone(),
         ))
 }
 
-/// The gRPC settings of `args`: keepalive, concurrency limits and the request timeout.
+/// The gRPC settings of `args`: keepalive, concurrency limits, message sizes and the
+/// request timeout.
 fn grpc_config(args: &ServerArgs) -> petstore_grpc::GrpcConfig {
     petstore_grpc::GrpcConfig::default()
         .keepalive_interval(Some(args.grpc_keepalive_interval))
         .keepalive_timeout(args.grpc_keepalive_timeout)
         .max_concurrent_streams(Some(args.grpc_max_concurrent_streams))
         .concurrency_limit_per_connection(Some(args.grpc_concurrency_per_connection))
+        .max_message_size(args.grpc_max_message_size)
         .request_timeout(Some(args.grpc_request_timeout))
+}
+
+/// Liveness and readiness (`/livez`, `/readyz`, and `/healthz` as an alias of
+/// `/livez`): not ready from the moment `shutdown` is cancelled, nor while the store
+/// does not answer or the webhook dispatcher does not run.
+pub fn health(
+    store: &PetStore,
+    webhooks: &petstore_webhooks::Webhooks,
+    shutdown: &CancellationToken,
+) -> Health {
+    let health = Health::new(shutdown.clone());
+    let store = store.clone();
+    health.check("store", move || {
+        let store = store.clone();
+        async move { store.head().await.map(drop).map_err(|e| e.to_string()) }
+    });
+    let webhooks = webhooks.clone();
+    health.check("webhook_dispatcher", move || {
+        let running = webhooks.is_dispatching();
+        async move {
+            running
+                .then_some(())
+                .ok_or_else(|| "the webhook dispatcher is not running".to_owned())
+        }
+    });
+    health
+}
+
+/// `/livez`, `/readyz`, and the former `/healthz` (liveness, as it always answered).
+fn health_router(health: &Health) -> Router {
+    health
+        .router()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
 }
 
 /// Starts every protocol and returns once all listeners are bound.
@@ -392,23 +503,31 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         .context("--drain-delay: a number of seconds")?;
     let store = build_store(&args).await?;
     let shutdown = CancellationToken::new();
+    let limiter = Arc::new(RateLimiter::new(rate_limit(&args)));
+    let edge = edge(&args, &limiter);
     let mut tasks = Vec::new();
 
     let http = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let http_addr = http.local_addr()?;
-    let webhooks = webhooks(&store, &args)?;
+    let webhooks = webhooks(&store, &args, &shutdown)?;
+    let health = health(&store, &webhooks, &shutdown);
     let app = webhooks
-        .router()
-        .layer(request_timeout(&args))
-        .merge(http_router(&store, &args, &shutdown));
-    let stop = shutdown.clone().cancelled_owned();
+        .router(&edge)
+        .layer(from_fn_with_state(args.http_request_timeout, request_timeout))
+        .merge(http_router(&store, &args, &edge, &shutdown))
+        .merge(health_router(&health));
     tasks.push(tokio::spawn(async move {
-        webhooks.run(stop).await;
+        webhooks.run().await;
         Ok(())
     }));
-    let stop = shutdown.clone().cancelled_owned();
+    // The listener keeps serving through the drain delay (readiness already says 503).
+    let draining = shutdown.clone();
+    let stop = async move {
+        draining.cancelled().await;
+        tokio::time::sleep(drain_delay).await;
+    };
     let limits = crate::http::HttpLimits {
         header_timeout: args.http_header_timeout,
         max_connections: args.http_max_connections,
@@ -424,16 +543,12 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let grpc_addr = grpc.local_addr()?;
     let grpc_server = petstore_grpc::GrpcServer::new(
         store.clone(),
-        grpc_config(&args)
-            .rate_limit(rate_limit(&args))
-            .drain_delay(drain_delay),
-    );
-    let stop = shutdown.clone().cancelled_owned();
+        grpc_config(&args).drain_delay(drain_delay),
+        shutdown.clone(),
+    )
+    .rate_limiter(limiter.clone());
     tasks.push(tokio::spawn(async move {
-        grpc_server
-            .serve_with_incoming_shutdown(grpc, stop)
-            .await
-            .context("gRPC server")
+        grpc_server.serve(grpc).await.context("gRPC server")
     }));
 
     let mut mqtt_addr = None;
@@ -467,11 +582,25 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
             }
         };
         let url = config.url.clone();
-        let bridge = petstore_mqtt::Bridge::start(store.clone(), config)
+        let bridge = petstore_mqtt::Bridge::start(store.clone(), config, shutdown.clone())
             .with_context(|| format!("starting the MQTT bridge to {url}"))?;
-        let stop = shutdown.clone().cancelled_owned();
+        let status = bridge.status_updates();
+        health.check("mqtt_bridge", move || {
+            let status = status.borrow().clone();
+            async move {
+                if status.connected {
+                    Ok(())
+                } else {
+                    Err(status
+                        .last_error
+                        .unwrap_or_else(|| "not connected to the broker".to_owned()))
+                }
+            }
+        });
+        let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            stop.await;
+            // The token stops the bridge; this waits for its clean stop.
+            stop.cancelled().await;
             bridge.shutdown().await;
             Ok(())
         }));
@@ -489,6 +618,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         mqtt_addr,
         mqtt_broker,
         dev_token,
+        limiter,
         shutdown,
         drain_delay,
         tasks,
