@@ -107,9 +107,7 @@ impl SessionCap {
     /// like any capacity limit of the server, with a JSON-RPC error saying which). The
     /// count is read, not reserved: initializes racing at the cap can pass it by the
     /// few that are in flight at once.
-    async fn refuse_new_session(&self, request: &Request, message: &serde_json::Value) -> Option<Response> {
-        let opens_session = message.get("method").and_then(|m| m.as_str()) == Some("initialize")
-            && !request.headers().contains_key("mcp-session-id");
+    async fn refuse_new_session(&self, opens_session: bool) -> Option<Response> {
         if !opens_session {
             return None;
         }
@@ -117,7 +115,11 @@ impl SessionCap {
         if open < self.max {
             return None;
         }
-        tracing::warn!(open, max = self.max, "MCP session cap reached: initialize refused");
+        tracing::warn!(
+            open,
+            max = self.max,
+            "MCP session cap reached: initialize refused"
+        );
         let mut response = json_rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             -32000,
@@ -126,9 +128,10 @@ impl SessionCap {
                 self.max
             ),
         );
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("30"));
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("30"),
+        );
         Some(response)
     }
 }
@@ -180,8 +183,8 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
         }
         Ok(message) => message,
     };
-    let valid = message.is_object()
-        && message.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0");
+    let valid =
+        message.is_object() && message.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0");
     if !valid {
         return json_rpc_error(
             StatusCode::BAD_REQUEST,
@@ -189,11 +192,13 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
             "invalid request: expected one JSON-RPC 2.0 message object",
         );
     }
-    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-    if let Some(refused) = cap.refuse_new_session(&request, &message).await {
+    let opens_session = message.get("method").and_then(|m| m.as_str()) == Some("initialize")
+        && !parts.headers.contains_key("mcp-session-id");
+    if let Some(refused) = cap.refuse_new_session(opens_session).await {
         return refused;
     }
-    next.run(request).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Puts the caller the edge authenticated into the request's extensions as the core

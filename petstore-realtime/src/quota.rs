@@ -60,7 +60,11 @@ pub(crate) struct StreamPlace {
 
 impl Drop for StreamPlace {
     fn drop(&mut self) {
-        let mut open = self.quota.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self
+            .quota
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -81,7 +85,10 @@ mod tests {
         let a = quota.take("sub:alice".into(), 2).expect("first");
         let _b = quota.take("sub:alice".into(), 2).expect("second");
         assert!(quota.take("sub:alice".into(), 2).is_none());
-        assert!(quota.take("sub:bob".into(), 2).is_some(), "others are not limited");
+        assert!(
+            quota.take("sub:bob".into(), 2).is_some(),
+            "others are not limited"
+        );
         drop(a);
         assert_eq!(quota.open("sub:alice"), 1);
         assert!(quota.take("sub:alice".into(), 2).is_some());

@@ -52,11 +52,6 @@ impl ConnectionLimit {
         }
     }
 
-    /// The cap.
-    pub(crate) fn max(&self) -> usize {
-        self.inner.max
-    }
-
     /// Connections open right now.
     pub(crate) fn open(&self) -> usize {
         self.inner.max - self.inner.permits.available_permits()

@@ -127,7 +127,11 @@ pub struct ServerArgs {
     pub http_max_connections: usize,
     /// SSE streams one caller (a token's subject, or a client address when anonymous)
     /// may have open at once; one more gets 429.
-    #[arg(long, env = "PETSTORE_SSE_MAX_STREAMS_PER_CALLER", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "PETSTORE_SSE_MAX_STREAMS_PER_CALLER",
+        default_value_t = 16
+    )]
     pub sse_max_streams_per_caller: usize,
     /// MCP sessions (clients of protocol 2025-11-25 and older) open at once; one more
     /// `initialize` gets 503 with a JSON-RPC error until a session ends or expires.
@@ -145,10 +149,18 @@ pub struct ServerArgs {
     pub grpc_keepalive_timeout: Duration,
     /// gRPC calls (HTTP/2 streams, open streaming calls included) one connection may
     /// have open at once; the client is told in the HTTP/2 settings.
-    #[arg(long, env = "PETSTORE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    #[arg(
+        long,
+        env = "PETSTORE_GRPC_MAX_CONCURRENT_STREAMS",
+        default_value_t = 256
+    )]
     pub grpc_max_concurrent_streams: u32,
     /// gRPC requests one connection may have in service at once; more wait.
-    #[arg(long, env = "PETSTORE_GRPC_CONCURRENCY_PER_CONNECTION", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "PETSTORE_GRPC_CONCURRENCY_PER_CONNECTION",
+        default_value_t = 64
+    )]
     pub grpc_concurrency_per_connection: usize,
     /// Largest gRPC message received or sent, in bytes; a larger request fails with
     /// `OUT_OF_RANGE` before it reaches the store.
@@ -207,7 +219,10 @@ impl std::fmt::Debug for ServerArgs {
             .field("mcp_session_idle_timeout", &self.mcp_session_idle_timeout)
             .field("grpc_keepalive_interval", &self.grpc_keepalive_interval)
             .field("grpc_keepalive_timeout", &self.grpc_keepalive_timeout)
-            .field("grpc_max_concurrent_streams", &self.grpc_max_concurrent_streams)
+            .field(
+                "grpc_max_concurrent_streams",
+                &self.grpc_max_concurrent_streams,
+            )
             .field(
                 "grpc_concurrency_per_connection",
                 &self.grpc_concurrency_per_connection,
@@ -441,7 +456,10 @@ pub fn http_router(
             edge,
             shutdown.clone(),
         ))
-        .layer(from_fn_with_state(args.http_request_timeout, request_timeout))
+        .layer(from_fn_with_state(
+            args.http_request_timeout,
+            request_timeout,
+        ))
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
@@ -515,7 +533,10 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let health = health(&store, &webhooks, &shutdown);
     let app = webhooks
         .router(&edge)
-        .layer(from_fn_with_state(args.http_request_timeout, request_timeout))
+        .layer(from_fn_with_state(
+            args.http_request_timeout,
+            request_timeout,
+        ))
         .merge(http_router(&store, &args, &edge, &shutdown))
         .merge(health_router(&health));
     tasks.push(tokio::spawn(async move {

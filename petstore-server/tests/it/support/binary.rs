@@ -1,5 +1,5 @@
-//! The server binary as a child process on free ports: its addresses and development
-//! token from the banner, its log lines (stderr), and its resident memory.
+//! The server binary as a child process on free ports: its HTTP address from the
+//! banner, its log lines (stderr), and its resident memory.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -14,10 +14,6 @@ pub(crate) struct Binary {
     child: Child,
     /// The HTTP base URL (`http://127.0.0.1:port`).
     pub(crate) http: String,
-    /// The gRPC address (`127.0.0.1:port`).
-    pub(crate) grpc: String,
-    /// The development token (every scope).
-    pub(crate) token: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -46,7 +42,10 @@ impl Binary {
         let lines = log.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = stderr.next_line().await {
-                lines.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+                lines
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
             }
         });
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -63,31 +62,14 @@ impl Binary {
         .await;
         // Keep reading stdout so that the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        let word_after = |label: &str| -> String {
-            banner
-                .iter()
-                .find_map(|l| {
-                    let rest = l.trim_start().strip_prefix(label)?;
-                    rest.split_whitespace().next().map(str::to_owned)
-                })
-                .unwrap_or_else(|| panic!("no `{label}` line in the banner: {banner:?}"))
-        };
-        let rest = word_after("REST");
-        let http = rest.trim_end_matches("/v1/pets").to_owned();
-        let grpc = word_after("gRPC").trim_start_matches("http://").to_owned();
-        let token = banner
+        let http = banner
             .iter()
-            .skip_while(|l| !l.starts_with("Development token"))
-            .nth(1)
-            .map(|l| l.trim().to_owned())
-            .expect("the development token");
-        Binary {
-            child,
-            http,
-            grpc,
-            token,
-            log,
-        }
+            .find_map(|l| l.trim_start().strip_prefix("REST"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no REST line in the banner: {banner:?}"))
+            .trim_end_matches("/v1/pets")
+            .to_owned();
+        Binary { child, http, log }
     }
 
     /// The log lines (stderr) that contain `needle`.
@@ -111,14 +93,35 @@ impl Binary {
 
     /// The process's resident memory (`VmRSS`), in bytes.
     pub(crate) fn rss(&self) -> u64 {
-        let pid = self.child.id().expect("the server runs");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The highest resident memory since the start or the last
+    /// [`Binary::reset_peak_rss`] (`VmHWM`), in bytes.
+    pub(crate) fn peak_rss(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// Starts measuring the peak resident memory afresh (`5` to `clear_refs`).
+    pub(crate) fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("resetting the peak RSS (Linux 4.0+, same user)");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("the server runs")
+    }
+
+    /// A `kB` line of `/proc/<pid>/status`, in bytes.
+    fn status_bytes(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         let kib: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
+            .unwrap_or_else(|| panic!("{field} in /proc/<pid>/status"));
         kib * 1024
     }
 }
