@@ -39,8 +39,7 @@ impl ConnectionLimit {
     /// At most `max` (at least 1) connections open at once on the listener named
     /// `listener` in the logs.
     pub(crate) fn new(listener: &'static str, max: usize) -> Self {
-        // `closed` waits for every place at once, which a `u32` must count.
-        let max = max.clamp(1, u32::MAX as usize);
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             inner: Arc::new(Inner {
                 listener,
@@ -60,13 +59,6 @@ impl ConnectionLimit {
     /// Connections refused since the start.
     pub(crate) fn refused(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
-    }
-
-    /// Waits until every connection admitted so far has ended.
-    pub(crate) async fn closed(&self) {
-        let all = u32::try_from(self.inner.max).unwrap_or(u32::MAX);
-        // The semaphore is never closed, so this only returns once all is free.
-        let _all = self.inner.permits.acquire_many(all).await;
     }
 
     /// Admits `io` when the cap allows: the returned connection holds its place until

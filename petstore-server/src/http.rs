@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::connections::ConnectionLimit;
@@ -36,8 +37,9 @@ pub(crate) struct HttpLimits {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
-/// every connection finish the request it is serving, and returns once all are closed
-/// (upgraded WebSockets included: the adapters close those on the same signal).
+/// every connection finish the request it is serving, and returns once hyper is done
+/// with all of them (upgraded WebSockets are the adapters' to close, on the same
+/// signal).
 pub(crate) async fn serve(
     mut listener: TcpListener,
     app: Router,
@@ -50,6 +52,10 @@ pub(crate) async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let closing = CancellationToken::new();
+    // The HTTP exchanges, not the connections: an upgraded WebSocket leaves hyper
+    // (keeping its place under the cap) and its adapter closes it on the shutdown token,
+    // without shutdown waiting for the client's answer to the close frame.
+    let exchanges = TaskTracker::new();
     let mut shutdown = pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -77,7 +83,7 @@ pub(crate) async fn serve(
             .serve_connection(TokioIo::new(conn), service)
             .with_upgrades();
         let closing = closing.clone();
-        tokio::spawn(async move {
+        exchanges.spawn(async move {
             let mut connection = pin!(connection);
             let served = tokio::select! {
                 served = connection.as_mut() => served,
@@ -93,5 +99,6 @@ pub(crate) async fn serve(
     }
     drop(listener);
     closing.cancel();
-    limit.closed().await;
+    exchanges.close();
+    exchanges.wait().await;
 }
