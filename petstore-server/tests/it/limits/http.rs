@@ -36,8 +36,10 @@ async fn until_closed(tcp: &mut TcpStream, what: &str) -> String {
 async fn a_request_head_that_never_ends_is_closed_after_the_header_timeout() {
     let timeout = Duration::from_millis(400);
     let server = start_tuned(|a| a.http_header_timeout = timeout).await;
-    let mut tcp = TcpStream::connect(server.http_addr).await.unwrap();
+    // Before the connect: the server's timer starts when it accepts, which a loaded
+    // machine may do before this task runs again.
     let started = Instant::now();
+    let mut tcp = TcpStream::connect(server.http_addr).await.unwrap();
     // A slowloris: a head that is never finished (no blank line).
     tcp.write_all(b"GET /v1/pets HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
         .await
@@ -57,10 +59,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let timeout = Duration::from_millis(400);
     let server = start_tuned(|a| a.http_header_timeout = timeout).await;
     let mut tcp = TcpStream::connect(server.http_addr).await.unwrap();
+    // Before the request is sent: the idle timer starts once it is answered.
+    let started = Instant::now();
     tcp.write_all(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .unwrap();
-    let started = Instant::now();
     // The response comes at once; the connection stays open for the next request
     // (HTTP/1.1 keep-alive) until the timeout.
     let answer = until_closed(&mut tcp, "the server to close an idle connection").await;
