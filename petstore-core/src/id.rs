@@ -4,22 +4,29 @@
 use std::fmt;
 use std::str::FromStr;
 
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::rules::Pattern;
 
 macro_rules! prefixed_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $what:literal) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        #[schemars(description = concat!("Identifier, `", $prefix, "` followed by 32 hex digits."))]
         pub struct $name(String);
 
         impl $name {
             /// The id prefix.
             pub const PREFIX: &'static str = $prefix;
+
+            /// What every id of this kind matches (the schema's `pattern`): the prefix and
+            /// up to 64 URL-safe characters, so that ids made by other backends stay valid.
+            pub const PATTERN: &'static str = concat!("^", $prefix, "[A-Za-z0-9_-]{1,64}$");
+
+            /// The `cursor` of a listing of these: the last id of the page before.
+            pub const CURSOR_PATTERN: &'static str = Self::PATTERN;
 
             /// A fresh, time-ordered id.
             pub fn generate() -> Self {
@@ -41,18 +48,29 @@ macro_rules! prefixed_id {
         impl FromStr for $name {
             type Err = Error;
 
-            /// Accepts any id with the right prefix and a short, URL-safe body, so that
-            /// ids made by other backends stay valid.
+            /// Accepts what [`Self::PATTERN`] matches; anything else cannot name an
+            /// existing resource, so it is "not found".
             fn from_str(s: &str) -> Result<Self, Error> {
-                let body = s.strip_prefix($prefix).unwrap_or("");
-                let valid = !body.is_empty()
-                    && body.len() <= 64
-                    && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if valid {
+                static RULE: Pattern = Pattern::new($name::PATTERN);
+                if RULE.is_match(s) {
                     Ok(Self(s.to_owned()))
                 } else {
-                    Err(Error::not_found($what, s))
+                    Err(Error::not_found($what, s.escape_debug()))
                 }
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!({
+                    "type": "string",
+                    "description": concat!("Identifier: `", $prefix, "` and an opaque, URL-safe text."),
+                    "pattern": Self::PATTERN,
+                })
             }
         }
 

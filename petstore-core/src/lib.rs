@@ -11,6 +11,7 @@ mod money;
 mod order;
 mod pet;
 mod rate;
+mod rules;
 mod service;
 mod store;
 mod user;

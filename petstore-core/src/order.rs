@@ -11,6 +11,8 @@ use crate::error::{Error, ErrorKind, Result, Validator};
 use crate::id::{OrderId, PaymentId, PetId};
 use crate::money::Money;
 use crate::pet::PetStatus;
+use crate::rules::PAYMENT_TOKEN;
+use crate::service::MAX_LIMIT;
 
 /// Where an order stands: `placed` -> `approved` (paid) -> `delivered`;
 /// `placed`/`approved` -> `cancelled`.
@@ -109,7 +111,7 @@ pub struct Order {
     pub id: OrderId,
     /// The ordered pet.
     pub pet_id: PetId,
-    /// How many (1 to 10).
+    /// How many.
     pub quantity: u32,
     /// Price times quantity, fixed when placed.
     pub total: Money,
@@ -133,8 +135,9 @@ pub struct Order {
 pub struct NewOrder {
     /// The pet to order; it must be `available`.
     pub pet_id: PetId,
-    /// How many (1 to 10, default 1).
+    /// How many (default 1).
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = NewOrder::MAX_QUANTITY))]
     pub quantity: u32,
 }
 
@@ -175,9 +178,11 @@ pub struct OrderQuery {
     pub status: Option<OrderStatus>,
     /// Only orders for this pet.
     pub pet_id: Option<PetId>,
-    /// Page size, 1 to 100 (default 20).
+    /// Page size (default 20).
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page.
+    /// Opaque cursor from a previous page's `next_cursor`.
+    #[schemars(pattern(OrderId::CURSOR_PATTERN))]
     pub cursor: Option<String>,
 }
 
@@ -240,8 +245,10 @@ pub struct Payment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
-    /// A payment-method token.
+    /// A payment-method token of the built-in processor: `tok_visa` succeeds,
+    /// `tok_declined` is declined.
     #[serde(default = "default_token")]
+    #[schemars(length(min = PAYMENT_TOKEN.min, max = PAYMENT_TOKEN.max), pattern(PAYMENT_TOKEN.pattern))]
     pub token: String,
 }
 
@@ -264,16 +271,7 @@ impl PaymentRequest {
     /// Checks the token's shape.
     pub fn validate(&self) -> Result<()> {
         let mut v = Validator::default();
-        v.check(
-            self.token.starts_with("tok_")
-                && self.token.len() <= 64
-                && self
-                    .token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-            "token",
-            "must be a payment token like `tok_visa`",
-        );
+        v.text("token", &self.token, &PAYMENT_TOKEN);
         v.finish()
     }
 }

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID, Nullable, graphql_object};
 use petstore_core::chrono::{DateTime, Utc};
-use petstore_core::rust_decimal::Decimal;
 use petstore_core::{
-    AccessToken, ChatMessage, Currency, Error, ErrorKind, Event, FieldError, Inventory, Money,
+    AccessToken, ChatMessage, Error, ErrorKind, Event, FieldError, Inventory, Money,
     NewPet, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId, PetPatch,
     PetStatus, Principal, ResumeToken,
 };
@@ -613,18 +612,13 @@ pub(crate) struct GqlMoneyInput {
 
 impl GqlMoneyInput {
     fn to_money(&self, field: &str, errors: &mut Vec<FieldError>) -> Option<Money> {
-        let amount = self.amount.trim().parse::<Decimal>();
-        if amount.is_err() {
-            errors.push(FieldError::new(
-                format!("{field}.amount"),
-                "must be a decimal number such as \"12.50\"",
-            ));
+        match Money::from_text(field, &self.amount, &self.currency) {
+            Ok(money) => Some(money),
+            Err(wrong) => {
+                errors.extend(wrong);
+                None
+            }
         }
-        let currency = Currency::try_from(self.currency.clone());
-        if let Err(e) = &currency {
-            errors.push(FieldError::new(format!("{field}.currency"), e.clone()));
-        }
-        Some(Money::new(amount.ok()?, currency.ok()?))
     }
 }
 
