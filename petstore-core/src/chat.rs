@@ -48,6 +48,9 @@ impl NewChatMessage {
     }
 }
 
+/// What a room name matches: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
+pub const ROOM_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
+
 /// Whether `room` is a valid room name.
 pub fn is_room_name(room: &str) -> bool {
     ROOM.accepts(room)

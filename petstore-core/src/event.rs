@@ -137,7 +137,14 @@ impl FromStr for ResumeToken {
             )
         };
         let (epoch, offset) = s.split_once('-').ok_or_else(bad)?;
-        if epoch.len() != 16 || offset.is_empty() || offset.len() > 20 {
+        // Exactly the schema's pattern: lower-case hex, then at most 19 digits (no sign;
+        // `u64` holds every such offset).
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if epoch.len() != 16
+            || !epoch.bytes().all(hex)
+            || !(1..=19).contains(&offset.len())
+            || !offset.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
         Ok(Self {
@@ -176,7 +183,7 @@ impl JsonSchema for ResumeToken {
         schemars::json_schema!({
             "type": "string",
             "description": "Opaque resume token: a position in the event log.",
-            "pattern": "^[0-9a-f]{16}-[0-9]{1,20}$"
+            "pattern": "^[0-9a-f]{16}-[0-9]{1,19}$"
         })
     }
 }
@@ -593,6 +600,10 @@ mod tests {
             "00000000deadbeef-",
             "00000000deadbeef--1",
             "00000000deadbeef-1a",
+            "+0000000deadbeef-1",
+            "00000000DEADBEEF-1",
+            "00000000deadbeef-+1",
+            "00000000deadbeef-10000000000000000000",
         ] {
             assert!(bad.parse::<ResumeToken>().is_err(), "{bad}");
         }

@@ -11,11 +11,26 @@ use crate::error::Error;
 use crate::rules::Pattern;
 
 macro_rules! prefixed_id {
-    ($(#[$meta:meta])* $name:ident, $prefix:literal, $what:literal) => {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $what:literal, $article:literal) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
+
+        /// Reads only what [`Self::PATTERN`] matches, as the schema says.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{}` is not {} id (`{}…`)",
+                        text.chars().take(80).collect::<String>().escape_debug(),
+                        $article,
+                        $prefix
+                    ))
+                })
+            }
+        }
 
         impl $name {
             /// The id prefix.
@@ -84,23 +99,23 @@ macro_rules! prefixed_id {
 
 prefixed_id!(
     /// Identifies a [`crate::Pet`].
-    PetId, "pet_", "pet"
+    PetId, "pet_", "pet", "a pet"
 );
 prefixed_id!(
     /// Identifies an [`crate::Order`].
-    OrderId, "ord_", "order"
+    OrderId, "ord_", "order", "an order"
 );
 prefixed_id!(
     /// Identifies a [`crate::Payment`].
-    PaymentId, "pay_", "payment"
+    PaymentId, "pay_", "payment", "a payment"
 );
 prefixed_id!(
     /// Identifies a [`crate::ChatMessage`].
-    MessageId, "msg_", "message"
+    MessageId, "msg_", "message", "a message"
 );
 prefixed_id!(
     /// Identifies an [`crate::Event`].
-    EventId, "evt_", "event"
+    EventId, "evt_", "event", "an event"
 );
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub mod seed;
 pub mod testing;
 
 pub use auth::{AccessToken, Principal, Scope, TokenAuthority};
-pub use chat::{ChatMessage, NewChatMessage, is_room_name};
+pub use chat::{ChatMessage, NewChatMessage, ROOM_PATTERN, is_room_name};
 pub use error::{Error, ErrorKind, FieldError, Result};
 pub use event::{Channel, Event, EventFilter, EventType, ResetReason, ResumeToken, TypePattern};
 pub use id::{EventId, MessageId, OrderId, PaymentId, PetId};
@@ -29,7 +29,8 @@ pub use log::{EventBatch, EventLog, EventLogExt, LogConfig, Subscription};
 pub use memory::MemoryStore;
 pub use money::{Currency, Money};
 pub use order::{
-    NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice, PaymentRequest, PaymentStatus,
+    IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice,
+    PaymentRequest, PaymentStatus,
 };
 pub use pet::{Inventory, NewPet, Pet, PetPatch, PetQuery, PetStatus};
 pub use rate::{GLOBAL_RATE_KEY, RateDecision, RateLimitConfig, RateLimiter, rate_key};

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result, Validator};
 use crate::id::{OrderId, PaymentId, PetId};
 use crate::money::Money;
 use crate::pet::PetStatus;
-use crate::rules::PAYMENT_TOKEN;
+use crate::rules::{IDEMPOTENCY_KEY, PAYMENT_TOKEN, whole};
 use crate::service::MAX_LIMIT;
 
 /// Where an order stands: `placed` -> `approved` (paid) -> `delivered`;
@@ -136,7 +136,7 @@ pub struct NewOrder {
     /// The pet to order; it must be `available`.
     pub pet_id: PetId,
     /// How many (default 1).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "whole::required")]
     #[schemars(range(min = 1, max = NewOrder::MAX_QUANTITY))]
     pub quantity: u32,
 }
@@ -166,6 +166,44 @@ impl NewOrder {
             format!("must be between 1 and {}", Self::MAX_QUANTITY),
         );
         v.finish()
+    }
+}
+
+/// A client's key for placing an order at most once (HTTP `Idempotency-Key`, gRPC
+/// `idempotency-key` metadata): a retry with the same key and request returns the first
+/// order. Keys are scoped per customer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(
+    #[schemars(length(min = IDEMPOTENCY_KEY.min, max = IDEMPOTENCY_KEY.max), pattern(IDEMPOTENCY_KEY.pattern))]
+     String,
+);
+
+impl IdempotencyKey {
+    /// `text` as a key, or `InvalidInput` (field `idempotency_key`) when it breaks the rule.
+    pub fn new(text: &str) -> Result<Self> {
+        let mut v = Validator::default();
+        v.text("idempotency_key", text, &IDEMPOTENCY_KEY);
+        v.finish().map(|()| Self(text.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<Self> {
+        Self::new(&text)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(key: IdempotencyKey) -> String {
+        key.0
     }
 }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result, Validator};
 use crate::id::PetId;
 use crate::money::{Money, Price};
-use crate::rules::{AGE_MAX, BREED, PET_NAME, PHOTO_URL, PHOTOS_MAX, SPECIES, TAG, TAGS_MAX};
+use crate::rules::{
+    AGE_MAX, BREED, PET_NAME, PHOTO_URL, PHOTOS_MAX, SPECIES, TAG, TAGS_MAX, whole,
+};
 use crate::service::MAX_LIMIT;
 
 /// Where a pet stands in the sale cycle.
@@ -106,7 +108,7 @@ pub struct NewPet {
     #[schemars(length(min = BREED.min, max = BREED.max), pattern(BREED.pattern))]
     pub breed: Option<String>,
     /// Age in whole years.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
     #[schemars(range(max = AGE_MAX))]
     pub age: Option<u32>,
     /// Initial status (default `available`).
@@ -149,7 +151,8 @@ pub struct PetPatch {
     /// New age in years; `null` clears it.
     #[serde(
         default,
-        with = "double_option",
+        serialize_with = "double_option::serialize",
+        deserialize_with = "whole::patch",
         skip_serializing_if = "Option::is_none"
     )]
     #[schemars(with = "Option<u32>", range(max = AGE_MAX))]

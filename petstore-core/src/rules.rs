@@ -126,7 +126,7 @@ pub(crate) static BREED: Text = Text {
 pub(crate) static SPECIES: Text = Text {
     min: 1,
     max: 30,
-    pattern: Pattern::new(r"^[\p{L}\p{M} -]*\p{L}[\p{L}\p{M} -]*$"),
+    pattern: Pattern::new(r"^[\p{L} -]*\p{L}[\p{L} -]*$"),
     requirement: "may contain only letters, spaces and hyphens, and at least one letter",
 };
 
@@ -159,7 +159,7 @@ pub(crate) const AGE_MAX: u32 = 100;
 pub(crate) static ROOM: Text = Text {
     min: 1,
     max: 64,
-    pattern: Pattern::new("^[a-z0-9_-]+$"),
+    pattern: Pattern::new(crate::chat::ROOM_PATTERN),
     requirement: "may contain only a-z, 0-9, `_` and `-`",
 };
 
@@ -201,6 +201,15 @@ pub(crate) static PAYMENT_TOKEN: Text = Text {
     requirement: "must be a payment token like `tok_visa` (`tok_` and letters, digits or `_`)",
 };
 
+/// A client's idempotency key: printable ASCII (what an HTTP header carries intact),
+/// not starting or ending with a space (HTTP would strip it).
+pub(crate) static IDEMPOTENCY_KEY: Text = Text {
+    min: 1,
+    max: 255,
+    pattern: Pattern::new(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$"),
+    requirement: "must be printable ASCII, not starting or ending with a space",
+};
+
 /// An amount of money as text: no sign, no exponent, at most 2 fraction digits.
 pub(crate) static AMOUNT: Pattern = Pattern::new(r"^(?:0|[1-9][0-9]{0,11})(?:\.[0-9]{1,2})?$");
 
@@ -210,6 +219,70 @@ pub(crate) static PRICE: Pattern =
 
 /// An ISO 4217 currency code.
 pub(crate) static CURRENCY: Pattern = Pattern::new("^[A-Z]{3}$");
+
+/// Whole numbers as JSON Schema's `integer` has them: `1.0` is the integer 1, so a
+/// schema-valid `1.0` reads as `1` (serde alone would refuse it for a `u32`).
+pub(crate) mod whole {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+    /// A `u32` read from any JSON number without a fraction.
+    struct Whole(u32);
+
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Number;
+
+            impl Visitor<'_> for Number {
+                type Value = Whole;
+
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a whole number from 0 to 4294967295")
+                }
+
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Whole, E> {
+                    u32::try_from(n)
+                        .map(Whole)
+                        .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(n), &self))
+                }
+
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Whole, E> {
+                    u32::try_from(n)
+                        .map(Whole)
+                        .map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+                }
+
+                fn visit_f64<E: de::Error>(self, n: f64) -> Result<Whole, E> {
+                    if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+                        // Whole and in range: the cast is exact.
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        Ok(Whole(n as u32))
+                    } else {
+                        Err(E::invalid_value(de::Unexpected::Float(n), &self))
+                    }
+                }
+            }
+
+            d.deserialize_any(Number)
+        }
+    }
+
+    /// A required whole number.
+    pub(crate) fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        Whole::deserialize(d).map(|w| w.0)
+    }
+
+    /// An optional whole number (`null` is `None`).
+    pub(crate) fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Option::<Whole>::deserialize(d).map(|w| w.map(|w| w.0))
+    }
+
+    /// A merge-patch whole number: present (`Some`), `null` included (`Some(None)`).
+    pub(crate) fn patch<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+        optional(d).map(Some)
+    }
+}
 
 impl Validator {
     /// Checks `value` against `rule`, reporting the first thing wrong with it.
@@ -280,7 +353,15 @@ mod tests {
         for ok in ["Rex", " Rex ", "é", "Mr. 🐶", "a\u{a0}b"] {
             assert!(line.is_match(ok), "{ok:?}");
         }
-        for bad in ["", " ", "\u{3000}", "a\nb", "a\u{0}", "\u{85}x", "tab\there"] {
+        for bad in [
+            "",
+            " ",
+            "\u{3000}",
+            "a\nb",
+            "a\u{0}",
+            "\u{85}x",
+            "tab\there",
+        ] {
             assert!(!line.is_match(bad), "{bad:?}");
         }
         // Whitespace in the pattern is exactly what Rust calls whitespace.
@@ -304,7 +385,18 @@ mod tests {
         for ok in ["0", "0.5", "19.99", "9999999.99", "10000000", "10000000.00"] {
             assert!(PRICE.is_match(ok) && AMOUNT.is_match(ok), "{ok}");
         }
-        for bad in ["10000000.01", "10000001", "-1", "1.999", "01", "1e3", "1_000", "+1", ".5", "1."] {
+        for bad in [
+            "10000000.01",
+            "10000001",
+            "-1",
+            "1.999",
+            "01",
+            "1e3",
+            "1_000",
+            "+1",
+            ".5",
+            "1.",
+        ] {
             assert!(!PRICE.is_match(bad), "{bad}");
         }
         assert!(AMOUNT.is_match("100000000.00"));
@@ -314,6 +406,22 @@ mod tests {
             "Money::MAX is the largest price"
         );
         assert!(PRICE.is_match(&crate::Money::MAX.to_string()));
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        #[derive(serde::Deserialize)]
+        struct N {
+            #[serde(deserialize_with = "whole::required")]
+            n: u32,
+        }
+        let read = |json: &str| serde_json::from_str::<N>(json).map(|v| v.n);
+        assert_eq!(read(r#"{"n": 3}"#).unwrap(), 3);
+        assert_eq!(read(r#"{"n": 3.0}"#).unwrap(), 3);
+        assert_eq!(read(r#"{"n": 4294967295}"#).unwrap(), u32::MAX);
+        for bad in ["3.5", "-1", "4294967296", "1e10", "\"3\"", "null"] {
+            assert!(read(&format!(r#"{{"n": {bad}}}"#)).is_err(), "{bad}");
+        }
     }
 
     #[test]

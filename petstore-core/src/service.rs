@@ -18,7 +18,8 @@ use crate::id::{MessageId, OrderId, PaymentId, PetId};
 use crate::log::{EventBatch, EventLogExt, Subscription};
 use crate::memory::MemoryStore;
 use crate::order::{
-    NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice, PaymentRequest, PaymentStatus,
+    IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice,
+    PaymentRequest, PaymentStatus,
 };
 use crate::pet::{Inventory, NewPet, Pet, PetPatch, PetQuery, PetStatus};
 use crate::store::{Change, Expect, IdempotencyRecord, Snapshot, Store, Write};
@@ -546,13 +547,10 @@ impl PetStore {
         new.validate()?;
         let customer = who.subject().unwrap_or("anonymous").to_owned();
         let key = match idempotency_key {
-            Some(k) if k.is_empty() || k.len() > 255 || k.chars().any(|c| c.is_control()) => {
-                return Err(Error::invalid_field(
-                    "idempotency_key",
-                    "must be 1 to 255 printable characters",
-                ));
-            }
-            Some(k) => Some(format!("order:{customer}:{k}")),
+            Some(k) => Some(format!(
+                "order:{customer}:{}",
+                IdempotencyKey::new(k)?.as_str()
+            )),
             None => None,
         };
         let fingerprint = format!("{}:{}", new.pet_id, new.quantity);

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID, Nullable, graphql_object};
 use petstore_core::chrono::{DateTime, Utc};
 use petstore_core::{
-    AccessToken, ChatMessage, Error, ErrorKind, Event, FieldError, Inventory, Money,
-    NewPet, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId, PetPatch,
-    PetStatus, Principal, ResumeToken,
+    AccessToken, ChatMessage, Error, ErrorKind, Event, FieldError, Inventory, Money, NewPet, Order,
+    OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId, PetPatch, PetStatus,
+    Principal, ResumeToken,
 };
 
 use crate::error::ApiResult;

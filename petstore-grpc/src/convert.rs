@@ -3,8 +3,8 @@
 
 use petstore_core::chrono::{DateTime, Utc};
 use petstore_core::{
-    ChatMessage, Error, Event, EventType, FieldError, Inventory, Money, Order,
-    OrderStatus, Payment, PaymentStatus, Pet, PetStatus, ResumeToken, TypePattern,
+    ChatMessage, Error, Event, EventType, FieldError, Inventory, Money, Order, OrderStatus,
+    Payment, PaymentStatus, Pet, PetStatus, ResumeToken, TypePattern,
 };
 use prost_types::Timestamp;
 

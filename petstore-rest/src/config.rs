@@ -47,6 +47,13 @@ pub struct RestConfig {
     /// anonymous caller shares one bucket. Over the quota: 429 with `Retry-After`;
     /// every response carries `RateLimit-Policy` and `RateLimit`.
     pub rate_limit: RateLimitConfig,
+    /// OpenAPI documents of other routers served beside this one (for example the
+    /// webhooks management API), merged into `GET /openapi.json` so that clients find
+    /// one document: their `paths`, `webhooks`, `tags` and `components` are added.
+    /// They may refer to this document's shared components (`#/components/responses/NotFound`,
+    /// `#/components/parameters/X-Request-Id`, `#/components/schemas/Problem`, ...).
+    #[serde(skip)]
+    pub openapi_fragments: Vec<serde_json::Value>,
 }
 
 impl Default for RestConfig {
@@ -59,6 +66,7 @@ impl Default for RestConfig {
             compression: true,
             docs: true,
             rate_limit: RateLimitConfig::disabled(),
+            openapi_fragments: Vec::new(),
         }
     }
 }
@@ -107,6 +115,12 @@ impl RestConfig {
     /// generous default quotas).
     pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
         self.rate_limit = config;
+        self
+    }
+
+    /// Adds an OpenAPI fragment to [`RestConfig::openapi_fragments`].
+    pub fn openapi_fragment(mut self, fragment: serde_json::Value) -> Self {
+        self.openapi_fragments.push(fragment);
         self
     }
 

@@ -116,7 +116,9 @@ fn table(config: &RestConfig) -> Vec<Route> {
             Op::new("createPet", "pets", "Add a pet")
                 .access(Access::Write(Scope::PetsWrite))
                 .body::<NewPet>(JSON)
-                .reply::<Pet>(201, "The new pet.", &["ETag", "Location"]),
+                .reply::<Pet>(201, "The new pet.", &["ETag", "Location"])
+                .links_by_id(&["getPet", "replacePet", "updatePet", "deletePet"])
+                .link_id_into_body("placeOrder", "pet_id"),
         ),
         Route::new(
             M::GET,
@@ -217,6 +219,7 @@ fn table(config: &RestConfig) -> Vec<Route> {
                     "The order (also for a replay, then with `Idempotent-Replayed: true`).",
                     &["ETag", "Location", "Idempotent-Replayed"],
                 )
+                .links_by_id(&["getOrder", "cancelOrder", "payOrder", "deliverOrder"])
                 .errors(&[404, 409]),
         ),
         Route::new(
@@ -265,6 +268,7 @@ fn table(config: &RestConfig) -> Vec<Route> {
                 .access(Access::Write(Scope::OrdersWrite))
                 .optional_body::<PaymentRequest>()
                 .reply::<Payment>(201, "The successful payment.", &["ETag", "Location"])
+                .links_by_id(&["getPayment"])
                 .errors(&[402, 409]),
         ),
         Route::new(
@@ -308,7 +312,7 @@ fn table(config: &RestConfig) -> Vec<Route> {
                 .access(Access::Optional)
                 .query::<EventsQuery>()
                 .reply::<EventBatch>(200, "Events after `since`, and the next token.", &[])
-                .errors(&[410, 422]),
+                .errors(&[404, 410, 422]),
         )
         .long_poll(),
         // ----- auth -----
@@ -321,10 +325,13 @@ fn table(config: &RestConfig) -> Vec<Route> {
                 "auth",
                 "Exchange a username and password for a token",
             )
-            .describe("The token carries the user's scopes. Wrong credentials are 401.")
+            .describe(
+                "The token carries the user's scopes. Wrong credentials are 401; too many \
+                 failed attempts for a username or from an address are 429.",
+            )
             .body::<Credentials>(JSON)
             .reply::<AccessToken>(200, "A bearer token.", &[])
-            .errors(&[401]),
+            .errors(&[401, 429]),
         ),
         // ----- meta -----
         Route::new(
@@ -352,11 +359,14 @@ fn table(config: &RestConfig) -> Vec<Route> {
 }
 
 /// The OpenAPI 3.1 document of the router [`router`] builds with `config`.
+///
+/// It includes [`RestConfig::openapi_fragments`].
 pub fn openapi_document(config: &RestConfig) -> serde_json::Value {
     let routes = table(config);
     openapi::document(
         routes.iter().map(|r| (&r.method, r.path, &r.op)),
         config.rate_limit.enabled,
+        &config.openapi_fragments,
     )
 }
 
@@ -542,6 +552,7 @@ pub fn router(store: PetStore, config: RestConfig) -> Router {
     let document = openapi::document(
         routes.iter().map(|r| (&r.method, r.path, &r.op)),
         config.rate_limit.enabled,
+        &config.openapi_fragments,
     );
     let state = AppState {
         store,

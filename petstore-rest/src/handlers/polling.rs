@@ -1,5 +1,6 @@
 //! Polling the event log: `GET /v1/events` and `GET /v1/pets/changes`.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::Json;
@@ -7,7 +8,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use petstore_core::schemars::{self, JsonSchema, Schema, SchemaGenerator, json_schema};
-use petstore_core::{Channel, EventFilter, Principal, ResumeToken, TypePattern};
+use petstore_core::{
+    Channel, EventFilter, EventType, MAX_EVENT_READ, OrderId, PetId, Principal, ROOM_PATTERN,
+    ResumeToken, TypePattern,
+};
+use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
 use crate::extract::{Caller, Params};
@@ -17,6 +22,86 @@ use crate::routes::AppState;
 /// Events per response when `limit` is absent.
 const DEFAULT_LIMIT: u32 = 100;
 
+/// The syntax of a comma-separated list of `item`s: items may be surrounded by spaces,
+/// and empty items are skipped.
+fn list_pattern(item: &str) -> String {
+    format!("^(?: *(?:{item})? *)(?:,(?: *(?:{item})? *))*$")
+}
+
+/// An anchored pattern without its anchors, to embed in another.
+fn unanchored(pattern: &str) -> &str {
+    pattern.trim_start_matches('^').trim_end_matches('$')
+}
+
+/// A list parameter's pattern: its schema's `pattern`, checked before the items are read.
+#[derive(Debug)]
+struct ListSyntax {
+    pattern: String,
+    regex: Regex,
+}
+
+impl ListSyntax {
+    fn new(item: &str) -> Self {
+        let pattern = list_pattern(item);
+        let regex = Regex::new(&pattern).unwrap_or_else(|e| panic!("list pattern: {e}"));
+        Self { pattern, regex }
+    }
+
+    /// The items of `text`, each read by `parse`; the message of the first bad one
+    /// (or `what` when the list itself is malformed).
+    fn parse<T>(
+        &self,
+        text: &str,
+        what: &str,
+        parse: impl Fn(&str) -> Result<T, petstore_core::Error>,
+    ) -> Result<Vec<T>, String> {
+        let items: Result<Vec<T>, String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| parse(s).map_err(|e| reason(&e)))
+            .collect();
+        let items = items?;
+        if self.regex.is_match(text) {
+            Ok(items)
+        } else {
+            Err(what.to_owned())
+        }
+    }
+}
+
+/// What is wrong, said once: the field error's message when there is one (the field is
+/// named by the caller), else the error's message.
+fn reason(e: &petstore_core::Error) -> String {
+    e.field_errors()
+        .first()
+        .map_or_else(|| e.message().to_owned(), |f| f.message.clone())
+}
+
+/// Event types and families: `*`, `pet.*`, ..., `pet.created`, ...
+static TYPES: LazyLock<ListSyntax> = LazyLock::new(|| {
+    let mut items = vec![r"\*".to_owned()];
+    for t in EventType::ALL {
+        let family = t.as_str().split('.').next().unwrap_or_default();
+        let family = format!("{}\\.\\*", regex::escape(family));
+        if !items.contains(&family) {
+            items.push(family);
+        }
+    }
+    items.extend(EventType::ALL.iter().map(|t| regex::escape(t.as_str())));
+    ListSyntax::new(&items.join("|"))
+});
+
+/// Channels: `pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}`, `chat/{room}`.
+static CHANNELS: LazyLock<ListSyntax> = LazyLock::new(|| {
+    ListSyntax::new(&format!(
+        "pets|orders|inventory|chat|pets/{}|orders/{}|chat/{}",
+        unanchored(PetId::PATTERN),
+        unanchored(OrderId::PATTERN),
+        unanchored(ROOM_PATTERN),
+    ))
+});
+
 /// Comma-separated event types or families.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TypeList(Vec<TypePattern>);
@@ -24,9 +109,14 @@ pub(crate) struct TypeList(Vec<TypePattern>);
 impl<'de> Deserialize<'de> for TypeList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        EventFilter::parse_types(&text)
+        TYPES
+            .parse(
+                &text,
+                "must be a comma-separated list of event types or families, e.g. `pet.*,order.created`",
+                str::parse,
+            )
             .map(TypeList)
-            .map_err(|e| serde::de::Error::custom(e.message()))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -42,6 +132,7 @@ impl JsonSchema for TypeList {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
+            "pattern": TYPES.pattern,
             "examples": ["pet.*,order.created"],
         })
     }
@@ -54,13 +145,14 @@ pub(crate) struct ChannelList(Vec<Channel>);
 impl<'de> Deserialize<'de> for ChannelList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        text.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<Channel>())
-            .collect::<Result<Vec<_>, _>>()
+        CHANNELS
+            .parse(
+                &text,
+                "must be a comma-separated list of channels, e.g. `pets,orders`",
+                str::parse,
+            )
             .map(ChannelList)
-            .map_err(|e| serde::de::Error::custom(e.message()))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -76,8 +168,36 @@ impl JsonSchema for ChannelList {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
+            "pattern": CHANNELS.pattern,
             "examples": ["orders,pets"],
         })
+    }
+}
+
+/// Where a poll starts: after a resume token.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Since(ResumeToken);
+
+impl<'de> Deserialize<'de> for Since {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map(Since)
+            .map_err(|e| serde::de::Error::custom(reason(&e)))
+    }
+}
+
+impl JsonSchema for Since {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Since".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(g: &mut SchemaGenerator) -> Schema {
+        ResumeToken::json_schema(g)
     }
 }
 
@@ -88,8 +208,9 @@ pub(crate) struct EventsQuery {
     /// Resume token: the `next` of the previous response, or the `X-Event-Position` of a
     /// read. Without it the feed starts at the oldest retained event. A malformed token
     /// is 400; one from another log epoch or older than the retained log is 410.
-    since: Option<ResumeToken>,
-    /// At most this many events per response, 1 to 1000 (default 100).
+    since: Option<Since>,
+    /// At most this many events per response (default 100).
+    #[schemars(range(min = 1, max = MAX_EVENT_READ))]
     limit: Option<u32>,
     /// Comma-separated event types or families, e.g. `pet.*,order.created` (default: every type).
     types: Option<TypeList>,
@@ -98,6 +219,7 @@ pub(crate) struct EventsQuery {
     channels: Option<ChannelList>,
     /// Long polling: when nothing is new, wait up to this many seconds for a first event
     /// (default 0; capped by the server, 30 s unless configured otherwise).
+    #[schemars(range(max = u32::MAX))]
     wait: Option<u32>,
 }
 
@@ -109,13 +231,15 @@ pub(crate) struct PetChangesQuery {
     /// `GET /v1/pets`. Without it the feed starts at the oldest retained event. A
     /// malformed token is 400; one from another log epoch or older than the retained log
     /// is 410.
-    since: Option<ResumeToken>,
-    /// At most this many events per response, 1 to 1000 (default 100).
+    since: Option<Since>,
+    /// At most this many events per response (default 100).
+    #[schemars(range(min = 1, max = MAX_EVENT_READ))]
     limit: Option<u32>,
     /// Comma-separated pet event types, e.g. `pet.status_changed` (default: every pet event).
     types: Option<TypeList>,
     /// Long polling: when nothing is new, wait up to this many seconds for a first event
     /// (default 0; capped by the server, 30 s unless configured otherwise).
+    #[schemars(range(max = u32::MAX))]
     wait: Option<u32>,
 }
 
@@ -146,13 +270,14 @@ pub(crate) async fn pet_changes(
 async fn feed(
     s: &AppState,
     who: &Principal,
-    since: Option<ResumeToken>,
+    since: Option<Since>,
     limit: Option<u32>,
     filter: EventFilter,
     wait: Option<u32>,
 ) -> Result<Response, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT) as usize;
     let wait = Duration::from_secs(wait.unwrap_or(0).into()).min(s.config.poll_wait_cap());
+    let since = since.map(|Since(token)| token);
     let batch = s.store.events(who, since, limit, filter, wait).await?;
     let mut response = Json(&batch).into_response();
     response
