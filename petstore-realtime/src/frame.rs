@@ -51,12 +51,39 @@ pub(crate) enum ClientFrame {
     Ping,
 }
 
+/// The `type` of the client frames that change something (they need a scope, checked
+/// before the rest of the frame is read).
+pub(crate) const CHAT_SEND: &str = "chat.send";
+
+/// What [`parse`] found in a text frame.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// The frame's `id`, echoed by the direct reply.
+    pub(crate) id: Option<Value>,
+    /// The frame's `type`, when it has one.
+    pub(crate) kind: Option<String>,
+    /// The frame, or why it is bad.
+    pub(crate) frame: Result<ClientFrame, WireError>,
+}
+
 /// Parses a text frame into its `id` (if any) and the frame, or the reason it is bad.
-pub(crate) fn parse(text: &str) -> (Option<Value>, Result<ClientFrame, WireError>) {
+pub(crate) fn parse(text: &str) -> Parsed {
+    let (id, kind, frame) = parse_parts(text);
+    Parsed { id, kind, frame }
+}
+
+fn parse_parts(
+    text: &str,
+) -> (
+    Option<Value>,
+    Option<String>,
+    Result<ClientFrame, WireError>,
+) {
     let mut value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(e) => {
             return (
+                None,
                 None,
                 Err(WireError::bad_request(format!(
                     "the frame is not JSON: {e}"
@@ -67,19 +94,24 @@ pub(crate) fn parse(text: &str) -> (Option<Value>, Result<ClientFrame, WireError
     let Some(object) = value.as_object_mut() else {
         return (
             None,
+            None,
             Err(WireError::bad_request(
                 "a frame must be a JSON object with a `type`",
             )),
         );
     };
     let id = object.remove("id");
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let frame = match object.get("type") {
         None => Err(WireError::bad_request("the frame has no `type`")),
         Some(Value::String(_)) => serde_json::from_value(value)
             .map_err(|e| WireError::bad_request(format!("bad frame: {e}"))),
         Some(_) => Err(WireError::bad_request("`type` must be a string")),
     };
-    (id, frame)
+    (id, kind, frame)
 }
 
 /// What the server sends.
@@ -323,24 +355,28 @@ mod tests {
 
     #[test]
     fn frames_parse_with_ids_and_bad_ones_say_why() {
-        let (id, frame) = parse(r#"{"type":"subscribe","channel":"orders","id":7}"#);
-        assert_eq!(id, Some(Value::from(7)));
+        let parsed = parse(r#"{"type":"subscribe","channel":"orders","id":7}"#);
+        assert_eq!(parsed.id, Some(Value::from(7)));
+        assert_eq!(parsed.kind.as_deref(), Some("subscribe"));
         assert_eq!(
-            frame.unwrap(),
+            parsed.frame.unwrap(),
             ClientFrame::Subscribe {
                 channel: "orders".into(),
                 since: None
             }
         );
-        assert_eq!(parse(r#"{"type":"ping"}"#).1.unwrap(), ClientFrame::Ping);
+        assert_eq!(
+            parse(r#"{"type":"ping"}"#).frame.unwrap(),
+            ClientFrame::Ping
+        );
         // Unknown fields are ignored, so that clients may add their own.
         assert_eq!(
-            parse(r#"{"type":"ping","trace":"abc"}"#).1.unwrap(),
+            parse(r#"{"type":"ping","trace":"abc"}"#).frame.unwrap(),
             ClientFrame::Ping
         );
         assert_eq!(
             parse(r#"{"type":"subscribe","channel":"pets","since":null}"#)
-                .1
+                .frame
                 .unwrap(),
             ClientFrame::Subscribe {
                 channel: "pets".into(),
@@ -355,7 +391,7 @@ mod tests {
             (r#"{"type":"dance"}"#, "unknown variant"),
             (r#"{"type":"subscribe"}"#, "missing field `channel`"),
         ] {
-            let err = parse(bad).1.unwrap_err();
+            let err = parse(bad).frame.unwrap_err();
             assert_eq!(err.code, "bad_request");
             assert!(err.message.contains(needle), "{bad}: {}", err.message);
         }

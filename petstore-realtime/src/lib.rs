@@ -17,5 +17,5 @@ pub use routes::{router, router_with_shutdown};
 /// stable API.
 #[doc(hidden)]
 pub fn __parse_client_frame(text: &str) -> Result<(), &'static str> {
-    frame::parse(text).1.map(|_| ()).map_err(|e| e.code)
+    frame::parse(text).frame.map(|_| ()).map_err(|e| e.code)
 }

@@ -159,6 +159,17 @@ async fn write_tools_without_a_token_fail_cleanly_and_change_nothing() {
         assert!(text.contains("orders:write"), "{text}");
         let text = tool_error(call(&client, "delete_pet", json!({"id": rex.id})).await);
         assert!(text.starts_with("unauthenticated:"), "{text}");
+        // The credential comes before the arguments: broken ones (an unknown field, a
+        // missing one, an empty name) say nothing about the input rules.
+        for (tool, arguments) in [
+            ("create_pet", json!({"name": "", "colour": "red"})),
+            ("place_order", json!({"quantity": 0})),
+            ("update_pet", json!({"id": 5})),
+            ("pay_order", json!({"id": "nope", "token": "cash"})),
+        ] {
+            let text = tool_error(call(&client, tool, arguments).await);
+            assert!(text.starts_with("unauthenticated:"), "{tool}: {text}");
+        }
 
         // The connection is still usable after tool errors.
         ok(call(&client, "get_pet", json!({"id": rex.id})).await);
@@ -310,7 +321,7 @@ async fn core_errors_are_tool_errors_with_their_code() {
         call(
             &client,
             "create_pet",
-            json!({"name": "", "species": "d0g", "price": {"amount": "-1", "currency": "USD"}}),
+            json!({"name": "", "species": "d0g", "price": {"amount": "10000000.01", "currency": "USD"}}),
         )
         .await,
     );
