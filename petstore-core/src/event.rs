@@ -170,7 +170,8 @@ impl Serialize for ResumeToken {
 impl<'de> Deserialize<'de> for ResumeToken {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.reason()))
     }
 }
 
@@ -432,7 +433,8 @@ impl Serialize for Channel {
 impl<'de> Deserialize<'de> for Channel {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.reason()))
     }
 }
 
@@ -492,7 +494,8 @@ impl Serialize for TypePattern {
 impl<'de> Deserialize<'de> for TypePattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.reason()))
     }
 }
 

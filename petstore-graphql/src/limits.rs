@@ -81,12 +81,8 @@ impl Limits {
         if nesting(query) > MAX_NESTING {
             return Err(too_deep(self.max_depth));
         }
-        let document: Document<'_, &str> = graphql_parser::parse_query(query).map_err(|e| {
-            Rejection::new(
-                "GRAPHQL_PARSE_FAILED",
-                format!("syntax error: {}", e.to_string().trim()),
-            )
-        })?;
+        let document: Document<'_, &str> = graphql_parser::parse_query(query)
+            .map_err(|e| Rejection::new("GRAPHQL_PARSE_FAILED", syntax_error(&e.to_string())))?;
         let Some((kind, operation)) = select(&document, operation_name) else {
             return Ok(None);
         };
@@ -147,6 +143,29 @@ impl Limits {
             ));
         }
         Ok(Some(kind))
+    }
+}
+
+/// graphql-parser's error text (`query parse error: Parse error at 1:5\nUnexpected
+/// end of input\nExpected }\n`) said once: `syntax error at 1:5: Unexpected end of
+/// input; Expected }`.
+fn syntax_error(text: &str) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix("query parse error: ").unwrap_or(text);
+    let (position, what) = match text.strip_prefix("Parse error at ") {
+        Some(rest) => rest.split_once('\n').unwrap_or((rest, "")),
+        None => ("", text),
+    };
+    let what = what
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match (position, what.is_empty()) {
+        ("", _) => format!("syntax error: {what}"),
+        (at, true) => format!("syntax error at {at}"),
+        (at, false) => format!("syntax error at {at}: {what}"),
     }
 }
 
@@ -575,9 +594,14 @@ mod tests {
             Some(OperationKind::Mutation)
         );
         assert_eq!(l.check(q, None, &no_vars).unwrap(), None);
-        assert_eq!(
-            l.check("{ x ", None, &no_vars).unwrap_err().code,
-            "GRAPHQL_PARSE_FAILED"
+        let err = l.check("{ x ", None, &no_vars).unwrap_err();
+        assert_eq!(err.code, "GRAPHQL_PARSE_FAILED");
+        // Said once: no "error: ... error".
+        assert!(
+            err.message.starts_with("syntax error at 1:"),
+            "{}",
+            err.message
         );
+        assert_eq!(err.message.matches("error").count(), 1, "{}", err.message);
     }
 }

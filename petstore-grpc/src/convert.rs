@@ -229,6 +229,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_resume_token_is_named_once() {
+        let e = since(Some("yesterday")).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid `since`: `yesterday` is not a resume token"
+        );
+        assert_eq!(
+            e.field_errors()[0].message,
+            "`yesterday` is not a resume token"
+        );
+    }
+
+    #[test]
     fn timestamps_keep_nanoseconds() {
         let t = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
         let ts = timestamp(t);

@@ -100,7 +100,9 @@ fn unknown_argument(schema: &JsonObject, arguments: &JsonObject) -> Option<CallT
         names => format!("expected one of {}", names.join(", ")),
     };
     Some(CallToolResult::error(vec![ContentBlock::text(
-        bad_arguments(format_args!("unknown field `{unknown}`, {expected}")),
+        bad_arguments(format_args!(
+            "`{unknown}`: is not a field here ({expected})"
+        )),
     )]))
 }
 

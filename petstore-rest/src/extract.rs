@@ -207,25 +207,7 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         )
         .into();
     }
-    // serde reports "line 1 column 9" at the end of its messages; the field says where.
-    let message = inner.to_string();
-    let message = message
-        .rsplit_once(" at line ")
-        .map_or(message.as_str(), |(m, _)| m)
-        .to_owned();
-    let field = if path == "." {
-        // Missing and unknown fields are reported at the parent: name the field itself.
-        message
-            .split('`')
-            .nth(1)
-            .filter(|_| {
-                message.starts_with("missing field") || message.starts_with("unknown field")
-            })
-            .map_or_else(String::new, str::to_owned)
-    } else {
-        path
-    };
-    Error::invalid(vec![FieldError::new(field, message)]).into()
+    Error::invalid(vec![FieldError::from_serde(&path, &inner.to_string())]).into()
 }
 
 /// What `If-Match` / `If-None-Match` may hold: `*`, or a comma-separated list of entity

@@ -349,7 +349,7 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
     let head = store.head().await.unwrap();
 
     let cases = [
-        ("get_pet", json!({}), "missing field `id`"),
+        ("get_pet", json!({}), "`id`: is required"),
         (
             "create_pet",
             json!({"name": "Ziggy", "species": "ferret", "age": "three", "price": {"amount": "1", "currency": "USD"}}),
@@ -358,7 +358,7 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
         (
             "update_pet",
             json!({"id": rex.id, "changes": {"colour": "red"}}),
-            "`changes.colour`: unknown field `colour`",
+            "`changes.colour`: is not a field here (expected one of",
         ),
         (
             "update_pet",
@@ -373,12 +373,12 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
         (
             "search_pets",
             json!({"name": "Rex"}),
-            "unknown field `name`, expected one of",
+            "`name`: is not a field here (expected one of",
         ),
         (
             "get_inventory",
             json!({"status": "sold"}),
-            "unknown field `status`, there are no fields",
+            "`status`: is not a field here (there are no fields)",
         ),
         (
             "recent_events",
@@ -393,6 +393,12 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
             "{tool}: expected {expected:?} in {text:?}"
         );
     }
+    // Said once: the argument is named by the path, and not again by the reason.
+    let text = tool_error(call(&client, "recent_events", json!({"since": "yesterday"})).await);
+    assert_eq!(
+        text,
+        "failed to deserialize parameters: `since`: `yesterday` is not a resume token"
+    );
     assert_eq!(store.head().await.unwrap(), head, "nothing changed");
     assert_eq!(pet(&store, "Rex").await, rex);
 

@@ -308,6 +308,24 @@ async fn bad_credentials_and_bad_channels_are_refused_with_problems() {
     assert_eq!(problem["code"], "invalid_input");
     assert_eq!(problem["errors"][0]["field"], "channels");
 
+    // Said once: the detail names the parameter, the field error says why.
+    let problem: Value = client
+        .get(server.http("/v1/stream?channels=pets&types=pet.exploded"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem["detail"],
+        "invalid `types`: unknown event type or pattern `pet.exploded`"
+    );
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "unknown event type or pattern `pet.exploded`"
+    );
+
     // A valid token opens chat, by header or by query (EventSource cannot set headers).
     let _chat = sse(
         &server.http("/v1/stream/chat"),

@@ -59,7 +59,7 @@ impl ListSyntax {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| parse(s).map_err(|e| reason(&e)))
+            .map(|s| parse(s).map_err(|e| e.reason().to_owned()))
             .collect();
         let items = items?;
         if self.regex.is_match(text) {
@@ -68,14 +68,6 @@ impl ListSyntax {
             Err(what.to_owned())
         }
     }
-}
-
-/// What is wrong, said once: the field error's message when there is one (the field is
-/// named by the caller), else the error's message.
-fn reason(e: &petstore_core::Error) -> String {
-    e.field_errors()
-        .first()
-        .map_or_else(|| e.message().to_owned(), |f| f.message.clone())
 }
 
 /// Event types and families: `*`, `pet.*`, ..., `pet.created`, ...
@@ -183,7 +175,7 @@ impl<'de> Deserialize<'de> for Since {
         let text = String::deserialize(d)?;
         text.parse()
             .map(Since)
-            .map_err(|e| serde::de::Error::custom(reason(&e)))
+            .map_err(|e| serde::de::Error::custom(e.reason()))
     }
 }
 

@@ -246,6 +246,21 @@ async fn bad_bodies_are_refused_and_change_nothing() {
         .collect();
     assert_eq!(fields, ["name", "species", "price.amount"]);
 
+    // A missing field is named once, as the field.
+    let r = s
+        .send(
+            s.post("/v1/pets")
+                .bearer_auth(&admin)
+                .json(&json!({"name": "Rex", "species": "dog"})),
+        )
+        .await;
+    assert_eq!(r.problem(422), "invalid_input");
+    assert_eq!(r.json()["detail"], "invalid `price`: is required");
+    assert_eq!(
+        r.json()["errors"],
+        json!([{"field": "price", "message": "is required"}])
+    );
+
     // Shape errors are 422 naming the field.
     for (body, field) in [
         (json!({"name": "Rex", "species": "dog"}), "price"),

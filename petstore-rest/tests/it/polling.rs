@@ -155,7 +155,18 @@ async fn bad_and_expired_tokens() {
         let r = s.send(s.get(&format!("/v1/events?since={bad}"))).await;
         assert_eq!(r.problem(400), "bad_request");
         assert_eq!(r.json()["errors"][0]["field"], "since");
+        // Said once: the parameter is named by the detail, not again by the reason.
+        let detail = r.json()["detail"].as_str().unwrap().to_owned();
+        assert_eq!(
+            detail,
+            format!("invalid query parameter `since`: `{bad}` is not a resume token")
+        );
     }
+    let r = s.send(s.get("/v1/events?types=pet.exploded")).await;
+    assert_eq!(
+        r.json()["detail"],
+        "invalid query parameter `types`: unknown event type or pattern `pet.exploded`"
+    );
     // Another epoch (another store): 410 with a problem body.
     let other = PetStore::in_memory().head().await.unwrap();
     for path in ["/v1/events", "/v1/pets/changes"] {
