@@ -1,9 +1,8 @@
-//! Shared pieces of the Pet Store example binaries: the all-in-one server (started by
-//! `petstore-server`, the `tour` and the conformance tests) and small client helpers.
+//! What the Pet Store example clients share: where the server is and how to get a token.
+//! The server they talk to is the `petstore-server` crate (`cargo run -p
+//! petstore-server`); the `tour` starts it in-process.
 //!
 //! The workspace README follows; its Rust examples are compiled as doctests here.
 #![doc = include_str!("../../README.md")]
 
-pub mod asyncapi;
 pub mod client;
-pub mod server;

@@ -1,32 +1,12 @@
-//! The full stack: `petstore-server` started in-process. An adapter that the server
-//! does not mount yet is composed here from its crate's public constructor over the
-//! same store, and the report says so.
+//! The full stack: `petstore-server` started in-process, as a user starts it, and
+//! measured at the addresses its running handle reports.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
 use petstore_core::{PetStore, Principal, Scope};
-use petstore_examples::server::{RunningServer, ServerArgs};
-
-/// Where one adapter answers, and whether `petstore-server` itself mounts it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Mounted {
-    pub(crate) addr: SocketAddr,
-    pub(crate) by_server: bool,
-}
-
-impl Mounted {
-    /// A note for the report when the adapter had to be composed by the bench.
-    pub(crate) fn note(&self, adapter: &str) -> Option<String> {
-        (!self.by_server).then(|| {
-            format!(
-                "{adapter} not mounted in petstore-server yet: composed from its crate's router"
-            )
-        })
-    }
-}
+use petstore_server::{RunningServer, ServerArgs};
 
 /// Options of a full stack.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,18 +21,15 @@ pub(crate) struct Stack {
     pub(crate) store: PetStore,
     /// Development token with every scope.
     pub(crate) token: String,
+    /// Where every HTTP adapter answers: REST, GraphQL, SSE and WebSocket, webhooks.
+    pub(crate) http: SocketAddr,
     pub(crate) grpc: SocketAddr,
-    pub(crate) rest: Mounted,
-    pub(crate) graphql: Mounted,
-    pub(crate) realtime: Mounted,
-    pub(crate) webhooks: Mounted,
-    /// The MQTT broker the bridge publishes to.
-    pub(crate) mqtt: Option<Mounted>,
-    /// The broker's MQTT 5 listener, which the bridge publishes to (the bare publisher
-    /// uses it too, so that both skip the version-detecting front).
-    pub(crate) mqtt_v5: Option<SocketAddr>,
-    bridge: Option<petstore_mqtt::BridgeHandle>,
-    dispatcher: Option<petstore_webhooks::DispatcherHandle>,
+    /// The embedded MQTT broker the bridge publishes to (with [`StackOptions::mqtt`]).
+    pub(crate) mqtt: Option<SocketAddr>,
+    /// The embedded broker: its MQTT 5 listener, which the bridge publishes to, and
+    /// the bridge's credentials (the bare publisher uses both too, so that both skip
+    /// the front that checks every other client).
+    pub(crate) mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
 }
 
 impl Stack {
@@ -61,130 +38,23 @@ impl Stack {
             no_mqtt: !opts.mqtt,
             ..ServerArgs::ephemeral()
         };
-        let server = petstore_examples::server::start(args)
+        let server = petstore_server::start(args)
             .await
             .context("starting petstore-server in-process")?;
-        let store = server.store.clone();
-        let token = server.dev_token.clone();
-        let http = server.http_addr;
         let grpc = server.grpc_addr.context("petstore-server serves no gRPC")?;
-        let probe = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let base = format!("http://{http}");
-
-        let rest = probe
-            .get(format!("{base}/v1/pets?limit=1"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        let graphql = probe
-            .post(format!("{base}/graphql"))
-            .json(&serde_json::json!({"query": "{ __typename }"}))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        let realtime = probe
-            .get(format!("{base}/v1/stream/pets"))
-            .send()
-            .await
-            .is_ok_and(|r| {
-                r.status().is_success()
-                    && r.headers()
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.starts_with("text/event-stream"))
-            });
-        let webhooks = probe
-            .get(format!("{base}/v1/webhooks"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-
-        let mut fallback = Router::new();
-        if !rest {
-            fallback = fallback.merge(petstore_rest::router(
-                store.clone(),
-                petstore_rest::RestConfig::default(),
-            ));
+        if opts.mqtt {
+            server
+                .mqtt_addr
+                .context("petstore-server runs no MQTT broker")?;
         }
-        if !graphql {
-            fallback = fallback.merge(petstore_graphql::router(
-                store.clone(),
-                petstore_graphql::GraphQlConfig::default(),
-            ));
-        }
-        if !realtime {
-            fallback = fallback.merge(petstore_realtime::router(
-                store.clone(),
-                petstore_realtime::RealtimeConfig::default(),
-            ));
-        }
-        let mut dispatcher = None;
-        if !webhooks {
-            let hooks = petstore_webhooks::Webhooks::new(
-                store.clone(),
-                petstore_webhooks::WebhookConfig::default().allow_loopback(true),
-            );
-            fallback = fallback.merge(hooks.router());
-            dispatcher = Some(hooks.spawn_dispatcher());
-        }
-        let fallback_addr = if rest && graphql && realtime && webhooks {
-            http
-        } else {
-            // Served like petstore-server serves HTTP (plain `axum::serve`).
-            crate::bare::serve_axum(fallback, false).await?
-        };
-        let at = |mounted: bool| Mounted {
-            addr: if mounted { http } else { fallback_addr },
-            by_server: mounted,
-        };
-
-        let mut bridge = None;
-        let mut mqtt_v5 = server.mqtt_v5_addr;
-        let mqtt = match (opts.mqtt, server.mqtt_addr) {
-            (false, _) => None,
-            (true, Some(addr)) => Some(Mounted {
-                addr,
-                by_server: true,
-            }),
-            (true, None) => {
-                let broker = petstore_mqtt::broker::EmbeddedBroker::start("127.0.0.1:0".parse()?)
-                    .context("starting the embedded MQTT broker")?;
-                let handle = petstore_mqtt::Bridge::start(
-                    store.clone(),
-                    petstore_mqtt::MqttConfig::default()
-                        .url(format!("mqtt://{}", broker.v5_addr()))
-                        .client_id("petstore-bench-bridge"),
-                )
-                .context("starting the MQTT bridge")?;
-                tokio::time::timeout(Duration::from_secs(10), handle.wait_for(|s| s.connected))
-                    .await
-                    .context("the MQTT bridge did not connect to the broker")?;
-                bridge = Some(handle);
-                mqtt_v5 = Some(broker.v5_addr());
-                Some(Mounted {
-                    addr: broker.addr(),
-                    by_server: false,
-                })
-            }
-        };
-
         Ok(Self {
-            server: Some(server),
-            store,
-            token,
+            store: server.store.clone(),
+            token: server.dev_token.clone(),
+            http: server.http_addr,
             grpc,
-            rest: at(rest),
-            graphql: at(graphql),
-            realtime: at(realtime),
-            webhooks: at(webhooks),
-            mqtt,
-            mqtt_v5,
-            bridge,
-            dispatcher,
+            mqtt: server.mqtt_addr,
+            mqtt_broker: server.mqtt_broker.clone(),
+            server: Some(server),
         })
     }
 
@@ -195,12 +65,6 @@ impl Stack {
 
     /// Stops everything (bounded: a server that does not stop in time is left behind).
     pub(crate) async fn stop(mut self) {
-        if let Some(b) = self.bridge.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), b.shutdown()).await;
-        }
-        if let Some(d) = self.dispatcher.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), d.shutdown()).await;
-        }
         if let Some(s) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(15), s.shutdown()).await;
         }

@@ -1,5 +1,13 @@
-//! The one authorization model: a [`Principal`] carrying [`Scope`]s, and HS256 JWTs
-//! (claims `sub`, `scope`, `exp`) as the credential every protocol accepts.
+//! The one authorization model: a [`Principal`] carrying [`Scope`]s, and JWTs as the
+//! credential every protocol accepts: HS256 (claims `sub`, `scope`, `exp`) signed by
+//! this service, and optionally an identity provider's RS256/ES256 tokens checked
+//! against its key set.
+
+mod jwks;
+mod verifier;
+
+pub use jwks::{JwksConfig, JwksVerifier, KeySource};
+pub use verifier::{Hs256Verifier, TokenClaims, TokenVerifier};
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -7,7 +15,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -167,55 +175,74 @@ pub struct AccessToken {
     pub scope: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    #[serde(default)]
-    scope: String,
-    exp: u64,
-}
+/// The default of [`TokenAuthority::max_lifetime`].
+pub const DEFAULT_MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// A token longer than this is refused unread (real issuers' tokens are far smaller).
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The longest accepted subject: it becomes the owner of orders.
+const MAX_SUBJECT_BYTES: usize = 256;
+/// Allowed clock difference with the issuer, for `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
 
-/// Issues and verifies HS256 JWTs with claims `sub`, `scope` (space separated) and `exp`.
-/// No other claim is required, so any HS256 library can mint a valid token.
+/// Issues HS256 JWTs (claims `sub`, `scope` space separated, `exp`, `iat`) and verifies
+/// bearer tokens.
 ///
-/// Verified tokens are remembered (up to 4,096, each until its `exp`), so that a
-/// client sending the same token on every request pays for the signature check once.
-/// Clones share that memory.
+/// A token goes to the [`TokenVerifier`] that accepts its header's algorithm: the
+/// authority's own HS256 secret ([`Hs256Verifier`]), and any added with
+/// [`TokenAuthority::with_verifier`] (such as a [`JwksVerifier`] for an identity
+/// provider). Whatever the verifier, the authority then requires a non-empty `sub`
+/// (at most 256 bytes, no control characters) and an `exp` that has not passed,
+/// honours `nbf`, and refuses a token that would live longer than
+/// [`TokenAuthority::max_lifetime`] (counted from now, and from `iat` when present).
+/// No other claim is required of HS256 tokens, so any HS256 library can mint a valid
+/// token.
+///
+/// Verified tokens are remembered (up to 4,096, each until its `exp`, and only while
+/// the verifier's keys stay the same), so that a client sending the same token on
+/// every request pays for the signature check once. Clones share that memory.
 #[derive(Clone)]
 pub struct TokenAuthority {
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    verifiers: Vec<Arc<dyn TokenVerifier>>,
     ttl: Duration,
+    max_lifetime: Duration,
     verified: Arc<VerifiedTokens>,
 }
 
-/// Tokens that passed verification, with the time (Unix seconds) after which they
-/// no longer would: `exp` plus the validation leeway.
+/// What is remembered of a verified token.
+#[derive(Clone)]
+struct Verified {
+    who: Principal,
+    /// Unix seconds after which the token no longer verifies: `exp` plus the leeway.
+    until: u64,
+    /// Which verifier vouched for it, and under which key generation.
+    verifier: usize,
+    generation: u64,
+}
+
+/// Tokens that passed verification.
 #[derive(Default)]
-struct VerifiedTokens(Mutex<HashMap<Box<str>, (Principal, u64)>>);
+struct VerifiedTokens(Mutex<HashMap<Box<str>, Verified>>);
 
 impl VerifiedTokens {
     /// At most this many tokens are remembered.
     const CAPACITY: usize = 4096;
 
-    fn get(&self, token: &str, now: u64) -> Option<Principal> {
+    fn get(&self, token: &str, now: u64) -> Option<Verified> {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(token)
-            .filter(|(_, until)| now <= *until)
-            .map(|(who, _)| who.clone())
+        map.get(token).filter(|v| now <= v.until).cloned()
     }
 
-    fn insert(&self, token: &str, who: Principal, until: u64, now: u64) {
+    fn insert(&self, token: &str, verified: Verified, now: u64) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= Self::CAPACITY {
-            map.retain(|_, (_, t)| now <= *t);
+            map.retain(|_, v| now <= v.until);
             if map.len() >= Self::CAPACITY {
                 // Many live tokens at once: start over rather than track recency.
                 map.clear();
             }
         }
-        map.insert(token.into(), (who, until));
+        map.insert(token.into(), verified);
     }
 
     #[cfg(test)]
@@ -229,22 +256,25 @@ impl fmt::Debug for TokenAuthority {
         // The secret is never printed.
         f.debug_struct("TokenAuthority")
             .field("ttl", &self.ttl)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("verifiers", &self.verifiers)
             .finish_non_exhaustive()
     }
 }
 
+fn refuse(reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(ErrorKind::Unauthenticated, reason)
+}
+
 impl TokenAuthority {
-    /// An authority signing with `secret`; tokens live for `ttl`.
+    /// An authority signing with `secret`; tokens live for `ttl`. The maximum accepted
+    /// lifetime is [`DEFAULT_MAX_TOKEN_LIFETIME`], or `ttl` when longer.
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_aud = false;
-        validation.leeway = 5;
         Self {
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            verifiers: vec![Arc::new(Hs256Verifier::new(secret))],
             ttl,
+            max_lifetime: DEFAULT_MAX_TOKEN_LIFETIME.max(ttl),
             verified: Arc::default(),
         }
     }
@@ -257,9 +287,32 @@ impl TokenAuthority {
         Self::new(&secret, ttl)
     }
 
+    /// Also accepts the tokens `verifier` vouches for (those signed with an algorithm
+    /// it [accepts](TokenVerifier::accepts) and the authority's own HS256 verifier
+    /// does not).
+    pub fn with_verifier(mut self, verifier: impl TokenVerifier + 'static) -> Self {
+        self.verifiers.push(Arc::new(verifier));
+        // Entries name verifiers by position: start the memory afresh.
+        self.verified = Arc::default();
+        self
+    }
+
+    /// Sets [`TokenAuthority::max_lifetime`]; never below the lifetime of issued
+    /// tokens.
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max.max(self.ttl);
+        self
+    }
+
     /// The lifetime of issued tokens.
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// The longest lifetime a presented token may have: its `exp` at most this far
+    /// from now, and from its `iat` when it has one.
+    pub fn max_lifetime(&self) -> Duration {
+        self.max_lifetime
     }
 
     /// Signs a token for `subject` with `scopes`.
@@ -273,12 +326,9 @@ impl TokenAuthority {
             .map(Scope::as_str)
             .collect::<Vec<_>>()
             .join(" ");
-        let exp = jsonwebtoken::get_current_timestamp() + self.ttl.as_secs();
-        let claims = Claims {
-            sub: subject.to_owned(),
-            scope: scope.clone(),
-            exp,
-        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims =
+            TokenClaims::new(subject, scope.clone(), now + self.ttl.as_secs()).issued_at(now);
         let access_token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
                 .map_err(Error::internal)?;
@@ -293,36 +343,81 @@ impl TokenAuthority {
     /// Verifies a token (without the `Bearer ` prefix). Unknown scope names are ignored
     /// so that newer issuers stay compatible.
     pub fn verify(&self, token: &str) -> Result<Principal> {
-        let now = jsonwebtoken::get_current_timestamp();
-        if let Some(who) = self.verified.get(token, now) {
-            return Ok(who);
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(refuse("the token is longer than 8 KiB"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                let reason = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                        "the token signature is invalid"
-                    }
-                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                        "the token must be signed with HS256"
-                    }
-                    jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(_) => {
-                        "the token lacks a required claim (sub, exp)"
-                    }
-                    _ => "the token is malformed",
-                };
-                Error::new(ErrorKind::Unauthenticated, reason)
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(known) = self.verified.get(token, now)
+            && self.verifiers[known.verifier].key_generation() == known.generation
+        {
+            return Ok(known.who);
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| refuse("the token is malformed (or its algorithm is unknown)"))?;
+        let (index, verifier) = self
+            .verifiers
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.accepts(header.alg))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "tokens signed with {:?} are not accepted",
+                    header.alg
+                ))
             })?;
-        let scopes = data
-            .claims
+        // Read before verifying: keys that change meanwhile make the entry stale.
+        let generation = verifier.key_generation();
+        let claims = verifier.verify(token, &header)?;
+        let (who, until) = self.admit(claims, now)?;
+        let verified = Verified {
+            who: who.clone(),
+            until,
+            verifier: index,
+            generation,
+        };
+        self.verified.insert(token, verified, now);
+        Ok(who)
+    }
+
+    /// The rules every token obeys, whoever signed it; returns the principal and the
+    /// time until which the token stays valid.
+    fn admit(&self, claims: TokenClaims, now: u64) -> Result<(Principal, u64)> {
+        let sub = claims
+            .sub
+            .ok_or_else(|| refuse("the token lacks a required claim (sub)"))?;
+        if sub.trim().is_empty() {
+            return Err(refuse("the token's subject (sub) is empty"));
+        }
+        if sub.len() > MAX_SUBJECT_BYTES || sub.chars().any(char::is_control) {
+            return Err(refuse(
+                "the token's subject (sub) is longer than 256 bytes or has control characters",
+            ));
+        }
+        let exp = claims
+            .exp
+            .ok_or_else(|| refuse("the token lacks a required claim (exp)"))?;
+        if exp.saturating_add(LEEWAY_SECS) < now {
+            return Err(refuse("the token has expired"));
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+        {
+            return Err(refuse("the token is not valid yet (nbf)"));
+        }
+        let max = self.max_lifetime.as_secs();
+        if exp.saturating_sub(now) > max.saturating_add(LEEWAY_SECS)
+            || claims.iat.is_some_and(|iat| exp.saturating_sub(iat) > max)
+        {
+            return Err(refuse(format!(
+                "the token lives longer than the accepted maximum of {max} seconds"
+            )));
+        }
+        let scopes = claims
             .scope
             .split_ascii_whitespace()
             .filter_map(|s| s.parse().ok());
-        let who = Principal::new(data.claims.sub, scopes);
-        let until = data.claims.exp.saturating_add(self.validation.leeway);
-        self.verified.insert(token, who.clone(), until, now);
-        Ok(who)
+        Ok((Principal::new(sub, scopes), exp.saturating_add(LEEWAY_SECS)))
     }
 
     /// Verifies an `Authorization` header value (`Bearer <jwt>`, scheme case-insensitive).
@@ -345,7 +440,29 @@ impl TokenAuthority {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    /// An HS256 token with exactly `claims`, as any JWT library would make it.
+    fn hs256(secret: &[u8], claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    fn refusal(auth: &TokenAuthority, token: &str) -> String {
+        let err = auth.verify(token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unauthenticated, "{err}");
+        err.message().to_owned()
+    }
 
     #[test]
     fn issued_tokens_verify_with_their_scopes() {
@@ -383,11 +500,17 @@ mod tests {
         );
 
         let cache = VerifiedTokens::default();
-        cache.insert("t", Principal::system("x"), 100, 50);
+        let entry = |until| Verified {
+            who: Principal::system("x"),
+            until,
+            verifier: 0,
+            generation: 0,
+        };
+        cache.insert("t", entry(100), 50);
         assert!(cache.get("t", 100).is_some());
         assert!(cache.get("t", 101).is_none(), "past exp + leeway");
         for i in 0..VerifiedTokens::CAPACITY + 10 {
-            cache.insert(&format!("t{i}"), Principal::system("x"), 200, 150);
+            cache.insert(&format!("t{i}"), entry(200), 150);
         }
         assert!(cache.len() <= VerifiedTokens::CAPACITY);
     }
@@ -397,27 +520,121 @@ mod tests {
         let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
         let other = TokenAuthority::new(b"other", Duration::from_secs(60));
         let token = other.issue("mallory", Scope::ALL).unwrap();
-        assert_eq!(
-            auth.verify(&token.access_token).unwrap_err().kind(),
-            ErrorKind::Unauthenticated
-        );
+        assert!(refusal(&auth, &token.access_token).contains("signature"));
 
-        let claims = Claims {
-            sub: "bob".into(),
-            scope: "admin".into(),
-            exp: 1_000,
-        };
-        let expired = jsonwebtoken::encode(
-            &Header::default(),
-            &claims,
-            &EncodingKey::from_secret(b"secret"),
-        )
-        .unwrap();
-        let err = auth.verify(&expired).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Unauthenticated);
-        assert!(err.message().contains("expired"));
+        let expired = hs256(
+            b"secret",
+            json!({"sub": "bob", "scope": "admin", "exp": 1_000}),
+        );
+        assert!(refusal(&auth, &expired).contains("expired"));
         assert!(auth.verify("not.a.jwt").is_err());
         assert!(auth.verify_bearer("Basic abc").is_err());
+    }
+
+    #[test]
+    fn a_token_that_is_not_valid_yet_is_refused_until_its_nbf() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let exp = now() + 600;
+        let later = hs256(
+            b"secret",
+            json!({"sub": "bob", "scope": "admin", "exp": exp, "nbf": now() + 300}),
+        );
+        assert!(refusal(&auth, &later).contains("nbf"));
+        // Within the clock leeway, and in the past, `nbf` lets the token through.
+        for nbf in [now() + LEEWAY_SECS - 1, now() - 60] {
+            let token = hs256(
+                b"secret",
+                json!({"sub": "bob", "scope": "admin", "exp": exp, "nbf": nbf}),
+            );
+            assert_eq!(auth.verify(&token).unwrap().subject(), Some("bob"));
+        }
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_maximum_is_refused() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        assert_eq!(auth.max_lifetime(), DEFAULT_MAX_TOKEN_LIFETIME);
+        let day = DEFAULT_MAX_TOKEN_LIFETIME.as_secs();
+        for exp in [
+            1u64 << 63,
+            u64::MAX,
+            now() + 365 * day,
+            now() + day + LEEWAY_SECS + 60,
+        ] {
+            let token = hs256(
+                b"secret",
+                json!({"sub": "bob", "scope": "admin", "exp": exp}),
+            );
+            assert!(refusal(&auth, &token).contains("longer than"), "exp {exp}");
+        }
+        // Counted from `iat` too: a token minted for a week, presented within its day.
+        let week = hs256(
+            b"secret",
+            json!({"sub": "bob", "exp": now() + 3600, "iat": now() + 3600 - 7 * day}),
+        );
+        assert!(refusal(&auth, &week).contains("longer than"));
+        // Just within the maximum.
+        let ok = hs256(
+            b"secret",
+            json!({"sub": "bob", "exp": now() + day, "iat": now()}),
+        );
+        assert!(auth.verify(&ok).is_ok());
+
+        // Configurable, but never below the lifetime of issued tokens.
+        let short = TokenAuthority::new(b"secret", Duration::from_secs(600))
+            .with_max_lifetime(Duration::from_secs(60));
+        assert_eq!(short.max_lifetime(), Duration::from_secs(600));
+        let issued = short.issue("alice", [Scope::PetsRead]).unwrap();
+        assert!(short.verify(&issued.access_token).is_ok());
+        let hour = hs256(b"secret", json!({"sub": "bob", "exp": now() + 3600}));
+        assert!(refusal(&short, &hour).contains("longer than"));
+        // A long service ttl raises the default maximum with it.
+        let long = TokenAuthority::new(b"secret", Duration::from_secs(2 * day));
+        assert_eq!(long.max_lifetime(), Duration::from_secs(2 * day));
+    }
+
+    #[test]
+    fn the_subject_must_be_present_non_empty_short_and_printable() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let exp = now() + 60;
+        let cases = [
+            (json!({"scope": "admin", "exp": exp}), "lacks"),
+            (json!({"sub": "", "scope": "admin", "exp": exp}), "empty"),
+            (json!({"sub": "   ", "scope": "admin", "exp": exp}), "empty"),
+            (
+                json!({"sub": "a\nb", "scope": "admin", "exp": exp}),
+                "control",
+            ),
+            (json!({"sub": "x".repeat(257), "exp": exp}), "256 bytes"),
+            (json!({"sub": 7, "exp": exp}), "malformed"),
+        ];
+        for (claims, why) in cases {
+            let token = hs256(b"secret", claims.clone());
+            let reason = refusal(&auth, &token);
+            assert!(reason.contains(why), "{claims}: {reason}");
+        }
+        let missing_exp = hs256(b"secret", json!({"sub": "bob"}));
+        assert!(refusal(&auth, &missing_exp).contains("exp"));
+        let longest = hs256(b"secret", json!({"sub": "x".repeat(256), "exp": exp}));
+        assert!(auth.verify(&longest).is_ok());
+    }
+
+    #[test]
+    fn unsigned_oversized_and_foreign_algorithm_tokens_are_refused() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let claims = b64(json!({"sub": "root", "scope": "admin", "exp": now() + 60}));
+        for alg in ["none", "None", "NONE", "RS256", "ES256", "HS512"] {
+            let token = format!("{}.{claims}.", b64(json!({"alg": alg, "typ": "JWT"})));
+            refusal(&auth, &token);
+        }
+        let huge = hs256(
+            b"secret",
+            json!({"sub": "bob", "exp": now() + 60, "pad": "x".repeat(MAX_TOKEN_BYTES)}),
+        );
+        assert!(refusal(&auth, &huge).contains("longer than 8 KiB"));
     }
 
     #[test]
@@ -434,13 +651,10 @@ mod tests {
     #[test]
     fn unknown_scopes_in_tokens_are_ignored() {
         let auth = TokenAuthority::new(b"s", Duration::from_secs(60));
-        let claims = Claims {
-            sub: "x".into(),
-            scope: "pets:read future:scope".into(),
-            exp: jsonwebtoken::get_current_timestamp() + 60,
-        };
-        let t = jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(b"s"))
-            .unwrap();
+        let t = hs256(
+            b"s",
+            json!({"sub": "x", "scope": "pets:read future:scope", "exp": now() + 60}),
+        );
         let p = auth.verify(&t).unwrap();
         assert_eq!(p.scopes().collect::<Vec<_>>(), vec![Scope::PetsRead]);
     }

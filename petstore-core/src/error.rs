@@ -61,6 +61,26 @@ impl ErrorKind {
         }
     }
 
+    /// The HTTP status every HTTP adapter answers for this kind: the one table, kept
+    /// in core as a plain number so that core stays transport-free.
+    ///
+    /// [`ErrorKind::Lagged`] has no request to answer (a stream ends); it maps to 503
+    /// for the rare case it surfaces in a request.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidInput => 422,
+            Self::NotFound => 404,
+            Self::Conflict => 409,
+            Self::PreconditionFailed => 412,
+            Self::Unauthenticated => 401,
+            Self::Forbidden => 403,
+            Self::RateLimited => 429,
+            Self::ResumeExpired => 410,
+            Self::Lagged | Self::Unavailable => 503,
+            Self::Internal => 500,
+        }
+    }
+
     /// A short human-readable title, e.g. `"Not Found"`.
     pub const fn title(self) -> &'static str {
         match self {

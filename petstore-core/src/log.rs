@@ -1,7 +1,6 @@
 //! The event log: one sequenced, resumable log of domain events feeding every push
 //! pattern.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,13 +8,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::event::{Event, EventFilter, ResetReason, ResumeToken};
 
 /// Sizing of an event log.
@@ -102,6 +101,39 @@ pub trait EventLog: Send + Sync + 'static {
         since: Option<ResumeToken>,
         filter: EventFilter,
     ) -> Result<Subscription>;
+
+    /// The position after which the retained events are those that happened after
+    /// `time` (what polling by time, `since=<epoch ms>`, reads from). Provided: scans
+    /// the retained log; a backend with an index on time can answer faster.
+    ///
+    /// # Behavior
+    /// - The events after the returned position are exactly the retained events whose
+    ///   time is after `time` (events are in offset order; a backend whose clocks may
+    ///   disagree answers for the first event after `time` in offset order).
+    /// - When events after `time` may have been dropped by retention (the oldest
+    ///   retained event is after `time` and is not the first event ever), fails with
+    ///   [`crate::ErrorKind::ResumeExpired`].
+    async fn position_at(&self, time: DateTime<Utc>) -> Result<ResumeToken> {
+        let mut since = None;
+        let mut first = true;
+        loop {
+            let batch = self
+                .read(since, crate::service::MAX_EVENT_READ, &EventFilter::all())
+                .await?;
+            if let Some(i) = batch.events.iter().position(|e| e.time() > time) {
+                let at = batch.events[i].offset();
+                if first && i == 0 && at.offset > 1 {
+                    return Err(ResetReason::Expired.into_error_at_time(time));
+                }
+                return Ok(ResumeToken::new(at.epoch, at.offset - 1));
+            }
+            if batch.events.is_empty() {
+                return Ok(batch.next);
+            }
+            first = false;
+            since = Some(batch.next);
+        }
+    }
 }
 
 /// Conveniences over every [`EventLog`].
@@ -157,187 +189,5 @@ impl Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.as_mut().poll_next(cx)
-    }
-}
-
-/// The in-memory log used by [`crate::MemoryStore`]: a bounded ring of the newest
-/// events and a broadcast channel for live subscribers. Callers serialise appends
-/// (the store holds its state lock), which is what makes state and events atomic.
-#[derive(Debug)]
-pub(crate) struct MemoryLog {
-    epoch: u64,
-    head: u64,
-    events: VecDeque<Arc<Event>>,
-    config: LogConfig,
-    live: broadcast::Sender<Arc<Event>>,
-}
-
-impl MemoryLog {
-    pub(crate) fn new(config: LogConfig) -> Self {
-        let (live, _) = broadcast::channel(config.subscriber_buffer.max(1));
-        // A random epoch: tokens from an earlier process never resume into this one.
-        let epoch = u64::from_le_bytes(
-            uuid::Uuid::new_v4().as_bytes()[..8]
-                .try_into()
-                .unwrap_or_default(),
-        );
-        Self {
-            epoch,
-            head: 0,
-            events: VecDeque::new(),
-            config,
-            live,
-        }
-    }
-
-    pub(crate) fn head(&self) -> ResumeToken {
-        ResumeToken::new(self.epoch, self.head)
-    }
-
-    /// Gives the next offset to `event`, stores it and publishes it. Events that fall
-    /// out of retention go to `evicted`, for the caller to drop after releasing its
-    /// lock (freeing an event's payload is not free).
-    pub(crate) fn append(&mut self, mut event: Event, evicted: &mut Vec<Arc<Event>>) -> Arc<Event> {
-        self.head += 1;
-        event.offset = ResumeToken::new(self.epoch, self.head);
-        let event = Arc::new(event);
-        self.events.push_back(event.clone());
-        while self.events.len() > self.config.retention {
-            evicted.extend(self.events.pop_front());
-        }
-        // No receiver is not an error: nobody is listening right now.
-        let _ = self.live.send(event.clone());
-        event
-    }
-
-    /// Index in `events` of the first event after `since`.
-    fn start_index(&self, since: Option<ResumeToken>) -> Result<usize> {
-        let Some(since) = since else { return Ok(0) };
-        if since.epoch != self.epoch {
-            return Err(ResetReason::EpochMismatch.into_error(since));
-        }
-        if since.offset > self.head {
-            return Err(Error::invalid_field(
-                "since",
-                format!(
-                    "resume token `{since}` is ahead of the log (head is {})",
-                    self.head
-                ),
-            ));
-        }
-        let first = self
-            .events
-            .front()
-            .map_or(self.head + 1, |e| e.offset.offset);
-        if since.offset + 1 < first {
-            return Err(ResetReason::Expired.into_error(since));
-        }
-        Ok((since.offset + 1 - first) as usize)
-    }
-
-    pub(crate) fn read(
-        &self,
-        since: Option<ResumeToken>,
-        limit: usize,
-        filter: &EventFilter,
-    ) -> Result<EventBatch> {
-        let start = self.start_index(since)?;
-        let mut next = since.unwrap_or(ResumeToken::new(
-            self.epoch,
-            self.events
-                .front()
-                .map_or(self.head, |e| e.offset.offset - 1),
-        ));
-        let mut events = Vec::new();
-        for event in self.events.iter().skip(start) {
-            if events.len() >= limit {
-                break;
-            }
-            next = event.offset;
-            if filter.matches(event) {
-                events.push(event.clone());
-            }
-        }
-        Ok(EventBatch { events, next })
-    }
-
-    pub(crate) fn subscribe(
-        &self,
-        since: Option<ResumeToken>,
-        filter: EventFilter,
-    ) -> Result<Subscription> {
-        let replay: VecDeque<Arc<Event>> = match since {
-            Some(_) => {
-                let start = self.start_index(since)?;
-                self.events
-                    .iter()
-                    .skip(start)
-                    .filter(|e| filter.matches(e))
-                    .cloned()
-                    .collect()
-            }
-            None => VecDeque::new(),
-        };
-        // Subscribing under the same lock as the replay snapshot: every event after the
-        // snapshot is in the receiver, none before it.
-        let rx = self.live.subscribe();
-        let state = FollowState {
-            replay,
-            rx,
-            filter,
-            last: self.head,
-            epoch: self.epoch,
-            done: false,
-        };
-        Ok(Subscription::from_stream(futures_util::stream::unfold(
-            state,
-            FollowState::next,
-        )))
-    }
-}
-
-struct FollowState {
-    replay: VecDeque<Arc<Event>>,
-    rx: broadcast::Receiver<Arc<Event>>,
-    filter: EventFilter,
-    /// Offset of the last event examined.
-    last: u64,
-    epoch: u64,
-    done: bool,
-}
-
-impl FollowState {
-    async fn next(mut self) -> Option<(Result<Arc<Event>>, Self)> {
-        if self.done {
-            return None;
-        }
-        if let Some(event) = self.replay.pop_front() {
-            return Some((Ok(event), self));
-        }
-        loop {
-            match self.rx.recv().await {
-                Ok(event) => {
-                    if event.offset.offset <= self.last {
-                        continue;
-                    }
-                    self.last = event.offset.offset;
-                    if self.filter.matches(&event) {
-                        return Some((Ok(event), self));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    self.done = true;
-                    let at = ResumeToken::new(self.epoch, self.last);
-                    let err = Error::new(
-                        ErrorKind::Lagged,
-                        format!(
-                            "subscriber fell {missed} events behind and was cut off; resume from `{at}`"
-                        ),
-                    );
-                    return Some((Err(err), self));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
     }
 }

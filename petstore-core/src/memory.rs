@@ -1,20 +1,23 @@
-//! The in-memory backend: the embedded default.
+//! The in-memory backend: the embedded default (everything is lost at exit).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::Error;
+use crate::backend::{
+    Change, Expect, Fanout, IdempotencyRecord, Snapshot, Store, Write, replay_from,
+};
 use crate::error::Result;
-use crate::event::{Event, EventFilter, ResumeToken};
+use crate::event::{Event, EventFilter, ResetReason, ResumeToken};
 use crate::id::{OrderId, PaymentId, PetId};
-use crate::log::{EventBatch, EventLog, LogConfig, MemoryLog, Subscription};
+use crate::log::{EventBatch, EventLog, LogConfig, Subscription};
 use crate::order::{Order, OrderQuery, Payment};
 use crate::pet::{Inventory, Pet, PetQuery};
-use crate::store::{Change, Expect, IdempotencyRecord, Snapshot, Store, Write, envelope};
 use crate::user::User;
 
 /// Idempotency records are kept this long.
@@ -25,6 +28,7 @@ const IDEMPOTENCY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 #[derive(Debug)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    fanout: Fanout,
 }
 
 #[derive(Debug)]
@@ -35,7 +39,17 @@ struct State {
     users: HashMap<String, User>,
     idempotency: HashMap<String, IdempotencyRecord>,
     inventory: Inventory,
-    log: MemoryLog,
+    log: Ring,
+    leases: HashMap<String, (String, Instant)>,
+}
+
+/// The retained events: the newest `retention` of them.
+#[derive(Debug)]
+struct Ring {
+    epoch: u64,
+    head: u64,
+    events: VecDeque<Arc<Event>>,
+    retention: usize,
 }
 
 impl Default for MemoryStore {
@@ -47,6 +61,12 @@ impl Default for MemoryStore {
 impl MemoryStore {
     /// An empty store whose log is sized by `config`.
     pub fn new(config: LogConfig) -> Self {
+        // A random epoch: tokens from an earlier process never resume into this one.
+        let epoch = u64::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         Self {
             state: RwLock::new(State {
                 pets: BTreeMap::new(),
@@ -55,8 +75,15 @@ impl MemoryStore {
                 users: HashMap::new(),
                 idempotency: HashMap::new(),
                 inventory: Inventory::default(),
-                log: MemoryLog::new(config),
+                log: Ring {
+                    epoch,
+                    head: 0,
+                    events: VecDeque::new(),
+                    retention: config.retention.max(1),
+                },
+                leases: HashMap::new(),
             }),
+            fanout: Fanout::new(ResumeToken::new(epoch, 0), config.subscriber_buffer),
         }
     }
 
@@ -68,6 +95,63 @@ impl MemoryStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Ring {
+    fn head(&self) -> ResumeToken {
+        ResumeToken::new(self.epoch, self.head)
+    }
+
+    /// Index in `events` of the first event after `since`.
+    fn start_index(&self, since: Option<ResumeToken>) -> Result<usize> {
+        let Some(since) = since else { return Ok(0) };
+        if since.epoch != self.epoch {
+            return Err(ResetReason::EpochMismatch.into_error(since));
+        }
+        if since.offset > self.head {
+            return Err(Error::invalid_field(
+                "since",
+                format!(
+                    "resume token `{since}` is ahead of the log (head is {})",
+                    self.head
+                ),
+            ));
+        }
+        let first = self
+            .events
+            .front()
+            .map_or(self.head + 1, |e| e.offset().offset);
+        if since.offset + 1 < first {
+            return Err(ResetReason::Expired.into_error(since));
+        }
+        Ok((since.offset + 1 - first) as usize)
+    }
+
+    fn read(
+        &self,
+        since: Option<ResumeToken>,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<EventBatch> {
+        let start = self.start_index(since)?;
+        let mut next = since.unwrap_or(ResumeToken::new(
+            self.epoch,
+            self.events
+                .front()
+                .map_or(self.head, |e| e.offset().offset - 1),
+        ));
+        let mut events = Vec::new();
+        for event in self.events.iter().skip(start) {
+            if events.len() >= limit {
+                break;
+            }
+            next = event.offset();
+            if filter.matches(event) {
+                events.push(event.clone());
+            }
+        }
+        Ok(EventBatch { events, next })
     }
 }
 
@@ -182,7 +266,23 @@ impl EventLog for MemoryStore {
         since: Option<ResumeToken>,
         filter: EventFilter,
     ) -> Result<Subscription> {
-        self.read().log.subscribe(since, filter)
+        // Under the lock that commits take: the replay and the live receiver meet at
+        // the head, with nothing published in between.
+        let state = self.read();
+        let start = state.log.start_index(since)?;
+        let replay = |_until| {
+            replay_from(
+                state
+                    .log
+                    .events
+                    .iter()
+                    .skip(start)
+                    .filter(|e| filter.matches(e))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        Ok(self.fanout.subscribe(since, filter.clone(), replay))
     }
 }
 
@@ -244,24 +344,72 @@ impl Store for MemoryStore {
 
     async fn commit(&self, mut change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
         let now = Utc::now();
-        // Built before taking the lock; only the offsets are given under it.
-        let events: Vec<Event> = std::mem::take(&mut change.events)
-            .into_iter()
-            .map(|e| envelope(e, source, now))
-            .collect();
+        let source: Arc<str> = source.into();
+        let events = std::mem::take(&mut change.events);
         let mut evicted = Vec::new();
-        let appended = {
+        let appended: Vec<Arc<Event>> = {
             let mut state = self.write();
             state.validate(&change)?;
             for write in change.writes {
                 state.apply(write);
             }
-            events
+            let log = &mut state.log;
+            let appended: Vec<Arc<Event>> = events
                 .into_iter()
-                .map(|e| state.log.append(e, &mut evicted))
-                .collect()
+                .map(|new| {
+                    log.head += 1;
+                    let event = Arc::new(
+                        crate::backend::EventParts {
+                            id: crate::id::EventId::generate(),
+                            source: source.clone(),
+                            time: now,
+                            offset: ResumeToken::new(log.epoch, log.head),
+                            data: new.data,
+                            traceparent: new.traceparent,
+                        }
+                        .build(),
+                    );
+                    log.events.push_back(event.clone());
+                    event
+                })
+                .collect();
+            while log.events.len() > log.retention {
+                evicted.extend(log.events.pop_front());
+            }
+            // Published under the lock, so subscribers see commits in offset order.
+            for event in &appended {
+                self.fanout.publish(event.clone());
+            }
+            appended
         };
+        // Freeing an evicted event's payload is not free: not under the lock.
         drop(evicted);
         Ok(appended)
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = Instant::now();
+        let mut state = self.write();
+        match state.leases.get(name) {
+            Some((owner, until)) if owner != holder && *until > now => Ok(false),
+            _ => {
+                state
+                    .leases
+                    .insert(name.to_owned(), (holder.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let mut state = self.write();
+        if state
+            .leases
+            .get(name)
+            .is_some_and(|(owner, _)| owner == holder)
+        {
+            state.leases.remove(name);
+        }
+        Ok(())
     }
 }

@@ -216,6 +216,9 @@ pub struct OrderQuery {
     pub status: Option<OrderStatus>,
     /// Only orders for this pet.
     pub pet_id: Option<PetId>,
+    /// Only orders of this customer (token subject). The service sets it to the
+    /// caller for everyone but admins.
+    pub customer: Option<String>,
     /// Page size (default 20).
     #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
@@ -228,6 +231,11 @@ impl OrderQuery {
     /// Filters by status.
     pub fn status(mut self, status: OrderStatus) -> Self {
         self.status = Some(status);
+        self
+    }
+    /// Filters by customer.
+    pub fn customer(mut self, customer: impl Into<String>) -> Self {
+        self.customer = Some(customer.into());
         self
     }
     /// Page size.
@@ -245,6 +253,7 @@ impl OrderQuery {
     pub fn matches(&self, order: &Order) -> bool {
         self.status.is_none_or(|s| order.status == s)
             && self.pet_id.as_ref().is_none_or(|p| &order.pet_id == p)
+            && self.customer.as_ref().is_none_or(|c| &order.customer == c)
     }
 }
 

@@ -342,8 +342,9 @@ impl NewPet {
         v.finish()
     }
 
-    /// A new pet from these fields (assumed valid).
-    pub(crate) fn into_pet(self, now: DateTime<Utc>) -> Pet {
+    /// A new pet from these fields (not validated: see [`NewPet::validate`]), with a
+    /// fresh id, created at `now`.
+    pub fn into_pet(self, now: DateTime<Utc>) -> Pet {
         Pet {
             id: PetId::generate(),
             name: self.name.trim().to_owned(),

@@ -1,7 +1,7 @@
 //! A small sample catalogue and two users, for examples and demos.
 
 use crate::auth::{Principal, Scope};
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::money::{Currency, Money};
 use crate::pet::{NewPet, PetStatus};
 use crate::service::PetStore;
@@ -134,16 +134,24 @@ pub fn sample_pets() -> Vec<NewPet> {
     ]
 }
 
-/// Adds the sample catalogue and [`SEED_USERS`].
+/// Adds [`SEED_USERS`] that do not exist yet and, once per store, the sample
+/// catalogue: a server restarting on the same database (or a second instance) does
+/// not add it again.
 pub async fn seed(store: &PetStore) -> Result<()> {
     let system = Principal::system("seed");
     for user in SEED_USERS {
-        store
+        match store
             .create_user(&system, user.username, user.password, user.scopes.to_vec())
-            .await?;
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            other => {
+                other?;
+            }
+        }
     }
-    for pet in sample_pets() {
-        store.create_pet(&system, pet).await?;
-    }
+    store
+        .create_pets_once(&system, "seed:catalogue:v1", sample_pets())
+        .await?;
     Ok(())
 }

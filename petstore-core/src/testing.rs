@@ -5,8 +5,15 @@
 //! petstore_core::store_behaviour_tests!(|config| my_backend::Store::new(config));
 //! ```
 //!
-//! The factory gets a [`LogConfig`] and returns a fresh, empty store. The calling crate
-//! needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency.
+//! The factory gets a [`LogConfig`] and returns a fresh, empty store; for a backend
+//! that connects asynchronously, write `async` before it and return a future:
+//!
+//! ```ignore
+//! petstore_core::store_behaviour_tests!(async |config| my_backend::Store::connect(url, config).await.unwrap());
+//! ```
+//!
+//! The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
+//! dev-dependency.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +21,10 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::StreamExt;
 
+use crate::backend::{Change, Expect, IdempotencyRecord, Store, Write};
 use crate::{
-    Change, Channel, Currency, ErrorKind, Event, EventFilter, EventType, Expect, IdempotencyRecord,
-    LogConfig, Money, NewPet, Order, OrderId, OrderQuery, OrderStatus, Pet, PetQuery, PetStatus,
-    ResumeToken, Store, Write,
+    Channel, Currency, ErrorKind, Event, EventData, EventFilter, EventType, LogConfig, Money,
+    NewPet, Order, OrderId, OrderQuery, OrderStatus, Pet, PetQuery, PetStatus, ResumeToken,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -44,11 +51,22 @@ fn put_pet(pet: &Pet) -> Change {
             pet: pet.clone(),
             expect: Expect::Absent,
         })
-        .event(
-            EventType::PetCreated,
-            pet.id.as_str(),
-            serde_json::json!({"name": pet.name}),
-        )
+        .event(EventData::PetCreated(pet.clone()))
+}
+
+fn sample_order(pet: &Pet, customer: &str) -> Order {
+    Order {
+        id: OrderId::generate(),
+        pet_id: pet.id.clone(),
+        quantity: 1,
+        total: Money::parse("1.00", Currency::USD).expect("valid"),
+        status: OrderStatus::Placed,
+        customer: customer.into(),
+        payment_id: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        version: 1,
+    }
 }
 
 async fn append_n<S: Store>(store: &S, n: usize) -> Vec<Arc<Event>> {
@@ -68,7 +86,7 @@ async fn append_n<S: Store>(store: &S, n: usize) -> Vec<Arc<Event>> {
 }
 
 fn offsets(events: &[Arc<Event>]) -> Vec<u64> {
-    events.iter().map(|e| e.offset.offset).collect()
+    events.iter().map(|e| e.offset().offset).collect()
 }
 
 async fn next_event(sub: &mut crate::Subscription) -> Arc<Event> {
@@ -89,19 +107,19 @@ pub async fn head_starts_at_zero_and_counts_events<S: Store>(store: S) {
 /// Commit applies writes and returns its events with consecutive offsets.
 pub async fn commit_assigns_consecutive_offsets<S: Store>(store: S) {
     let pet = sample_pet("a", PetStatus::Available);
-    let change = put_pet(&pet).event(
-        EventType::PetUpdated,
-        pet.id.as_str(),
-        serde_json::json!({}),
-    );
+    let change = put_pet(&pet).event(EventData::PetUpdated(pet.clone()));
     let events = store.commit(change, "/test").await.unwrap();
     assert_eq!(offsets(&events), [1, 2]);
-    assert!(
-        events
-            .iter()
-            .all(|e| e.source == "/test" && e.specversion == "1.0")
+    assert!(events.iter().all(|e| e.source() == "/test"));
+    assert_eq!(
+        events.iter().map(|e| e.event_type()).collect::<Vec<_>>(),
+        [EventType::PetCreated, EventType::PetUpdated]
     );
-    assert_eq!(store.pet(&pet.id).await.unwrap(), Some(pet));
+    assert_eq!(store.pet(&pet.id).await.unwrap(), Some(pet.clone()));
+    // Read back, an event is the one the commit returned: same id, time, payload.
+    let read = store.read(None, 10, &EventFilter::all()).await.unwrap();
+    assert_eq!(read.events, events);
+    assert_eq!(read.events[0].json(), events[0].json());
 }
 
 /// A failed expectation writes nothing and appends nothing.
@@ -204,33 +222,31 @@ pub async fn listings_page_in_id_order<S: Store>(store: S) {
         .unwrap();
     assert_eq!(sold.items.len(), 2);
 
-    let order = Order {
-        id: OrderId::generate(),
-        pet_id: ids[0].clone(),
-        quantity: 1,
-        total: Money::parse("1.00", Currency::USD).unwrap(),
-        status: OrderStatus::Placed,
-        customer: "c".into(),
-        payment_id: None,
-        created_at: Utc::now(),
-        updated_at: Utc::now(),
-        version: 1,
-    };
-    store
-        .commit(
-            Change::new().write(Write::PutOrder {
-                order: order.clone(),
-                expect: Expect::Absent,
-            }),
-            "/t",
-        )
+    let first = store.pet(&ids[0]).await.unwrap().unwrap();
+    let order = sample_order(&first, "c");
+    let other = sample_order(&first, "d");
+    for o in [&order, &other] {
+        store
+            .commit(
+                Change::new().write(Write::PutOrder {
+                    order: o.clone(),
+                    expect: Expect::Absent,
+                }),
+                "/t",
+            )
+            .await
+            .unwrap();
+    }
+    let of_c = store
+        .orders(&OrderQuery::default().customer("c"), None, 10)
         .await
         .unwrap();
+    assert_eq!(of_c.items, vec![order.clone()]);
     let placed = store
         .orders(&OrderQuery::default().status(OrderStatus::Placed), None, 10)
         .await
         .unwrap();
-    assert_eq!(placed.items, vec![order.clone()]);
+    assert_eq!(placed.items, vec![order.clone(), other.clone()]);
     assert!(
         store
             .orders(
@@ -368,13 +384,13 @@ pub async fn stale_tokens_are_refused<S: Store>(store: S) {
 pub async fn subscribe_replays_then_follows<S: Store>(store: S) {
     let first = append_n(&store, 3).await;
     let mut sub = store
-        .subscribe(Some(first[0].offset), EventFilter::all())
+        .subscribe(Some(first[0].offset()), EventFilter::all())
         .await
         .unwrap();
     append_n(&store, 2).await;
     let mut got = Vec::new();
     for _ in 0..4 {
-        got.push(next_event(&mut sub).await.offset.offset);
+        got.push(next_event(&mut sub).await.offset().offset);
     }
     assert_eq!(got, [2, 3, 4, 5]);
 }
@@ -384,7 +400,7 @@ pub async fn subscribe_without_token_is_live_only<S: Store>(store: S) {
     append_n(&store, 2).await;
     let mut sub = store.subscribe(None, EventFilter::all()).await.unwrap();
     append_n(&store, 1).await;
-    assert_eq!(next_event(&mut sub).await.offset.offset, 3);
+    assert_eq!(next_event(&mut sub).await.offset().offset, 3);
 }
 
 /// Subscriptions deliver only events on the requested channels.
@@ -394,7 +410,7 @@ pub async fn subscriptions_filter_by_channel<S: Store>(store: S) {
     let mut one = store
         .subscribe(
             Some(head),
-            EventFilter::channels([Channel::Pet(pet.id.to_string())]),
+            EventFilter::channels([Channel::Pet(pet.id.clone())]),
         )
         .await
         .unwrap();
@@ -406,14 +422,14 @@ pub async fn subscriptions_filter_by_channel<S: Store>(store: S) {
     store.commit(put_pet(&pet), "/t").await.unwrap();
     store
         .commit(
-            Change::new().event(EventType::OrderCreated, "ord_x", serde_json::json!({})),
+            Change::new().event(EventData::OrderCreated(sample_order(&pet, "c"))),
             "/t",
         )
         .await
         .unwrap();
-    assert_eq!(next_event(&mut one).await.subject, pet.id.as_str());
+    assert_eq!(next_event(&mut one).await.subject(), pet.id.as_str());
     assert_eq!(
-        next_event(&mut orders).await.event_type,
+        next_event(&mut orders).await.event_type(),
         EventType::OrderCreated
     );
 }
@@ -458,6 +474,178 @@ pub async fn slow_subscriber_lags_without_blocking_writers<S: Store>(store: S) {
     );
 }
 
+/// A lease has one holder at a time; its holder renews it; a release or the end of
+/// its grant frees it.
+pub async fn leases_have_one_holder<S: Store>(store: S) {
+    let long = Duration::from_secs(60);
+    assert!(store.acquire_lease("l", "a", long).await.unwrap());
+    assert!(!store.acquire_lease("l", "b", long).await.unwrap());
+    assert!(
+        store.acquire_lease("l", "a", long).await.unwrap(),
+        "renewal"
+    );
+    assert!(store.acquire_lease("other", "b", long).await.unwrap());
+    store.release_lease("l", "b").await.unwrap();
+    assert!(
+        !store.acquire_lease("l", "b", long).await.unwrap(),
+        "not b's"
+    );
+    store.release_lease("l", "a").await.unwrap();
+    assert!(
+        store
+            .acquire_lease("l", "b", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
+    // b's short grant runs out: a gets it (wait on the grant, bounded).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !store.acquire_lease("l", "a", long).await.unwrap() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grant never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!store.acquire_lease("l", "b", long).await.unwrap());
+}
+
+/// `position_at(time)` is where the events after `time` start; older than retention
+/// is `ResumeExpired`.
+pub async fn position_at_finds_the_events_after_a_time<S: Store>(store: S) {
+    let empty = store.position_at(Utc::now()).await.unwrap();
+    assert_eq!(empty, store.head().await.unwrap());
+    let before = Utc::now() - chrono::TimeDelta::seconds(60);
+    append_n(&store, 2).await;
+    let between = loop {
+        // Events carry commit times: wait until the clock has moved past them.
+        let now = Utc::now();
+        let events = store
+            .read(None, 10, &EventFilter::all())
+            .await
+            .unwrap()
+            .events;
+        if events.iter().all(|e| e.time() < now) {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let later = loop {
+        let events = append_n(&store, 1).await;
+        if events[0].time() > between {
+            break events;
+        }
+    };
+    assert_eq!(store.position_at(before).await.unwrap().offset, 0);
+    let at = store.position_at(between).await.unwrap();
+    let read = store.read(Some(at), 10, &EventFilter::all()).await.unwrap();
+    assert_eq!(read.events.first().map(|e| e.id()), Some(later[0].id()));
+    assert_eq!(
+        store.position_at(Utc::now()).await.unwrap(),
+        store.head().await.unwrap()
+    );
+    // Retention (4 here) drops the first events: a time before them is expired.
+    append_n(&store, 6).await;
+    assert_eq!(
+        store.position_at(before).await.unwrap_err().kind(),
+        ErrorKind::ResumeExpired
+    );
+}
+
+/// The log property every backend keeps under concurrency: `writers` tasks each create
+/// `per_writer` pets, spread over `services` (several instances sharing one store, or
+/// one), while a subscriber per entry of `starts` follows from a position in the first
+/// history (spread over the services too). Every subscriber sees exactly the offsets
+/// after its start, in order, with no gap and no duplicate, and polling with small
+/// pages reassembles the same sequence. The store must be empty.
+pub async fn log_has_no_gap_or_duplicate(
+    services: &[crate::PetStore],
+    writers: usize,
+    per_writer: usize,
+    starts: &[u64],
+) {
+    use crate::{Principal, Scope};
+    let staff = Principal::new("staff", [Scope::Admin]);
+    let first = &services[0];
+    let total = (writers * per_writer) as u64;
+    // Some history first, so subscribers can start in the past.
+    let history = 5u64;
+    for i in 0..history {
+        first
+            .create_pet(&staff, sample_new_pet(&format!("H{i}")))
+            .await
+            .expect("history");
+    }
+    let epoch = first.head().await.expect("head").epoch;
+    let mut subs = Vec::new();
+    for (i, start) in starts.iter().enumerate() {
+        let since = ResumeToken::new(epoch, start % (history + 1));
+        let sub = services[i % services.len()]
+            .subscribe(&staff, Some(since), EventFilter::all())
+            .await
+            .expect("subscribe");
+        subs.push((since.offset, sub));
+    }
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let service = services[w % services.len()].clone();
+            let staff = staff.clone();
+            tokio::spawn(async move {
+                for i in 0..per_writer {
+                    service
+                        .create_pet(&staff, sample_new_pet(&format!("W{w}-{i}")))
+                        .await
+                        .expect("create");
+                }
+            })
+        })
+        .collect();
+    let end = history + total;
+    for (from, mut sub) in subs {
+        let mut expect = from + 1;
+        while expect <= end {
+            let event = next_event(&mut sub).await;
+            assert_eq!(
+                event.offset().offset,
+                expect,
+                "no gap, no duplicate, in order"
+            );
+            expect += 1;
+        }
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    for service in services {
+        let mut seen = Vec::new();
+        let mut since = None;
+        loop {
+            let batch = service
+                .events(&staff, since, 3, EventFilter::all(), Duration::ZERO)
+                .await
+                .expect("poll");
+            if batch.events.is_empty() {
+                break;
+            }
+            seen.extend(batch.events.iter().map(|e| e.offset().offset));
+            since = Some(batch.next);
+        }
+        assert_eq!(seen, (1..=end).collect::<Vec<_>>());
+    }
+}
+
+fn sample_new_pet(name: &str) -> NewPet {
+    NewPet {
+        name: name.to_owned(),
+        species: "dog".to_owned(),
+        breed: None,
+        age: None,
+        status: None,
+        tags: vec![],
+        photo_urls: vec![],
+        price: Money::parse("1.00", Currency::USD).expect("valid"),
+    }
+}
+
 /// Small sizes that make retention and lag rules observable.
 pub fn small_config() -> LogConfig {
     LogConfig::default().retention(4).subscriber_buffer(4)
@@ -482,6 +670,27 @@ macro_rules! store_behaviour_tests {
             subscribe_without_token_is_live_only: default,
             subscriptions_filter_by_channel: default,
             slow_subscriber_lags_without_blocking_writers: small,
+            leases_have_one_holder: default,
+            position_at_finds_the_events_after_a_time: small,
+        );
+    };
+    (async $factory:expr) => {
+        $crate::store_behaviour_tests!(@tests_async $factory;
+            head_starts_at_zero_and_counts_events: default,
+            commit_assigns_consecutive_offsets: default,
+            failed_expectation_changes_nothing: default,
+            idempotency_keys_are_write_once: default,
+            listings_page_in_id_order: default,
+            inventory_matches_pets: default,
+            read_pages_without_gap_or_duplicate: default,
+            filtered_read_advances_past_skipped_events: default,
+            stale_tokens_are_refused: small,
+            subscribe_replays_then_follows: default,
+            subscribe_without_token_is_live_only: default,
+            subscriptions_filter_by_channel: default,
+            slow_subscriber_lags_without_blocking_writers: small,
+            leases_have_one_holder: default,
+            position_at_finds_the_events_after_a_time: small,
         );
     };
     (@tests $factory:expr; $($name:ident : $config:ident),* $(,)?) => {
@@ -494,6 +703,20 @@ macro_rules! store_behaviour_tests {
                     let factory = $factory;
                     let config = $crate::store_behaviour_tests!(@config $config);
                     $crate::testing::$name(factory(config)).await;
+                }
+            )*
+        }
+    };
+    (@tests_async $factory:expr; $($name:ident : $config:ident),* $(,)?) => {
+        mod store_behaviour {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let factory = $factory;
+                    let config = $crate::store_behaviour_tests!(@config $config);
+                    $crate::testing::$name(factory(config).await).await;
                 }
             )*
         }

@@ -65,6 +65,12 @@ impl User {
         })
     }
 
+    /// The PHC string of the password's argon2id hash, for a backend that stores users
+    /// (it reads the user back with serde, which accepts `password_hash`).
+    pub fn password_hash(&self) -> &str {
+        &self.password_hash
+    }
+
     /// Whether `password` is this user's (constant-time comparison inside argon2).
     pub fn verify_password(&self, password: &str) -> bool {
         PasswordHash::new(&self.password_hash).is_ok_and(|hash| {

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use juniper::InputValue;
 use juniper::http::GraphQLRequest;
@@ -38,7 +38,8 @@ pub(crate) struct App {
 ///   `GET /graphql?query=…` (queries only) with `Authorization: Bearer <jwt>`;
 /// - WebSocket subscriptions on `/graphql`, `graphql-transport-ws` or the legacy
 ///   `graphql-ws`, chosen by `Sec-WebSocket-Protocol`;
-/// - `GET /graphiql`, the GraphiQL IDE (unless switched off).
+/// - `GET /graphiql`, the GraphiQL IDE (unless switched off), with its scripts and
+///   stylesheets under `/graphiql/assets/`, all served from this crate.
 ///
 /// A bad bearer token is refused with HTTP 401 (body: a GraphQL error with
 /// `extensions.code = "UNAUTHENTICATED"`); no token means an anonymous caller.
@@ -65,7 +66,7 @@ pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
     });
     let mut router = Router::new().route("/graphql", get(get_graphql).post(post_graphql));
     if config.graphiql {
-        router = router.route("/graphiql", get(graphiql));
+        router = router.merge(crate::graphiql::routes());
     }
     router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -74,13 +75,6 @@ pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
             crate::rate::limit,
         ))
         .with_state(app)
-}
-
-async fn graphiql() -> Html<String> {
-    Html(juniper::http::graphiql::graphiql_source(
-        "/graphql",
-        Some("/graphql"),
-    ))
 }
 
 /// A GraphQL response made of errors only, raised before execution.

@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod graphiql;
 mod http;
 mod limits;
 mod rate;

@@ -379,13 +379,10 @@ impl Subscription {
         since: Option<String>,
     ) -> ApiResult<Feed<GqlPetChange>> {
         let channel = match id {
-            Some(id) => Channel::Pet(pet_id(&id)?.to_string()),
+            Some(id) => Channel::Pet(pet_id(&id)?),
             None => Channel::Pets,
         };
-        let filter = EventFilter {
-            types: vec!["pet.*".parse()?],
-            channels: vec![channel],
-        };
+        let filter = EventFilter::channels([channel]).with_types(["pet.*".parse()?]);
         follow(ctx, since, filter, GqlPetChange::from_event).await
     }
 
@@ -398,13 +395,10 @@ impl Subscription {
         since: Option<String>,
     ) -> ApiResult<Feed<GqlOrderChange>> {
         let channel = match id {
-            Some(id) => Channel::Order(order_id(&id)?.to_string()),
+            Some(id) => Channel::Order(order_id(&id)?),
             None => Channel::Orders,
         };
-        let filter = EventFilter {
-            types: vec!["order.*".parse()?],
-            channels: vec![channel],
-        };
+        let filter = EventFilter::channels([channel]).with_types(["order.*".parse()?]);
         follow(ctx, since, filter, GqlOrderChange::from_event).await
     }
 
@@ -432,18 +426,17 @@ impl Subscription {
 
 /// Builds an event filter from GraphQL arguments.
 fn filter(types: Option<Vec<String>>, channels: Option<Vec<String>>) -> Result<EventFilter, Error> {
-    Ok(EventFilter {
-        types: types
-            .unwrap_or_default()
-            .iter()
-            .map(|t| t.parse::<TypePattern>())
-            .collect::<Result<_, _>>()?,
-        channels: channels
-            .unwrap_or_default()
-            .iter()
-            .map(|c| c.parse::<Channel>())
-            .collect::<Result<_, _>>()?,
-    })
+    let channels = channels
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.parse::<Channel>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let types = types
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.parse::<TypePattern>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(EventFilter::channels(channels).with_types(types))
 }
 
 /// Subscribes to the log (scope checks and resume rules are the core's) and maps each

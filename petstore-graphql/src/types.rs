@@ -9,9 +9,9 @@ use std::sync::Arc;
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID, Nullable, graphql_object};
 use petstore_core::chrono::{DateTime, Utc};
 use petstore_core::{
-    AccessToken, ChatMessage, Error, ErrorKind, Event, FieldError, Inventory, Money, NewPet, Order,
-    OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId, PetPatch, PetStatus,
-    Principal, ResumeToken,
+    AccessToken, ChatMessage, Error, ErrorKind, Event, EventData, FieldError, Inventory, Money,
+    NewPet, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId, PetPatch,
+    PetStatus, Principal, ResumeToken,
 };
 
 use crate::error::ApiResult;
@@ -399,40 +399,40 @@ pub(crate) struct GqlEvent(pub(crate) Arc<Event>);
 impl GqlEvent {
     /// Unique id (`evt_…`), the same in every protocol.
     fn id(&self) -> ID {
-        ID::new(self.0.id.as_str())
+        ID::new(self.0.id().as_str())
     }
     /// The event type, e.g. `order.created`, `pet.status_changed`.
     #[graphql(name = "type")]
     fn event_type(&self) -> &'static str {
-        self.0.event_type.as_str()
+        self.0.event_type().as_str()
     }
     /// The producing service, e.g. `/petstore`.
     fn source(&self) -> &str {
-        &self.0.source
+        self.0.source()
     }
     /// When it happened.
     fn time(&self) -> DateTime<Utc> {
-        self.0.time
+        self.0.time()
     }
     /// The id of the resource it is about (`pet_…`, `ord_…`, `pay_…` or a chat room).
     fn subject(&self) -> &str {
-        &self.0.subject
+        self.0.subject()
     }
     /// The resume token of this event: pass it as `since` to get the events after it.
     fn offset(&self) -> String {
-        self.0.offset.to_string()
+        self.0.offset().to_string()
     }
     /// The payload (the resource after the change) as JSON text.
     fn data(&self) -> String {
-        self.0.data.to_string()
+        self.0.data().to_json()
     }
     /// CloudEvents spec version, `1.0`.
     fn specversion(&self) -> &str {
-        &self.0.specversion
+        "1.0"
     }
     /// Media type of `data`, `application/json`.
     fn datacontenttype(&self) -> &str {
-        &self.0.datacontenttype
+        "application/json"
     }
 }
 
@@ -470,22 +470,28 @@ pub(crate) struct GqlOrderChange {
     pub(crate) previous_status: Option<GqlOrderStatus>,
 }
 
-fn payload<T: serde::de::DeserializeOwned>(event: &Event) -> ApiResult<T> {
-    serde_json::from_value(event.data.clone()).map_err(|e| Error::internal(e).into())
-}
-
-fn previous<T: std::str::FromStr>(event: &Event) -> Option<T> {
-    event
-        .data
-        .get("previous_status")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse().ok())
+/// The error for an event whose payload is not what its filter let through (a bug).
+fn unexpected(event: &Event) -> crate::error::ApiError {
+    Error::new(
+        ErrorKind::Internal,
+        format!("unexpected `{}` event in this feed", event.event_type()),
+    )
+    .into()
 }
 
 impl GqlPetChange {
     pub(crate) fn from_event(event: Arc<Event>) -> ApiResult<Self> {
-        let pet: Pet = payload(&event)?;
-        let previous_status = previous::<PetStatus>(&event).map(Into::into);
+        let pet = event
+            .data()
+            .pet()
+            .cloned()
+            .ok_or_else(|| unexpected(&event))?;
+        let previous_status = match event.data() {
+            EventData::PetStatusChanged {
+                previous_status, ..
+            } => Some((*previous_status).into()),
+            _ => None,
+        };
         Ok(Self {
             event: GqlEvent(event),
             pet: GqlPet(pet),
@@ -496,8 +502,17 @@ impl GqlPetChange {
 
 impl GqlOrderChange {
     pub(crate) fn from_event(event: Arc<Event>) -> ApiResult<Self> {
-        let order: Order = payload(&event)?;
-        let previous_status = previous::<OrderStatus>(&event).map(Into::into);
+        let order = event
+            .data()
+            .order()
+            .cloned()
+            .ok_or_else(|| unexpected(&event))?;
+        let previous_status = match event.data() {
+            EventData::OrderStatusChanged {
+                previous_status, ..
+            } => Some((*previous_status).into()),
+            _ => None,
+        };
         Ok(Self {
             event: GqlEvent(event),
             order: GqlOrder(order),
@@ -536,7 +551,10 @@ impl From<ChatMessage> for GqlChatMessage {
 
 impl GqlChatMessage {
     pub(crate) fn from_event(event: &Event) -> ApiResult<Self> {
-        payload::<ChatMessage>(event).map(Into::into)
+        match event.data() {
+            EventData::ChatMessage(m) => Ok(m.clone().into()),
+            _ => Err(unexpected(event)),
+        }
     }
 }
 

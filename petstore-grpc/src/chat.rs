@@ -2,7 +2,7 @@
 
 use futures_util::{Stream, StreamExt as _, future, stream};
 use petstore_core::{
-    Channel, ChatMessage, Error, EventFilter, NewChatMessage, PetStore, is_room_name,
+    Channel, Error, EventData, EventFilter, NewChatMessage, PetStore, is_room_name,
 };
 use tonic::{Request, Response, Status, Streaming};
 
@@ -78,6 +78,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         // Chat needs a token: checked before the request's metadata is read.
         self.store
             .authorize_channel(&who, &Channel::Chat)
+            .await
             .map_err(status)?;
         let channels = channels(metadata_str(&request, ROOMS).map_err(status)?).map_err(status)?;
         let since =
@@ -91,9 +92,12 @@ impl pb::chat_service_server::ChatService for ChatApi {
             .map_err(status)?
             .filter_map(|item| {
                 future::ready(match item {
-                    Ok(event) => serde_json::from_value::<ChatMessage>(event.data.clone())
-                        .ok()
-                        .map(|m| Ok(convert::chat_message(&m, event.offset))),
+                    Ok(event) => match event.data() {
+                        EventData::ChatMessage(m) => {
+                            Some(Ok(convert::chat_message(m, event.offset())))
+                        }
+                        _ => None,
+                    },
                     Err(e) => Some(Err(status(e))),
                 })
             });

@@ -3,7 +3,7 @@
 
 use petstore_core::chrono::{DateTime, Utc};
 use petstore_core::{
-    ChatMessage, Error, Event, EventType, FieldError, Inventory, Money, Order, OrderStatus,
+    ChatMessage, Error, Event, EventData, FieldError, Inventory, Money, Order, OrderStatus,
     Payment, PaymentStatus, Pet, PetStatus, ResumeToken, TypePattern,
 };
 use prost_types::Timestamp;
@@ -145,49 +145,30 @@ pub(crate) fn chat_message(m: &ChatMessage, offset: ResumeToken) -> pb::ChatMess
     }
 }
 
-/// The envelope plus, when `data` decodes as the resource its type announces, the
-/// typed payload.
+/// The envelope and its typed payload.
 pub(crate) fn event(e: &Event) -> pb::Event {
     use pb::event::Payload;
-    let data = &e.data;
-    let payload = match e.event_type {
-        EventType::PetCreated
-        | EventType::PetUpdated
-        | EventType::PetStatusChanged
-        | EventType::PetDeleted => serde_json::from_value::<Pet>(data.clone())
-            .ok()
-            .map(|p| Payload::Pet(pet(&p))),
-        EventType::OrderCreated | EventType::OrderStatusChanged => {
-            serde_json::from_value::<Order>(data.clone())
-                .ok()
-                .map(|o| Payload::Order(order(&o)))
-        }
-        EventType::PaymentSucceeded | EventType::PaymentFailed => {
-            serde_json::from_value::<Payment>(data.clone())
-                .ok()
-                .map(|p| Payload::Payment(payment(&p)))
-        }
-        EventType::ChatMessage => serde_json::from_value::<ChatMessage>(data.clone())
-            .ok()
-            .map(|m| Payload::ChatMessage(chat_message(&m, e.offset))),
-        // A type newer than this adapter still arrives as the JSON envelope.
-        _ => None,
+    let data = e.data();
+    let payload = match data {
+        EventData::ChatMessage(m) => Some(Payload::ChatMessage(chat_message(m, e.offset()))),
+        data => data
+            .pet()
+            .map(|p| Payload::Pet(pet(p)))
+            .or_else(|| data.order().map(|o| Payload::Order(order(o))))
+            .or_else(|| data.payment().map(|p| Payload::Payment(payment(p)))),
     };
     pb::Event {
-        id: e.id.to_string(),
-        r#type: e.event_type.to_string(),
-        source: e.source.clone(),
-        time: Some(timestamp(e.time)),
-        subject: e.subject.clone(),
-        offset: e.offset.to_string(),
-        data: serde_json::to_string(&e.data).unwrap_or_default(),
-        specversion: e.specversion.clone(),
-        datacontenttype: e.datacontenttype.clone(),
+        id: e.id().to_string(),
+        r#type: e.event_type().to_string(),
+        source: e.source().to_owned(),
+        time: Some(timestamp(e.time())),
+        subject: e.subject().to_owned(),
+        offset: e.offset().to_string(),
+        data: data.to_json(),
+        specversion: "1.0".to_owned(),
+        datacontenttype: "application/json".to_owned(),
         payload,
-        previous_status: data
-            .get("previous_status")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned),
+        previous_status: data.previous_status().map(str::to_owned),
     }
 }
 

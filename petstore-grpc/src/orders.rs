@@ -138,8 +138,7 @@ impl pb::store_service_server::StoreService for StoreApi {
             None | Some("") => Channel::Orders,
             Some(id) => Channel::Order(
                 id.parse::<OrderId>()
-                    .map_err(|_| status(Error::invalid_field("order_id", "is not an order id")))?
-                    .to_string(),
+                    .map_err(|_| status(Error::invalid_field("order_id", "is not an order id")))?,
             ),
         };
         let events = self

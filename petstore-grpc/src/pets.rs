@@ -294,8 +294,7 @@ impl pb::pet_service_server::PetService for PetApi {
             None | Some("") => Channel::Pets,
             Some(id) => Channel::Pet(
                 id.parse::<PetId>()
-                    .map_err(|_| status(Error::invalid_field("pet_id", "is not a pet id")))?
-                    .to_string(),
+                    .map_err(|_| status(Error::invalid_field("pet_id", "is not a pet id")))?,
             ),
         };
         let events = self

@@ -111,10 +111,8 @@ impl Streams {
         metadata: &MetadataMap,
     ) -> Result<Guarded<crate::pb::Event>, Status> {
         use futures_util::StreamExt as _;
-        let filter = petstore_core::EventFilter {
-            types: crate::convert::type_patterns(types).map_err(crate::error::status)?,
-            channels: vec![channel],
-        };
+        let filter = petstore_core::EventFilter::channels([channel])
+            .with_types(crate::convert::type_patterns(types).map_err(crate::error::status)?);
         let events = store
             .subscribe(who, since, filter)
             .await

@@ -3,10 +3,9 @@
 
 use std::fmt;
 
-use futures_util::StreamExt;
 use petstore_core::{
-    Channel, ErrorKind, Event, EventFilter, EventType, OrderId, Pet, PetId, PetQuery, PetStore,
-    Principal, ResumeToken, Scope, Subscription,
+    Channel, Event, EventFilter, EventType, Followed, Follower, OrderId, Pet, PetId, PetQuery,
+    PetStore, Principal, Scope,
 };
 use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, Resource,
@@ -169,7 +168,7 @@ impl Changes {
                     .collect(),
             ),
             list_changed: matches!(
-                event.event_type,
+                event.event_type(),
                 EventType::PetCreated | EventType::PetDeleted
             ),
         }
@@ -194,75 +193,38 @@ impl Changes {
 /// the feed reads the log as an internal reader; whether a client may hear about a
 /// resource is checked when it subscribes.
 pub(crate) struct ResourceFeed {
-    store: PetStore,
-    subscription: Subscription,
-    last: Option<ResumeToken>,
+    follower: Follower,
 }
 
 impl fmt::Debug for ResourceFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResourceFeed")
-            .field("last", &self.last)
+            .field("position", &self.follower.position())
             .finish_non_exhaustive()
     }
-}
-
-fn reader() -> Principal {
-    Principal::new("petstore-mcp", [Scope::PetsRead, Scope::OrdersRead])
-}
-
-fn filter() -> EventFilter {
-    EventFilter::channels([Channel::Pets, Channel::Orders])
 }
 
 impl ResourceFeed {
     /// Follows the live log from now on: every change committed after this returns is
     /// reported.
     pub(crate) async fn start(store: PetStore) -> petstore_core::Result<Self> {
-        let subscription = store.subscribe(&reader(), None, filter()).await?;
+        let reader = Principal::system("petstore-mcp");
+        let filter = EventFilter::channels([Channel::Pets, Channel::Orders]);
         Ok(Self {
-            store,
-            subscription,
-            last: None,
+            follower: store.follow(reader, filter, None).await?,
         })
     }
 
-    /// The next change. When the feed fell behind it resumes where it stopped, or, if
-    /// the log no longer holds that position, reports that anything may have changed.
-    /// `None` when the log cannot be followed any more.
+    /// The next change. A lag loses nothing (the follower re-reads); when the log no
+    /// longer held the feed's position, anything may have changed. `None` when the log
+    /// cannot be followed any more.
     pub(crate) async fn next(&mut self) -> Option<Changes> {
-        loop {
-            match self.subscription.next().await? {
-                Ok(event) => {
-                    self.last = Some(event.offset);
-                    return Some(Changes::of(&event));
-                }
-                Err(e) if e.kind() == ErrorKind::Lagged => {
-                    let resumed = match self.last {
-                        Some(last) => self.store.subscribe(&reader(), Some(last), filter()).await,
-                        None => Err(e),
-                    };
-                    match resumed {
-                        // Nothing was lost: the resumed feed replays the missed events.
-                        Ok(subscription) => self.subscription = subscription,
-                        Err(e)
-                            if matches!(e.kind(), ErrorKind::ResumeExpired | ErrorKind::Lagged) =>
-                        {
-                            self.subscription =
-                                self.store.subscribe(&reader(), None, filter()).await.ok()?;
-                            self.last = None;
-                            return Some(Changes::everything());
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "MCP resource feed cannot resume");
-                            return None;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "MCP resource feed failed");
-                    return None;
-                }
+        match self.follower.next().await {
+            Ok(Followed::Event(event)) => Some(Changes::of(&event)),
+            Ok(_) => Some(Changes::everything()),
+            Err(e) => {
+                tracing::warn!(error = %e, "MCP resource feed failed");
+                None
             }
         }
     }

@@ -485,10 +485,7 @@ impl Tools {
             .iter()
             .map(|c| c.parse())
             .collect::<petstore_core::Result<Vec<_>>>()?;
-        let filter = EventFilter {
-            types: args.types,
-            channels,
-        };
+        let filter = EventFilter::channels(channels).with_types(args.types);
         let limit = args.limit.map_or(DEFAULT_EVENTS, |n| n as usize);
         if !(1..=MAX_EVENT_READ).contains(&limit) {
             return Err(Error::invalid_field(

@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use petstore_core::{
-    Channel, Error, ErrorKind, Event, EventFilter, Inventory, MAX_EVENT_READ, PetStore, Principal,
-    Result, ResumeToken, Subscription,
+    Error, ErrorKind, Event, EventFilter, Inventory, MAX_EVENT_READ, PetStore, Principal, Result,
+    ResumeToken, Subscription,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -95,15 +95,20 @@ impl Bridge {
     pub fn start(store: PetStore, config: MqttConfig) -> Result<BridgeHandle> {
         let broker = config.validate()?;
         let who = Principal::new(config.principal.clone(), config.scopes.iter().copied());
-        for channel in [Channel::Pets, Channel::Orders] {
-            store.authorize_channel(&who, &channel)?;
-        }
         let topics = Arc::new(Topics::new(&config.prefix()));
         let queue_len = config.queue_len.max(1);
         // Room for a full window of event messages plus replies and presence, so that
         // queueing never has to wait for the poller.
         let capacity = queue_len * MESSAGES_PER_EVENT + MAX_CONCURRENT_COMMANDS + 16;
-        let (link, events) = Link::start(&config, &broker, topics.status(), capacity)?;
+        let client_id = config.connect_client_id();
+        let (link, events) = Link::start(&config, &client_id, &broker, topics.status(), capacity)?;
+        // A command carries its caller's token in a user property, which 3.1.1 lacks.
+        let commands = config.commands && config.version == MqttVersion::V5;
+        if config.commands && !commands {
+            tracing::warn!(
+                "MQTT commands need MQTT 5 (the caller's token travels in a user property); this MQTT 3.1.1 bridge takes none"
+            );
+        }
         let (status, status_rx) = watch::channel(BridgeStatus {
             running: true,
             ..BridgeStatus::default()
@@ -118,7 +123,7 @@ impl Bridge {
             version: config.version,
             event_properties: config.event_properties,
             queue_len,
-            commands: config.commands,
+            commands,
             start_from: config.start_from,
             retry_delay: config.reconnect_delay.max(Duration::from_millis(100)),
             link,
@@ -135,9 +140,10 @@ impl Bridge {
             reply_rx,
             command_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)),
         };
-        tracing::info!(url = %config.url, client_id = %config.client_id, "starting MQTT bridge");
+        tracing::info!(url = %config.url, %client_id, "starting MQTT bridge");
         let task = tokio::spawn(runner.run(events, stopped));
         Ok(BridgeHandle {
+            client_id,
             status: status_rx,
             stop: Some(stop),
             task: Some(task),
@@ -151,6 +157,7 @@ impl Bridge {
 #[derive(Debug)]
 #[must_use = "dropping the handle stops the bridge"]
 pub struct BridgeHandle {
+    client_id: String,
     status: watch::Receiver<BridgeStatus>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -158,6 +165,14 @@ pub struct BridgeHandle {
 }
 
 impl BridgeHandle {
+    /// The client id the bridge connects with (see
+    /// [`MqttConfig::unique_client_id`](crate::MqttConfig::unique_client_id)), for
+    /// broker logs and ACLs. Treat it as a secret where the broker lets any client take
+    /// over an id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// The current status.
     pub fn status(&self) -> BridgeStatus {
         self.status.borrow().clone()
@@ -464,7 +479,7 @@ impl Runner {
                     .events(&self.who, None, 1, EventFilter::all(), Duration::ZERO)
                     .await?;
                 Ok(match first.events.first() {
-                    Some(e) => ResumeToken::new(e.offset.epoch, e.offset.offset - 1),
+                    Some(e) => ResumeToken::new(e.offset().epoch, e.offset().offset - 1),
                     None => first.next,
                 })
             }
@@ -522,7 +537,7 @@ impl Runner {
             // Going on from the oldest retained event after a loss: everything before
             // it is gone, and the resume point moves past the gap.
             let before = page.events.first().map_or(page.next, |e| {
-                ResumeToken::new(e.offset.epoch, e.offset.offset.saturating_sub(1))
+                ResumeToken::new(e.offset().epoch, e.offset().offset.saturating_sub(1))
             });
             if let Some(loss) = &mut self.loss {
                 loss.lost += before.offset.saturating_sub(loss.gap_from.offset);
@@ -631,9 +646,9 @@ impl Runner {
             return Vec::new();
         }
         vec![
-            ("event-type".to_owned(), event.event_type.to_string()),
-            ("offset".to_owned(), event.offset.to_string()),
-            ("event-id".to_owned(), event.id.to_string()),
+            ("event-type".to_owned(), event.event_type().to_string()),
+            ("offset".to_owned(), event.offset().to_string()),
+            ("event-id".to_owned(), event.id().to_string()),
         ]
     }
 
@@ -643,7 +658,7 @@ impl Runner {
     async fn publish_batch(&mut self, events: &[Arc<Event>]) {
         let last_inventory = events
             .iter()
-            .rposition(|e| e.event_type.affects_inventory());
+            .rposition(|e| e.event_type().affects_inventory());
         let mut snapshot = match last_inventory {
             Some(_) => self.inventory_snapshot().await,
             None => None,
@@ -710,7 +725,7 @@ impl Runner {
     fn publish_event(&mut self, event: &Event, inventory: Option<Bytes>) {
         let topics = Arc::clone(&self.topics);
         let messages = topics.event_messages(event);
-        let token = event.offset;
+        let token = event.offset();
         self.inflight
             .begin(token, messages.len() + usize::from(inventory.is_some()));
         let user = self.user_properties(event);
@@ -797,6 +812,15 @@ impl Runner {
             tracing::warn!(topic = %message.topic, "ignoring a retained MQTT command");
             return;
         }
+        if let Some(topic) = &message.response_topic
+            && !self.topics.is_reply_topic(topic)
+        {
+            // Nowhere safe to answer: run nothing rather than act unseen.
+            tracing::info!(topic = %message.topic, response_topic = %topic,
+                "MQTT command refused: its response topic is not under {}replies/{{client id}}/", self.topics.prefix());
+            self.status.send_modify(|s| s.commands_failed += 1);
+            return;
+        }
         let to = message
             .response_topic
             .clone()
@@ -811,14 +835,17 @@ impl Runner {
             return;
         };
         let store = self.store.clone();
-        let who = self.who.clone();
         let prefix = self.topics.prefix().to_owned();
         let replies = self.reply_tx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let Some(result) =
-                commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
-            else {
+            let result = match commands::caller(&store, &message.authorization) {
+                Ok(who) => {
+                    commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
+                }
+                Err(e) => Some(Err(e)),
+            };
+            let Some(result) = result else {
                 return;
             };
             match &result {

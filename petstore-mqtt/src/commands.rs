@@ -72,7 +72,25 @@ fn parse<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T> {
     })
 }
 
-/// Runs the command published on `topic`; `None` when the topic is not a command.
+/// The caller of a command: the principal of the token in its `authorization` user
+/// properties (`Bearer <jwt>`, verified by the core), anonymous without one. The broker
+/// does not tell the bridge who published a message, so the command itself carries
+/// its caller's credential, the same way on every broker.
+pub(crate) fn caller(store: &PetStore, authorization: &[String]) -> Result<Principal> {
+    match authorization {
+        [] => Ok(Principal::anonymous()),
+        [header] => store.authenticate_header(Some(header)),
+        // Like two `Authorization` headers: which one would count is ambiguous.
+        _ => Err(Error::new(
+            ErrorKind::Unauthenticated,
+            "more than one `authorization` user property",
+        )),
+    }
+}
+
+/// Runs the command published on `topic` as `who`; `None` when the topic is not a
+/// command. Anonymous callers get `unauthenticated` whatever the command; the core
+/// checks each command's scope.
 pub(crate) async fn run(
     store: &PetStore,
     who: &Principal,
@@ -81,6 +99,12 @@ pub(crate) async fn run(
     payload: &[u8],
 ) -> Option<Result<Value>> {
     let command = command_topic(prefix, topic)?;
+    if !who.is_authenticated() {
+        return Some(Err(Error::new(
+            ErrorKind::Unauthenticated,
+            "a command needs a bearer token: the MQTT 5 user property `authorization: Bearer <jwt>`",
+        )));
+    }
     Some(match command {
         CommandTopic::SetPetStatus(id) => set_pet_status(store, who, id, payload).await,
         CommandTopic::PlaceOrder => place_order(store, who, payload).await,

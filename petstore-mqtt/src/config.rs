@@ -90,8 +90,16 @@ pub struct MqttConfig {
     /// Broker URL: `mqtt://host:port` (port 1883 by default) or `mqtts://host:port`
     /// (TLS with rustls, port 8883 by default).
     pub url: String,
-    /// The bridge's MQTT client id.
+    /// The bridge's MQTT client id; with [`MqttConfig::unique_client_id`] (the
+    /// default) the start of it.
     pub client_id: String,
+    /// Connect as `{client_id}-{32 random hex digits}`, new for every
+    /// [`Bridge::start`](crate::Bridge::start) (default true). MQTT lets any client
+    /// with the same id take over a connection, and brokers such as Mosquitto cannot
+    /// reserve an id for one user: an id nobody can guess cannot be taken. It also
+    /// keeps several instances on one broker from knocking each other off. Turn it off
+    /// only for brokers that tie the id to the bridge's credentials.
+    pub unique_client_id: bool,
     /// Broker user name.
     pub username: Option<String>,
     /// Broker password (sent only with a user name; never printed by `Debug`).
@@ -123,11 +131,14 @@ pub struct MqttConfig {
     pub max_reconnect_delay: Duration,
     /// Where to start in the event log.
     pub start_from: StartFrom,
-    /// Whether inbound commands on `{prefix}commands/#` are accepted.
+    /// Whether inbound commands on `{prefix}commands/#` are accepted (MQTT 5 only:
+    /// each command carries its caller's token in the user property
+    /// `authorization` and runs as that caller).
     pub commands: bool,
-    /// Subject of the principal that inbound commands run as.
+    /// Subject of the principal the bridge reads the event log as.
     pub principal: String,
-    /// Scopes of that principal (commands need `pets:write` and `orders:write`).
+    /// Scopes of that principal: it publishes every event, every customer's orders
+    /// included, so `admin` by default. It never runs commands.
     pub scopes: Vec<Scope>,
     /// PEM file with the CA certificates that `mqtts://` trusts; the platform's root
     /// certificates when unset.
@@ -144,6 +155,7 @@ impl Default for MqttConfig {
         Self {
             url: "mqtt://127.0.0.1:1883".to_owned(),
             client_id: "petstore-bridge".to_owned(),
+            unique_client_id: true,
             username: None,
             password: None,
             topic_prefix: "petstore/".to_owned(),
@@ -157,12 +169,7 @@ impl Default for MqttConfig {
             start_from: StartFrom::Oldest,
             commands: true,
             principal: "mqtt-bridge".to_owned(),
-            scopes: vec![
-                Scope::PetsRead,
-                Scope::PetsWrite,
-                Scope::OrdersRead,
-                Scope::OrdersWrite,
-            ],
+            scopes: vec![Scope::Admin],
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -180,6 +187,12 @@ impl MqttConfig {
     /// Sets [`MqttConfig::client_id`].
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
         self.client_id = id.into();
+        self
+    }
+
+    /// Sets [`MqttConfig::unique_client_id`].
+    pub fn unique_client_id(mut self, yes: bool) -> Self {
+        self.unique_client_id = yes;
         self
     }
 
@@ -245,7 +258,7 @@ impl MqttConfig {
         self
     }
 
-    /// Sets the principal inbound commands run as ([`MqttConfig::principal`] and
+    /// Sets the principal the bridge reads the log as ([`MqttConfig::principal`] and
     /// [`MqttConfig::scopes`]).
     pub fn principal(
         mut self,
@@ -270,6 +283,15 @@ impl MqttConfig {
         self
     }
 
+    /// The client id to connect with (see [`MqttConfig::unique_client_id`]).
+    pub(crate) fn connect_client_id(&self) -> String {
+        if self.unique_client_id {
+            format!("{}-{}", self.client_id, uuid::Uuid::new_v4().simple())
+        } else {
+            self.client_id.clone()
+        }
+    }
+
     /// The prefix with exactly one trailing `/` (empty stays empty).
     pub(crate) fn prefix(&self) -> String {
         let p = self.topic_prefix.trim_end_matches('/');
@@ -288,10 +310,16 @@ impl MqttConfig {
                 "must not contain `+`, `#` or NUL, nor start with `$`",
             ));
         }
-        if self.client_id.is_empty() || self.client_id.len() > 65_535 {
+        // Room for the `-{32 hex digits}` of a unique id.
+        let max = if self.unique_client_id {
+            65_535 - 33
+        } else {
+            65_535
+        };
+        if self.client_id.is_empty() || self.client_id.len() > max {
             return Err(Error::invalid_field(
                 "client_id",
-                "must be 1 to 65535 bytes",
+                format!("must be 1 to {max} bytes"),
             ));
         }
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {

@@ -51,6 +51,9 @@ pub(crate) struct Inbound {
     pub(crate) retain: bool,
     pub(crate) response_topic: Option<String>,
     pub(crate) correlation_data: Option<Bytes>,
+    /// The values of the MQTT 5 user properties named `authorization` (the caller's
+    /// `Bearer` token); 3.1.1 messages have none.
+    pub(crate) authorization: Vec<String>,
 }
 
 /// MQTT 5 properties of an outgoing PUBLISH (ignored over 3.1.1).
@@ -86,6 +89,7 @@ impl Link {
     /// Builds the client and spawns its poller; events arrive on the returned receiver.
     pub(crate) fn start(
         config: &MqttConfig,
+        client_id: &str,
         broker: &Broker,
         will_topic: &str,
         capacity: usize,
@@ -102,7 +106,7 @@ impl Link {
             .map_or_else(String::new, |p| p.expose().to_owned());
         let (link, poller) = match config.version {
             MqttVersion::V5 => {
-                let mut o = v5::MqttOptions::new(&config.client_id, &broker.host, broker.port);
+                let mut o = v5::MqttOptions::new(client_id, &broker.host, broker.port);
                 o.set_keep_alive(keep_alive)
                     .set_clean_start(true)
                     .set_max_packet_size(Some(MAX_PACKET))
@@ -124,7 +128,7 @@ impl Link {
                 (Link::V5(client), Poller::V5(eventloop))
             }
             MqttVersion::V311 => {
-                let mut o = rumqttc::MqttOptions::new(&config.client_id, &broker.host, broker.port);
+                let mut o = rumqttc::MqttOptions::new(client_id, &broker.host, broker.port);
                 o.set_keep_alive(keep_alive)
                     .set_clean_session(true)
                     .set_max_packet_size(MAX_PACKET as usize, MAX_PACKET as usize)
@@ -329,6 +333,7 @@ fn v4_event(event: rumqttc::Event) -> Option<LinkEvent> {
             retain: p.retain,
             response_topic: None,
             correlation_data: None,
+            authorization: Vec::new(),
         }),
         Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
         Event::Outgoing(Outgoing::AwaitAck(pkid)) => LinkEvent::AwaitAck(pkid),
@@ -360,12 +365,19 @@ fn v5_event(event: v5::Event) -> Option<LinkEvent> {
         }
         Event::Incoming(Packet5::Publish(p)) => {
             let props = p.properties.unwrap_or_default();
+            let authorization = props
+                .user_properties
+                .into_iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+                .map(|(_, value)| value)
+                .collect();
             LinkEvent::Message(Inbound {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload,
                 retain: p.retain,
                 response_topic: props.response_topic,
                 correlation_data: props.correlation_data,
+                authorization,
             })
         }
         Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),

@@ -33,6 +33,8 @@ pub(crate) struct Topics {
     inventory: String,
     status: String,
     commands_filter: String,
+    /// `{prefix}replies/`, the only place command replies go.
+    replies: String,
 }
 
 impl Topics {
@@ -51,6 +53,7 @@ impl Topics {
             inventory: format!("{prefix}inventory"),
             status: format!("{prefix}status"),
             commands_filter: format!("{prefix}commands/#"),
+            replies: format!("{prefix}replies/"),
         }
     }
 
@@ -75,6 +78,18 @@ impl Topics {
         &self.commands_filter
     }
 
+    /// Whether a command's response topic may get its reply:
+    /// `{prefix}replies/{client id}[/...]`, no wildcards. The bridge may publish
+    /// anywhere on its broker, so a reply elsewhere would let anyone make it publish
+    /// on the event topics (or, with a wildcard, be dropped by the broker).
+    pub(crate) fn is_reply_topic(&self, topic: &str) -> bool {
+        let Some(rest) = topic.strip_prefix(&self.replies) else {
+            return false;
+        };
+        let client = rest.split('/').next().unwrap_or_default();
+        !client.is_empty() && !topic.contains(['+', '#', '\0'])
+    }
+
     fn events_topic(&self, event_type: EventType) -> Cow<'_, str> {
         match self.events.iter().find(|(t, _)| *t == event_type) {
             Some((_, topic)) => Cow::Borrowed(topic),
@@ -94,9 +109,9 @@ impl Topics {
             payload: json.clone(),
             retain,
         };
-        let subject = event.subject.as_str();
+        let subject = event.subject();
         let mut out = Vec::with_capacity(3);
-        match event.event_type {
+        match event.event_type() {
             EventType::OrderCreated => out.push(msg(Cow::Borrowed(&self.orders_new), false)),
             EventType::OrderStatusChanged => {
                 out.push(msg(resource_status(&self.orders, subject), false));
@@ -117,7 +132,7 @@ impl Topics {
             _ => {}
         }
         out.push(Outbound {
-            topic: self.events_topic(event.event_type),
+            topic: self.events_topic(event.event_type()),
             payload: json,
             retain: false,
         });
@@ -170,26 +185,48 @@ pub(crate) fn command_topic<'a>(prefix: &str, topic: &'a str) -> Option<CommandT
     })
 }
 
+/// An event of type `t` about `subject`, for tests.
+#[cfg(test)]
+pub(crate) fn sample_event(t: EventType, subject: &str) -> Event {
+    let json = match t {
+        EventType::ChatMessage => serde_json::json!({
+            "id": "msg_1", "room": subject, "author": "a", "text": "hi",
+            "sent_at": "2026-01-01T00:00:00Z"
+        }),
+        EventType::OrderCreated | EventType::OrderStatusChanged => serde_json::json!({
+            "id": subject, "pet_id": "pet_1", "quantity": 1,
+            "total": {"amount": "1.00", "currency": "USD"}, "status": "placed",
+            "customer": "c", "payment_id": null, "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "version": 1, "previous_status": "placed"
+        }),
+        EventType::PaymentSucceeded | EventType::PaymentFailed => serde_json::json!({
+            "id": subject, "order_id": "ord_1", "amount": {"amount": "1.00", "currency": "USD"},
+            "status": "succeeded", "failure_reason": null, "reference": "r",
+            "created_at": "2026-01-01T00:00:00Z", "customer": "c"
+        }),
+        _ => serde_json::json!({
+            "id": subject, "name": "Rex", "species": "dog", "breed": null, "age": null,
+            "status": "available", "tags": [], "photo_urls": [],
+            "price": {"amount": "1.00", "currency": "USD"},
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+            "version": 1, "previous_status": "available"
+        }),
+    };
+    let data = petstore_core::EventData::from_json(t, &json.to_string()).unwrap();
+    petstore_core::backend::NewEvent::new(data).sequenced(
+        "/petstore",
+        petstore_core::chrono::Utc::now(),
+        petstore_core::ResumeToken::new(1, 7),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use petstore_core::ResumeToken;
-
-    fn event(t: EventType, subject: &str) -> Event {
-        let mut event = Event::new(
-            t,
-            subject,
-            serde_json::json!({"id": subject}),
-            "/petstore",
-            petstore_core::chrono::Utc::now(),
-        );
-        event.offset = ResumeToken::new(1, 7);
-        event
-    }
 
     fn topics(t: EventType, subject: &str) -> Vec<(String, bool, bool)> {
         Topics::new("p/")
-            .event_messages(&event(t, subject))
+            .event_messages(&sample_event(t, subject))
             .into_iter()
             .map(|m| (m.topic.into_owned(), m.retain, m.payload.is_empty()))
             .collect()
@@ -239,7 +276,7 @@ mod tests {
 
     #[test]
     fn payload_is_the_shared_envelope() {
-        let e = event(EventType::PetCreated, "pet_1");
+        let e = sample_event(EventType::PetCreated, "pet_1");
         let topics = Topics::new("");
         let messages = topics.event_messages(&e);
         assert_eq!(messages.len(), 3);
@@ -257,6 +294,19 @@ mod tests {
         assert_eq!(t.inventory(), "shop/inventory");
         assert_eq!(t.status(), "shop/status");
         assert_eq!(t.commands_filter(), "shop/commands/#");
+        assert!(t.is_reply_topic("shop/replies/device-1"));
+        assert!(t.is_reply_topic("shop/replies/device-1/req/7"));
+        for bad in [
+            "shop/replies/",
+            "shop/replies//x",
+            "shop/replies/+/x",
+            "shop/replies/d/#",
+            "shop/inventory",
+            "shop/pets/pet_1/status",
+            "other/replies/d",
+        ] {
+            assert!(!t.is_reply_topic(bad), "{bad}");
+        }
         for ty in EventType::ALL {
             assert_eq!(t.events_topic(ty), format!("shop/events/{ty}"));
         }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use petstore_core::{Channel, ChatMessage, Event, EventType, FieldError, ResumeToken};
+use petstore_core::{Channel, ChatMessage, Event, EventData, FieldError, ResumeToken};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -165,7 +165,7 @@ pub(crate) enum ServerFrame<'a> {
     ChatMessage {
         channel: &'a Channel,
         /// The message (the event's `data`).
-        message: &'a Value,
+        message: &'a ChatMessage,
         /// The whole envelope (its `offset` resumes the channel).
         event: &'a Event,
     },
@@ -221,8 +221,10 @@ pub(crate) fn delivery(channel: &Channel, event: &Event) -> String {
     let envelope = event.json();
     // A channel name or a chat message cannot fail to serialise.
     let channel = serde_json::to_string(channel).unwrap_or_default();
-    let message = (event.event_type == EventType::ChatMessage)
-        .then(|| serde_json::to_string(&event.data).unwrap_or_default());
+    let message = match event.data() {
+        EventData::ChatMessage(m) => Some(serde_json::to_string(m).unwrap_or_default()),
+        _ => None,
+    };
     let mut out = String::with_capacity(
         envelope.len() + channel.len() + message.as_ref().map_or(0, String::len) + 48,
     );
@@ -267,7 +269,7 @@ impl FrameCache {
     /// The frame of [`delivery`], shared.
     pub(crate) fn delivery(&self, channel: &Channel, event: &Event) -> Utf8Bytes {
         let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let at = event.offset;
+        let at = event.offset();
         if let Some(text) = lock().by_channel.get(channel).and_then(|r| r.get(at)) {
             return text;
         }
@@ -306,20 +308,33 @@ mod tests {
 
     #[test]
     fn deliveries_are_the_serialised_frames() {
+        use petstore_core::backend::NewEvent;
         use petstore_core::chrono::Utc;
-        let pet = Event::new(
-            EventType::PetCreated,
-            "pet_1",
-            serde_json::json!({"id": "pet_1", "name": "Rex \"the\" dog"}),
+        use petstore_core::{Currency, MessageId, Money, NewPet, ResumeToken};
+        let at = ResumeToken::new(1, 1);
+        let rex = NewPet {
+            name: "Rex \"the\" dog".into(),
+            species: "dog".into(),
+            breed: None,
+            age: None,
+            status: None,
+            tags: vec![],
+            photo_urls: vec![],
+            price: Money::parse("1.00", Currency::USD).unwrap(),
+        }
+        .into_pet(Utc::now());
+        let pet = NewEvent::new(EventData::PetCreated(rex)).sequenced("/petstore", Utc::now(), at);
+        let message = ChatMessage {
+            id: MessageId::generate(),
+            room: "lobby".into(),
+            author: "alice".into(),
+            text: "hi\n".into(),
+            sent_at: Utc::now(),
+        };
+        let chat = NewEvent::new(EventData::ChatMessage(message.clone())).sequenced(
             "/petstore",
             Utc::now(),
-        );
-        let chat = Event::new(
-            EventType::ChatMessage,
-            "lobby",
-            serde_json::json!({"room": "lobby", "text": "hi\n"}),
-            "/petstore",
-            Utc::now(),
+            at,
         );
         let pets = Channel::Pets;
         let room = Channel::ChatRoom("lobby".into());
@@ -335,7 +350,7 @@ mod tests {
             delivery(&room, &chat),
             ServerFrame::ChatMessage {
                 channel: &room,
-                message: &chat.data,
+                message: &message,
                 event: &chat
             }
             .to_text()

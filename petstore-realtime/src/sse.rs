@@ -195,7 +195,7 @@ fn into_response(feed: Feed, form: Form, shared: &Shared) -> Response {
             match events.next().await? {
                 Ok(event) => {
                     let message = messages.message(&event, form);
-                    Some((message, Some((events, event.offset))))
+                    Some((message, Some((events, event.offset()))))
                 }
                 Err(e) => Some((lagged(form, last, e.message()), None)),
             }
@@ -238,19 +238,19 @@ impl MessageCache {
             Form::Named => &self.named,
         };
         let lock = || recent.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(message) = lock().get(event.offset) {
+        if let Some(message) = lock().get(event.offset()) {
             return message;
         }
         let built = message(event, form);
-        lock().keep(event.offset, built.clone(), Self::CAPACITY);
+        lock().keep(event.offset(), built.clone(), Self::CAPACITY);
         built
     }
 }
 
 /// The SSE message of one event.
 fn message(event: &Event, form: Form) -> SseEvent {
-    form.message(event.event_type.as_str(), event.json())
-        .id(event.offset.to_string())
+    form.message(event.event_type().as_str(), event.json())
+        .id(event.offset().to_string())
 }
 
 /// The final message to a client that fell behind: everything up to `resume_from`

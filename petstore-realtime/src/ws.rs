@@ -480,7 +480,7 @@ impl Connection {
                 let text = self.shared.frames.delivery(&channel, &event);
                 self.enqueue(Outbound {
                     message: Message::Text(text),
-                    track: Track::Event(channel, event.offset),
+                    track: Track::Event(channel, event.offset()),
                 })
             }
             // The core cut the feed off: the client is too far behind.

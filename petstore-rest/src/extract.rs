@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use bytes::Bytes;
 use petstore_core::schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
-use petstore_core::{Error, ErrorKind, FieldError, Principal};
+use petstore_core::{Error, ErrorKind, FieldError, IfMatch, Principal};
 use regex::Regex;
 use serde::de::DeserializeOwned;
 
@@ -321,29 +321,14 @@ impl Condition {
     }
 }
 
-/// The version to pass to the core for an `If-Match` header: `None` without a
-/// precondition, else one of the listed versions, chosen by `current` when the list has
-/// several. Version 0 never exists, so a list that cannot match makes the core answer
-/// 412 (or 404 when the resource is gone).
-pub(crate) async fn if_match_version<F>(
-    headers: &HeaderMap,
-    current: F,
-) -> Result<Option<u64>, ApiError>
-where
-    F: std::future::Future<Output = Result<u64, Error>>,
-{
-    let Some(condition) = condition(headers, header::IF_MATCH)? else {
-        return Ok(None);
-    };
-    Ok(match condition.strong_versions() {
-        None => None,
-        Some(versions) => match versions.as_slice() {
-            [] => Some(0),
-            [one] => Some(*one),
-            many => {
-                let now = current.await?;
-                Some(if many.contains(&now) { now } else { 0 })
-            }
+/// The core precondition of an `If-Match` header: none without the header or for `*`,
+/// else the strong versions it lists (weak tags never match `If-Match`).
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
+    Ok(match condition(headers, header::IF_MATCH)? {
+        None => IfMatch::none(),
+        Some(condition) => match condition.strong_versions() {
+            None => IfMatch::none(),
+            Some(versions) => IfMatch::any_of(versions),
         },
     })
 }

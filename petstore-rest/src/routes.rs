@@ -351,8 +351,32 @@ fn table(config: &RestConfig) -> Vec<Route> {
             "/docs",
             meta::docs,
             Op::new("getDocs", "meta", "Interactive API documentation")
-                .describe("A self-contained page that renders this document and sends requests.")
+                .describe(
+                    "A page that renders this document and sends requests. It loads only \
+                     its script and stylesheet below, from this server.",
+                )
                 .reply_raw(200, "An HTML page.", "text/html"),
+        ));
+        routes.push(Route::new(
+            M::GET,
+            "/docs/assets/docs.js",
+            meta::docs_script,
+            Op::new("getDocsScript", "meta", "The script of the docs page").reply_raw(
+                200,
+                "JavaScript.",
+                "text/javascript",
+            ),
+        ));
+        routes.push(Route::new(
+            M::GET,
+            "/docs/assets/docs.css",
+            meta::docs_stylesheet,
+            Op::new(
+                "getDocsStylesheet",
+                "meta",
+                "The stylesheet of the docs page",
+            )
+            .reply_raw(200, "CSS.", "text/css"),
         ));
     }
     routes
@@ -535,7 +559,7 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 
 /// The REST API over `store`: every `/v1/...` route of the contract (pets, inventory,
 /// orders, payments, auth token, the polling feeds), `GET /openapi.json` and, unless
-/// disabled, `GET /docs`.
+/// disabled, `GET /docs` (with its script and stylesheet under `/docs/assets/`).
 ///
 /// Mount it with `app.merge(router(store, config))`. Every error is
 /// `application/problem+json`, including unknown paths (404) and methods (405) of this

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Limits;
 use crate::signing::WebhookSecret;
 
 const MINUTE: u64 = 60;
@@ -56,6 +57,14 @@ pub struct WebhookConfig {
     pub message_log_size: usize,
     /// Delivery attempts remembered per endpoint.
     pub attempt_log_size: usize,
+    /// How often the dispatcher re-reads the endpoints and pending messages from the
+    /// [`crate::WebhookStore`]: it picks up changes made by other instances sharing the
+    /// store, and messages whose delivery a storage error interrupted.
+    pub sync_interval: Duration,
+    /// How long the delivery lease lasts without renewal (renewed every third of it):
+    /// when the instance delivering for a shared store dies, another one takes over
+    /// within this time (default 6 s).
+    pub lease_ttl: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -91,6 +100,8 @@ impl Default for WebhookConfig {
             max_endpoints: 100,
             message_log_size: 1_000,
             attempt_log_size: 1_000,
+            sync_interval: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(6),
         }
     }
 }
@@ -209,5 +220,26 @@ impl WebhookConfig {
     pub fn attempt_log_size(mut self, n: usize) -> Self {
         self.attempt_log_size = n.max(1);
         self
+    }
+
+    /// Sets [`WebhookConfig::lease_ttl`] (at least 30 ms).
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Sets [`WebhookConfig::sync_interval`] (at least 1 ms).
+    pub fn sync_interval(mut self, every: Duration) -> Self {
+        self.sync_interval = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The bounds the store keeps per endpoint.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            messages: self.message_log_size,
+            pending: self.endpoint_backlog,
+            attempts: self.attempt_log_size,
+        }
     }
 }

@@ -1,173 +1,80 @@
-//! The dispatcher's tasks: one follower per endpoint, reading the event log from the
-//! endpoint's cursor, and one delivery task per pending message, which signs, sends
-//! and retries it.
+//! The delivery task of one message: waits until its next attempt is due, takes a
+//! permit of its endpoint (`endpoint_concurrency`) and then a global one
+//! (`global_concurrency`) only while its request is in flight, makes the signed
+//! request, and lets the state machine ([`crate::delivery`]) decide what follows.
 //!
-//! Isolation: a delivery holds a permit of its endpoint (`endpoint_concurrency`) and
-//! then a global one (`global_concurrency`) only while its request is in flight, so a
-//! slow receiver occupies at most `endpoint_concurrency` of the global permits and
-//! never delays other endpoints. Waiting for a retry holds neither.
+//! Isolation: a slow receiver occupies at most `endpoint_concurrency` of the global
+//! permits and never delays other endpoints. Waiting for a retry holds neither.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
-use petstore_core::{ErrorKind, EventFilter, Subscription};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::registry::{AttemptPlan, AttemptReport, Next, Take};
+use crate::backend::MessageStatus;
+use crate::delivery::{AttemptPlan, AttemptReport, Next};
+use crate::ids::EndpointId;
+use crate::local::Handles;
 use crate::webhooks::Shared;
 
-/// Pause after an unexpected failure to follow the log.
-const FOLLOW_BACKOFF: Duration = Duration::from_secs(1);
 /// How much of a receiver's answer is logged.
 const RESPONSE_SNIPPET: usize = 1024;
 
 /// Resolves once the endpoint is deleted or disabled.
-async fn stopped(control: &mut watch::Receiver<u64>, shared: &Shared, id: &str) {
+async fn stopped(control: &mut watch::Receiver<u64>, shared: &Shared, id: &EndpointId) {
     loop {
-        if control.changed().await.is_err() || !shared.registry.is_enabled(id) {
+        if control.changed().await.is_err() {
             return;
+        }
+        match shared.webhook_store.endpoint(id).await {
+            Ok(Some(e)) if e.enabled => {}
+            Ok(_) => return,
+            // Not known to be stopped: the next change asks again.
+            Err(_) => {}
         }
     }
 }
 
-/// Follows the log for endpoint `id` until it is deleted.
-pub(crate) async fn follow(shared: Arc<Shared>, id: String) {
-    let Some(mut control) = shared.registry.control(&id) else {
+/// Delivers one pending message with retries, until it is finished (or the endpoint
+/// is gone, or a storage error leaves it to the dispatcher's next sync).
+pub(crate) async fn deliver(shared: Arc<Shared>, id: EndpointId, message_id: String) {
+    let Some(Handles {
+        mut control,
+        inflight,
+        ..
+    }) = shared.local.handles(&id)
+    else {
         return;
     };
+    let deliveries = shared.deliveries();
+    let cancel = || async {
+        if let Err(e) = deliveries.cancel(&id, &message_id).await {
+            tracing::warn!(endpoint = %id, message = %message_id, error = %e, "cannot cancel a webhook message");
+        }
+    };
     loop {
-        let generation = *control.borrow_and_update();
-        let Some((enabled, cursor)) = shared.registry.follow_state(&id) else {
-            return;
-        };
-        if !enabled {
-            if control.changed().await.is_err() {
+        let message = match shared.webhook_store.message(&id, &message_id).await {
+            Ok(Some(m)) if m.status == MessageStatus::Pending => m,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(endpoint = %id, message = %message_id, error = %e, "cannot read a webhook message");
                 return;
             }
-            continue;
-        }
-        // Every readable event: the cursor moves past the ones the endpoint's filter
-        // rejects too, so it never falls behind the log for nothing.
-        let subscribed = shared
-            .store
-            .subscribe(&shared.follower, Some(cursor), EventFilter::all())
-            .await;
-        let keep_going = match subscribed {
-            Ok(sub) => pump(&shared, &id, generation, sub, &mut control).await,
-            Err(e) if e.kind() == ErrorKind::ResumeExpired => match shared.store.head().await {
-                Ok(head) => {
-                    shared
-                        .registry
-                        .skip_to(&id, generation, head, e.message().to_owned());
-                    true
-                }
-                Err(e) => pause(&mut control, &id, &e).await,
-            },
-            Err(e) => pause(&mut control, &id, &e).await,
         };
-        if !keep_going {
-            return;
-        }
-    }
-}
-
-/// Waits a moment after an error; `false` when the endpoint is gone.
-async fn pause(control: &mut watch::Receiver<u64>, id: &str, error: &petstore_core::Error) -> bool {
-    tracing::warn!(endpoint = %id, %error, "cannot follow the event log; retrying");
-    tokio::select! {
-        () = tokio::time::sleep(FOLLOW_BACKOFF) => true,
-        changed = control.changed() => changed.is_ok(),
-    }
-}
-
-/// Feeds one subscription into the endpoint's messages. Returns `false` when the
-/// endpoint is gone, `true` to subscribe again (lagged, replayed, re-enabled, ...).
-async fn pump(
-    shared: &Shared,
-    id: &str,
-    generation: u64,
-    mut sub: Subscription,
-    control: &mut watch::Receiver<u64>,
-) -> bool {
-    // An entry's backlog semaphore never changes; the entry's deletion closes `control`.
-    let Some(backlog) = shared.registry.backlog(id) else {
-        return false;
-    };
-    loop {
-        let item = tokio::select! {
-            changed = control.changed() => return changed.is_ok(),
-            item = sub.next() => item,
-        };
-        let event = match item {
-            Some(Ok(event)) => event,
-            // Lagged: the subscription ended; resume from the cursor, which is the last
-            // event taken, so nothing is lost.
-            Some(Err(e)) => {
-                tracing::debug!(endpoint = %id, error = %e, "resubscribing");
-                return true;
-            }
-            None => {
-                tracing::warn!(endpoint = %id, "the event log closed the subscription");
-                return tokio::select! {
-                    () = tokio::time::sleep(FOLLOW_BACKOFF) => true,
-                    changed = control.changed() => changed.is_ok(),
-                };
-            }
-        };
-        let take = match shared.registry.wants(id, event.event_type) {
-            None => Take::Gone,
-            Some(false) => shared.registry.advance(id, generation, event.offset),
-            Some(true) => {
-                // A full backlog stops the cursor here: events wait in the log.
-                let permit = tokio::select! {
-                    changed = control.changed() => return changed.is_ok(),
-                    permit = backlog.clone().acquire_owned() => permit,
-                };
-                let Ok(permit) = permit else { return false };
-                shared.registry.take(id, generation, &event, permit)
-            }
-        };
-        match take {
-            Take::Gone => return false,
-            Take::Stale => return true,
-            Take::Skip => {}
-            Take::Queued => shared.wake.notify_one(),
-        }
-    }
-}
-
-/// `delay` spread by up to ±`jitter` of itself.
-pub(crate) fn jittered(delay: Duration, jitter: f64) -> Duration {
-    if delay.is_zero() || jitter <= 0.0 {
-        return delay;
-    }
-    delay.mul_f64((1.0 + rand::random_range(-jitter..=jitter)).max(0.0))
-}
-
-/// Delivers one message with retries.
-pub(crate) async fn deliver(shared: Arc<Shared>, id: String, message: String, run: u64) {
-    let Some((mut control, inflight)) = shared.registry.claim_message(&id, &message, run) else {
-        return;
-    };
-    let schedule = &shared.config.retry_schedule;
-    let mut retry_after = None;
-    for (i, base) in schedule.iter().enumerate() {
-        let delay = jittered(*base, shared.config.jitter).max(retry_after.unwrap_or_default());
-        if !delay.is_zero() {
-            let at = chrono::Duration::from_std(delay)
-                .ok()
-                .and_then(|d| Utc::now().checked_add_signed(d));
-            shared.registry.set_next_attempt(&id, &message, at);
+        let wait = message
+            .next_attempt_at
+            .and_then(|at| (at - Utc::now()).to_std().ok())
+            .unwrap_or_default();
+        if !wait.is_zero() {
             let waited = tokio::select! {
-                () = tokio::time::sleep(delay) => true,
+                () = tokio::time::sleep(wait) => true,
                 () = stopped(&mut control, &shared, &id) => false,
             };
             if !waited {
-                shared.registry.cancel(&id, &message);
+                cancel().await;
                 return;
             }
         }
@@ -180,29 +87,31 @@ pub(crate) async fn deliver(shared: Arc<Shared>, id: String, message: String, ru
             () = stopped(&mut control, &shared, &id) => None,
         };
         let Some(_permits) = permits else {
-            shared.registry.cancel(&id, &message);
+            cancel().await;
             return;
         };
-        let Some(plan) = shared.registry.begin_attempt(&id, &message) else {
-            return;
-        };
-        let attempt = plan.attempt;
-        let report = send(&shared, &message, plan).await;
-        let retries_left = i + 1 < schedule.len();
-        match shared
-            .registry
-            .record_attempt(&id, &message, attempt, report, retries_left)
-        {
-            Next::Retry(after) => {
-                retry_after = after.map(|a| a.min(shared.config.max_retry_after));
+        let plan = match deliveries.begin(message).await {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(endpoint = %id, message = %message_id, error = %e, "cannot start a webhook attempt");
+                return;
             }
-            Next::Done => return,
+        };
+        let report = send(&shared, &message_id, &plan).await;
+        match deliveries.settle(plan, report).await {
+            Ok(Next::Retry) => {}
+            Ok(Next::Done) => return,
+            Err(e) => {
+                tracing::warn!(endpoint = %id, message = %message_id, error = %e, "cannot record a webhook attempt");
+                return;
+            }
         }
     }
 }
 
 /// Makes one signed request and reports how it went.
-async fn send(shared: &Shared, message: &str, plan: AttemptPlan) -> AttemptReport {
+async fn send(shared: &Shared, message: &str, plan: &AttemptPlan) -> AttemptReport {
     let started = Utc::now();
     let clock = Instant::now();
     let mut report = AttemptReport {
@@ -230,9 +139,9 @@ async fn send(shared: &Shared, message: &str, plan: AttemptPlan) -> AttemptRepor
     let mut headers = plan.signer.headers(message, timestamp, &plan.body);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let result = client
-        .post(plan.url)
+        .post(plan.url.clone())
         .headers(headers)
-        .body(plan.body)
+        .body(plan.body.clone())
         .send()
         .await;
     match result {
@@ -326,19 +235,5 @@ mod tests {
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
-    }
-
-    #[test]
-    fn jitter_stays_within_bounds() {
-        let base = Duration::from_secs(100);
-        assert_eq!(jittered(base, 0.0), base);
-        assert_eq!(jittered(Duration::ZERO, 0.5), Duration::ZERO);
-        for _ in 0..1000 {
-            let d = jittered(base, 0.2);
-            assert!(
-                d >= Duration::from_secs(80) && d <= Duration::from_secs(120),
-                "{d:?}"
-            );
-        }
     }
 }

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::endpoints::EndpointPatch;
+use crate::ids::EndpointId;
 use crate::problem::Problem;
-use crate::registry::EndpointPatch;
 use crate::target::validate_url;
 use crate::webhooks::Shared;
 
@@ -173,6 +174,11 @@ fn core<T>(result: petstore_core::Result<T>) -> Result<T, Problem> {
     result.map_err(Problem::from)
 }
 
+/// The endpoint id of a path: 404 when it cannot be one.
+fn endpoint_id(raw: &str) -> Result<EndpointId, Problem> {
+    core(raw.parse())
+}
+
 fn json_ok(status: StatusCode, value: impl serde::Serialize) -> Reply {
     Ok((status, Json(value)).into_response())
 }
@@ -233,8 +239,12 @@ async fn create(
         return Err(Problem::from(Error::invalid_field("url", "is required")));
     };
     let head = core(shared.store.head().await)?;
-    let endpoint = core(shared.registry.create(url, new.description, events, head))?;
-    shared.wake.notify_one();
+    let endpoint = core(
+        shared
+            .endpoints()
+            .create(url, new.description, events, head)
+            .await,
+    )?;
     let location = format!("/v1/webhooks/{}", endpoint.id());
     Ok((
         StatusCode::CREATED,
@@ -248,7 +258,7 @@ async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
     admin(&shared, &headers)?;
     json_ok(
         StatusCode::OK,
-        json!({ "data": shared.registry.list(), "next_cursor": null }),
+        json!({ "data": core(shared.endpoints().list().await)?, "next_cursor": null }),
     )
 }
 
@@ -258,7 +268,8 @@ async fn fetch(
     headers: HeaderMap,
 ) -> Reply {
     admin(&shared, &headers)?;
-    json_ok(StatusCode::OK, core(shared.registry.get(&id))?)
+    let id = endpoint_id(&id)?;
+    json_ok(StatusCode::OK, core(shared.endpoints().get(&id).await)?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,7 +295,8 @@ async fn update(
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let patch: Patch = parse_json(&body)?;
-    core(shared.registry.get(&id))?;
+    let id = endpoint_id(&id)?;
+    core(shared.endpoints().get(&id).await)?;
     let mut fields = Vec::new();
     let url = patch.url.and_then(|raw| {
         validate_url(&raw, &shared.policy)
@@ -297,16 +309,13 @@ async fn update(
     }
     finish_validation(fields)?;
     let head = core(shared.store.head().await)?;
-    let view = core(shared.registry.update(
-        &id,
-        EndpointPatch {
-            url,
-            description: patch.description,
-            events,
-            enabled: patch.enabled,
-        },
-        head,
-    ))?;
+    let patch = EndpointPatch {
+        url,
+        description: patch.description,
+        events,
+        enabled: patch.enabled,
+    };
+    let view = core(shared.endpoints().update(&id, patch, head).await)?;
     json_ok(StatusCode::OK, view)
 }
 
@@ -316,7 +325,8 @@ async fn remove(
     headers: HeaderMap,
 ) -> Reply {
     admin(&shared, &headers)?;
-    core(shared.registry.delete(&id))?;
+    let id = endpoint_id(&id)?;
+    core(shared.endpoints().delete(&id).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -326,7 +336,8 @@ async fn secret(
     headers: HeaderMap,
 ) -> Reply {
     admin(&shared, &headers)?;
-    json_ok(StatusCode::OK, core(shared.registry.secret(&id))?)
+    let id = endpoint_id(&id)?;
+    json_ok(StatusCode::OK, core(shared.endpoints().secret(&id).await)?)
 }
 
 async fn rotate(
@@ -335,7 +346,8 @@ async fn rotate(
     headers: HeaderMap,
 ) -> Reply {
     admin(&shared, &headers)?;
-    json_ok(StatusCode::OK, core(shared.registry.rotate(&id))?)
+    let id = endpoint_id(&id)?;
+    json_ok(StatusCode::OK, core(shared.endpoints().rotate(&id).await)?)
 }
 
 async fn messages(
@@ -353,9 +365,10 @@ async fn messages(
         )));
     }
     let limit = page_limit(q.limit)?;
+    let id = endpoint_id(&id)?;
     json_ok(
         StatusCode::OK,
-        json!({ "data": core(shared.registry.messages(&id, limit))?, "next_cursor": null }),
+        json!({ "data": core(shared.log().messages(&id, limit).await)?, "next_cursor": null }),
     )
 }
 
@@ -368,10 +381,12 @@ async fn attempts(
     admin(&shared, &headers)?;
     let q = query(q)?;
     let limit = page_limit(q.limit)?;
+    let id = endpoint_id(&id)?;
     let data = core(
         shared
-            .registry
-            .attempts(&id, q.message_id.as_deref(), limit),
+            .log()
+            .attempts(&id, q.message_id.as_deref(), limit)
+            .await,
     )?;
     json_ok(StatusCode::OK, json!({ "data": data, "next_cursor": null }))
 }
@@ -382,8 +397,8 @@ async fn redeliver(
     headers: HeaderMap,
 ) -> Reply {
     admin(&shared, &headers)?;
-    let message = core(shared.registry.redeliver(&id, &message_id))?;
-    shared.wake.notify_one();
+    let id = endpoint_id(&id)?;
+    let message = core(shared.deliveries().redeliver(&id, &message_id).await)?;
     json_ok(StatusCode::ACCEPTED, message)
 }
 
@@ -403,7 +418,8 @@ async fn replay(
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let request: Replay = parse_json(&body)?;
-    core(shared.registry.get(&id))?;
+    let id = endpoint_id(&id)?;
+    core(shared.endpoints().get(&id).await)?;
     let since: ResumeToken = core(request.since.parse())?;
     // Reading one event checks the token now: 410 when too old or from another
     // epoch, 422 when ahead of the log.
@@ -419,7 +435,7 @@ async fn replay(
             )
             .await,
     )?;
-    let view = core(shared.registry.replay(&id, since))?;
+    let view = core(shared.endpoints().replay(&id, since).await)?;
     json_ok(StatusCode::ACCEPTED, view)
 }
 
@@ -429,12 +445,9 @@ async fn test(
     headers: HeaderMap,
 ) -> Reply {
     admin(&shared, &headers)?;
-    let message = core(
-        shared
-            .registry
-            .test_message(&id, &shared.store.config().source),
-    )?;
-    shared.wake.notify_one();
+    let id = endpoint_id(&id)?;
+    let source = &shared.store.config().source;
+    let message = core(shared.deliveries().test(&id, source).await)?;
     json_ok(StatusCode::ACCEPTED, message)
 }
 

@@ -45,7 +45,7 @@ pub(crate) fn classify(ip: IpAddr) -> Option<Restricted> {
 }
 
 fn classify_v4(ip: Ipv4Addr) -> Option<Restricted> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some(Restricted::Loopback)
     } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
@@ -57,34 +57,68 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Restricted> {
     } else if a == 0 || ip.is_multicast() || ip.is_broadcast() || a >= 240 {
         // 0.0.0.0/8 (0.0.0.0 reaches the local host on Linux), multicast, reserved.
         Some(Restricted::Special)
+    } else if (a == 198 && b & 0xfe == 18)
+        || ip.is_documentation()
+        || (a, b, c) == (192, 0, 0)
+        || (a, b, c) == (192, 88, 99)
+    {
+        // Benchmarking 198.18.0.0/15 (often lab networks), the TEST-NETs, the IETF
+        // protocol assignments 192.0.0.0/24 (NAT64 and DS-Lite gateways) and the
+        // retired 6to4 relay anycast 192.88.99.0/24: never a webhook receiver.
+        Some(Restricted::Special)
     } else {
         None
     }
 }
 
 fn classify_v6(ip: Ipv6Addr) -> Option<Restricted> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
+    if let Some(v4) = embedded_v4(ip) {
         return classify_v4(v4);
     }
     let s = ip.segments();
-    // NAT64 (64:ff9b::/96) embeds an IPv4 address that the gateway connects to.
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        return classify_v4(Ipv4Addr::new(a, b, c, d));
-    }
     if ip.is_loopback() {
         Some(Restricted::Loopback)
     } else if s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfec0 {
         // Unique local fc00::/7 and the deprecated site-local fec0::/10.
+        Some(Restricted::Private)
+    } else if s[..3] == [0x64, 0xff9b, 1] {
+        // The local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215): a translator of this
+        // network, with an embedding of its own choosing.
         Some(Restricted::Private)
     } else if s[0] & 0xffc0 == 0xfe80 {
         Some(Restricted::LinkLocal)
     } else if ip.is_unspecified() || ip.is_multicast() || s[..6] == [0; 6] {
         // `::`, multicast and the deprecated IPv4-compatible `::a.b.c.d`.
         Some(Restricted::Special)
+    } else if s[..2] == [0x2001, 0]
+        || s[..3] == [0x2001, 2, 0]
+        || s[..2] == [0x2001, 0xdb8]
+        || (s[0] == 0x3fff && s[1] < 0x1000)
+        || s[..4] == [0x100, 0, 0, 0]
+    {
+        // Teredo 2001::/32 (a tunnel to an IPv4 host), benchmarking 2001:2::/48,
+        // documentation 2001:db8::/32 and 3fff::/20, discard-only 100::/64.
+        Some(Restricted::Special)
     } else {
         None
+    }
+}
+
+/// The IPv4 address that an IPv6 address reaches through a standard mapping or
+/// translation: IPv4-mapped `::ffff:a.b.c.d`, IPv4-translated `::ffff:0:a.b.c.d`
+/// (SIIT), the NAT64 well-known prefix `64:ff9b::a.b.c.d` and 6to4 `2002:AABB:CCDD::/48`.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let v4 = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    match ip.segments() {
+        [0, 0, 0, 0, 0, 0xffff, high, low]
+        | [0, 0, 0, 0, 0xffff, 0, high, low]
+        | [0x64, 0xff9b, 0, 0, 0, 0, high, low]
+        | [0x2002, high, low, ..] => Some(v4(high, low)),
+        _ => None,
     }
 }
 
@@ -203,9 +237,50 @@ mod tests {
             ("224.0.0.1", Some(Restricted::Special)),
             ("255.255.255.255", Some(Restricted::Special)),
             ("::127.0.0.1", Some(Restricted::Special)),
+            // IPv4-translated (SIIT), the local-use NAT64 prefix, 6to4, Teredo.
+            ("::ffff:0:a00:1", Some(Restricted::Private)),
+            ("::ffff:0:7f00:1", Some(Restricted::Loopback)),
+            ("::ffff:0:a9fe:a9fe", Some(Restricted::LinkLocal)),
+            ("64:ff9b:1::a00:1", Some(Restricted::Private)),
+            ("64:ff9b:1:ffff::5db8:d70e", Some(Restricted::Private)),
+            ("64:ff9b::a00:1", Some(Restricted::Private)),
+            ("64:ff9b::7f00:1", Some(Restricted::Loopback)),
+            ("2002:a00:1::", Some(Restricted::Private)),
+            ("2002:7f00:1::1", Some(Restricted::Loopback)),
+            ("2002:a9fe:a9fe::", Some(Restricted::LinkLocal)),
+            ("2002:c0a8:101:1::1", Some(Restricted::Private)),
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                Some(Restricted::Special),
+            ),
+            ("2001:db8::1", Some(Restricted::Special)),
+            ("2001:db8:ffff::1", Some(Restricted::Special)),
+            ("3fff::1", Some(Restricted::Special)),
+            ("3fff:fff::1", Some(Restricted::Special)),
+            ("2001:2::1", Some(Restricted::Special)),
+            ("100::", Some(Restricted::Special)),
+            ("100::ffff:ffff:ffff:ffff", Some(Restricted::Special)),
+            ("198.18.0.1", Some(Restricted::Special)),
+            ("198.19.255.254", Some(Restricted::Special)),
+            ("192.0.2.1", Some(Restricted::Special)),
+            ("198.51.100.7", Some(Restricted::Special)),
+            ("203.0.113.9", Some(Restricted::Special)),
+            ("192.0.0.170", Some(Restricted::Special)),
+            ("192.88.99.1", Some(Restricted::Special)),
+            // Public addresses, in every form that embeds one, stay reachable.
             ("93.184.215.14", None),
             ("2606:4700::6810:84e5", None),
             ("172.32.0.1", None),
+            ("198.17.255.255", None),
+            ("198.20.0.1", None),
+            ("100.128.0.1", None),
+            ("::ffff:0:5db8:d70e", None),
+            ("64:ff9b::5db8:d70e", None),
+            ("2002:5db8:d70e::1", None),
+            ("2001:4860:4860::8888", None),
+            ("2001:db9::1", None),
+            ("3fff:1000::1", None),
+            ("100:0:0:1::", None),
         ];
         for (ip, want) in cases {
             assert_eq!(classify(ip.parse().unwrap()), want, "{ip}");

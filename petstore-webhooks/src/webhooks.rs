@@ -1,35 +1,41 @@
-//! [`Webhooks`]: the adapter object that owns the endpoint store, serves the routes and
+//! [`Webhooks`]: the adapter object that owns the webhook store, serves the routes and
 //! runs the dispatcher.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use petstore_core::{PetStore, Principal, Scope};
-use tokio::sync::{Notify, Semaphore, oneshot};
-use tokio::task::{JoinHandle, JoinSet};
+use petstore_core::{PetStore, Principal};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
 
+use crate::backend::WebhookStore;
 use crate::config::WebhookConfig;
-use crate::dispatch;
-use crate::registry::Registry;
+use crate::delivery::Deliveries;
+use crate::endpoints::Endpoints;
+use crate::lease::Lease;
+use crate::local::Local;
+use crate::memory::MemoryWebhookStore;
+use crate::messages::{Bodies, Log};
 use crate::target::{GuardedResolver, TargetPolicy};
 
 /// State shared by the routes and the dispatcher.
 pub(crate) struct Shared {
     pub(crate) store: PetStore,
     pub(crate) config: WebhookConfig,
-    pub(crate) registry: Registry,
+    /// Endpoints, messages and attempts.
+    pub(crate) webhook_store: Arc<dyn WebhookStore>,
+    /// This process's side of the endpoints, and the dispatcher's inbox.
+    pub(crate) local: Local,
+    pub(crate) bodies: Bodies,
+    pub(crate) lease: Lease,
     pub(crate) client: Result<reqwest::Client, String>,
     pub(crate) policy: TargetPolicy,
     pub(crate) global: Arc<Semaphore>,
-    /// Wakes the dispatcher: an endpoint appeared or a message is ready.
-    pub(crate) wake: Notify,
     running: AtomicBool,
-    runs: AtomicU64,
     /// Who the followers read the log as.
     pub(crate) follower: Principal,
     /// Who inbound payment notices act as.
@@ -49,8 +55,35 @@ impl fmt::Debug for Webhooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Webhooks")
             .field("config", &self.shared.config)
-            .field("registry", &self.shared.registry)
+            .field("webhook_store", &self.shared.webhook_store)
             .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Endpoint management.
+    pub(crate) fn endpoints(&self) -> Endpoints<'_> {
+        Endpoints {
+            store: &*self.webhook_store,
+            local: &self.local,
+            config: &self.config,
+        }
+    }
+
+    /// The message and attempt log.
+    pub(crate) fn log(&self) -> Log<'_> {
+        Log {
+            store: &*self.webhook_store,
+        }
+    }
+
+    /// The delivery state machine.
+    pub(crate) fn deliveries(&self) -> Deliveries<'_> {
+        Deliveries {
+            store: &*self.webhook_store,
+            local: &self.local,
+            config: &self.config,
+        }
     }
 }
 
@@ -68,6 +101,9 @@ fn normalise(mut config: WebhookConfig) -> WebhookConfig {
     config.endpoint_backlog = config.endpoint_backlog.clamp(1, Semaphore::MAX_PERMITS);
     config.message_log_size = config.message_log_size.max(1);
     config.attempt_log_size = config.attempt_log_size.max(1);
+    config.sync_interval = config
+        .sync_interval
+        .max(std::time::Duration::from_millis(1));
     config
 }
 
@@ -86,8 +122,31 @@ fn http_client(config: &WebhookConfig, policy: TargetPolicy) -> Result<reqwest::
 }
 
 impl Webhooks {
-    /// The adapter over `store`.
+    /// The adapter over `store`, keeping its endpoints, messages and attempts in memory
+    /// ([`MemoryWebhookStore`]): they are lost at exit.
     pub fn new(store: PetStore, config: WebhookConfig) -> Self {
+        Self::with_store(store, config, MemoryWebhookStore::new())
+    }
+
+    /// The adapter over `store`, keeping its endpoints, messages and attempts in
+    /// `webhook_store`. A dispatcher started on a store that another one used before
+    /// goes on where that one stopped: each endpoint from its cursor, each pending
+    /// message with the same `webhook-id`.
+    pub fn with_store(
+        store: PetStore,
+        config: WebhookConfig,
+        webhook_store: impl WebhookStore,
+    ) -> Self {
+        let lease = Lease::of(store.clone(), config.lease_ttl);
+        Self::build(store, config, Arc::new(webhook_store), lease)
+    }
+
+    pub(crate) fn build(
+        store: PetStore,
+        config: WebhookConfig,
+        webhook_store: Arc<dyn WebhookStore>,
+        lease: Lease,
+    ) -> Self {
         let config = normalise(config);
         let policy = TargetPolicy {
             allow_private: config.allow_private_targets,
@@ -100,18 +159,26 @@ impl Webhooks {
         Self {
             shared: Arc::new(Shared {
                 store,
-                registry: Registry::new(config.clone()),
+                webhook_store,
+                local: Local::new(config.endpoint_concurrency),
+                bodies: Bodies::default(),
+                lease,
                 global: Arc::new(Semaphore::new(config.global_concurrency)),
                 config,
                 client,
                 policy,
-                wake: Notify::new(),
                 running: AtomicBool::new(false),
-                runs: AtomicU64::new(0),
-                follower: Principal::new("petstore-webhooks", [Scope::PetsRead, Scope::OrdersRead]),
-                payments: Principal::new("payments-webhook", [Scope::OrdersWrite]),
+                // Endpoints are admin-managed and receive every event, whoever's.
+                follower: Principal::system("petstore-webhooks"),
+                // The payment provider's notices are for any customer's order.
+                payments: Principal::system("payments-webhook"),
             }),
         }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The settings in use.
@@ -153,8 +220,8 @@ impl Webhooks {
 
     /// Runs the dispatcher until `shutdown` completes: every enabled endpoint follows
     /// the event log from its cursor, and messages are delivered with retries. Pending
-    /// messages of an earlier run are resumed. Only one run at a time: a second
-    /// concurrent call returns at once.
+    /// messages of an earlier run (of this or another `Webhooks` on the same store) are
+    /// resumed. Only one run at a time: a second concurrent call returns at once.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         if let Some(claim) = RunClaim::take(&self.shared) {
             self.run_claimed(claim, shutdown).await;
@@ -162,48 +229,7 @@ impl Webhooks {
     }
 
     async fn run_claimed(&self, claim: RunClaim, shutdown: impl Future<Output = ()>) {
-        let shared = &self.shared;
-        let run = claim.run;
-        shared.registry.requeue_pending();
-        let mut tasks = JoinSet::new();
-        // What each task works on, so that a panicked task's claim can be released.
-        let mut jobs: HashMap<tokio::task::Id, (String, Option<String>)> = HashMap::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            for id in shared.registry.claim_followers(run) {
-                let task = tasks.spawn(dispatch::follow(shared.clone(), id.clone()));
-                jobs.insert(task.id(), (id, None));
-            }
-            for (endpoint, message) in shared.registry.drain_ready() {
-                let task = tasks.spawn(dispatch::deliver(
-                    shared.clone(),
-                    endpoint.clone(),
-                    message.clone(),
-                    run,
-                ));
-                jobs.insert(task.id(), (endpoint, Some(message)));
-            }
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = shared.wake.notified() => {}
-                Some(done) = tasks.join_next_with_id() => {
-                    // Every task that has finished by now, in one turn of the loop.
-                    let mut next = Some(done);
-                    while let Some(done) = next.take().or_else(|| tasks.try_join_next_with_id()) {
-                        let (id, failure) = match done {
-                            Ok((id, ())) => (id, None),
-                            Err(e) => (e.id(), Some(e)),
-                        };
-                        let job = jobs.remove(&id);
-                        if let (Some(e), Some((endpoint, message))) = (failure, job) {
-                            tracing::error!(%endpoint, ?message, "a webhook dispatcher task failed: {e}");
-                            shared.registry.task_failed(&endpoint, message.as_deref(), &e.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        tasks.shutdown().await;
+        crate::dispatcher::run(self.shared.clone(), shutdown).await;
         drop(claim);
     }
 }
@@ -211,7 +237,6 @@ impl Webhooks {
 /// The right to be the one running dispatcher; released when dropped.
 struct RunClaim {
     shared: Arc<Shared>,
-    run: u64,
 }
 
 impl RunClaim {
@@ -222,7 +247,6 @@ impl RunClaim {
         }
         Some(Self {
             shared: shared.clone(),
-            run: shared.runs.fetch_add(1, Ordering::AcqRel) + 1,
         })
     }
 }

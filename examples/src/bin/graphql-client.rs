@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin graphql-client
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! GraphQL: a query (`pets`, then `pet(id) { name status }`) over HTTP, then an
 //! `events` subscription over WebSocket (`graphql-transport-ws`) while a mutation

@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin grpc-client [-- --grpc http://127.0.0.1:50051]
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! gRPC with the generated tonic client: `GetPet`, the server-streaming `ListPets`,
 //! then `WatchPets` from the listing's position while a pet is created.

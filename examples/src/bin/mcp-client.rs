@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin mcp-client
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! MCP over streamable HTTP with the rmcp client: lists the tools with their schemas,
 //! calls `search_pets` and `get_inventory`, reads a resource and gets a prompt, as an

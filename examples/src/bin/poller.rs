@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin poller
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! Polling: `GET /v1/pets/changes?since=` in a loop (long-polling with `wait=`), the
 //! simplest way to stay in sync without a push connection.

@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin rest-client [-- --url http://127.0.0.1:8080]
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! CRUD over REST: list, create, conditional get (ETag / 304), patch with If-Match,
 //! order, pay, then clean up.

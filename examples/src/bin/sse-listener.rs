@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin sse-listener [-- --channel pets]
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! The Rust counterpart of `new EventSource('/v1/stream/pets')`: prints each event,
 //! and when the connection drops reconnects with `Last-Event-ID` so that no event is

@@ -15,8 +15,8 @@ use clap::Parser;
 use eventsource_stream::Eventsource;
 use futures_util::{SinkExt, StreamExt};
 use petstore_examples::client::check;
-use petstore_examples::server::{self, ServerArgs};
 use petstore_grpc::pb;
+use petstore_server::ServerArgs;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -135,15 +135,22 @@ async fn graphql(
     bail!("GraphQL socket closed")
 }
 
-async fn grpc(endpoint: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
+async fn grpc(
+    endpoint: String,
+    token: String,
+    since: String,
+    ready: Ready,
+) -> anyhow::Result<Seen> {
     let mut client = pb::store_service_client::StoreServiceClient::connect(endpoint).await?;
-    let mut stream = client
-        .watch_orders(pb::WatchOrdersRequest {
-            since: Some(since),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(pb::WatchOrdersRequest {
+        since: Some(since),
+        ..Default::default()
+    });
+    // Order events need a token.
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let mut stream = client.watch_orders(request).await?.into_inner();
     ready.send("grpc").await?;
     while let Some(event) = stream.message().await? {
         if event.r#type == "order.created" {
@@ -157,13 +164,15 @@ async fn grpc(endpoint: String, since: String, ready: Ready) -> anyhow::Result<S
     bail!("gRPC stream ended")
 }
 
-async fn mqtt(addr: std::net::SocketAddr, ready: Ready) -> anyhow::Result<Seen> {
+async fn mqtt(addr: std::net::SocketAddr, token: String, ready: Ready) -> anyhow::Result<Seen> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let options = MqttOptions::new(
+    let mut options = MqttOptions::new(
         format!("tour-{}", std::process::id()),
         addr.ip().to_string(),
         addr.port(),
     );
+    // `orders/new` carries every customer's orders: admin's (the token is the password).
+    options.set_credentials("tour", token);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
     client
         .subscribe("petstore/orders/new", QoS::AtLeastOnce)
@@ -240,7 +249,7 @@ async fn webhook(base: String, token: String, ready: Ready) -> anyhow::Result<Se
     result
 }
 
-async fn polling(base: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
+async fn polling(base: String, token: String, since: String, ready: Ready) -> anyhow::Result<Seen> {
     let http = reqwest::Client::new();
     ready.send("polling").await?;
     let mut since = since;
@@ -249,6 +258,7 @@ async fn polling(base: String, since: String, ready: Ready) -> anyhow::Result<Se
             http.get(format!(
                 "{base}/v1/events?since={since}&types=order.created&wait=10"
             ))
+            .bearer_auth(&token)
             .send()
             .await?,
         )
@@ -265,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let limit = Duration::from_secs(cli.timeout_secs);
     println!("starting the Pet Store in-process on free ports...");
-    let running = server::start(ServerArgs::ephemeral()).await?;
+    let running = petstore_server::start(ServerArgs::ephemeral()).await?;
     let base = running.http_url();
     let ws_base = base.replacen("http://", "ws://", 1);
     let token = running.dev_token.clone();
@@ -305,11 +315,16 @@ async fn main() -> anyhow::Result<()> {
         ),
         (
             "gRPC WatchOrders",
-            tokio::spawn(grpc(grpc_url, since.clone(), ready_tx.clone())),
+            tokio::spawn(grpc(
+                grpc_url,
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
         ),
         (
             "MQTT petstore/orders/new",
-            tokio::spawn(mqtt(mqtt_addr, ready_tx.clone())),
+            tokio::spawn(mqtt(mqtt_addr, token.clone(), ready_tx.clone())),
         ),
         (
             "webhook",
@@ -317,7 +332,12 @@ async fn main() -> anyhow::Result<()> {
         ),
         (
             "polling /v1/events",
-            tokio::spawn(polling(base.clone(), since.clone(), ready_tx.clone())),
+            tokio::spawn(polling(
+                base.clone(),
+                token.clone(),
+                since.clone(),
+                ready_tx.clone(),
+            )),
         ),
     ];
     drop(ready_tx);

@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin webhook-receiver
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! Webhooks: starts a small HTTP receiver, registers it with the server
 //! (`POST /v1/webhooks`, admin token), verifies every delivery's Standard Webhooks

@@ -1,4 +1,5 @@
 //! Run with: cargo run -p petstore-examples --bin ws-chat [-- --say "hello"]
+//! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! WebSocket: connects to `/v1/ws/chat?token=`, subscribes to `orders`, optionally
 //! sends a chat message, and prints every frame the server sends.

@@ -1,7 +1,5 @@
-//! Tests of the example server and clients: every client binary against a running
-//! server, the server binary's start/stop, and the cross-protocol conformance suite.
+//! Tests of the example clients: every client binary, and the tour, against a running
+//! server. The server's own suites (conformance, faults, hostile input) are in
+//! `petstore-server/tests`.
 
-mod conformance;
-mod faults;
-mod hostile;
 mod smoke;

@@ -79,7 +79,7 @@ impl Endpoint {
     fn full(proto: Proto, stack: &Stack) -> Self {
         Self {
             proto,
-            addr: stack.realtime.addr,
+            addr: stack.http,
             path: match proto {
                 Proto::Sse => "/v1/stream/pets".to_owned(),
                 Proto::Ws => format!("/v1/ws?token={}", stack.token),
@@ -363,7 +363,6 @@ async fn measure(
         who: stack.admin(),
         marker: MARKER.to_owned(),
     };
-    let note = stack.realtime.note("petstore-realtime").unwrap_or_default();
 
     // Shorter phases than the other rows: each side-round subscribes n clients anew.
     let phase = cfg.round.min(Duration::from_secs(2));
@@ -420,8 +419,7 @@ async fn measure(
                 "x",
                 Target::AtLeast(0.8),
             )
-            .rounds(&tp.ratios())
-            .note(note.clone()),
+            .rounds(&tp.ratios()),
         );
         rows.push(
             Row::new(
@@ -433,8 +431,7 @@ async fn measure(
                 "x",
                 Target::AtMost(2.0),
             )
-            .rounds(&lat.ratios())
-            .note(note.clone()),
+            .rounds(&lat.ratios()),
         );
     }
     Ok(())

@@ -213,7 +213,7 @@ impl Template {
         Ok(Self {
             before: format!("{before}\"name\":\"{marker}"),
             after: format!("\"{after}"),
-            offset: event.offset.to_string(),
+            offset: event.offset().to_string(),
         })
     }
 

@@ -101,7 +101,11 @@ struct BareMqtt {
 }
 
 impl BareMqtt {
-    async fn connect(broker: SocketAddr, marker: &str) -> anyhow::Result<Self> {
+    async fn connect(
+        broker: SocketAddr,
+        (user, password): &(String, String),
+        marker: &str,
+    ) -> anyhow::Result<Self> {
         let mut o = v5::MqttOptions::new(
             client_id("bare-pub"),
             broker.ip().to_string(),
@@ -110,7 +114,8 @@ impl BareMqtt {
         o.set_keep_alive(Duration::from_secs(30))
             .set_clean_start(true)
             .set_max_packet_size(Some(1 << 20))
-            .set_connection_timeout(10);
+            .set_connection_timeout(10)
+            .set_credentials(user, password);
         let (client, mut events) = v5::AsyncClient::new(o, 256 * 4 + 16);
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
@@ -253,22 +258,22 @@ pub(crate) async fn run(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()>
 
 async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let broker = on.mqtt.context("no MQTT broker")?;
-    let note = broker
-        .note("petstore-mqtt")
-        .map(|n| n.replace("router", "Bridge::start and broker::EmbeddedBroker"))
-        .unwrap_or_default();
     let b_topic = "petstore/events/pet.created";
     let a_topic = "bare/events/pet.created";
-    // Publishers connect where the bridge does; subscribers use the common address.
-    let publish_to = on.mqtt_v5.unwrap_or(broker.addr);
+    // Publishers connect where the bridge does, as the bridge does; subscribers use the
+    // common address.
+    let embedded = on.mqtt_broker.as_ref().context("no embedded MQTT broker")?;
+    let publish_to = embedded.v5_addr();
+    let (user, password) = embedded.bridge_credentials();
+    let login = (user, password.expose().to_owned());
 
     // --- publish rate ---
     eprintln!("  MQTT: publish rate, bridge vs bare rumqttc");
     let a_rate = async |round: usize, dur: Duration| -> anyhow::Result<f64> {
         let marker = format!("mq{round}a-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, a_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
+        let sub = subscriber(broker, a_topic, marker.clone(), tracker.clone()).await?;
+        let mut publisher = BareMqtt::connect(publish_to, &login, &marker).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
         let rate = saturate(&mut publisher, &tracker, &mut seq, dur, WINDOW).await?;
@@ -279,7 +284,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let b_rate = async |round: usize, dur: Duration| -> anyhow::Result<f64> {
         let marker = format!("mq{round}b-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
+        let sub = subscriber(broker, b_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = StorePublisher {
             store: on.store.clone(),
             who: on.admin(),
@@ -309,8 +314,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
             "x",
             Target::AtLeast(0.8),
         )
-        .rounds(&r.ratios())
-        .note(note.clone()),
+        .rounds(&r.ratios()),
     );
 
     // --- end-to-end latency at 1k/s ---
@@ -323,8 +327,8 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let a_e2e = async |round: usize| -> anyhow::Result<f64> {
         let marker = format!("mqe{round}a-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, a_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = BareMqtt::connect(publish_to, &marker).await?;
+        let sub = subscriber(broker, a_topic, marker.clone(), tracker.clone()).await?;
+        let mut publisher = BareMqtt::connect(publish_to, &login, &marker).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
         let run = paced(&mut publisher, &tracker, &mut seq, E2E_RATE, dur).await?;
@@ -334,8 +338,8 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let b_e2e = async |round: usize| -> anyhow::Result<f64> {
         let marker = format!("mqe{round}b-");
         let tracker = Arc::new(Tracker::new(1));
-        let sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
-        let mut publisher = RestPublisher::start(on.rest.addr, &on.token, marker, 16).await?;
+        let sub = subscriber(broker, b_topic, marker.clone(), tracker.clone()).await?;
+        let mut publisher = RestPublisher::start(on.http, &on.token, marker, 16).await?;
         let mut seq = Seq::default();
         settle(&mut publisher, &tracker, &mut seq).await?;
         let run = paced(&mut publisher, &tracker, &mut seq, E2E_RATE, dur).await?;
@@ -360,8 +364,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
                 .map(|v| format!("{v:.2}"))
                 .collect::<Vec<_>>()
                 .join(" ")
-        ))
-        .note(note.clone()),
+        )),
     );
 
     // --- REST writes with the bridge on vs off ---
@@ -369,14 +372,14 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
     let body = new_pet_json("Rex");
     let check = expect(201, &["\"id\":\"pet_"]);
     let call_off =
-        Call::post_json(off.rest.addr, "/v1/pets", body.clone(), check.clone()).bearer(&off.token);
-    let call_on = Call::post_json(on.rest.addr, "/v1/pets", body, check).bearer(&on.token);
+        Call::post_json(off.http, "/v1/pets", body.clone(), check.clone()).bearer(&off.token);
+    let call_on = Call::post_json(on.http, "/v1/pets", body, check).bearer(&on.token);
     // After each measurement, wait until the bridge has published everything written,
     // so that one side's backlog does not slow the other.
     let caught_up = async |round: usize| -> anyhow::Result<()> {
         let marker = format!("mqc{round}-");
         let tracker = Arc::new(Tracker::new(1));
-        let _sub = subscriber(broker.addr, b_topic, marker.clone(), tracker.clone()).await?;
+        let _sub = subscriber(broker, b_topic, marker.clone(), tracker.clone()).await?;
         let mut publisher = StorePublisher {
             store: on.store.clone(),
             who: on.admin(),
@@ -417,8 +420,6 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
         },
     )
     .await?;
-    let mut notes = vec![note];
-    notes.extend(on.rest.note("petstore-rest"));
     rows.push(
         Row::new(
             SCENARIO,
@@ -429,8 +430,7 @@ async fn measure(cfg: &Config, on: &Stack, off: &Stack, rows: &mut Vec<Row>) -> 
             "x",
             Target::AtLeast(0.8),
         )
-        .rounds(&w.ratios())
-        .note(notes.join("; ")),
+        .rounds(&w.ratios()),
     );
     if let Some(e) = stuck.into_inner() {
         let last = rows.last_mut().expect("pushed above");

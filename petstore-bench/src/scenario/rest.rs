@@ -84,9 +84,8 @@ async fn get(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()>
     eprintln!("  REST GET /v1/pets/{{id}}: throughput");
     let check = expect(200, &[&format!("\"id\":\"{}\"", s.id), "\"name\":\"Rex\""]);
     let a = Call::get(s.bare, pet_path(&s.id), check.clone());
-    let b = Call::get(s.stack.rest.addr, pet_path(&s.id), check);
+    let b = Call::get(s.stack.http, pet_path(&s.id), check);
     let tp = throughput(cfg, &a, &b).await?;
-    let note = s.stack.rest.note("petstore-rest").unwrap_or_default();
     rows.push(
         Row::new(
             SCENARIO,
@@ -97,8 +96,7 @@ async fn get(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()>
             "x",
             Target::AtLeast(0.8),
         )
-        .rounds(&tp.ratios())
-        .note(note.clone()),
+        .rounds(&tp.ratios()),
     );
 
     let rate = tp.median_a() / 2.0;
@@ -126,8 +124,7 @@ async fn get(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()>
             "x",
             Target::AtMost(1.5),
         )
-        .rounds(&lat.ratios())
-        .note(note),
+        .rounds(&lat.ratios()),
     );
     Ok(())
 }
@@ -142,7 +139,7 @@ async fn post(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()
         expect(201, &["\"name\":\"Rex\""]),
     );
     let b = Call::post_json(
-        s.stack.rest.addr,
+        s.stack.http,
         "/v1/pets",
         body,
         expect(201, &["\"id\":\"pet_", "\"name\":\"Rex\""]),
@@ -159,8 +156,7 @@ async fn post(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()
             "x",
             Target::AtLeast(0.75),
         )
-        .rounds(&tp.ratios())
-        .note(s.stack.rest.note("petstore-rest").unwrap_or_default()),
+        .rounds(&tp.ratios()),
     );
     Ok(())
 }
@@ -168,7 +164,7 @@ async fn post(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()
 async fn graphql(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     eprintln!("  GraphQL pet(id) vs REST GET: throughput");
     let a = Call::get(
-        s.stack.rest.addr,
+        s.stack.http,
         pet_path(&s.id),
         expect(200, &[&format!("\"id\":\"{}\"", s.id), "\"name\":\"Rex\""]),
     );
@@ -191,11 +187,8 @@ async fn graphql(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result
         }
         Ok(())
     });
-    let b = Call::post_json(s.stack.graphql.addr, "/graphql", body, check);
+    let b = Call::post_json(s.stack.http, "/graphql", body, check);
     let tp = throughput(cfg, &a, &b).await?;
-    let mut notes: Vec<String> = Vec::new();
-    notes.extend(s.stack.graphql.note("petstore-graphql"));
-    notes.extend(s.stack.rest.note("petstore-rest"));
     rows.push(
         Row::new(
             "graphql-get",
@@ -206,8 +199,7 @@ async fn graphql(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result
             "x",
             Target::AtLeast(0.35),
         )
-        .rounds(&tp.ratios())
-        .note(notes.join("; ")),
+        .rounds(&tp.ratios()),
     );
     Ok(())
 }

@@ -177,10 +177,9 @@ async fn measure(cfg: &Config, stack: &Stack, rows: &mut Vec<Row>) -> anyhow::Re
     .await?;
     let registry = Registry {
         client: reqwest::Client::builder().no_proxy().build()?,
-        base: format!("http://{}", stack.webhooks.addr),
+        base: format!("http://{}", stack.http),
         token: stack.token.clone(),
     };
-    let note = stack.webhooks.note("petstore-webhooks").unwrap_or_default();
     let per_endpoint = petstore_webhooks::WebhookConfig::default().endpoint_concurrency;
     let concurrency = ENDPOINTS * per_endpoint;
 
@@ -247,8 +246,7 @@ async fn measure(cfg: &Config, stack: &Stack, rows: &mut Vec<Row>) -> anyhow::Re
             "x",
             Target::AtLeast(0.7),
         )
-        .rounds(&tp.ratios())
-        .note(note.clone()),
+        .rounds(&tp.ratios()),
     );
 
     // --- sustained 1,000 deliveries/s ---
@@ -284,8 +282,7 @@ async fn measure(cfg: &Config, stack: &Stack, rows: &mut Vec<Row>) -> anyhow::Re
             .note(format!(
                 "{} of {} delivered, {rate:.0}/s",
                 run.events, run.events
-            ))
-            .note(note.clone()),
+            )),
         );
     }
 
@@ -324,8 +321,7 @@ async fn measure(cfg: &Config, stack: &Stack, rows: &mut Vec<Row>) -> anyhow::Re
             "x",
             Target::AtMost(1.5),
         )
-        .rounds(&slow.ratios())
-        .note(note),
+        .rounds(&slow.ratios()),
     );
     Ok(())
 }

@@ -1,6 +1,10 @@
 //! Integration tests of petstore-core: the behaviour suite over the in-memory backend,
-//! service rules, and property tests.
+//! service rules, identity-provider tokens, and property tests.
 
+mod follower;
+mod jwks;
+mod login;
+mod ownership;
 mod props;
 mod service;
 

@@ -42,7 +42,7 @@ async fn types_since(store: &PetStore, since: ResumeToken) -> Vec<EventType> {
         )
         .await
         .unwrap();
-    batch.events.iter().map(|e| e.event_type).collect()
+    batch.events.iter().map(|e| e.event_type()).collect()
 }
 
 #[tokio::test]
@@ -400,8 +400,16 @@ async fn updates_emit_updated_and_status_changed_separately() {
         .events(&staff(), Some(head), 1, EventFilter::all(), Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(batch.events[0].data["previous_status"], "available");
-    assert_eq!(batch.events[0].data["status"], "sold");
+    match batch.events[0].data() {
+        EventData::PetStatusChanged {
+            pet,
+            previous_status,
+        } => {
+            assert_eq!(*previous_status, PetStatus::Available);
+            assert_eq!(pet.status, PetStatus::Sold);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -592,8 +600,8 @@ async fn chat_needs_chat_write_and_reaches_room_subscribers() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(event.event_type, EventType::ChatMessage);
-    assert_eq!(event.data["author"], "alice");
+    assert_eq!(event.event_type(), EventType::ChatMessage);
+    assert!(matches!(event.data(), EventData::ChatMessage(m) if m.author == "alice"));
 }
 
 #[tokio::test]

@@ -122,13 +122,21 @@ async fn not_found_conflict_and_precondition_failed() {
     let server = start(GraphQlConfig::default()).await;
     let admin = server.token(&[Scope::Admin]);
 
-    for query in [
-        "{ pet(id: \"pet_0000000000000000\") { id } }",
-        "{ pet(id: \"not-a-pet-id\") { id } }",
-        "{ order(id: \"ord_0000000000000000\") { id } }",
-        "{ payment(id: \"pay_0000000000000000\") { id } }",
+    for (token, query) in [
+        (None, "{ pet(id: \"pet_0000000000000000\") { id } }"),
+        (None, "{ pet(id: \"not-a-pet-id\") { id } }"),
+        (
+            Some(&admin),
+            "{ order(id: \"ord_0000000000000000\") { id } }",
+        ),
+        (
+            Some(&admin),
+            "{ payment(id: \"pay_0000000000000000\") { id } }",
+        ),
     ] {
-        let (status, body) = server.post(None, query, json!({})).await;
+        let (status, body) = server
+            .post(token.map(String::as_str), query, json!({}))
+            .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(codes(&body["errors"]), ["NOT_FOUND"], "{query}: {body:#}");
         assert_eq!(
@@ -292,7 +300,8 @@ async fn an_oversized_body_is_413_and_runs_nothing() {
 async fn order_errors_from_the_core_keep_their_codes() {
     let server = start(GraphQlConfig::default()).await;
     let buyer = server.token(&[Scope::OrdersWrite]);
-    let system = Principal::system("test");
+    // The buyer's own order (tokens of this server are for subject `tester`).
+    let system = Principal::new("tester", [Scope::OrdersWrite]);
     let pet: PetId = server
         .data(
             None,

@@ -3,6 +3,7 @@
 mod access;
 mod common;
 mod errors;
+mod graphiql;
 mod http;
 mod limits;
 mod rate;

@@ -74,8 +74,9 @@ async fn graphql_transport_ws_delivers_an_event_caused_by_a_core_command() {
     ))
     .await;
 
-    // The REST-equivalent command, on the same store.
-    let buyer = Principal::new("buyer", [Scope::OrdersWrite]);
+    // The REST-equivalent command, on the same store, by the subscriber (a customer's
+    // order feed carries their own orders).
+    let buyer = Principal::new("tester", [Scope::OrdersWrite]);
     let pet = available_pet(&server).await;
     let placed = server
         .store

@@ -40,9 +40,12 @@ async fn unknown_ids_are_not_found() {
     let err = server
         .orders()
         .await
-        .get_order(pb::GetOrderRequest {
-            id: "ord_0000".to_owned(),
-        })
+        .get_order(authed(
+            pb::GetOrderRequest {
+                id: "ord_0000".to_owned(),
+            },
+            &server.admin(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -309,10 +312,13 @@ async fn resume_tokens_out_of_range_or_malformed() {
     let err = server
         .orders()
         .await
-        .watch_orders(pb::WatchOrdersRequest {
-            since: Some("yesterday".to_owned()),
-            ..Default::default()
-        })
+        .watch_orders(authed(
+            pb::WatchOrdersRequest {
+                since: Some("yesterday".to_owned()),
+                ..Default::default()
+            },
+            &server.admin(),
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);

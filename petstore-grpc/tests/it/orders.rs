@@ -90,9 +90,12 @@ async fn order_lifecycle_with_idempotency_payment_and_inventory() {
     assert_eq!(paid.order_id, order.id);
 
     let approved = store
-        .get_order(pb::GetOrderRequest {
-            id: order.id.clone(),
-        })
+        .get_order(authed(
+            pb::GetOrderRequest {
+                id: order.id.clone(),
+            },
+            &alice,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -131,7 +134,7 @@ async fn order_lifecycle_with_idempotency_payment_and_inventory() {
     let id = order.id.parse().unwrap();
     let after = server
         .store
-        .order(&Principal::anonymous(), &id)
+        .order(&Principal::system("test"), &id)
         .await
         .unwrap();
     assert_eq!(after.status, OrderStatus::Cancelled);
@@ -166,11 +169,11 @@ async fn ordering_a_pet_that_is_not_available_fails_and_changes_nothing() {
 async fn watch_orders_sees_order_and_payment_events() {
     let server = TestServer::start().await;
     let rex = server.add_pet("Rex", "dog").await;
-    let alice = server.bearer("alice", [Scope::OrdersWrite]);
+    let alice = server.bearer("alice", [Scope::OrdersRead, Scope::OrdersWrite]);
     let mut store = server.orders().await;
 
     let mut watch = store
-        .watch_orders(pb::WatchOrdersRequest::default())
+        .watch_orders(authed(pb::WatchOrdersRequest::default(), &alice))
         .await
         .unwrap()
         .into_inner();
@@ -206,11 +209,14 @@ async fn watch_orders_sees_order_and_payment_events() {
 
     // Resume from the order's creation on the order's own channel.
     let mut resumed = store
-        .watch_orders(pb::WatchOrdersRequest {
-            since: Some(created.offset.clone()),
-            order_id: Some(order.id.clone()),
-            types: vec!["order.*".to_owned()],
-        })
+        .watch_orders(authed(
+            pb::WatchOrdersRequest {
+                since: Some(created.offset.clone()),
+                order_id: Some(order.id.clone()),
+                types: vec!["order.*".to_owned()],
+            },
+            &alice,
+        ))
         .await
         .unwrap()
         .into_inner();

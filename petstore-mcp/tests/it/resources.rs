@@ -1,27 +1,29 @@
 //! Resources, templates and change notifications in both protocol versions.
 
-use petstore_core::{NewOrder, PetPatch, PetStatus, Principal};
+use petstore_core::{NewOrder, PetPatch, PetStatus, Principal, Scope};
 use petstore_mcp::McpConfig;
 use rmcp::model::{ReadResourceRequestParams, SubscribeRequestParams, SubscriptionFilter};
 use serde_json::json;
 
 use crate::support::{
-    Http, Notice, Protocol, http_client, pet, read_json, stdio_client, store, within,
+    Http, Notice, Protocol, http_client, pet, read_json, stdio_client, store, token, within,
 };
 
 #[tokio::test]
 async fn resources_and_templates_are_listed_and_read() {
     let store = store().await;
     let http = Http::start(&store, McpConfig::default()).await;
-    let system = Principal::system("test");
+    // The order of the client's own subject (`tester`): orders need a token.
+    let customer = Principal::new("tester", [Scope::OrdersWrite]);
+    let reader = token(&store, [Scope::OrdersRead]);
     let rex = pet(&store, "Rex").await;
     let placed = store
-        .place_order(&system, NewOrder::new(rex.id.clone()), None)
+        .place_order(&customer, NewOrder::new(rex.id.clone()), None)
         .await
         .unwrap();
 
     for protocol in [Protocol::Current, Protocol::Legacy] {
-        let (client, _) = http_client(&http.url(), protocol, None).await;
+        let (client, _) = http_client(&http.url(), protocol, Some(&reader)).await;
         let listed = within(client.list_all_resources()).await.unwrap();
         let uris: Vec<&str> = listed.iter().map(|r| r.uri.as_str()).collect();
         assert_eq!(uris[0], "petstore://inventory");
@@ -54,8 +56,9 @@ async fn resources_and_templates_are_listed_and_read() {
 async fn unknown_resources_are_protocol_errors() {
     let store = store().await;
     let http = Http::start(&store, McpConfig::default()).await;
+    let reader = token(&store, [Scope::OrdersRead]);
     for protocol in [Protocol::Current, Protocol::Legacy] {
-        let (client, _) = http_client(&http.url(), protocol, None).await;
+        let (client, _) = http_client(&http.url(), protocol, Some(&reader)).await;
         for uri in [
             "petstore://pets/pet_nope",
             "petstore://orders/ord_nope",

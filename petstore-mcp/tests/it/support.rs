@@ -52,9 +52,12 @@ pub(crate) fn token(store: &PetStore, scopes: impl IntoIterator<Item = Scope>) -
     store.tokens().issue("tester", scopes).unwrap().access_token
 }
 
-/// A token that can write pets and orders.
+/// A token that can write pets and orders (and read its own orders).
 pub(crate) fn writer(store: &PetStore) -> String {
-    token(store, [Scope::PetsWrite, Scope::OrdersWrite])
+    token(
+        store,
+        [Scope::PetsWrite, Scope::OrdersRead, Scope::OrdersWrite],
+    )
 }
 
 /// The MCP router served on 127.0.0.1:0; stops when dropped.

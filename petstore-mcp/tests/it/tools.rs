@@ -413,7 +413,9 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
 async fn recent_events_returns_the_latest_then_what_follows_a_token() {
     let store = store().await;
     let http = Http::start(&store, McpConfig::default()).await;
-    let (client, _) = http_client(&http.url(), Protocol::Current, None).await;
+    // Order events need a token (pet events alone do not).
+    let reader = token(&store, [Scope::OrdersRead]);
+    let (client, _) = http_client(&http.url(), Protocol::Current, Some(&reader)).await;
 
     let latest = ok(call(&client, "recent_events", json!({"limit": 2})).await);
     let events = latest["events"].as_array().unwrap();

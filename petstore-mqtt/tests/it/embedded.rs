@@ -6,47 +6,48 @@ use std::time::Duration;
 use petstore_core::{ErrorKind, MemoryStore, PetStatus, PetStore, ResumeToken, ServiceConfig};
 use petstore_mqtt::{Bridge, BridgeHandle, MqttConfig, MqttVersion, StartFrom};
 
-use crate::scenarios::{self, offsets, start_bridge};
+use crate::brokers::{Broker, Target};
+use crate::scenarios::{self, offsets, start_bridge, unique_prefix};
 use crate::support::*;
-
-fn url() -> String {
-    embedded().url()
-}
 
 #[tokio::test]
 async fn events_reach_every_topic() {
-    scenarios::events_reach_every_topic(&url()).await;
+    scenarios::events_reach_every_topic(&Target::Embedded).await;
 }
 
 #[tokio::test]
 async fn retained_messages_reach_a_late_subscriber() {
-    scenarios::retained_messages_reach_a_late_subscriber(&url()).await;
+    scenarios::retained_messages_reach_a_late_subscriber(&Target::Embedded).await;
 }
 
 #[tokio::test]
 async fn commands_reply_on_the_response_topic() {
-    scenarios::commands_reply_on_the_response_topic(&url()).await;
+    scenarios::commands_reply_on_the_response_topic(&Target::Embedded).await;
 }
 
 #[tokio::test]
 async fn malformed_commands_get_an_error_reply_and_change_nothing() {
-    scenarios::malformed_commands_get_an_error_reply_and_change_nothing(&url()).await;
+    scenarios::malformed_commands_get_an_error_reply_and_change_nothing(&Target::Embedded).await;
+}
+
+/// An embedded broker for `store` with a fresh prefix.
+async fn broker(store: &PetStore, name: &str) -> Broker {
+    Target::Embedded.broker(store, &unique_prefix(name)).await
+}
+
+/// The embedded broker's front address.
+fn front(b: &Broker) -> std::net::SocketAddr {
+    b.embedded.as_ref().unwrap().addr()
 }
 
 #[tokio::test]
 async fn presence_is_online_then_offline_after_shutdown() {
     let store = seeded_store().await;
-    let p = unique_prefix("presence");
-    let mut watcher = Client::connect(&url(), &format!("{}watch", p.trim_end_matches('/'))).await;
+    let b = broker(&store, "presence").await;
+    let p = b.prefix.clone();
+    let mut watcher = Client::connect(&b.url, &b.client_id("watch")).await;
     watcher.subscribe(&format!("{p}status")).await;
-    let bridge = start_bridge(
-        &store,
-        MqttConfig::default()
-            .url(url())
-            .topic_prefix(&p)
-            .client_id(format!("{}b", p.trim_end_matches('/'))),
-    )
-    .await;
+    let bridge = start_bridge(&store, b.bridge_config()).await;
     assert_eq!(
         &watcher.next_on(&format!("{p}status")).await.payload[..],
         b"online"
@@ -57,7 +58,7 @@ async fn presence_is_online_then_offline_after_shutdown() {
         b"offline"
     );
     // Retained: a newcomer learns the bridge is offline.
-    let mut late = Client::connect(&url(), &format!("{}late", p.trim_end_matches('/'))).await;
+    let mut late = Client::connect(&b.url, &b.client_id("late")).await;
     late.subscribe(&format!("{p}status")).await;
     let m = late.next_on(&format!("{p}status")).await;
     assert!(m.retain);
@@ -67,18 +68,12 @@ async fn presence_is_online_then_offline_after_shutdown() {
 #[tokio::test]
 async fn last_will_says_offline_when_the_bridge_vanishes() {
     let store = seeded_store().await;
-    let p = unique_prefix("will");
-    let mut watcher = Client::connect(&url(), &format!("{}watch", p.trim_end_matches('/'))).await;
+    let b = broker(&store, "will").await;
+    let p = b.prefix.clone();
+    let mut watcher = Client::connect(&b.url, &b.client_id("watch")).await;
     watcher.subscribe(&format!("{p}status")).await;
-    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), embedded().addr()).await;
-    let bridge = start_bridge(
-        &store,
-        MqttConfig::default()
-            .url(proxy.url())
-            .topic_prefix(&p)
-            .client_id(format!("{}b", p.trim_end_matches('/'))),
-    )
-    .await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), front(&b)).await;
+    let bridge = start_bridge(&store, b.bridge_config().url(proxy.url())).await;
     assert_eq!(
         &watcher.next_on(&format!("{p}status")).await.payload[..],
         b"online"
@@ -116,17 +111,16 @@ pub(crate) async fn see_every_offset(sub: &mut Client, expected: &BTreeSet<u64>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_loss_mid_burst_loses_no_event() {
     let store = seeded_store().await;
-    let p = unique_prefix("outage");
-    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
-    sub.subscribe(&format!("{p}events/#")).await;
-    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), embedded().addr()).await;
+    let b = broker(&store, "outage").await;
+    let p = b.prefix.clone();
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
+    sub.subscribe(&format!("{p}events/pet.created")).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), front(&b)).await;
     let addr = proxy.addr;
     let bridge = start_bridge(
         &store,
-        MqttConfig::default()
+        b.bridge_config()
             .url(proxy.url())
-            .client_id(format!("{}b", p.trim_end_matches('/')))
-            .topic_prefix(&p)
             .start_from(StartFrom::Head)
             .queue_len(8)
             .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200)),
@@ -142,7 +136,7 @@ async fn connection_loss_mid_burst_loses_no_event() {
     wait_status(&bridge, "disconnected", |s| !s.connected).await;
     // Writers never wait for the bridge, outage or not.
     create_pets(&store, 100, 100).await;
-    let _proxy = Proxy::start(addr, embedded().addr()).await;
+    let _proxy = Proxy::start(addr, front(&b)).await;
     let head = store.head().await.unwrap();
     let status = wait_status(&bridge, "caught up", |s| s.last_acked == Some(head)).await;
     assert!(status.connects >= 2, "{status:?}");
@@ -158,17 +152,17 @@ async fn connection_loss_mid_burst_loses_no_event() {
 }
 
 #[tokio::test]
-async fn mqtt_311_bridge_publishes_and_runs_commands() {
+async fn mqtt_311_bridge_publishes_and_takes_no_commands() {
     let store = seeded_store().await;
-    let p = unique_prefix("v311");
-    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
-    sub.subscribe(&format!("{p}events/#")).await;
+    let b = broker(&store, "v311").await;
+    let p = b.prefix.clone();
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
+    sub.subscribe(&format!("{p}events/pet.created")).await;
+    sub.subscribe(&format!("{p}events/pet.status_changed"))
+        .await;
     let bridge = start_bridge(
         &store,
-        MqttConfig::default()
-            .url(url())
-            .client_id(format!("{}b", p.trim_end_matches('/')))
-            .topic_prefix(&p)
+        b.bridge_config()
             .version(MqttVersion::V311)
             .start_from(StartFrom::Head),
     )
@@ -181,23 +175,37 @@ async fn mqtt_311_bridge_publishes_and_runs_commands() {
         "3.1.1 has no user properties"
     );
 
-    // A 3.1.1 command has no response topic: it runs, nothing replies.
-    sub.client
-        .publish(
-            format!("{p}commands/pets/{}/status", pet.id),
-            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-            false,
-            r#"{"status":"sold"}"#,
-        )
-        .await
-        .unwrap();
-    let changed = sub.next_on(&format!("{p}events/pet.status_changed")).await;
-    assert_eq!(changed.json()["data"]["status"], "sold");
+    // A command's token travels in an MQTT 5 user property, which a 3.1.1 bridge
+    // never sees: it does not take commands, even well-authorized ones.
+    let staff = token(&store, "staff", &[petstore_core::Scope::PetsWrite]);
+    let replies = sub.replies(&p);
+    sub.subscribe(&replies).await;
+    sub.send_command(
+        &format!("{p}commands/pets/{}/status", pet.id),
+        r#"{"status":"sold"}"#,
+        &replies,
+        b"v311",
+        Some(&staff),
+    )
+    .await;
+    // The next event is the marker: the command, had it run, came before it.
+    let marker = create_pet(&store, "Marker").await;
+    let seen = sub
+        .until("the marker", |m| {
+            m.topic.ends_with("pet.created") && m.json()["subject"] == marker.id.as_str()
+        })
+        .await;
+    assert!(
+        seen.iter()
+            .all(|m| !m.topic.ends_with("status_changed") && m.topic != replies),
+        "{seen:?}"
+    );
     assert_eq!(
         store.pet(&admin(), &pet.id).await.unwrap().status,
-        PetStatus::Sold
+        PetStatus::Available
     );
-    wait_status(&bridge, "command counted", |s| s.commands_ok == 1).await;
+    let status = bridge.status();
+    assert_eq!((status.commands_ok, status.commands_failed), (0, 0));
     bridge.shutdown().await;
 }
 
@@ -215,29 +223,18 @@ async fn bad_configuration_fails_at_start() {
         let err = Bridge::start(store.clone(), config.clone()).expect_err(&format!("{config:?}"));
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     }
-    // A principal that may not read the log (reads closed, no scope).
-    let closed = PetStore::new(
-        MemoryStore::default(),
-        store.tokens().clone(),
-        ServiceConfig::default().require_auth_for_reads(true),
-    );
-    let err = Bridge::start(closed, MqttConfig::default().principal("nobody", [])).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Forbidden, "{err}");
 }
 
 #[tokio::test]
 async fn an_expired_resume_point_restarts_from_the_head_and_says_so() {
     let store = seeded_store().await;
-    let p = unique_prefix("expired");
+    let b = broker(&store, "expired").await;
+    let p = b.prefix.clone();
     // A token from another log epoch can never resume.
     let foreign = ResumeToken::new(store.head().await.unwrap().epoch ^ 1, 1);
     let bridge = Bridge::start(
         store.clone(),
-        MqttConfig::default()
-            .url(url())
-            .client_id(format!("{}b", p.trim_end_matches('/')))
-            .topic_prefix(&p)
-            .start_from(StartFrom::After(foreign)),
+        b.bridge_config().start_from(StartFrom::After(foreign)),
     )
     .unwrap();
     let status = wait_status(&bridge, "a reset", |s| s.resets == 1 && s.connected).await;
@@ -245,8 +242,8 @@ async fn an_expired_resume_point_restarts_from_the_head_and_says_so() {
     assert_eq!(status.last_acked, Some(head));
     assert!(status.last_error.unwrap().contains("resume"));
     // And it goes on publishing from there.
-    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
-    sub.subscribe(&format!("{p}events/#")).await;
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
+    sub.subscribe(&format!("{p}events/pet.created")).await;
     let pet = create_pet(&store, "AfterReset").await;
     assert_eq!(sub.next().await.json()["subject"], pet.id.as_str());
     scenarios::wait_all_acked(&store, &bridge).await;
@@ -262,17 +259,13 @@ async fn a_bridge_behind_the_live_log_rereads_it_without_gaps() {
         petstore_core::TokenAuthority::random(Duration::from_secs(60)),
         ServiceConfig::default(),
     );
-    let p = unique_prefix("lagged");
-    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
-    sub.subscribe(&format!("{p}events/#")).await;
+    let b = broker(&store, "lagged").await;
+    let p = b.prefix.clone();
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
+    sub.subscribe(&format!("{p}events/pet.created")).await;
     let bridge = start_bridge(
         &store,
-        MqttConfig::default()
-            .url(url())
-            .client_id(format!("{}b", p.trim_end_matches('/')))
-            .topic_prefix(&p)
-            .start_from(StartFrom::Head)
-            .queue_len(1),
+        b.bridge_config().start_from(StartFrom::Head).queue_len(1),
     )
     .await;
     let start = store.head().await.unwrap();
@@ -321,18 +314,13 @@ async fn a_backlog_longer_than_the_log_still_publishes_the_newest_events() {
     // Live subscribers may fall 2 events behind and the log keeps only 8: a burst
     // leaves the bridge (one event in flight) further behind than the log retains.
     let store = small_log_store(2, 8);
-    let p = unique_prefix("overrun");
-    let topic = format!("{p}events/pet.created");
-    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
+    let b = broker(&store, "overrun").await;
+    let topic = b.topic("events/pet.created");
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
     sub.subscribe(&topic).await;
     let bridge = start_bridge(
         &store,
-        MqttConfig::default()
-            .url(url())
-            .client_id(format!("{}b", p.trim_end_matches('/')))
-            .topic_prefix(&p)
-            .start_from(StartFrom::Head)
-            .queue_len(1),
+        b.bridge_config().start_from(StartFrom::Head).queue_len(1),
     )
     .await;
     create_pets(&store, 0, 2000).await;
@@ -354,17 +342,15 @@ async fn a_backlog_longer_than_the_log_still_publishes_the_newest_events() {
 #[tokio::test]
 async fn an_outage_longer_than_the_log_publishes_what_the_log_still_holds() {
     let store = small_log_store(1024, 8);
-    let p = unique_prefix("long-outage");
-    let mut sub = Client::connect(&url(), &format!("{}sub", p.trim_end_matches('/'))).await;
-    sub.subscribe(&format!("{p}events/#")).await;
-    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), embedded().addr()).await;
+    let b = broker(&store, "long-outage").await;
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
+    sub.subscribe(&b.topic("events/pet.created")).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), front(&b)).await;
     let addr = proxy.addr;
     let bridge = start_bridge(
         &store,
-        MqttConfig::default()
+        b.bridge_config()
             .url(proxy.url())
-            .client_id(format!("{}b", p.trim_end_matches('/')))
-            .topic_prefix(&p)
             .start_from(StartFrom::Head)
             .reconnect_delay(Duration::from_millis(50), Duration::from_millis(200)),
     )
@@ -381,7 +367,7 @@ async fn an_outage_longer_than_the_log_publishes_what_the_log_still_holds() {
     // 50 events while the broker is away: the log keeps the newest 8.
     create_pets(&store, 0, 50).await;
     let head = store.head().await.unwrap();
-    let _proxy = Proxy::start(addr, embedded().addr()).await;
+    let _proxy = Proxy::start(addr, front(&b)).await;
     let status = wait_status(&bridge, "caught up", |s| {
         s.connected && s.last_acked == Some(head)
     })

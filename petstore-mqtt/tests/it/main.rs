@@ -1,8 +1,11 @@
 //! Integration tests: the bridge against the embedded rumqttd broker and, when
-//! available, a real Mosquitto (`PETSTORE_TEST_MOSQUITTO_URL`, and the `mosquitto`
-//! binary for the broker-restart test).
+//! available, a real Mosquitto (`PETSTORE_TEST_MOSQUITTO_URL` for the CI's open broker,
+//! the `mosquitto` binary for brokers the tests start, the shipped locked configuration
+//! among them).
 
+mod brokers;
 mod embedded;
 mod mosquitto;
 mod scenarios;
+mod security;
 mod support;

@@ -1,171 +1,60 @@
-//! Against a real Mosquitto: the CI broker (`PETSTORE_TEST_MOSQUITTO_URL`) and
-//! brokers these tests spawn themselves (`PETSTORE_TEST_MOSQUITTO_BIN`, default
-//! `/usr/sbin/mosquitto`). Each test skips with a message when its broker is absent.
+//! Against a real Mosquitto: the CI broker (`PETSTORE_TEST_MOSQUITTO_URL`, open to
+//! anyone) and brokers these tests spawn themselves (`PETSTORE_TEST_MOSQUITTO_BIN`,
+//! default `/usr/sbin/mosquitto`). Each test skips with a message when its broker is
+//! absent. The attacker's tests against a Mosquitto locked with the shipped
+//! configuration are in `security.rs`.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use petstore_mqtt::{Bridge, MqttConfig, StartFrom};
 
+use crate::brokers::{Mosquitto, Target};
 use crate::embedded::see_every_offset;
-use crate::scenarios::{self, start_bridge};
+use crate::scenarios::{self, start_bridge, unique_prefix};
 use crate::support::*;
 
 #[tokio::test]
 async fn events_reach_every_topic() {
-    let Some(url) = mosquitto_url() else { return };
-    scenarios::events_reach_every_topic(&url).await;
+    let Some(target) = Target::open() else { return };
+    scenarios::events_reach_every_topic(&target).await;
 }
 
 #[tokio::test]
 async fn retained_messages_reach_a_late_subscriber() {
-    let Some(url) = mosquitto_url() else { return };
-    scenarios::retained_messages_reach_a_late_subscriber(&url).await;
+    let Some(target) = Target::open() else { return };
+    scenarios::retained_messages_reach_a_late_subscriber(&target).await;
 }
 
 #[tokio::test]
 async fn commands_reply_on_the_response_topic() {
-    let Some(url) = mosquitto_url() else { return };
-    scenarios::commands_reply_on_the_response_topic(&url).await;
+    let Some(target) = Target::open() else { return };
+    scenarios::commands_reply_on_the_response_topic(&target).await;
 }
 
 #[tokio::test]
 async fn malformed_commands_get_an_error_reply_and_change_nothing() {
-    let Some(url) = mosquitto_url() else { return };
-    scenarios::malformed_commands_get_an_error_reply_and_change_nothing(&url).await;
+    let Some(target) = Target::open() else { return };
+    scenarios::malformed_commands_get_an_error_reply_and_change_nothing(&target).await;
 }
 
-/// A Mosquitto process this test controls.
-struct Mosquitto {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
+/// The shipped configuration runs the bridge's own scenarios too.
+#[tokio::test]
+async fn locked_retained_messages_reach_a_late_subscriber() {
+    let Some(target) = Target::locked() else {
+        return;
+    };
+    scenarios::retained_messages_reach_a_late_subscriber(&target).await;
 }
 
-impl Mosquitto {
-    fn binary() -> Option<PathBuf> {
-        let bin = std::env::var_os("PETSTORE_TEST_MOSQUITTO_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"));
-        if bin.exists() {
-            Some(bin)
-        } else {
-            eprintln!(
-                "skipping: no mosquitto binary at {} (install Debian's `mosquitto` or set PETSTORE_TEST_MOSQUITTO_BIN)",
-                bin.display()
-            );
-            None
-        }
-    }
-
-    /// Starts a persistent broker on a free loopback port; `extra` is appended to
-    /// its configuration.
-    fn start(bin: PathBuf, extra: &str) -> Mosquitto {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "petstore-mqtt-it-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = format!(
-            "listener {port} 127.0.0.1\n\
-             persistence true\n\
-             persistence_location {dir}/\n\
-             persistence_file mosquitto.db\n\
-             max_queued_messages 100000\n\
-             user root\n\
-             log_dest stderr\n\
-             {extra}\n",
-            dir = dir.display()
-        );
-        std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        let mut m = Mosquitto {
-            bin,
-            dir,
-            port,
-            child: None,
-        };
-        m.spawn();
-        m
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path("mosquitto.log"))
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .arg("-c")
-            .arg(self.path("mosquitto.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            if Instant::now() > deadline {
-                panic!("mosquitto does not listen: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("mosquitto.log")).unwrap_or_default()
-    }
-
-    /// Stops the broker with SIGTERM (it saves its persistent sessions) and waits.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let ok = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-    }
-
-    /// Stops and starts again on the same port with the same persistence file.
-    fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+#[tokio::test]
+async fn locked_commands_reply_on_the_response_topic() {
+    let Some(target) = Target::locked() else {
+        return;
+    };
+    scenarios::commands_reply_on_the_response_topic(&target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,12 +124,7 @@ async fn broker_credentials_are_used() {
     let Some(bin) = Mosquitto::binary() else {
         return;
     };
-    let passwd = bin
-        .parent()
-        .and_then(Path::parent)
-        .map(|usr| usr.join("bin/mosquitto_passwd"))
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("mosquitto_passwd"));
+    let passwd = Mosquitto::passwd_tool(&bin);
     let dir = std::env::temp_dir().join(format!("petstore-mqtt-it-pw-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("passwd");

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use petstore_core::{
-    NewChatMessage, NewOrder, OrderQuery, PetQuery, PetStatus, PetStore, ResumeToken,
+    NewChatMessage, NewOrder, OrderQuery, PetQuery, PetStatus, PetStore, ResumeToken, Scope,
 };
 use petstore_mqtt::{Bridge, BridgeHandle, MqttConfig, StartFrom};
 use serde_json::Value;
 use tokio::time::timeout;
 
+use crate::brokers::Target;
 use crate::support::*;
 
 pub(crate) async fn start_bridge(store: &PetStore, config: MqttConfig) -> BridgeHandle {
@@ -57,17 +58,20 @@ async fn collect(client: &mut Client, expected: &[(String, &str)]) -> Vec<Msg> {
     seen
 }
 
-pub(crate) async fn events_reach_every_topic(url: &str) {
+pub(crate) async fn events_reach_every_topic(target: &Target) {
     let store = seeded_store().await;
-    let p = unique_prefix("topics");
-    let mut sub = Client::connect(url, &format!("{}sub", p.trim_end_matches('/'))).await;
-    sub.subscribe(&format!("{p}#")).await;
+    let b = target.broker(&store, &unique_prefix("topics")).await;
+    let p = b.prefix.clone();
+    // An admin reads every event topic (not commands, nor others' replies).
+    let mut sub = Client::connect_as(&b.url, &b.client_id("sub"), &admin_token(&store)).await;
+    for filter in ["pets/#", "orders/#", "events/+", "inventory", "status"] {
+        sub.subscribe(&b.topic(filter)).await;
+    }
+    // No MQTT 3.1.1 subscriber here: the user properties can be on, even on rumqttd.
     let bridge = start_bridge(
         &store,
-        MqttConfig::default()
-            .url(url)
-            .client_id(format!("{}bridge", p.trim_end_matches('/')))
-            .topic_prefix(&p)
+        b.bridge_config()
+            .event_properties(true)
             .start_from(StartFrom::Head),
     )
     .await;
@@ -158,18 +162,12 @@ pub(crate) async fn events_reach_every_topic(url: &str) {
     bridge.shutdown().await;
 }
 
-pub(crate) async fn retained_messages_reach_a_late_subscriber(url: &str) {
+pub(crate) async fn retained_messages_reach_a_late_subscriber(target: &Target) {
     let store = seeded_store().await;
-    let p = unique_prefix("retained");
+    let b = target.broker(&store, &unique_prefix("retained")).await;
+    let p = b.prefix.clone();
     // Default start: the oldest retained event, so the seed pets get their status.
-    let bridge = start_bridge(
-        &store,
-        MqttConfig::default()
-            .url(url)
-            .client_id(format!("{}bridge", p.trim_end_matches('/')))
-            .topic_prefix(&p),
-    )
-    .await;
+    let bridge = start_bridge(&store, b.bridge_config()).await;
     let sold = create_pet(&store, "Sold").await;
     store
         .set_pet_status(&admin(), &sold.id, PetStatus::Sold)
@@ -179,7 +177,8 @@ pub(crate) async fn retained_messages_reach_a_late_subscriber(url: &str) {
     store.delete_pet(&admin(), &gone.id, None).await.unwrap();
     wait_all_acked(&store, &bridge).await;
 
-    let mut late = Client::connect(url, &format!("{}late", p.trim_end_matches('/'))).await;
+    // Anonymous: what anonymous HTTP callers may read.
+    let mut late = Client::connect(&b.url, &b.client_id("late")).await;
     late.subscribe(&format!("{p}pets/+/status")).await;
     late.subscribe(&format!("{p}inventory")).await;
     // Retained messages of one subscription arrive before those of the next, so the
@@ -232,21 +231,21 @@ async fn available_pets(store: &PetStore, n: usize) -> Vec<petstore_core::Pet> {
     pets
 }
 
-pub(crate) async fn commands_reply_on_the_response_topic(url: &str) {
+pub(crate) async fn commands_reply_on_the_response_topic(target: &Target) {
     let store = seeded_store().await;
-    let p = unique_prefix("commands");
-    let bridge = start_bridge(
-        &store,
-        MqttConfig::default()
-            .url(url)
-            .client_id(format!("{}bridge", p.trim_end_matches('/')))
-            .topic_prefix(&p)
-            .start_from(StartFrom::Head),
-    )
-    .await;
+    let b = target.broker(&store, &unique_prefix("commands")).await;
+    let p = b.prefix.clone();
+    let bridge = start_bridge(&store, b.bridge_config().start_from(StartFrom::Head)).await;
     let pets = available_pets(&store, 2).await;
-    let mut me = Client::connect(url, &format!("{}req", p.trim_end_matches('/'))).await;
-    let replies = format!("{p}replies/me");
+    let alice = token(
+        &store,
+        "alice",
+        &[Scope::PetsWrite, Scope::OrdersRead, Scope::OrdersWrite],
+    );
+    // The connection itself is anonymous: the command carries the token, the same
+    // way on every broker.
+    let mut me = Client::connect(&b.url, &b.client_id("req")).await;
+    let replies = me.replies(&p);
     me.subscribe(&replies).await;
 
     let (reply, msg) = me
@@ -255,6 +254,7 @@ pub(crate) async fn commands_reply_on_the_response_topic(url: &str) {
             r#"{"status":"sold"}"#,
             &replies,
             b"corr-1",
+            Some(&alice),
         )
         .await;
     assert_eq!(reply["ok"], true, "{reply}");
@@ -273,15 +273,19 @@ pub(crate) async fn commands_reply_on_the_response_topic(url: &str) {
             &order_cmd,
             &replies,
             b"corr-2",
+            Some(&alice),
         )
         .await;
     assert_eq!(first["ok"], true, "{first}");
     assert_eq!(first["result"]["status"], "placed");
-    assert_eq!(first["result"]["customer"], "mqtt-bridge");
+    // The token's principal placed it, not the bridge.
+    assert_eq!(first["result"]["customer"], "alice");
     assert_eq!(first["result"]["replayed"], false);
     assert_eq!(msg.props.correlation_data.as_deref(), Some(&b"corr-2"[..]));
     let id: petstore_core::OrderId = first["result"]["id"].as_str().unwrap().parse().unwrap();
-    assert_eq!(store.order(&admin(), &id).await.unwrap().pet_id, pets[1].id);
+    let order = store.order(&admin(), &id).await.unwrap();
+    assert_eq!(order.pet_id, pets[1].id);
+    assert_eq!(order.customer, "alice");
 
     // A retried command with the same idempotency key places nothing new.
     let (again, _) = me
@@ -290,6 +294,7 @@ pub(crate) async fn commands_reply_on_the_response_topic(url: &str) {
             &order_cmd,
             &replies,
             b"corr-3",
+            Some(&alice),
         )
         .await;
     assert_eq!(again["result"]["id"], first["result"]["id"]);
@@ -304,26 +309,20 @@ pub(crate) async fn commands_reply_on_the_response_topic(url: &str) {
     bridge.shutdown().await;
 }
 
-pub(crate) async fn malformed_commands_get_an_error_reply_and_change_nothing(url: &str) {
+pub(crate) async fn malformed_commands_get_an_error_reply_and_change_nothing(target: &Target) {
     let store = seeded_store().await;
-    let p = unique_prefix("malformed");
-    let bridge = start_bridge(
-        &store,
-        MqttConfig::default()
-            .url(url)
-            .client_id(format!("{}bridge", p.trim_end_matches('/')))
-            .topic_prefix(&p)
-            .start_from(StartFrom::Head),
-    )
-    .await;
+    let b = target.broker(&store, &unique_prefix("malformed")).await;
+    let p = b.prefix.clone();
+    let bridge = start_bridge(&store, b.bridge_config().start_from(StartFrom::Head)).await;
+    let staff = token(&store, "staff", &[Scope::PetsWrite, Scope::OrdersWrite]);
     let pet = create_pet(&store, "Untouched").await;
     let sold = create_pet(&store, "AlreadySold").await;
     store
         .set_pet_status(&admin(), &sold.id, PetStatus::Sold)
         .await
         .unwrap();
-    let mut me = Client::connect(url, &format!("{}req", p.trim_end_matches('/'))).await;
-    let replies = format!("{p}replies/me");
+    let mut me = Client::connect(&b.url, &b.client_id("req")).await;
+    let replies = me.replies(&p);
     me.subscribe(&replies).await;
     let head = store.head().await.unwrap();
     let pets_before = store
@@ -393,7 +392,9 @@ pub(crate) async fn malformed_commands_get_an_error_reply_and_change_nothing(url
     ];
     for (i, (topic, payload, code, field)) in cases.iter().enumerate() {
         let corr = format!("bad-{i}");
-        let (reply, msg) = me.request(topic, payload, &replies, corr.as_bytes()).await;
+        let (reply, msg) = me
+            .request(topic, payload, &replies, corr.as_bytes(), Some(&staff))
+            .await;
         assert_eq!(reply["ok"], false, "{topic} {payload}: {reply}");
         assert_eq!(reply["error"]["code"], *code, "{topic} {payload}: {reply}");
         assert!(
@@ -429,6 +430,17 @@ pub(crate) async fn malformed_commands_get_an_error_reply_and_change_nothing(url
     .await;
     assert_eq!(status.commands_ok, 0);
     bridge.shutdown().await;
+}
+
+/// A topic prefix no other test uses (brokers may be shared, retained messages stay).
+pub(crate) fn unique_prefix(name: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "it-{}-{}-{name}/",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The offsets of the envelopes in `msgs`.

@@ -1,17 +1,14 @@
-//! Test clients, brokers and helpers.
+//! Test clients and helpers.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use petstore_core::{NewPet, Pet, PetStore, Principal, seed};
-use petstore_mqtt::broker::EmbeddedBroker;
+use petstore_core::{NewPet, Pet, PetStore, Principal, Scope, seed};
 use petstore_mqtt::{BridgeHandle, BridgeStatus};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties, SubscribeReasonCode};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -19,37 +16,6 @@ use tokio::time::timeout;
 
 /// Generous bound for anything that should happen "soon".
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
-
-/// The embedded broker shared by the tests of this binary (rumqttd cannot stop).
-pub(crate) fn embedded() -> &'static EmbeddedBroker {
-    static BROKER: OnceLock<EmbeddedBroker> = OnceLock::new();
-    BROKER.get_or_init(|| {
-        EmbeddedBroker::start("127.0.0.1:0".parse().unwrap()).expect("embedded broker starts")
-    })
-}
-
-/// The external Mosquitto of CI, if any.
-pub(crate) fn mosquitto_url() -> Option<String> {
-    match std::env::var("PETSTORE_TEST_MOSQUITTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!(
-                "skipping: PETSTORE_TEST_MOSQUITTO_URL is not set (CI sets it to a Mosquitto broker, e.g. mqtt://127.0.0.1:18830)"
-            );
-            None
-        }
-    }
-}
-
-/// A topic prefix no other test uses (brokers are shared, retained messages stay).
-pub(crate) fn unique_prefix(name: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "it-{}-{}-{name}/",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 pub(crate) fn host_port(url: &str) -> (String, u16) {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -66,6 +32,20 @@ pub(crate) async fn seeded_store() -> PetStore {
 
 pub(crate) fn admin() -> Principal {
     Principal::system("it-admin")
+}
+
+/// A token of `store` for `subject` with `scopes`.
+pub(crate) fn token(store: &PetStore, subject: &str, scopes: &[Scope]) -> String {
+    store
+        .tokens()
+        .issue(subject, scopes.iter().copied())
+        .unwrap()
+        .access_token
+}
+
+/// An `admin` token of `store`.
+pub(crate) fn admin_token(store: &PetStore) -> String {
+    token(store, "it-admin", &[Scope::Admin])
 }
 
 pub(crate) async fn create_pet(store: &PetStore, name: &str) -> Pet {
@@ -102,8 +82,11 @@ impl Msg {
 /// An MQTT 5 test client whose event loop runs in a task.
 pub(crate) struct Client {
     pub(crate) client: AsyncClient,
+    /// The client id it connected with.
+    pub(crate) id: String,
     messages: mpsc::UnboundedReceiver<Msg>,
-    subacks: mpsc::UnboundedReceiver<()>,
+    subacks: mpsc::UnboundedReceiver<Vec<SubscribeReasonCode>>,
+    pubacks: mpsc::UnboundedReceiver<PubAckReason>,
     task: JoinHandle<()>,
 }
 
@@ -114,9 +97,17 @@ impl Drop for Client {
 }
 
 impl Client {
-    /// Connects with a clean session.
+    /// Connects anonymously with a clean session.
     pub(crate) async fn connect(url: &str, id: &str) -> Client {
         Self::connect_with(url, id, |_| {}).await
+    }
+
+    /// Connects with `token` as the password.
+    pub(crate) async fn connect_as(url: &str, id: &str, token: &str) -> Client {
+        Self::connect_with(url, id, |o| {
+            o.set_credentials("it-user", token);
+        })
+        .await
     }
 
     /// A persistent session (clean start off, one-hour expiry) that reconnects by
@@ -129,11 +120,35 @@ impl Client {
         .await
     }
 
+    /// Connects (reconnecting by itself after broker restarts, like a device) and
+    /// panics unless the broker accepts.
     pub(crate) async fn connect_with(
         url: &str,
         id: &str,
         tune: impl FnOnce(&mut MqttOptions),
     ) -> Client {
+        match Self::start(url, id, tune, true).await {
+            Ok(client) => client,
+            Err(e) => panic!("{id} cannot connect: {e}"),
+        }
+    }
+
+    /// One connection attempt: the client, or why the broker refused it (a CONNACK
+    /// code, or the connection closed).
+    pub(crate) async fn try_connect(
+        url: &str,
+        id: &str,
+        tune: impl FnOnce(&mut MqttOptions),
+    ) -> Result<Client, String> {
+        Self::start(url, id, tune, false).await
+    }
+
+    async fn start(
+        url: &str,
+        id: &str,
+        tune: impl FnOnce(&mut MqttOptions),
+        reconnect: bool,
+    ) -> Result<Client, String> {
         let (host, port) = host_port(url);
         let mut options = MqttOptions::new(id, host, port);
         options.set_max_packet_size(Some(1024 * 1024));
@@ -141,15 +156,19 @@ impl Client {
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (msg_tx, messages) = mpsc::unbounded_channel();
         let (sub_tx, subacks) = mpsc::unbounded_channel();
+        let (pub_tx, pubacks) = mpsc::unbounded_channel();
         let (conn_tx, mut connected) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        let _ = conn_tx.send(());
+                        let _ = conn_tx.send(Ok(()));
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = sub_tx.send(());
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        let _ = sub_tx.send(ack.return_codes);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        let _ = pub_tx.send(ack.reason);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = msg_tx.send(Msg {
@@ -160,33 +179,75 @@ impl Client {
                         });
                     }
                     Ok(_) => {}
-                    // Broker restarts: keep trying, like a device would.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => {
+                        let _ = conn_tx.send(Err(match e {
+                            ConnectionError::ConnectionRefused(code) => {
+                                format!("refused: {code:?}")
+                            }
+                            other => other.to_string(),
+                        }));
+                        if !reconnect {
+                            return;
+                        }
+                        // Broker restarts: keep trying, like a device would.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
             }
         });
-        timeout(WAIT, connected.recv())
+        let first = timeout(WAIT, connected.recv())
             .await
-            .expect("test client connects")
-            .unwrap();
-        Client {
+            .expect("a CONNACK or an error within the timeout")
+            .expect("client task runs");
+        let client = Client {
             client,
+            id: id.to_owned(),
             messages,
             subacks,
+            pubacks,
             task,
-        }
+        };
+        first.map(|()| client)
     }
 
-    /// Subscribes and waits for the SUBACK.
+    /// Subscribes, waits for the SUBACK and asserts it grants the filter.
     pub(crate) async fn subscribe(&mut self, filter: &str) {
+        assert!(
+            self.try_subscribe(filter).await,
+            "{} may subscribe to {filter}",
+            self.id
+        );
+    }
+
+    /// Subscribes and waits for the SUBACK: whether the broker granted the filter.
+    pub(crate) async fn try_subscribe(&mut self, filter: &str) -> bool {
         self.client
             .subscribe(filter, QoS::AtLeastOnce)
             .await
             .unwrap();
-        timeout(WAIT, self.subacks.recv())
+        let codes = timeout(WAIT, self.subacks.recv())
             .await
             .expect("SUBACK")
             .unwrap();
+        matches!(codes[..], [SubscribeReasonCode::Success(_)])
+    }
+
+    /// Publishes at QoS 1 and returns the broker's PUBACK reason (on a client with no
+    /// other QoS 1 publication unacknowledged).
+    pub(crate) async fn publish_acked(
+        &mut self,
+        topic: &str,
+        retain: bool,
+        payload: &str,
+    ) -> PubAckReason {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload.to_owned())
+            .await
+            .unwrap();
+        timeout(WAIT, self.pubacks.recv())
+            .await
+            .expect("PUBACK")
+            .unwrap()
     }
 
     /// The next message, within `WAIT`.
@@ -219,26 +280,91 @@ impl Client {
         .unwrap_or_else(|_| panic!("no message on {topic}"))
     }
 
-    /// Publishes a command with a response topic and correlation data, and returns the
-    /// reply's JSON. The client must be subscribed to `response_topic`.
+    /// Every message up to and including the first for which `marker` holds.
+    pub(crate) async fn until(
+        &mut self,
+        what: &str,
+        mut marker: impl FnMut(&Msg) -> bool,
+    ) -> Vec<Msg> {
+        let mut seen = Vec::new();
+        let found = timeout(WAIT, async {
+            loop {
+                let m = self.messages.recv().await.expect("client running");
+                let done = marker(&m);
+                seen.push(m);
+                if done {
+                    return;
+                }
+            }
+        })
+        .await;
+        if found.is_err() {
+            let topics: Vec<_> = seen.iter().map(|m| &m.topic).collect();
+            panic!("{}: no {what}; got {topics:?}", self.id);
+        }
+        seen
+    }
+
+    /// The reply topic of this client: `{prefix}replies/{client id}/r`.
+    pub(crate) fn replies(&self, prefix: &str) -> String {
+        format!("{prefix}replies/{}/r", self.id)
+    }
+
+    /// Publishes a command with a response topic, correlation data and, if given, the
+    /// caller's token; returns the reply's JSON. The client must be subscribed to
+    /// `response_topic`.
     pub(crate) async fn request(
         &mut self,
         topic: &str,
         payload: &str,
         response_topic: &str,
         correlation: &[u8],
+        token: Option<&str>,
     ) -> (Value, Msg) {
+        self.send_command(topic, payload, response_topic, correlation, token)
+            .await;
+        let reply = self.next_on(response_topic).await;
+        (reply.json(), reply)
+    }
+
+    /// Publishes a command and returns the broker's PUBACK reason (on a client with no
+    /// other QoS 1 publication unacknowledged).
+    pub(crate) async fn command_acked(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        response_topic: &str,
+        token: Option<&str>,
+    ) -> PubAckReason {
+        self.send_command(topic, payload, response_topic, b"acked", token)
+            .await;
+        timeout(WAIT, self.pubacks.recv())
+            .await
+            .expect("PUBACK")
+            .unwrap()
+    }
+
+    /// Publishes a command without waiting for a reply.
+    pub(crate) async fn send_command(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        response_topic: &str,
+        correlation: &[u8],
+        token: Option<&str>,
+    ) {
         let props = PublishProperties {
             response_topic: Some(response_topic.to_owned()),
             correlation_data: Some(Bytes::copy_from_slice(correlation)),
+            user_properties: token
+                .map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
+                .unwrap_or_default(),
             ..PublishProperties::default()
         };
         self.client
             .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.to_owned(), props)
             .await
             .unwrap();
-        let reply = self.next_on(response_topic).await;
-        (reply.json(), reply)
     }
 }
 

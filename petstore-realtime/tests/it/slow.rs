@@ -128,7 +128,7 @@ async fn a_slow_websocket_client_is_cut_off_while_a_fast_one_gets_everything() {
         "what it got is a gap-free prefix"
     );
     // Everything up to the token was delivered.
-    assert!(got.iter().any(|e| e.offset == token) || got.is_empty());
+    assert!(got.iter().any(|e| e.offset() == token) || got.is_empty());
 
     // It resumes from the token and misses nothing.
     let mut again = ws(&url).await;
@@ -140,7 +140,7 @@ async fn a_slow_websocket_client_is_cut_off_while_a_fast_one_gets_everything() {
     assert_eq!(expect(&mut again, "subscribed").await["recovered"], true);
     let rest_start = all
         .iter()
-        .position(|e| e.offset == token)
+        .position(|e| e.offset() == token)
         .map_or(0, |i| i + 1);
     for want in &all[rest_start..] {
         assert_eq!(&event_of(&expect(&mut again, "event").await), want);
@@ -204,7 +204,7 @@ async fn a_slow_sse_client_is_cut_off_while_a_fast_one_gets_everything() {
     let resume_from = data["resume_from"].as_str().unwrap();
     assert_eq!(
         resume_from,
-        got.last().map_or(String::new(), |e| e.offset.to_string()),
+        got.last().map_or(String::new(), |e| e.offset().to_string()),
         "resume from the last event delivered"
     );
 

@@ -39,19 +39,19 @@ async fn events_arrive_with_offset_ids_types_and_envelopes() {
         assert!(raw.get(field).is_some(), "envelope lacks `{field}`: {raw}");
     }
     let created = envelope(&created);
-    assert_eq!(created.event_type, EventType::PetCreated);
-    assert_eq!(created.subject, pet.id.as_str());
-    assert_eq!(created.data["name"], "Rex");
+    assert_eq!(created.event_type(), EventType::PetCreated);
+    assert_eq!(created.subject(), pet.id.as_str());
+    assert_eq!(created.data_json()["name"], "Rex");
 
     let changed = envelope(&next_sse(&mut stream).await);
-    assert_eq!(changed.event_type, EventType::PetStatusChanged);
-    assert_eq!(changed.data["status"], "sold");
-    assert_eq!(changed.offset.offset, created.offset.offset + 1);
+    assert_eq!(changed.event_type(), EventType::PetStatusChanged);
+    assert_eq!(changed.data_json()["status"], "sold");
+    assert_eq!(changed.offset().offset, created.offset().offset + 1);
 
     // The ids are exactly the log's offsets.
     let log = log_after(
         &server.store,
-        ResumeToken::new(created.offset.epoch, 0),
+        ResumeToken::new(created.offset().epoch, 0),
         EventFilter::channels([Channel::Pets]),
     )
     .await;
@@ -104,10 +104,10 @@ async fn a_resume_replays_exactly_the_missed_events() {
         .await
         .unwrap();
 
-    let last_id = seen.offset.to_string();
+    let last_id = seen.offset().to_string();
     // The order made Missed A pending: a pet.status_changed event on `pets` too.
-    let missed = log_after(store, seen.offset, EventFilter::channels([Channel::Pets])).await;
-    let subjects: Vec<_> = missed.iter().map(|e| e.subject.as_str()).collect();
+    let missed = log_after(store, seen.offset(), EventFilter::channels([Channel::Pets])).await;
+    let subjects: Vec<_> = missed.iter().map(|e| e.subject()).collect();
     assert_eq!(
         subjects,
         [
@@ -122,7 +122,8 @@ async fn a_resume_replays_exactly_the_missed_events() {
         (format!("{url}?last_event_id={last_id}"), vec![]),
     ] {
         // (The second round also replays the first round's live event.)
-        let expected = log_after(store, seen.offset, EventFilter::channels([Channel::Pets])).await;
+        let expected =
+            log_after(store, seen.offset(), EventFilter::channels([Channel::Pets])).await;
         let mut resumed = sse(&url, &headers).await;
         for want in &expected {
             assert_eq!(&envelope(&next_sse(&mut resumed).await), want);
@@ -130,8 +131,8 @@ async fn a_resume_replays_exactly_the_missed_events() {
         // Nothing else was pending: the next message is the next live event.
         let live = add_pet(store, "Live").await;
         let next = envelope(&next_sse(&mut resumed).await);
-        assert_eq!(next.event_type, EventType::PetCreated);
-        assert_eq!(next.subject, live.id.as_str());
+        assert_eq!(next.event_type(), EventType::PetCreated);
+        assert_eq!(next.subject(), live.id.as_str());
     }
 }
 
@@ -141,11 +142,14 @@ async fn one_stream_of_several_channels_resumes_them_all() {
     let store = &server.store;
     let url = server.http("/v1/stream?channels=orders,pets");
     let both = EventFilter::channels([Channel::Pets, Channel::Orders]);
+    // Order events need a token; staff's orders are an admin's to see.
+    let bearer = format!("Bearer {}", token(store, "staff", [Scope::Admin]));
+    let auth = [("authorization", bearer.as_str())];
 
-    let mut stream = sse(&url, &[]).await;
+    let mut stream = sse(&url, &auth).await;
     let pet = add_pet(store, "Bella").await;
     let first = envelope(&next_sse(&mut stream).await);
-    assert_eq!(first.event_type, EventType::PetCreated);
+    assert_eq!(first.event_type(), EventType::PetCreated);
     drop(stream);
 
     // Events on both channels while away: order.created, pet.status_changed,
@@ -169,21 +173,22 @@ async fn one_stream_of_several_channels_resumes_them_all() {
         )
         .await
         .unwrap();
-    let expected = log_after(store, first.offset, both.clone()).await;
-    let types: Vec<_> = expected.iter().map(|e| e.event_type).collect();
+    let expected = log_after(store, first.offset(), both.clone()).await;
+    let types: Vec<_> = expected.iter().map(|e| e.event_type()).collect();
     assert!(
         types.contains(&EventType::OrderCreated) && types.contains(&EventType::PetStatusChanged)
     );
     assert!(types.contains(&EventType::PaymentSucceeded));
     assert!(!types.contains(&EventType::ChatMessage));
 
-    let mut resumed = sse(&url, &[("last-event-id", &first.offset.to_string())]).await;
+    let last = first.offset().to_string();
+    let mut resumed = sse(&url, &[auth[0], ("last-event-id", &last)]).await;
     for want in &expected {
         assert_eq!(&envelope(&next_sse(&mut resumed).await), want);
     }
     let live = add_pet(store, "After").await;
     assert_eq!(
-        envelope(&next_sse(&mut resumed).await).subject,
+        envelope(&next_sse(&mut resumed).await).subject(),
         live.id.as_str()
     );
 }
@@ -196,7 +201,7 @@ async fn a_token_that_cannot_resume_gets_reset_then_live_events() {
 
     let mut stream = sse(&url, &[]).await;
     add_pet(&server.store, "Old").await;
-    let old = envelope(&next_sse(&mut stream).await).offset;
+    let old = envelope(&next_sse(&mut stream).await).offset();
     drop(stream);
     for i in 0..5 {
         add_pet(&server.store, &format!("Pet {i}")).await;
@@ -227,8 +232,8 @@ async fn a_token_that_cannot_resume_gets_reset_then_live_events() {
         // Then live, from the head it named: the next event is the next offset.
         let live = add_pet(&server.store, "Live").await;
         let event = envelope(&next_sse(&mut stream).await);
-        assert_eq!(event.subject, live.id.as_str());
-        assert_eq!(event.offset.offset, head.offset + 1);
+        assert_eq!(event.subject(), live.id.as_str());
+        assert_eq!(event.offset().offset, head.offset + 1);
     }
 }
 
@@ -349,8 +354,8 @@ async fn bad_credentials_and_bad_channels_are_refused_with_problems() {
         .await
         .unwrap();
     let message = envelope(&next_sse(&mut chat).await);
-    assert_eq!(message.event_type, EventType::ChatMessage);
-    assert_eq!(message.data["text"], "hi");
+    assert_eq!(message.event_type(), EventType::ChatMessage);
+    assert_eq!(message.data_json()["text"], "hi");
 }
 
 #[tokio::test]
@@ -374,15 +379,15 @@ async fn one_pet_channel_and_type_filters_select_events() {
 
     let event = envelope(&next_sse(&mut one).await);
     assert_eq!(
-        (event.event_type, event.subject.as_str()),
+        (event.event_type(), event.subject()),
         (EventType::PetStatusChanged, rex.id.as_str())
     );
     assert_eq!(
-        envelope(&next_sse(&mut created_only).await).data["name"],
+        envelope(&next_sse(&mut created_only).await).data_json()["name"],
         "Other"
     );
     assert_eq!(
-        envelope(&next_sse(&mut created_only).await).subject,
+        envelope(&next_sse(&mut created_only).await).subject(),
         last.id.as_str()
     );
 }
@@ -418,12 +423,12 @@ async fn channel_access_follows_the_core_rules() {
         .await
         .unwrap();
     let first = envelope(&next_sse(&mut all).await);
-    assert_eq!(first.event_type, EventType::PetCreated);
+    assert_eq!(first.event_type(), EventType::PetCreated);
     let second = envelope(&next_sse(&mut all).await);
-    assert_eq!(second.event_type, EventType::PetStatusChanged);
+    assert_eq!(second.event_type(), EventType::PetStatusChanged);
     assert_eq!(
-        second.offset.offset,
-        first.offset.offset + 2,
+        second.offset().offset,
+        first.offset().offset + 2,
         "order.created skipped"
     );
 }
@@ -452,9 +457,9 @@ async fn an_onmessage_only_client_receives_every_event() {
         let message = next_onmessage(&mut stream).await;
         let data: Value = serde_json::from_str(&message.data).unwrap();
         let event = envelope(&message);
-        assert_eq!(data["type"], event.event_type.as_str());
-        assert_eq!(event.subject, pet.id.as_str());
-        types.push(event.event_type);
+        assert_eq!(data["type"], event.event_type().as_str());
+        assert_eq!(event.subject(), pet.id.as_str());
+        types.push(event.event_type());
     }
     assert_eq!(
         types,
@@ -504,8 +509,8 @@ async fn named_events_reach_add_event_listener_and_not_onmessage() {
     ];
     let created = named_envelope(&received[1]);
     let changed = named_envelope(&received[2]);
-    assert_eq!(created.event_type, EventType::PetCreated);
-    assert_eq!(changed.event_type, EventType::PetStatusChanged);
+    assert_eq!(created.event_type(), EventType::PetCreated);
+    assert_eq!(changed.event_type(), EventType::PetStatusChanged);
 
     // The stream ends at shutdown: nothing else was sent, and an `onmessage`-only
     // client got none of it.

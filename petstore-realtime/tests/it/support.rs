@@ -159,7 +159,7 @@ pub(crate) async fn next_onmessage(stream: &mut SseStream) -> eventsource_stream
 pub(crate) fn envelope(message: &eventsource_stream::Event) -> Event {
     assert_eq!(message.event, "message", "{message:?}");
     let event: Event = serde_json::from_str(&message.data).unwrap();
-    assert_eq!(message.id, event.offset.to_string());
+    assert_eq!(message.id, event.offset().to_string());
     event
 }
 
@@ -167,8 +167,8 @@ pub(crate) fn envelope(message: &eventsource_stream::Event) -> Event {
 /// `event:` line is the event type.
 pub(crate) fn named_envelope(message: &eventsource_stream::Event) -> Event {
     let event: Event = serde_json::from_str(&message.data).unwrap();
-    assert_eq!(message.event, event.event_type.as_str());
-    assert_eq!(message.id, event.offset.to_string());
+    assert_eq!(message.event, event.event_type().as_str());
+    assert_eq!(message.id, event.offset().to_string());
     event
 }
 
@@ -236,4 +236,15 @@ pub(crate) fn closed_store() -> PetStore {
         TokenAuthority::random(Duration::from_secs(3600)),
         ServiceConfig::default().require_auth_for_reads(true),
     )
+}
+
+/// An event's `data` as JSON, for assertions on its wire form.
+pub(crate) trait DataJson {
+    fn data_json(&self) -> Value;
+}
+
+impl DataJson for Event {
+    fn data_json(&self) -> Value {
+        serde_json::to_value(self.data()).unwrap()
+    }
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use petstore_core::{NewPet, PetId, PetPatch, PetQuery};
 
 use super::{conditional, page, resource, with_position};
-use crate::extract::{BasePath, Caller, JsonBody, Params, if_match_version};
+use crate::extract::{BasePath, Caller, JsonBody, Params, if_match};
 use crate::problem::ApiError;
 use crate::routes::AppState;
 
@@ -45,22 +45,6 @@ pub(crate) async fn get(
     conditional(&headers, &pet, &pet.version.to_string())
 }
 
-/// The `If-Match` version for pet `id`. Only a list of several tags needs the current
-/// version; it is read from the backend directly (not through `PetStore::pet`) so that
-/// a writer needs no read scope for it. The core checks the version again when it
-/// commits, so this read cannot race a change through.
-async fn precondition(
-    s: &AppState,
-    id: &PetId,
-    headers: &HeaderMap,
-) -> Result<Option<u64>, ApiError> {
-    if_match_version(headers, async {
-        // A missing pet has no version; 0 never matches, and the core answers 404.
-        Ok(s.store.store().pet(id).await?.map_or(0, |p| p.version))
-    })
-    .await
-}
-
 pub(crate) async fn replace(
     State(s): State<AppState>,
     Caller(who): Caller,
@@ -69,7 +53,7 @@ pub(crate) async fn replace(
     JsonBody(new): JsonBody<NewPet>,
 ) -> Result<Response, ApiError> {
     let id: PetId = id.parse()?;
-    let version = precondition(&s, &id, &headers).await?;
+    let version = if_match(&headers)?;
     let pet = s.store.replace_pet(&who, &id, new, version).await?;
     Ok(resource(
         StatusCode::OK,
@@ -87,7 +71,7 @@ pub(crate) async fn update(
     JsonBody(patch): JsonBody<PetPatch>,
 ) -> Result<Response, ApiError> {
     let id: PetId = id.parse()?;
-    let version = precondition(&s, &id, &headers).await?;
+    let version = if_match(&headers)?;
     let pet = s.store.update_pet(&who, &id, patch, version).await?;
     Ok(resource(
         StatusCode::OK,
@@ -104,7 +88,7 @@ pub(crate) async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id: PetId = id.parse()?;
-    let version = precondition(&s, &id, &headers).await?;
+    let version = if_match(&headers)?;
     s.store.delete_pet(&who, &id, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

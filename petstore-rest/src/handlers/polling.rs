@@ -240,10 +240,8 @@ pub(crate) async fn events(
     Caller(who): Caller,
     Params(q): Params<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    let filter = EventFilter {
-        types: q.types.unwrap_or_default().0,
-        channels: q.channels.unwrap_or_default().0,
-    };
+    let filter = EventFilter::channels(q.channels.unwrap_or_default().0)
+        .with_types(q.types.unwrap_or_default().0);
     feed(&s, &who, q.since, q.limit, filter, q.wait).await
 }
 
@@ -252,10 +250,7 @@ pub(crate) async fn pet_changes(
     Caller(who): Caller,
     Params(q): Params<PetChangesQuery>,
 ) -> Result<Response, ApiError> {
-    let filter = EventFilter {
-        types: q.types.unwrap_or_default().0,
-        channels: vec![Channel::Pets],
-    };
+    let filter = EventFilter::channels([Channel::Pets]).with_types(q.types.unwrap_or_default().0);
     feed(&s, &who, q.since, q.limit, filter, q.wait).await
 }
 

@@ -333,9 +333,82 @@ async fn docs_page_and_the_document_follow_the_config() {
     let r = s.send(s.get("/docs")).await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
-    assert!(String::from_utf8_lossy(&r.body).contains("openapi.json"));
     let without = Server::with(PetStore::in_memory(), RestConfig::default().docs(false)).await;
-    without.send(without.get("/docs")).await.problem(404);
-    assert!(without.doc["paths"].get("/docs").is_none());
-    assert!(s.doc["paths"].get("/docs").is_some());
+    for path in ["/docs", "/docs/assets/docs.js", "/docs/assets/docs.css"] {
+        without.send(without.get(path)).await.problem(404);
+        assert!(without.doc["paths"].get(path).is_none(), "{path}");
+        assert!(s.doc["paths"].get(path).is_some(), "{path}");
+    }
+}
+
+/// The page's own policy, no framing, no sniffing, no referrer; the policy's text.
+fn assert_hardened(r: &crate::support::Resp, what: &str) -> String {
+    let csp = r
+        .header("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no policy"))
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{what}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    for remote in ["http:", "https:", "*", "unsafe-inline", "unsafe-eval"] {
+        assert!(!csp.contains(remote), "{what} allows {remote}: {csp}");
+    }
+    assert_eq!(
+        r.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{what}");
+    csp
+}
+
+#[tokio::test]
+async fn the_docs_page_loads_only_its_own_files_under_a_strict_policy() {
+    let s = Server::start().await;
+    let page = s.send(s.get("/docs")).await;
+    let csp = assert_hardened(&page, "the page");
+    assert!(csp.contains("script-src 'self';") && csp.contains("style-src 'self';"));
+    assert!(
+        csp.contains("connect-src 'self';"),
+        "it calls this API: {csp}"
+    );
+    let html = String::from_utf8(page.body.to_vec()).unwrap();
+    // Nothing inline that the policy would block, nothing remote.
+    assert!(
+        !html.contains("<style") && !html.contains(" style=\""),
+        "inline style"
+    );
+    assert!(!html.contains("://"), "a remote reference");
+    assert_eq!(
+        html.matches("<script").count(),
+        html.matches("<script src=\"").count(),
+        "an inline script"
+    );
+    let referenced: Vec<&str> = [" src=\"", " href=\""]
+        .iter()
+        .flat_map(|needle| {
+            html.match_indices(needle).map(|(at, _)| {
+                let rest = &html[at + needle.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+        })
+        .collect();
+    assert_eq!(referenced, ["docs/assets/docs.js", "docs/assets/docs.css"]);
+    for reference in referenced {
+        // Relative to the page at /docs.
+        let r = s.send(s.get(&format!("/{reference}"))).await;
+        assert_eq!(r.status, 200, "{reference}");
+        let csp = assert_hardened(&r, reference);
+        assert_eq!(csp, "default-src 'none'; frame-ancestors 'none'");
+        let kind = r.header("content-type").unwrap();
+        let expected = if reference.ends_with(".js") {
+            "text/javascript"
+        } else {
+            "text/css"
+        };
+        assert!(kind.starts_with(expected), "{reference}: {kind}");
+        assert!(!r.body.is_empty());
+    }
+    // The script reads the document from beside the page.
+    let script = s.send(s.get("/docs/assets/docs.js")).await;
+    assert!(String::from_utf8_lossy(&script.body).contains("/openapi.json"));
 }

@@ -21,7 +21,9 @@ async fn pet_status(s: &Server, id: &str) -> String {
 }
 
 async fn order_status(s: &Server, id: &str) -> String {
-    s.send(s.get(&format!("/v1/orders/{id}"))).await.expect(200)["status"]
+    s.send(s.get(&format!("/v1/orders/{id}")).bearer_auth(s.admin()))
+        .await
+        .expect(200)["status"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -67,7 +69,10 @@ async fn order_pay_deliver_and_the_pet_follows() {
         .await;
     assert_eq!(r.problem(409), "conflict");
     let list = s
-        .send(s.get(&format!("/v1/orders?pet_id={pet_id}")))
+        .send(
+            s.get(&format!("/v1/orders?pet_id={pet_id}"))
+                .bearer_auth(&admin),
+        )
         .await
         .expect(200);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
@@ -85,11 +90,15 @@ async fn order_pay_deliver_and_the_pet_follows() {
         .problem(409);
 
     // Conditional GET of the order.
-    let r = s.send(s.get(&location)).await;
+    let r = s.send(s.get(&location).bearer_auth(&carol)).await;
     assert_eq!(r.expect(200), order);
-    s.send(s.get(&location).header(header::IF_NONE_MATCH, etag(1)))
-        .await
-        .expect(304);
+    s.send(
+        s.get(&location)
+            .bearer_auth(&carol)
+            .header(header::IF_NONE_MATCH, etag(1)),
+    )
+    .await
+    .expect(304);
 
     // A declined payment is 402 carrying the failed payment; the order stays placed.
     let r = s
@@ -106,7 +115,10 @@ async fn order_pay_deliver_and_the_pet_follows() {
     assert_eq!(order_status(&s, &order_id).await, "placed");
     // The failed attempt is recorded and readable.
     let r = s
-        .send(s.get(&format!("/v1/payments/{}", failed["id"].as_str().unwrap())))
+        .send(
+            s.get(&format!("/v1/payments/{}", failed["id"].as_str().unwrap()))
+                .bearer_auth(&carol),
+        )
         .await;
     assert_eq!(r.expect(200), failed);
 
@@ -138,13 +150,20 @@ async fn order_pay_deliver_and_the_pet_follows() {
     assert_eq!(payment["amount"], order["total"]);
     let payment_url = format!("/v1/payments/{}", payment["id"].as_str().unwrap());
     assert_eq!(r.header("location"), Some(payment_url.as_str()));
-    let r = s.send(s.get(&payment_url)).await;
+    let r = s.send(s.get(&payment_url).bearer_auth(&carol)).await;
     assert_eq!(r.expect(200), payment);
     let tag = r.header("etag").unwrap().to_owned();
-    s.send(s.get(&payment_url).header(header::IF_NONE_MATCH, tag))
+    s.send(
+        s.get(&payment_url)
+            .bearer_auth(&carol)
+            .header(header::IF_NONE_MATCH, tag),
+    )
+    .await
+    .expect(304);
+    let approved = s
+        .send(s.get(&location).bearer_auth(&carol))
         .await
-        .expect(304);
-    let approved = s.send(s.get(&location)).await.expect(200);
+        .expect(200);
     assert_eq!(approved["status"], "approved");
     assert_eq!(approved["payment_id"], payment["id"]);
     assert_eq!(pet_status(&s, pet_id).await, "pending");
@@ -240,7 +259,7 @@ async fn cancel_frees_the_pet() {
 
     // Listing by status.
     let list = s
-        .send(s.get("/v1/orders?status=cancelled"))
+        .send(s.get("/v1/orders?status=cancelled").bearer_auth(s.admin()))
         .await
         .expect(200);
     let ids: Vec<&Value> = list["data"]
@@ -251,7 +270,9 @@ async fn cancel_frees_the_pet() {
         .collect();
     assert_eq!(ids, [&order["id"]]);
     assert_eq!(
-        s.send(s.get("/v1/orders?status=lost")).await.problem(400),
+        s.send(s.get("/v1/orders?status=lost").bearer_auth(s.admin()))
+            .await
+            .problem(400),
         "bad_request"
     );
 
@@ -261,7 +282,9 @@ async fn cancel_frees_the_pet() {
         "/v1/orders/pet_1",
         "/v1/payments/pay_0000",
     ] {
-        s.send(s.get(path)).await.problem(404);
+        s.send(s.get(path).bearer_auth(s.admin()))
+            .await
+            .problem(404);
     }
     s.send(s.post("/v1/orders/ord_0000/cancel").bearer_auth(&carol))
         .await
@@ -320,7 +343,10 @@ async fn idempotency_key_replays_the_first_order() {
     .problem(409);
 
     // Exactly one order exists.
-    let list = s.send(s.get("/v1/orders")).await.expect(200);
+    let list = s
+        .send(s.get("/v1/orders").bearer_auth(s.admin()))
+        .await
+        .expect(200);
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     // Another caller's identical key is its own.
     let dave = s.token("dave", &[Scope::OrdersWrite]);

@@ -19,7 +19,10 @@ async fn drain(s: &Server, path: &str, since: &str, limit: usize) -> (Vec<Value>
     for _ in 0..100 {
         let sep = if path.contains('?') { '&' } else { '?' };
         let r = s
-            .send(s.get(&format!("{path}{sep}since={since}&limit={limit}")))
+            .send(
+                s.get(&format!("{path}{sep}since={since}&limit={limit}"))
+                    .bearer_auth(s.admin()),
+            )
             .await;
         assert_eq!(r.header("cache-control"), Some("no-store"));
         let batch = r.expect(200);
@@ -111,7 +114,10 @@ async fn events_page_with_no_gap_or_duplicate() {
     }
 
     // Without `since`, the feed starts at the oldest retained event.
-    let r = s.send(s.get("/v1/events?limit=1000")).await.expect(200);
+    let r = s
+        .send(s.get("/v1/events?limit=1000").bearer_auth(s.admin()))
+        .await
+        .expect(200);
     assert_eq!(r["events"].as_array().unwrap().len(), made);
 
     // Type filters: `next` still advances past filtered-out events.

@@ -3,6 +3,8 @@
 mod inbound;
 mod management;
 mod outbound;
+mod restart;
 mod signing;
 mod ssrf;
+mod store;
 mod support;

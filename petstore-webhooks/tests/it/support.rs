@@ -11,10 +11,13 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewPet, Pet, PetStore, Principal, Scope};
-use petstore_webhooks::{DispatcherHandle, WebhookConfig, WebhookSecret, Webhooks};
+use petstore_webhooks::{
+    DispatcherHandle, MemoryWebhookStore, WebhookConfig, WebhookSecret, Webhooks,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// Upper bound for anything a test waits for.
@@ -36,6 +39,19 @@ pub(crate) struct Harness {
     pub(crate) http: reqwest::Client,
     pub(crate) admin: String,
     pub(crate) dispatcher: Option<DispatcherHandle>,
+    config: WebhookConfig,
+    /// Where the endpoints, messages and attempts live: kept across [`Harness::restart`].
+    webhook_store: MemoryWebhookStore,
+    server: JoinHandle<()>,
+}
+
+/// Serves `webhooks`' router on a loopback port: the base URL and the server task.
+async fn serve(webhooks: &Webhooks) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = webhooks.router();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), server)
 }
 
 impl Harness {
@@ -50,11 +66,9 @@ impl Harness {
     pub(crate) async fn serve(config: WebhookConfig) -> Self {
         let store = PetStore::in_memory();
         petstore_core::seed::seed(&store).await.unwrap();
-        let webhooks = Webhooks::new(store.clone(), config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = webhooks.router();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let webhook_store = MemoryWebhookStore::new();
+        let webhooks = Webhooks::with_store(store.clone(), config.clone(), webhook_store.clone());
+        let (base, server) = serve(&webhooks).await;
         let admin = store
             .tokens()
             .issue("root", [Scope::Admin])
@@ -63,11 +77,36 @@ impl Harness {
         Self {
             store,
             webhooks,
-            base: format!("http://{addr}"),
+            base,
             http: reqwest::Client::new(),
             admin,
             dispatcher: None,
+            config,
+            webhook_store,
+            server,
         }
+    }
+
+    /// Stops the dispatcher and the server, as a process exit would (the service and
+    /// the webhook store live on, as a database would).
+    pub(crate) async fn stop(&mut self) {
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.shutdown().await;
+        }
+        self.server.abort();
+    }
+
+    /// Starts a new `Webhooks` on the same service and webhook store, serves it on a
+    /// new port and runs its dispatcher: a restarted process.
+    pub(crate) async fn restart(&mut self) {
+        self.stop().await;
+        self.webhooks = Webhooks::with_store(
+            self.store.clone(),
+            self.config.clone(),
+            self.webhook_store.clone(),
+        );
+        (self.base, self.server) = serve(&self.webhooks).await;
+        self.dispatcher = Some(self.webhooks.spawn_dispatcher());
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

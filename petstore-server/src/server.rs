@@ -1,0 +1,446 @@
+//! The composition: every protocol over one in-memory `PetStore`, its settings and its
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::serve::ListenerExt as _;
+use clap::{Args, Parser, Subcommand};
+use petstore_core::{PetStore, Scope, ServiceConfig, TokenAuthority};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Command line of `petstore-server`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "petstore-server",
+    version,
+    about = "The Pet Store over every API pattern: REST, GraphQL, gRPC, SSE, WebSocket, MQTT, webhooks, polling and MCP"
+)]
+pub struct Cli {
+    /// Server settings.
+    #[command(flatten)]
+    pub args: ServerArgs,
+    /// Run something other than the network server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve MCP over stdin/stdout (no network; logs go to stderr). Acts with every
+    /// scope, or with the scopes of `PETSTORE_TOKEN` when set.
+    McpStdio,
+}
+
+/// Settings of the server (each also readable from the environment).
+#[derive(Clone, Args)]
+pub struct ServerArgs {
+    /// HTTP address for REST, GraphQL, SSE, WebSocket, MCP over HTTP and docs (port 0: any free port).
+    #[arg(long, env = "PETSTORE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// gRPC (h2c) address.
+    #[arg(long, env = "PETSTORE_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+    /// Address of the embedded MQTT broker (rumqttd).
+    #[arg(long, env = "PETSTORE_MQTT_ADDR", default_value = "127.0.0.1:1883")]
+    pub mqtt_addr: SocketAddr,
+    /// Use this external MQTT broker (`mqtt://host:port`) instead of the embedded one.
+    #[arg(long, env = "PETSTORE_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// The bridge's user name on the external broker (e.g. `petstore-bridge` with
+    /// petstore-mqtt's Mosquitto setup).
+    #[arg(long, env = "PETSTORE_MQTT_USERNAME", requires = "mqtt_url")]
+    pub mqtt_username: Option<String>,
+    /// The bridge's password on the external broker.
+    #[arg(
+        long,
+        env = "PETSTORE_MQTT_PASSWORD",
+        hide_env_values = true,
+        requires = "mqtt_username"
+    )]
+    pub mqtt_password: Option<String>,
+    /// Do not start the MQTT bridge (nor the embedded broker).
+    #[arg(long)]
+    pub no_mqtt: bool,
+    /// Load the sample catalogue and users (`--seed=false` to start empty).
+    #[arg(long, env = "PETSTORE_SEED", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub seed: bool,
+    /// HS256 secret for bearer tokens (default: random per run).
+    #[arg(long, env = "PETSTORE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Also accept an identity provider's RS256/ES256 tokens, checked against the JWK
+    /// Set at this URL (https, or http on loopback); needs `--jwt-issuer` and
+    /// `--jwt-audience`.
+    #[arg(long, env = "PETSTORE_JWKS_URL", requires_all = ["jwt_issuer", "jwt_audience"])]
+    pub jwks_url: Option<String>,
+    /// The `iss` every identity-provider token must carry (with `--jwks-url`).
+    #[arg(long, env = "PETSTORE_JWT_ISSUER", requires = "jwks_url")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every identity-provider token must name (with `--jwks-url`).
+    #[arg(long, env = "PETSTORE_JWT_AUDIENCE", requires = "jwks_url")]
+    pub jwt_audience: Option<String>,
+    /// Require `pets:read` / `orders:read` for reads too.
+    #[arg(long, env = "PETSTORE_REQUIRE_AUTH_FOR_READS")]
+    pub require_auth_for_reads: bool,
+    /// Standard Webhooks secret (`whsec_...`) that payment-provider webhooks are signed with.
+    #[arg(long, env = "PETSTORE_PAYMENTS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub payments_webhook_secret: Option<String>,
+    /// Rate-limit REST, GraphQL and gRPC per client IP / token subject (429 and
+    /// RESOURCE_EXHAUSTED with `RateLimit` / `Retry-After` headers).
+    #[arg(long, env = "PETSTORE_RATE_LIMIT")]
+    pub rate_limit: bool,
+    /// At shutdown, seconds during which gRPC health reports NOT_SERVING while calls
+    /// are still served, so that load balancers stop sending traffic first.
+    #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
+    pub drain_delay: f64,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ServerArgs")
+            .field("http_addr", &self.http_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("mqtt_addr", &self.mqtt_addr)
+            .field("mqtt_url", &self.mqtt_url)
+            .field("mqtt_username", &self.mqtt_username)
+            .field("mqtt_password", &redact(&self.mqtt_password))
+            .field("no_mqtt", &self.no_mqtt)
+            .field("seed", &self.seed)
+            .field("jwt_secret", &redact(&self.jwt_secret))
+            .field("jwks_url", &self.jwks_url)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("require_auth_for_reads", &self.require_auth_for_reads)
+            .field(
+                "payments_webhook_secret",
+                &redact(&self.payments_webhook_secret),
+            )
+            .field("rate_limit", &self.rate_limit)
+            .field("drain_delay", &self.drain_delay)
+            .finish()
+    }
+}
+
+fn rate_limit(args: &ServerArgs) -> petstore_core::RateLimitConfig {
+    if args.rate_limit {
+        petstore_core::RateLimitConfig::default()
+    } else {
+        petstore_core::RateLimitConfig::disabled()
+    }
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        Cli::parse_from(["petstore-server"]).args
+    }
+}
+
+impl ServerArgs {
+    /// Every listener on a free loopback port (for tests and the tour).
+    pub fn ephemeral() -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
+        Self {
+            http_addr: any,
+            grpc_addr: any,
+            mqtt_addr: any,
+            ..Self::default()
+        }
+    }
+}
+
+/// Builds the service the server exposes.
+pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
+    let config = ServiceConfig::default().require_auth_for_reads(args.require_auth_for_reads);
+    let mut auth = match &args.jwt_secret {
+        Some(secret) => TokenAuthority::new(secret.as_bytes(), config.token_ttl),
+        None => TokenAuthority::random(config.token_ttl),
+    };
+    if let Some(url) = &args.jwks_url {
+        // clap makes the three go together; a `ServerArgs` built in code may not.
+        let (Some(issuer), Some(audience)) = (&args.jwt_issuer, &args.jwt_audience) else {
+            anyhow::bail!("--jwks-url needs --jwt-issuer and --jwt-audience");
+        };
+        auth = auth.with_verifier(crate::jwks::verifier(url, issuer, audience).await?);
+    }
+    let store = PetStore::new(petstore_core::MemoryStore::default(), auth, config);
+    if args.seed {
+        petstore_core::seed::seed(&store)
+            .await
+            .context("seeding the sample catalogue")?;
+    }
+    Ok(store)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The service behind every protocol.
+    pub store: PetStore,
+    /// Where HTTP protocols listen.
+    pub http_addr: SocketAddr,
+    /// Where gRPC listens.
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where the MQTT broker listens.
+    pub mqtt_addr: Option<SocketAddr>,
+    /// The embedded broker (`None` with `--mqtt-url`): its own MQTT 5 listener, which
+    /// the bridge uses (skipping the front that checks every other client), and the
+    /// bridge's credentials.
+    pub mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
+    /// A development token with every scope.
+    pub dev_token: String,
+    shutdown: CancellationToken,
+    drain_delay: Duration,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningServer {
+    /// The base URL of the HTTP listener.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// One line per protocol, as printed at start.
+    pub fn banner(&self) -> Vec<String> {
+        let http = self.http_url();
+        let ws = format!("ws://{}", self.http_addr);
+        let mut lines = vec![
+            format!(
+                "REST        {http}/v1/pets   (OpenAPI: {http}/openapi.json, docs: {http}/docs)"
+            ),
+            format!(
+                "AsyncAPI    {http}/asyncapi.json   (SSE, WebSocket, MQTT and webhook channels)"
+            ),
+            format!("polling     {http}/v1/events?since=   and {http}/v1/pets/changes?since="),
+            format!(
+                "GraphQL     {http}/graphql   (GraphiQL: {http}/graphiql, subscriptions: {ws}/graphql)"
+            ),
+            format!("SSE         {http}/v1/stream/pets"),
+            format!("WebSocket   {ws}/v1/ws?token=...   and {ws}/v1/ws/chat?token=..."),
+            format!("MCP         {http}/mcp   (stdio: petstore-server mcp-stdio)"),
+            format!(
+                "webhooks    {http}/v1/webhooks   (inbound payments: {http}/v1/payments/webhook)"
+            ),
+        ];
+        if let Some(grpc) = self.grpc_addr {
+            lines.push(format!(
+                "gRPC        http://{grpc}   (reflection and health enabled)"
+            ));
+        }
+        if let Some(mqtt) = self.mqtt_addr {
+            lines.push(format!(
+                "MQTT        mqtt://{mqtt}   (topics under petstore/; a token as the password for orders and chat)"
+            ));
+        }
+        lines
+    }
+
+    /// Stops every listener gracefully: gRPC health turns NOT_SERVING first, open SSE
+    /// streams end and WebSocket connections close with 1001, in-flight requests
+    /// finish, and the listeners stop within [`SHUTDOWN_GRACE`].
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + self.drain_delay + SHUTDOWN_GRACE;
+        for mut task in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(joined) => joined.context("server task panicked")??,
+                Err(_) => {
+                    tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+                    task.abort();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The webhook service of the server: loopback targets are allowed (dev mode;
+/// the library default refuses private addresses).
+pub fn webhooks(
+    store: &PetStore,
+    args: &ServerArgs,
+) -> anyhow::Result<petstore_webhooks::Webhooks> {
+    let payments_secret = args
+        .payments_webhook_secret
+        .as_deref()
+        .map(str::parse::<petstore_webhooks::WebhookSecret>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--payments-webhook-secret: {e}"))?;
+    let config = petstore_webhooks::WebhookConfig::default()
+        .allow_loopback(true)
+        .payments_secret(payments_secret);
+    Ok(petstore_webhooks::Webhooks::new(store.clone(), config))
+}
+
+/// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
+/// Cancelling `shutdown` ends open SSE streams and WebSocket connections.
+pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationToken) -> Router {
+    Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .merge(crate::asyncapi::router())
+        .merge(petstore_realtime::router_with_shutdown(
+            store.clone(),
+            petstore_realtime::RealtimeConfig::default(),
+            shutdown.clone(),
+        ))
+        .merge(petstore_graphql::router(
+            store.clone(),
+            petstore_graphql::GraphQlConfig::default().rate_limit(rate_limit(args)),
+        ))
+        .merge(petstore_mcp::router(
+            store.clone(),
+            petstore_mcp::McpConfig::default(),
+        ))
+        // REST last: its problem+json fallback answers every unknown path.
+        .merge(petstore_rest::router(
+            store.clone(),
+            petstore_rest::RestConfig::default().rate_limit(rate_limit(args)),
+        ))
+}
+
+/// Starts every protocol and returns once all listeners are bound.
+pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
+    // Checked before anything starts: a bad value must not leave tasks running.
+    let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
+        .context("--drain-delay: a number of seconds")?;
+    let store = build_store(&args).await?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    let http = TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
+    let http_addr = http.local_addr()?;
+    let webhooks = webhooks(&store, &args)?;
+    let app = webhooks
+        .router()
+        .merge(http_router(&store, &args, &shutdown));
+    let stop = shutdown.clone().cancelled_owned();
+    tasks.push(tokio::spawn(async move {
+        webhooks.run(stop).await;
+        Ok(())
+    }));
+    let stop = shutdown.clone().cancelled_owned();
+    tasks.push(tokio::spawn(async move {
+        // Connect info gives the rate limiter (and logs) the client address.
+        // No Nagle delay: streamed SSE and WebSocket frames go out as they are written.
+        let http = http.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        .context("HTTP server")
+    }));
+
+    let grpc = TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC on {}", args.grpc_addr))?;
+    let grpc_addr = grpc.local_addr()?;
+    let grpc_server = petstore_grpc::GrpcServer::new(
+        store.clone(),
+        petstore_grpc::GrpcConfig::default()
+            .rate_limit(rate_limit(&args))
+            .drain_delay(drain_delay),
+    );
+    let stop = shutdown.clone().cancelled_owned();
+    tasks.push(tokio::spawn(async move {
+        grpc_server
+            .serve_with_incoming_shutdown(grpc, stop)
+            .await
+            .context("gRPC server")
+    }));
+
+    let mut mqtt_addr = None;
+    let mut mqtt_broker = None;
+    if !args.no_mqtt {
+        let config = match &args.mqtt_url {
+            Some(url) => {
+                let config = petstore_mqtt::MqttConfig::default().url(url);
+                match &args.mqtt_username {
+                    Some(user) => {
+                        config.credentials(user, args.mqtt_password.as_deref().unwrap_or(""))
+                    }
+                    None => config,
+                }
+            }
+            None => {
+                let config = petstore_mqtt::broker::BrokerConfig::default().addr(args.mqtt_addr);
+                let broker = petstore_mqtt::broker::EmbeddedBroker::start(store.clone(), config)
+                    .await
+                    .with_context(|| {
+                        format!("starting the embedded MQTT broker on {}", args.mqtt_addr)
+                    })?;
+                mqtt_addr = Some(broker.addr());
+                // The bridge speaks MQTT 5: straight to that listener, without the
+                // front's extra hop for each of its messages.
+                let config = broker
+                    .bridge_config()
+                    .url(format!("mqtt://{}", broker.v5_addr()));
+                mqtt_broker = Some(broker);
+                config
+            }
+        };
+        let url = config.url.clone();
+        let bridge = petstore_mqtt::Bridge::start(store.clone(), config)
+            .with_context(|| format!("starting the MQTT bridge to {url}"))?;
+        let stop = shutdown.clone().cancelled_owned();
+        tasks.push(tokio::spawn(async move {
+            stop.await;
+            bridge.shutdown().await;
+            Ok(())
+        }));
+    }
+
+    let dev_token = store
+        .tokens()
+        .issue("developer", Scope::ALL)
+        .context("issuing the development token")?
+        .access_token;
+    Ok(RunningServer {
+        store,
+        http_addr,
+        grpc_addr: Some(grpc_addr),
+        mqtt_addr,
+        mqtt_broker,
+        dev_token,
+        shutdown,
+        drain_delay,
+        tasks,
+    })
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Grace period for in-flight requests at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -1,0 +1,70 @@
+//! What every system suite shares, once: a server on free ports, bounded waits, a small
+//! HTTP server for receivers, the store's state, and a client per protocol (`grpc`,
+//! `mcp`, `mqtt`, `sse`, `ws`).
+
+pub(crate) mod grpc;
+pub(crate) mod mcp;
+pub(crate) mod mqtt;
+pub(crate) mod sse;
+pub(crate) mod state;
+pub(crate) mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use petstore_core::Principal;
+use petstore_server::{RunningServer, ServerArgs};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// How long any one expected answer, frame, message or condition may take.
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
+
+/// `fut`, or a panic naming `what` after [`WAIT`].
+pub(crate) async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+/// Waits until `ready` holds (checked every few milliseconds), at most [`WAIT`].
+pub(crate) async fn until(what: &str, mut ready: impl FnMut() -> bool) {
+    within(what, async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// The server with its defaults, every listener on a free loopback port.
+pub(crate) async fn start() -> RunningServer {
+    start_with(ServerArgs::ephemeral()).await
+}
+
+/// The server with `args`.
+pub(crate) async fn start_with(args: ServerArgs) -> RunningServer {
+    petstore_server::start(args).await.expect("server starts")
+}
+
+/// Serves `app` on a free loopback port (a webhook receiver, a second listener).
+pub(crate) async fn serve(app: axum::Router) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serves");
+    });
+    (addr, task)
+}
+
+/// The suites' principal for reading (and seeding) straight through the service.
+pub(crate) fn system() -> Principal {
+    Principal::system("system-tests")
+}
+
+/// The smallest valid new pet, as the JSON protocols take it.
+pub(crate) fn new_pet(name: &str) -> Value {
+    json!({ "name": name, "species": "dog", "price": { "amount": "10.00", "currency": "USD" } })
+}
