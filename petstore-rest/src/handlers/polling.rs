@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use petstore_core::chrono::{DateTime, Utc};
 use petstore_core::schemars::{self, JsonSchema, Schema, SchemaGenerator, json_schema};
 use petstore_core::{
     Channel, EventFilter, EventType, MAX_EVENT_READ, OrderId, PetId, Principal, ROOM_PATTERN,
@@ -166,16 +167,60 @@ impl JsonSchema for ChannelList {
     }
 }
 
-/// Where a poll starts: after a resume token.
+/// Where a poll starts: after a resume token, or after a time (the seed's polling loop
+/// sends `Date.now()`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Since(ResumeToken);
+pub(crate) enum Since {
+    /// After this position.
+    Token(ResumeToken),
+    /// After the events that happened up to this time.
+    Time(DateTime<Utc>),
+}
+
+/// Epoch milliseconds: what `Date.now()` gives (15 digits reach past the year 30000).
+const EPOCH_MILLIS: &str = "^[0-9]{1,15}$";
+
+impl Since {
+    fn parse(text: &str) -> Result<Self, String> {
+        if let Ok(token) = text.parse() {
+            return Ok(Since::Token(token));
+        }
+        let millis = (1..=15).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
+        let time = if millis {
+            text.parse()
+                .ok()
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+        } else {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        time.map(Since::Time).ok_or_else(|| {
+            let hint = if text.contains(' ') {
+                " (a `+` in a query string is a space: send it as `%2B`)"
+            } else {
+                ""
+            };
+            format!(
+                "`{}` is not a resume token, a time in epoch milliseconds or an RFC 3339 time{hint}",
+                text.chars().take(64).collect::<String>()
+            )
+        })
+    }
+
+    /// The position to read after.
+    async fn position(self, s: &AppState, who: &Principal) -> Result<ResumeToken, ApiError> {
+        Ok(match self {
+            Since::Token(token) => token,
+            Since::Time(time) => s.store.position_at(who, time).await?,
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for Since {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse()
-            .map(Since)
-            .map_err(|e| serde::de::Error::custom(e.reason()))
+        Since::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -189,7 +234,15 @@ impl JsonSchema for Since {
     }
 
     fn json_schema(g: &mut SchemaGenerator) -> Schema {
-        ResumeToken::json_schema(g)
+        let token = ResumeToken::json_schema(g);
+        json_schema!({
+            "type": "string",
+            "anyOf": [
+                {"pattern": token.get("pattern"), "description": "A resume token."},
+                {"pattern": EPOCH_MILLIS, "description": "A time in milliseconds since 1970-01-01T00:00:00Z (JavaScript's `Date.now()`)."},
+                {"format": "date-time", "description": "An RFC 3339 time."},
+            ],
+        })
     }
 }
 
@@ -197,9 +250,11 @@ impl JsonSchema for Since {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 pub(crate) struct EventsQuery {
-    /// Resume token: the `next` of the previous response, or the `X-Event-Position` of a
-    /// read. Without it the feed starts at the oldest retained event. A malformed token
-    /// is 400; one from another log epoch or older than the retained log is 410.
+    /// Where to start: a resume token (the `next` of the previous response, or the
+    /// `X-Event-Position` of a read), or a time (epoch milliseconds such as
+    /// `Date.now()`, or RFC 3339) for the retained events after it. Without it the feed
+    /// starts at the oldest retained event. Malformed is 400; a token from another log
+    /// epoch, or a token or time older than the retained log, is 410.
     since: Option<Since>,
     /// At most this many events per response (default 100).
     #[schemars(range(min = 1, max = MAX_EVENT_READ))]
@@ -219,10 +274,11 @@ pub(crate) struct EventsQuery {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 pub(crate) struct PetChangesQuery {
-    /// Resume token: the `next` of the previous response, or the `X-Event-Position` of
-    /// `GET /v1/pets`. Without it the feed starts at the oldest retained event. A
-    /// malformed token is 400; one from another log epoch or older than the retained log
-    /// is 410.
+    /// Where to start: a resume token (the `next` of the previous response, or the
+    /// `X-Event-Position` of a read), or a time (epoch milliseconds such as
+    /// `Date.now()`, or RFC 3339) for the retained events after it. Without it the feed
+    /// starts at the oldest retained event. Malformed is 400; a token from another log
+    /// epoch, or a token or time older than the retained log, is 410.
     since: Option<Since>,
     /// At most this many events per response (default 100).
     #[schemars(range(min = 1, max = MAX_EVENT_READ))]
@@ -264,7 +320,10 @@ async fn feed(
 ) -> Result<Response, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT) as usize;
     let wait = Duration::from_secs(wait.unwrap_or(0).into()).min(s.config.poll_wait_cap());
-    let since = since.map(|Since(token)| token);
+    let since = match since {
+        Some(since) => Some(since.position(s, who).await?),
+        None => None,
+    };
     let batch = s.store.events(who, since, limit, filter, wait).await?;
     let mut response = Json(&batch).into_response();
     response
