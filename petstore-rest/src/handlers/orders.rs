@@ -5,9 +5,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewOrder, OrderId, OrderQuery, PaymentId, PaymentRequest, PaymentStatus};
 
+use petstore_http::Problem;
+
 use super::{IDEMPOTENT_REPLAYED, conditional, page, resource};
 use crate::extract::{BasePath, Caller, JsonBody, OptionalJsonBody, Params};
-use crate::problem::{ApiError, Problem};
 use crate::routes::AppState;
 
 pub(crate) async fn create(
@@ -16,18 +17,14 @@ pub(crate) async fn create(
     BasePath(base): BasePath,
     headers: HeaderMap,
     JsonBody(new): JsonBody<NewOrder>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     // An empty header carries no key (HTTP cannot tell it from a missing one).
     let key = match headers.get("idempotency-key").filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
-            ApiError::bad_request(
-                "`Idempotency-Key` must be printable ASCII",
-                vec![petstore_core::FieldError::new(
-                    "Idempotency-Key",
-                    "not printable ASCII",
-                )],
-            )
+            Problem::bad_request("`Idempotency-Key` must be printable ASCII").with_errors(vec![
+                petstore_core::FieldError::new("Idempotency-Key", "not printable ASCII"),
+            ])
         })?),
     };
     let placed = s.store.place_order(&who, new, key).await?;
@@ -51,7 +48,7 @@ pub(crate) async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(query): Params<OrderQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(page(s.store.orders(&who, &query).await?))
 }
 
@@ -60,7 +57,7 @@ pub(crate) async fn get(
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let order = s.store.order(&who, &id).await?;
     conditional(&headers, &order, &order.version.to_string())
@@ -70,7 +67,7 @@ pub(crate) async fn cancel(
     State(s): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let order = s.store.cancel_order(&who, &id).await?;
     Ok(resource(
@@ -85,7 +82,7 @@ pub(crate) async fn deliver(
     State(s): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let order = s.store.deliver_order(&who, &id).await?;
     Ok(resource(
@@ -104,7 +101,7 @@ pub(crate) async fn pay(
     BasePath(base): BasePath,
     Path(id): Path<String>,
     OptionalJsonBody(request): OptionalJsonBody<PaymentRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let payment = s.store.pay_order(&who, &id, request).await?;
     match payment.status {
@@ -119,12 +116,12 @@ pub(crate) async fn pay(
         }
         PaymentStatus::Failed => {
             let reason = payment.failure_reason.as_deref().unwrap_or("declined");
-            let mut problem = Problem::new(
+            let problem = Problem::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "payment_declined",
                 format!("the payment was declined: {reason}; the order is still placed"),
-            );
-            problem.payment = Some(payment);
+            )
+            .with_member("payment", &payment);
             Ok(problem.into_response())
         }
     }
@@ -135,7 +132,7 @@ pub(crate) async fn payment(
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: PaymentId = id.parse()?;
     let payment = s.store.payment(&who, &id).await?;
     // Payments never change: the id is a valid strong validator.

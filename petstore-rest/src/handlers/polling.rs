@@ -10,14 +10,14 @@ use axum::response::{IntoResponse, Response};
 use petstore_core::chrono::{DateTime, Utc};
 use petstore_core::schemars::{self, JsonSchema, Schema, SchemaGenerator, json_schema};
 use petstore_core::{
-    Channel, EventFilter, EventType, MAX_EVENT_READ, OrderId, PetId, Principal, ROOM_PATTERN,
-    ResumeToken, TypePattern,
+    Channel, Error, ErrorKind, EventFilter, EventType, MAX_EVENT_READ, OrderId, PetId, Principal,
+    ROOM_PATTERN, ResumeToken, TypePattern,
 };
+use petstore_http::Problem;
 use regex::Regex;
 use serde::{Deserialize, Deserializer};
 
 use crate::extract::{Caller, Params};
-use crate::problem::ApiError;
 use crate::routes::AppState;
 
 /// Events per response when `limit` is absent.
@@ -209,7 +209,7 @@ impl Since {
     }
 
     /// The position to read after.
-    async fn position(self, s: &AppState, who: &Principal) -> Result<ResumeToken, ApiError> {
+    async fn position(self, s: &AppState, who: &Principal) -> Result<ResumeToken, Problem> {
         Ok(match self {
             Since::Token(token) => token,
             Since::Time(time) => s.store.position_at(who, time).await?,
@@ -295,7 +295,7 @@ pub(crate) async fn events(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<EventsQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let filter = EventFilter::channels(q.channels.unwrap_or_default().0)
         .with_types(q.types.unwrap_or_default().0);
     feed(&s, &who, q.since, q.limit, filter, q.wait).await
@@ -305,7 +305,7 @@ pub(crate) async fn pet_changes(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<PetChangesQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let filter = EventFilter::channels([Channel::Pets]).with_types(q.types.unwrap_or_default().0);
     feed(&s, &who, q.since, q.limit, filter, q.wait).await
 }
@@ -317,14 +317,23 @@ async fn feed(
     limit: Option<u32>,
     filter: EventFilter,
     wait: Option<u32>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT) as usize;
     let wait = Duration::from_secs(wait.unwrap_or(0).into()).min(s.config.poll_wait_cap());
     let since = match since {
         Some(since) => Some(since.position(s, who).await?),
         None => None,
     };
-    let batch = s.store.events(who, since, limit, filter, wait).await?;
+    // A long poll ends when the server shuts down (the client polls again elsewhere).
+    let batch = tokio::select! {
+        biased;
+        batch = s.store.events(who, since, limit, filter, wait) => batch?,
+        () = s.shutdown.cancelled() => {
+            return Err(Error::new(ErrorKind::Unavailable, "the server is shutting down; poll again")
+                .with_retry_after(Duration::from_secs(1))
+                .into());
+        }
+    };
     let mut response = Json(&batch).into_response();
     response
         .headers_mut()
