@@ -178,24 +178,41 @@ pub(crate) enum Since {
 }
 
 /// Epoch milliseconds: what `Date.now()` gives (15 digits reach past the year 30000).
-const EPOCH_MILLIS: &str = "^[0-9]{1,15}$";
+const EPOCH_MILLIS: &str = "[0-9]{1,15}";
+
+/// An RFC 3339 time (`2026-01-31T12:00:00Z`, `...T12:00:00.123+01:00`) on a date that
+/// exists: month lengths and leap years are in the pattern, so that a schema-valid
+/// time is one the parser takes. Up to 9 fraction digits; no leap second.
+const RFC_3339: &str = concat!(
+    "(?:",
+    "[0-9]{4}-(?:",
+    "(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])",
+    "|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)",
+    "|02-(?:0[1-9]|1[0-9]|2[0-8]))",
+    "|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29",
+    ")[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.][0-9]{1,9})?",
+    "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])",
+);
+
+/// The three forms of `since`, as one anchored pattern (the parameter's schema).
+static SINCE_PATTERN: LazyLock<String> = LazyLock::new(|| {
+    let token = ResumeToken::json_schema(&mut SchemaGenerator::default());
+    let token = token
+        .get("pattern")
+        .and_then(|p| p.as_str())
+        .map(|p| unanchored(p).to_owned())
+        .unwrap_or_else(|| panic!("ResumeToken has a pattern"));
+    format!("^(?:{token}|{EPOCH_MILLIS}|{RFC_3339})$")
+});
+
+static SINCE_RULE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&SINCE_PATTERN).unwrap_or_else(|e| panic!("since pattern: {e}")));
 
 impl Since {
+    /// Reads `text` if the parameter's pattern admits it (so that the document and the
+    /// server agree exactly).
     fn parse(text: &str) -> Result<Self, String> {
-        if let Ok(token) = text.parse() {
-            return Ok(Since::Token(token));
-        }
-        let millis = (1..=15).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
-        let time = if millis {
-            text.parse()
-                .ok()
-                .and_then(DateTime::<Utc>::from_timestamp_millis)
-        } else {
-            DateTime::parse_from_rfc3339(text)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        };
-        time.map(Since::Time).ok_or_else(|| {
+        let refused = || {
             let hint = if text.contains(' ') {
                 " (a `+` in a query string is a space: send it as `%2B`)"
             } else {
@@ -205,7 +222,23 @@ impl Since {
                 "`{}` is not a resume token, a time in epoch milliseconds or an RFC 3339 time{hint}",
                 text.chars().take(64).collect::<String>()
             )
-        })
+        };
+        if !SINCE_RULE.is_match(text) {
+            return Err(refused());
+        }
+        if let Ok(token) = text.parse() {
+            return Ok(Since::Token(token));
+        }
+        let time = if text.bytes().all(|b| b.is_ascii_digit()) {
+            text.parse()
+                .ok()
+                .and_then(DateTime::<Utc>::from_timestamp_millis)
+        } else {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        time.map(Since::Time).ok_or_else(refused)
     }
 
     /// The position to read after.
@@ -233,15 +266,12 @@ impl JsonSchema for Since {
         true
     }
 
-    fn json_schema(g: &mut SchemaGenerator) -> Schema {
-        let token = ResumeToken::json_schema(g);
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "anyOf": [
-                {"pattern": token.get("pattern"), "description": "A resume token."},
-                {"pattern": EPOCH_MILLIS, "description": "A time in milliseconds since 1970-01-01T00:00:00Z (JavaScript's `Date.now()`)."},
-                {"format": "date-time", "description": "An RFC 3339 time."},
-            ],
+            "description": "A resume token, a time in milliseconds since 1970-01-01T00:00:00Z (JavaScript's `Date.now()`), or an RFC 3339 time.",
+            "pattern": SINCE_PATTERN.as_str(),
+            "examples": ["0123456789abcdef-42", "1767225600000", "2026-01-01T00:00:00Z"],
         })
     }
 }
@@ -339,4 +369,64 @@ async fn feed(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use petstore_core::chrono::{Datelike, Days, NaiveDate, SecondsFormat, TimeZone};
+
+    use super::*;
+
+    /// Every day of leap and common years, written by chrono, matches the pattern and
+    /// parses; days that do not exist, and other near misses, match neither.
+    #[test]
+    fn the_since_pattern_is_the_parser() {
+        for year in [0, 1600, 1900, 1999, 2000, 2023, 2024, 9999] {
+            let mut day = NaiveDate::from_ymd_opt(year, 1, 1).unwrap();
+            while day.year() == year {
+                let time = Utc.from_utc_datetime(&day.and_hms_milli_opt(23, 59, 59, 120).unwrap());
+                for text in [
+                    time.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    time.to_rfc3339_opts(SecondsFormat::Nanos, false),
+                    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+                        .to_lowercase(),
+                ] {
+                    assert!(SINCE_RULE.is_match(&text), "{text}");
+                    assert!(
+                        matches!(Since::parse(&text), Ok(Since::Time(t)) if t.timestamp() == time.timestamp()),
+                        "{text}"
+                    );
+                }
+                day = day + Days::new(1);
+            }
+        }
+        for text in [
+            "0",
+            "1767225600000",
+            "999999999999999",
+            "0123456789abcdef-42",
+        ] {
+            assert!(Since::parse(text).is_ok(), "{text}");
+        }
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2024-04-31T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01T00:00:60Z",
+            "2024-01-01 00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00.1234567890Z",
+            "2024-01-01T00:00:00+24:00",
+            "1000000000000000",
+            "12.5",
+            "-1",
+            "",
+        ] {
+            assert!(!SINCE_RULE.is_match(bad), "{bad}");
+            assert!(Since::parse(bad).is_err(), "{bad}");
+        }
+    }
 }
