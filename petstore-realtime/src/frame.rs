@@ -4,9 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use petstore_core::{Channel, ChatMessage, Event, EventData, FieldError, ResumeToken};
+use petstore_core::{
+    Channel, ChatMessage, Event, EventData, FieldError, NewChatMessage, OrderId, PetId,
+    ROOM_PATTERN, ResumeToken,
+};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::WireError;
 use crate::recent::Recent;
@@ -14,7 +19,7 @@ use crate::recent::Recent;
 /// What a client sends. Every frame may also carry an `id` (any JSON value) that the
 /// direct reply (`authenticated`, `subscribed`, `unsubscribed`, `chat.sent`, `pong`,
 /// `error`) echoes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub(crate) enum ClientFrame {
     /// Authenticates an anonymous connection.
@@ -27,23 +32,28 @@ pub(crate) enum ClientFrame {
     #[serde(rename = "subscribe")]
     Subscribe {
         /// `pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}`, `chat/{room}`.
+        #[schemars(schema_with = "channel_schema")]
         channel: String,
         /// A resume token (an event's `offset`, or a `subscribed` frame's `position`).
         #[serde(default)]
+        #[schemars(with = "Option<ResumeToken>")]
         since: Option<String>,
     },
     /// Stops following a channel.
     #[serde(rename = "unsubscribe")]
     Unsubscribe {
         /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: String,
     },
     /// Posts a chat message (needs `chat:write`).
     #[serde(rename = "chat.send")]
     ChatSend {
         /// The room, e.g. `support`.
+        #[schemars(schema_with = "chat_room_schema")]
         room: String,
-        /// The text.
+        /// The text (it may span lines).
+        #[schemars(schema_with = "chat_text_schema")]
         text: String,
     },
     /// Asks for a `pong`.
@@ -115,12 +125,13 @@ fn parse_parts(
 }
 
 /// What the server sends.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(tag = "type")]
 pub(crate) enum ServerFrame<'a> {
     /// The `auth` frame was accepted.
     #[serde(rename = "authenticated")]
     Authenticated {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
         /// The token subject.
@@ -131,8 +142,11 @@ pub(crate) enum ServerFrame<'a> {
     /// A subscription is active.
     #[serde(rename = "subscribed")]
     Subscribed {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
         /// The subscription delivers every event after this resume token.
         position: ResumeToken,
@@ -142,8 +156,11 @@ pub(crate) enum ServerFrame<'a> {
     /// A subscription ended.
     #[serde(rename = "unsubscribed")]
     Unsubscribed {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
     },
     /// An event on a subscribed channel.
@@ -153,7 +170,10 @@ pub(crate) enum ServerFrame<'a> {
         expect(dead_code, reason = "`delivery` writes it around the cached envelope")
     )]
     Event {
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
+        /// The envelope (its `offset` resumes the channel).
         event: &'a Event,
     },
     /// A chat message on a subscribed chat channel.
@@ -163,6 +183,8 @@ pub(crate) enum ServerFrame<'a> {
         expect(dead_code, reason = "`delivery` writes it around the cached envelope")
     )]
     ChatMessage {
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
         /// The message (the event's `data`).
         message: &'a ChatMessage,
@@ -172,23 +194,33 @@ pub(crate) enum ServerFrame<'a> {
     /// The sender's `chat.send` was stored.
     #[serde(rename = "chat.sent")]
     ChatSent {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The stored message.
         message: &'a ChatMessage,
     },
     /// A frame could not be honoured. The connection stays open.
     #[serde(rename = "error")]
     Error {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The error code, as in problem+json `code` (`bad_request`, `invalid_input`,
+        /// `unauthenticated`, `forbidden`, `not_found`, `resume_expired`, ...).
         code: &'a str,
+        /// What went wrong, for people.
         message: &'a str,
+        /// The channel the failed frame named.
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "channel_schema")]
         channel: Option<&'a Channel>,
+        /// The invalid fields of an `invalid_input` error.
         #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
         errors: &'a [FieldError],
         /// For `resume_expired`: why (`expired`, `epoch_mismatch`).
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<petstore_core::ResetReason>")]
         reason: Option<&'a str>,
         /// For `resume_expired`: the live subscription starts after this token.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,6 +229,7 @@ pub(crate) enum ServerFrame<'a> {
     /// The reply to `ping`.
     #[serde(rename = "pong")]
     Pong {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
     },
@@ -300,6 +333,114 @@ pub(crate) fn error(id: Option<&Value>, channel: Option<&Channel>, error: &WireE
         resume_from: None,
     }
     .to_text()
+}
+
+/// `pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}`, `chat/{room}`.
+fn channel_schema(_: &mut SchemaGenerator) -> Schema {
+    let unanchored = |p: &'static str| p.trim_start_matches('^').trim_end_matches('$');
+    json_schema!({
+        "type": "string",
+        "description": "`pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}` or `chat/{room}`.",
+        "pattern": format!(
+            "^(?:pets|orders|inventory|chat|pets/{}|orders/{}|chat/{})$",
+            unanchored(PetId::PATTERN),
+            unanchored(OrderId::PATTERN),
+            unanchored(ROOM_PATTERN),
+        ),
+        "examples": ["pets", "orders", "chat/support"],
+    })
+}
+
+/// The schema of a property of [`NewChatMessage`]: `chat.send` states the rules the
+/// core checks, from the one place they are declared.
+fn new_chat_message_property(g: &mut SchemaGenerator, name: &str) -> Schema {
+    let schema = NewChatMessage::json_schema(g);
+    schema
+        .get("properties")
+        .and_then(|p| p.get(name))
+        .cloned()
+        .and_then(|v| Schema::try_from(v).ok())
+        .unwrap_or_else(|| panic!("NewChatMessage has no property {name}"))
+}
+
+fn chat_room_schema(g: &mut SchemaGenerator) -> Schema {
+    new_chat_message_property(g, "room")
+}
+
+fn chat_text_schema(g: &mut SchemaGenerator) -> Schema {
+    new_chat_message_property(g, "text")
+}
+
+/// The JSON Schemas of the WebSocket frames, one per frame `type`, for API documents
+/// (the server's AsyncAPI document uses them). Derived from the types the connection
+/// handler reads and writes, so they cannot drift from the wire.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FrameSchemas {
+    /// What a client may send, by `type` (`auth`, `subscribe`, ...), in that order.
+    pub client: Vec<(String, Value)>,
+    /// What the server sends, by `type` (`authenticated`, `event`, ...).
+    pub server: Vec<(String, Value)>,
+    /// The schemas they refer to as `#/$defs/<name>`.
+    pub definitions: Map<String, Value>,
+}
+
+/// The schemas of [`FrameSchemas`].
+pub fn frame_schemas() -> FrameSchemas {
+    let mut definitions = Map::new();
+    let mut client = variants::<ClientFrame>(
+        SchemaSettings::draft2020_12().for_deserialize(),
+        &mut definitions,
+    );
+    // The connection reads `id` before the frame itself (any JSON value, echoed).
+    for (_, schema) in &mut client {
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.insert(
+                "id".into(),
+                serde_json::json!({
+                    "description": "Any JSON value; the direct reply (`authenticated`, `subscribed`, `unsubscribed`, `chat.sent`, `pong`, `error`) echoes it."
+                }),
+            );
+        }
+    }
+    let server = variants::<ServerFrame<'static>>(
+        SchemaSettings::draft2020_12().for_serialize(),
+        &mut definitions,
+    );
+    FrameSchemas {
+        client,
+        server,
+        definitions,
+    }
+}
+
+/// The `oneOf` alternatives of a tagged enum's schema, by their `type` constant.
+fn variants<T: JsonSchema>(
+    settings: SchemaSettings,
+    definitions: &mut Map<String, Value>,
+) -> Vec<(String, Value)> {
+    let mut schema = SchemaGenerator::new(settings)
+        .into_root_schema_for::<T>()
+        .to_value();
+    if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|s| s.remove("$defs")) {
+        definitions.extend(defs);
+    }
+    let alternatives = schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    alternatives
+        .into_iter()
+        .map(|v| {
+            let kind = v
+                .pointer("/properties/type/const")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            (kind, v)
+        })
+        .collect()
 }
 
 #[cfg(test)]

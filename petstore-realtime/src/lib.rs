@@ -10,6 +10,7 @@ mod sse;
 mod ws;
 
 pub use config::RealtimeConfig;
+pub use frame::{FrameSchemas, frame_schemas};
 pub use routes::router;
 
 /// Parses one WebSocket text frame as the connection handler does: `Ok` for a valid

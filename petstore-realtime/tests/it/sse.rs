@@ -485,9 +485,10 @@ async fn named_events_reach_add_event_listener_and_not_onmessage() {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = petstore_realtime::router_with_shutdown(
+    let app = petstore_realtime::router(
         store.clone(),
         RealtimeConfig::default(),
+        &petstore_http::Edge::new(),
         shutdown.clone(),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

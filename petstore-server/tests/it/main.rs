@@ -7,4 +7,5 @@ mod faults;
 mod hostile;
 mod identity;
 mod smoke;
+mod snapshots;
 mod support;
