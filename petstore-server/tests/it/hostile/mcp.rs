@@ -240,7 +240,8 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
             &admin,
             "get_pet",
             json!({"id": "pet_1' OR '1'='1"}),
-            ToolError("not_found"),
+            // Ids read only what their pattern says: refused before any lookup.
+            ToolError("is not a valid pet id"),
         ),
         (
             "malformed resume token",
