@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, Validator};
 use crate::id::MessageId;
+use crate::rules::{CHAT_TEXT, ROOM};
 
 /// A message posted to a chat room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -16,7 +17,7 @@ pub struct ChatMessage {
     pub room: String,
     /// The author (token subject).
     pub author: String,
-    /// The text, 1 to 2000 characters.
+    /// The text.
     pub text: String,
     /// When it was posted.
     pub sent_at: DateTime<Utc>,
@@ -26,9 +27,11 @@ pub struct ChatMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewChatMessage {
-    /// The room: 1 to 64 characters of `[a-z0-9_-]`.
+    /// The room, e.g. `support`.
+    #[schemars(length(min = ROOM.min, max = ROOM.max), pattern(ROOM.pattern))]
     pub room: String,
-    /// The text, 1 to 2000 characters.
+    /// The text (it may span lines).
+    #[schemars(length(min = CHAT_TEXT.min, max = CHAT_TEXT.max), pattern(CHAT_TEXT.pattern))]
     pub text: String,
 }
 
@@ -39,33 +42,16 @@ impl NewChatMessage {
     /// Checks room and text.
     pub fn validate(&self) -> Result<()> {
         let mut v = Validator::default();
-        v.check(
-            is_room_name(&self.room),
-            "room",
-            "must be 1 to 64 characters of a-z, 0-9, `_`, `-`",
-        );
-        let len = self.text.trim().chars().count();
-        v.check(len >= 1, "text", "must not be empty");
-        v.check(
-            len <= Self::TEXT_MAX,
-            "text",
-            "must have at most 2000 characters",
-        );
-        if self
-            .text
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            v.push("text", "must not contain control characters");
-        }
+        v.text("room", &self.room, &ROOM);
+        v.text("text", &self.text, &CHAT_TEXT);
         v.finish()
     }
 }
 
+/// What a room name matches: 1 to 64 characters of `a-z`, `0-9`, `_` and `-`.
+pub const ROOM_PATTERN: &str = "^[a-z0-9_-]{1,64}$";
+
 /// Whether `room` is a valid room name.
 pub fn is_room_name(room: &str) -> bool {
-    (1..=64).contains(&room.len())
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    ROOM.accepts(room)
 }

@@ -122,6 +122,36 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The field error of a serde data error: `message` as serde words it, found at
+    /// `path` (`""` for the top level). serde names a missing or unknown field inside its
+    /// message (``missing field `x` ``); the field error names it as the field instead,
+    /// so that the two do not say it twice. serde's trailing position ("at line 1
+    /// column 9") is dropped: the field says where.
+    pub fn from_serde(path: &str, message: &str) -> Self {
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message, |(text, _)| text);
+        // serde_path_to_error puts a missing field at its parent, an unknown one at itself.
+        let field = |name: &str| match path {
+            "" | "." => name.to_owned(),
+            path if path == name || path.ends_with(&format!(".{name}")) => path.to_owned(),
+            path => format!("{path}.{name}"),
+        };
+        let named = |prefix: &str| {
+            message
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.split_once('`'))
+        };
+        if let Some((name, _)) = named("missing field `") {
+            return Self::new(field(name), "is required");
+        }
+        if let Some((name, rest)) = named("unknown field `") {
+            let hint = rest.trim_start_matches(", ");
+            return Self::new(field(name), format!("is not a field here ({hint})"));
+        }
+        Self::new(path.trim_start_matches('.'), message)
+    }
 }
 
 /// The core error: a kind, a message for humans, optional field errors and an
@@ -196,6 +226,16 @@ impl Error {
     /// The message for humans.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// What is wrong, said once, for a place that names the field itself (a query
+    /// parameter's error, a serde error of a typed field): the message of the one
+    /// invalid field, else [`Error::message`].
+    pub fn reason(&self) -> &str {
+        match self.fields.as_slice() {
+            [one] => &one.message,
+            _ => &self.message,
+        }
     }
 
     /// The message a client may be shown, or `None` when it must stay in the server
@@ -286,6 +326,27 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert_eq!(e.field_errors().len(), 1);
         assert!(e.message().contains("`name`"), "{}", e.message());
+    }
+
+    #[test]
+    fn serde_errors_name_their_field_once() {
+        let f = FieldError::from_serde(".", "missing field `price` at line 1 column 30");
+        assert_eq!(f, FieldError::new("price", "is required"));
+        let f = FieldError::from_serde("price", "missing field `currency`");
+        assert_eq!(f, FieldError::new("price.currency", "is required"));
+        let f = FieldError::from_serde("price.colour", "unknown field `colour`");
+        assert_eq!(f.field, "price.colour");
+        let f = FieldError::from_serde("", "unknown field `colour`, expected `name` or `age`");
+        assert_eq!(f.field, "colour");
+        assert_eq!(f.message, "is not a field here (expected `name` or `age`)");
+        let f = FieldError::from_serde("age", "invalid type: string \"x\", expected u32");
+        assert_eq!(
+            f,
+            FieldError::new("age", "invalid type: string \"x\", expected u32")
+        );
+        let e = Error::invalid_field("since", "`x` is not a resume token");
+        assert_eq!(e.reason(), "`x` is not a resume token");
+        assert_eq!(e.message(), "invalid `since`: `x` is not a resume token");
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod money;
 mod order;
 mod pet;
 mod rate;
+mod rules;
 mod service;
 mod user;
 
@@ -28,7 +29,7 @@ pub use auth::{
     AccessToken, DEFAULT_MAX_TOKEN_LIFETIME, Hs256Verifier, JwksConfig, JwksVerifier, KeySource,
     Principal, Scope, TokenAuthority, TokenClaims, TokenVerifier,
 };
-pub use chat::{ChatMessage, NewChatMessage, is_room_name};
+pub use chat::{ChatMessage, NewChatMessage, ROOM_PATTERN, is_room_name};
 pub use context::{RequestContext, TraceParent};
 pub use error::{Error, ErrorKind, FieldError, Result};
 pub use event::{
@@ -39,7 +40,8 @@ pub use log::{EventBatch, EventLog, EventLogExt, LogConfig, Subscription};
 pub use memory::MemoryStore;
 pub use money::{Currency, Money};
 pub use order::{
-    NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice, PaymentRequest, PaymentStatus,
+    IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus, Payment, PaymentNotice,
+    PaymentRequest, PaymentStatus,
 };
 pub use pet::{Inventory, NewPet, Pet, PetPatch, PetQuery, PetStatus};
 pub use rate::{GLOBAL_RATE_KEY, RateDecision, RateLimitConfig, RateLimiter, rate_key};

@@ -6,22 +6,43 @@ use rust_decimal::Decimal;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Validator;
+use crate::error::{FieldError, Validator};
+use crate::rules::{AMOUNT, CURRENCY, PRICE};
 
 /// An amount of money. The amount travels as a decimal string (`"19.99"`) so that no
 /// protocol rounds it through a float.
 ///
 /// It reads only from an object (`{"amount": "19.99", "currency": "USD"}`): serde would
 /// also fill the struct from a positional array (`["19.99", "USD"]`), which no client
-/// means to send.
+/// means to send. The amount text must match the schema's pattern (no sign, exponent or
+/// digit separator), so that what the schema allows is exactly what is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Money {
     /// The amount, as a decimal string with at most 2 fraction digits.
-    #[schemars(with = "String", regex(pattern = r"^-?[0-9]{1,12}(\.[0-9]{1,2})?$"))]
+    #[schemars(with = "String", pattern(AMOUNT))]
     pub amount: Decimal,
     /// ISO 4217 currency code, three upper-case letters.
-    #[schemars(with = "String", regex(pattern = r"^[A-Z]{3}$"))]
+    #[schemars(with = "String", pattern(CURRENCY))]
     pub currency: Currency,
+}
+
+/// A price: an amount of money of at most 10000000.00.
+///
+/// Only the schema of a price: the value is a [`Money`], checked by `Money::validate`.
+#[derive(JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    description = "A price: an amount of money of at most 10000000.00."
+)]
+#[allow(dead_code, reason = "only its schema is used")]
+pub(crate) struct Price {
+    /// The amount, as a decimal string with at most 2 fraction digits, at most `10000000.00`.
+    #[schemars(with = "String", pattern(PRICE))]
+    amount: Decimal,
+    /// ISO 4217 currency code, three upper-case letters.
+    #[schemars(with = "String", pattern(CURRENCY))]
+    currency: Currency,
 }
 
 /// An ISO 4217 currency code.
@@ -46,11 +67,10 @@ impl TryFrom<String> for Currency {
 
     fn try_from(s: String) -> Result<Self, String> {
         match s.as_bytes() {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => {
-                Ok(Currency([*a, *b, *c]))
-            }
+            &[a, b, c] if CURRENCY.is_match(&s) => Ok(Currency([a, b, c])),
             _ => Err(format!(
-                "`{s}` is not an ISO 4217 currency code (three upper-case letters)"
+                "`{}` is not an ISO 4217 currency code (three upper-case letters)",
+                s.escape_debug()
             )),
         }
     }
@@ -77,9 +97,28 @@ impl Money {
         Self { amount, currency }
     }
 
-    /// Parses a decimal string amount, e.g. `Money::parse("19.99", Currency::USD)`.
+    /// Parses a decimal string amount, e.g. `Money::parse("19.99", Currency::USD)`: digits
+    /// with at most 2 fraction digits, no sign, exponent or separator.
     pub fn parse(amount: &str, currency: Currency) -> Option<Self> {
-        amount.parse().ok().map(|amount| Self { amount, currency })
+        parse_amount(amount).map(|amount| Self { amount, currency })
+    }
+
+    /// Reads an amount and a currency code given as text by a client (a GraphQL or gRPC
+    /// input), naming what is wrong with them as `{field}.amount` / `{field}.currency`.
+    pub fn from_text(
+        field: &str,
+        amount: &str,
+        currency: &str,
+    ) -> std::result::Result<Self, Vec<FieldError>> {
+        let amount = parse_amount(amount).ok_or_else(|| {
+            FieldError::new(format!("{field}.amount"), AMOUNT_REQUIREMENT.to_owned())
+        });
+        let currency = Currency::try_from(currency.to_owned())
+            .map_err(|e| FieldError::new(format!("{field}.currency"), e));
+        match (amount, currency) {
+            (Ok(amount), Ok(currency)) => Ok(Self { amount, currency }),
+            (amount, currency) => Err(amount.err().into_iter().chain(currency.err()).collect()),
+        }
     }
 
     /// `self * n`, exactly.
@@ -90,21 +129,12 @@ impl Money {
         }
     }
 
+    /// Checks `self` as a price (the [`Price`] schema).
     pub(crate) fn validate(&self, field: &str, v: &mut Validator) {
         v.check(
-            !self.amount.is_sign_negative(),
+            PRICE.is_match(&self.amount.to_string()),
             &format!("{field}.amount"),
-            "must not be negative",
-        );
-        v.check(
-            self.amount.scale() <= 2 || self.amount.normalize().scale() <= 2,
-            &format!("{field}.amount"),
-            "must have at most 2 fraction digits",
-        );
-        v.check(
-            self.amount <= Self::MAX,
-            &format!("{field}.amount"),
-            "must not exceed 10000000.00",
+            "must be at least 0 and at most 10000000.00, with at most 2 fraction digits",
         );
     }
 }
@@ -115,11 +145,32 @@ impl fmt::Display for Money {
     }
 }
 
+/// What the text of an amount must be.
+const AMOUNT_REQUIREMENT: &str =
+    "must be a decimal string such as \"12.50\" (no sign, at most 2 fraction digits)";
+
+fn parse_amount(text: &str) -> Option<Decimal> {
+    AMOUNT.is_match(text).then(|| text.parse().ok()).flatten()
+}
+
+/// The amount of a [`Money`] as the schema has it: a string matching [`AMOUNT`].
+struct AmountText(Decimal);
+
+impl<'de> Deserialize<'de> for AmountText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        parse_amount(&text)
+            .map(AmountText)
+            .ok_or_else(|| serde::de::Error::custom(AMOUNT_REQUIREMENT))
+    }
+}
+
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Fields {
-            amount: Decimal,
+            amount: AmountText,
             currency: Currency,
         }
 
@@ -137,7 +188,10 @@ impl<'de> Deserialize<'de> for Money {
             }
         }
 
-        let Fields { amount, currency } = d.deserialize_map(ObjectOnly)?;
+        let Fields {
+            amount: AmountText(amount),
+            currency,
+        } = d.deserialize_map(ObjectOnly)?;
         Ok(Money { amount, currency })
     }
 }
@@ -166,5 +220,22 @@ mod tests {
             "{positional}"
         );
         assert!(serde_json::from_str::<Money>(r#"{"amount":"1"}"#).is_err());
+        for bad in ["1e3", "1_000", "-1", "+1", "1.999", " 1", "01"] {
+            let json = format!(r#"{{"amount":"{bad}","currency":"USD"}}"#);
+            assert!(serde_json::from_str::<Money>(&json).is_err(), "{bad}");
+            assert_eq!(Money::parse(bad, Currency::USD), None, "{bad}");
+        }
+        assert!(serde_json::from_str::<Money>(r#"{"amount":1,"currency":"USD"}"#).is_err());
+    }
+
+    #[test]
+    fn text_inputs_name_each_bad_part() {
+        assert_eq!(
+            Money::from_text("price", "12.50", "EUR").unwrap(),
+            Money::parse("12.50", Currency::EUR).unwrap()
+        );
+        let errors = Money::from_text("price", "12,50", "eur").unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["price.amount", "price.currency"]);
     }
 }

@@ -11,6 +11,8 @@ use crate::error::{Error, ErrorKind, Result, Validator};
 use crate::id::{OrderId, PaymentId, PetId};
 use crate::money::Money;
 use crate::pet::PetStatus;
+use crate::rules::{IDEMPOTENCY_KEY, PAYMENT_TOKEN, whole};
+use crate::service::MAX_LIMIT;
 
 /// Where an order stands: `placed` -> `approved` (paid) -> `delivered`;
 /// `placed`/`approved` -> `cancelled`.
@@ -109,7 +111,7 @@ pub struct Order {
     pub id: OrderId,
     /// The ordered pet.
     pub pet_id: PetId,
-    /// How many (1 to 10).
+    /// How many.
     pub quantity: u32,
     /// Price times quantity, fixed when placed.
     pub total: Money,
@@ -133,8 +135,9 @@ pub struct Order {
 pub struct NewOrder {
     /// The pet to order; it must be `available`.
     pub pet_id: PetId,
-    /// How many (1 to 10, default 1).
-    #[serde(default = "one")]
+    /// How many (default 1).
+    #[serde(default = "one", deserialize_with = "whole::required")]
+    #[schemars(range(min = 1, max = NewOrder::MAX_QUANTITY))]
     pub quantity: u32,
 }
 
@@ -166,6 +169,44 @@ impl NewOrder {
     }
 }
 
+/// A client's key for placing an order at most once (HTTP `Idempotency-Key`, gRPC
+/// `idempotency-key` metadata): a retry with the same key and request returns the first
+/// order. Keys are scoped per customer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(
+    #[schemars(length(min = IDEMPOTENCY_KEY.min, max = IDEMPOTENCY_KEY.max), pattern(IDEMPOTENCY_KEY.pattern))]
+     String,
+);
+
+impl IdempotencyKey {
+    /// `text` as a key, or `InvalidInput` (field `idempotency_key`) when it breaks the rule.
+    pub fn new(text: &str) -> Result<Self> {
+        let mut v = Validator::default();
+        v.text("idempotency_key", text, &IDEMPOTENCY_KEY);
+        v.finish().map(|()| Self(text.to_owned()))
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<Self> {
+        Self::new(&text)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(key: IdempotencyKey) -> String {
+        key.0
+    }
+}
+
 /// Filters for listing orders.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
@@ -178,9 +219,11 @@ pub struct OrderQuery {
     /// Only orders of this customer (token subject). The service sets it to the
     /// caller for everyone but admins.
     pub customer: Option<String>,
-    /// Page size, 1 to 100 (default 20).
+    /// Page size (default 20).
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page.
+    /// Opaque cursor from a previous page's `next_cursor`.
+    #[schemars(pattern(OrderId::CURSOR_PATTERN))]
     pub cursor: Option<String>,
 }
 
@@ -249,8 +292,10 @@ pub struct Payment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
-    /// A payment-method token.
+    /// A payment-method token of the built-in processor: `tok_visa` succeeds,
+    /// `tok_declined` is declined.
     #[serde(default = "default_token")]
+    #[schemars(length(min = PAYMENT_TOKEN.min, max = PAYMENT_TOKEN.max), pattern(PAYMENT_TOKEN.pattern))]
     pub token: String,
 }
 
@@ -273,16 +318,7 @@ impl PaymentRequest {
     /// Checks the token's shape.
     pub fn validate(&self) -> Result<()> {
         let mut v = Validator::default();
-        v.check(
-            self.token.starts_with("tok_")
-                && self.token.len() <= 64
-                && self
-                    .token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-            "token",
-            "must be a payment token like `tok_visa`",
-        );
+        v.text("token", &self.token, &PAYMENT_TOKEN);
         v.finish()
     }
 }

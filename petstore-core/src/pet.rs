@@ -9,7 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, Validator};
 use crate::id::PetId;
-use crate::money::Money;
+use crate::money::{Money, Price};
+use crate::rules::{
+    AGE_MAX, BREED, PET_NAME, PHOTO_URL, PHOTOS_MAX, SPECIES, TAG, TAGS_MAX, whole,
+};
+use crate::service::MAX_LIMIT;
 
 /// Where a pet stands in the sale cycle.
 #[derive(
@@ -65,7 +69,7 @@ impl FromStr for PetStatus {
 pub struct Pet {
     /// Identifier (`pet_…`).
     pub id: PetId,
-    /// Name, 1 to 50 characters.
+    /// Name.
     pub name: String,
     /// Species, e.g. `dog`, `cat` (lower case).
     pub species: String,
@@ -93,26 +97,33 @@ pub struct Pet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPet {
-    /// Name, 1 to 50 characters.
+    /// Name: one line of text (leading and trailing spaces are trimmed).
+    #[schemars(length(min = PET_NAME.min, max = PET_NAME.max), pattern(PET_NAME.pattern))]
     pub name: String,
-    /// Species, e.g. `dog`.
+    /// Species, e.g. `dog`: letters, spaces and hyphens (stored in lower case).
+    #[schemars(length(min = SPECIES.min, max = SPECIES.max), pattern(SPECIES.pattern))]
     pub species: String,
     /// Breed.
     #[serde(default)]
+    #[schemars(length(min = BREED.min, max = BREED.max), pattern(BREED.pattern))]
     pub breed: Option<String>,
-    /// Age in whole years (0 to 100).
-    #[serde(default)]
+    /// Age in whole years.
+    #[serde(default, deserialize_with = "whole::optional")]
+    #[schemars(range(max = AGE_MAX))]
     pub age: Option<u32>,
     /// Initial status (default `available`).
     #[serde(default)]
     pub status: Option<PetStatus>,
-    /// Tags.
+    /// Tags (stored trimmed, in lower case, without duplicates).
     #[serde(default)]
+    #[schemars(length(max = TAGS_MAX), inner(length(min = TAG.min, max = TAG.max), pattern(TAG.pattern)))]
     pub tags: Vec<String>,
-    /// Photo URLs.
+    /// Photo URLs (http or https).
     #[serde(default)]
+    #[schemars(length(max = PHOTOS_MAX), inner(length(min = PHOTO_URL.min, max = PHOTO_URL.max), pattern(PHOTO_URL.pattern)))]
     pub photo_urls: Vec<String>,
     /// Price.
+    #[schemars(with = "Price")]
     pub price: Money,
 }
 
@@ -123,9 +134,11 @@ pub struct NewPet {
 pub struct PetPatch {
     /// New name.
     #[serde(default)]
+    #[schemars(length(min = PET_NAME.min, max = PET_NAME.max), pattern(PET_NAME.pattern))]
     pub name: Option<String>,
     /// New species.
     #[serde(default)]
+    #[schemars(length(min = SPECIES.min, max = SPECIES.max), pattern(SPECIES.pattern))]
     pub species: Option<String>,
     /// New breed; `null` clears it.
     #[serde(
@@ -133,27 +146,31 @@ pub struct PetPatch {
         with = "double_option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", length(min = BREED.min, max = BREED.max), pattern(BREED.pattern))]
     pub breed: Option<Option<String>>,
     /// New age in years; `null` clears it.
     #[serde(
         default,
-        with = "double_option",
+        serialize_with = "double_option::serialize",
+        deserialize_with = "whole::patch",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<u32>")]
+    #[schemars(with = "Option<u32>", range(max = AGE_MAX))]
     pub age: Option<Option<u32>>,
     /// New status.
     #[serde(default)]
     pub status: Option<PetStatus>,
     /// New tags (replaces the list).
     #[serde(default)]
+    #[schemars(length(max = TAGS_MAX), inner(length(min = TAG.min, max = TAG.max), pattern(TAG.pattern)))]
     pub tags: Option<Vec<String>>,
     /// New photo URLs (replaces the list).
     #[serde(default)]
+    #[schemars(length(max = PHOTOS_MAX), inner(length(min = PHOTO_URL.min, max = PHOTO_URL.max), pattern(PHOTO_URL.pattern)))]
     pub photo_urls: Option<Vec<String>>,
     /// New price.
     #[serde(default)]
+    #[schemars(with = "Option<Price>")]
     pub price: Option<Money>,
 }
 
@@ -191,9 +208,11 @@ pub struct PetQuery {
     pub tag: Option<String>,
     /// Case-insensitive text search in name, species, breed and tags.
     pub q: Option<String>,
-    /// Page size, 1 to 100 (default 20).
+    /// Page size (default 20).
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
+    #[schemars(pattern(PetId::CURSOR_PATTERN))]
     pub cursor: Option<String>,
 }
 
@@ -284,15 +303,6 @@ impl Inventory {
     }
 }
 
-pub(crate) const NAME_MAX: usize = 50;
-const SPECIES_MAX: usize = 30;
-const BREED_MAX: usize = 50;
-const TAG_MAX: usize = 30;
-const TAGS_MAX: usize = 20;
-const PHOTOS_MAX: usize = 10;
-const URL_MAX: usize = 2048;
-const AGE_MAX_YEARS: u32 = 100;
-
 fn normalise_tags(tags: &[String]) -> Vec<String> {
     let mut out: Vec<String> = tags.iter().map(|t| t.trim().to_lowercase()).collect();
     out.sort();
@@ -300,62 +310,18 @@ fn normalise_tags(tags: &[String]) -> Vec<String> {
     out
 }
 
-fn validate_text(v: &mut Validator, field: &str, value: &str, min: usize, max: usize) {
-    let len = value.trim().chars().count();
-    v.check(
-        len >= min,
-        field,
-        format!("must have at least {min} character(s)"),
-    );
-    v.check(
-        len <= max,
-        field,
-        format!("must have at most {max} characters"),
-    );
-    v.check(
-        !value.chars().any(char::is_control),
-        field,
-        "must not contain control characters",
-    );
-}
-
-fn validate_species(v: &mut Validator, species: &str) {
-    validate_text(v, "species", species, 1, SPECIES_MAX);
-    v.check(
-        species
-            .trim()
-            .chars()
-            .all(|c| c.is_alphabetic() || c == ' ' || c == '-'),
-        "species",
-        "may contain only letters, spaces and hyphens",
-    );
+fn validate_age(v: &mut Validator, age: u32) {
+    v.check(age <= AGE_MAX, "age", format!("must be at most {AGE_MAX}"));
 }
 
 fn validate_lists(v: &mut Validator, tags: &[String], photos: &[String]) {
-    v.check(
-        tags.len() <= TAGS_MAX,
-        "tags",
-        format!("at most {TAGS_MAX} tags"),
-    );
+    v.items("tags", tags.len(), TAGS_MAX);
     for (i, tag) in tags.iter().enumerate() {
-        let field = format!("tags[{i}]");
-        validate_text(v, &field, tag, 1, TAG_MAX);
+        v.text(&format!("tags[{i}]"), tag, &TAG);
     }
-    v.check(
-        photos.len() <= PHOTOS_MAX,
-        "photo_urls",
-        format!("at most {PHOTOS_MAX} URLs"),
-    );
+    v.items("photo_urls", photos.len(), PHOTOS_MAX);
     for (i, url) in photos.iter().enumerate() {
-        let ok = (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= URL_MAX
-            && url.len() > "https://".len()
-            && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-        v.check(
-            ok,
-            &format!("photo_urls[{i}]"),
-            "must be an http(s) URL of at most 2048 characters",
-        );
+        v.text(&format!("photo_urls[{i}]"), url, &PHOTO_URL);
     }
 }
 
@@ -363,17 +329,13 @@ impl NewPet {
     /// Checks every field, reporting all problems at once.
     pub fn validate(&self) -> Result<()> {
         let mut v = Validator::default();
-        validate_text(&mut v, "name", &self.name, 1, NAME_MAX);
-        validate_species(&mut v, &self.species);
+        v.text("name", &self.name, &PET_NAME);
+        v.text("species", &self.species, &SPECIES);
         if let Some(breed) = &self.breed {
-            validate_text(&mut v, "breed", breed, 1, BREED_MAX);
+            v.text("breed", breed, &BREED);
         }
         if let Some(age) = self.age {
-            v.check(
-                age <= AGE_MAX_YEARS,
-                "age",
-                format!("must be at most {AGE_MAX_YEARS}"),
-            );
+            validate_age(&mut v, age);
         }
         validate_lists(&mut v, &self.tags, &self.photo_urls);
         self.price.validate("price", &mut v);
@@ -410,20 +372,16 @@ impl PetPatch {
     pub fn validate(&self) -> Result<()> {
         let mut v = Validator::default();
         if let Some(name) = &self.name {
-            validate_text(&mut v, "name", name, 1, NAME_MAX);
+            v.text("name", name, &PET_NAME);
         }
         if let Some(species) = &self.species {
-            validate_species(&mut v, species);
+            v.text("species", species, &SPECIES);
         }
         if let Some(Some(breed)) = &self.breed {
-            validate_text(&mut v, "breed", breed, 1, BREED_MAX);
+            v.text("breed", breed, &BREED);
         }
         if let Some(Some(age)) = self.age {
-            v.check(
-                age <= AGE_MAX_YEARS,
-                "age",
-                format!("must be at most {AGE_MAX_YEARS}"),
-            );
+            validate_age(&mut v, age);
         }
         validate_lists(
             &mut v,
@@ -513,7 +471,7 @@ mod tests {
     fn all_problems_are_reported_together() {
         let mut p = new_pet("");
         p.species = "d0g".into();
-        p.price = Money::parse("-1", Currency::USD).unwrap();
+        p.price = Money::new(rust_decimal::Decimal::NEGATIVE_ONE, Currency::USD);
         p.photo_urls = vec!["ftp://x".into()];
         let err = p.validate().unwrap_err();
         let fields: Vec<_> = err

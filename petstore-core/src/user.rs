@@ -9,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Scope;
 use crate::error::{Error, Result, Validator};
+use crate::rules::{PASSWORD_MAX, PASSWORD_MIN, USERNAME};
 
 /// A user who can obtain tokens with `POST /v1/auth/token`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct User {
-    /// Login name, 3 to 32 characters of `[a-z0-9_.-]`.
+    /// Login name.
+    #[schemars(length(min = USERNAME.min, max = USERNAME.max), pattern(USERNAME.pattern))]
     pub username: String,
     /// PHC string of the argon2id hash.
     #[serde(skip_serializing)]
@@ -42,19 +44,8 @@ impl User {
         scopes: impl IntoIterator<Item = Scope>,
     ) -> Result<Self> {
         let mut v = Validator::default();
-        v.check(
-            (3..=32).contains(&username.len())
-                && username
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b)),
-            "username",
-            "must be 3 to 32 characters of a-z, 0-9, `_`, `.`, `-`",
-        );
-        v.check(
-            (8..=128).contains(&password.len()),
-            "password",
-            "must be 8 to 128 bytes",
-        );
+        v.text("username", username, &USERNAME);
+        v.length("password", password, PASSWORD_MIN, PASSWORD_MAX);
         v.finish()?;
         let salt = SaltString::generate(&mut OsRng);
         let password_hash = Argon2::default()
@@ -95,8 +86,10 @@ impl User {
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Login name.
+    #[schemars(length(min = USERNAME.min, max = USERNAME.max), pattern(USERNAME.pattern))]
     pub username: String,
     /// Password.
+    #[schemars(length(min = PASSWORD_MIN, max = PASSWORD_MAX))]
     pub password: String,
 }
 

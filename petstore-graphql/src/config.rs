@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 pub struct GraphQlConfig {
     /// Deepest accepted selection nesting (default 10): `{ pets { nodes { price { amount } } } }`
     /// has depth 4. Deeper operations fail with `extensions.code = "QUERY_TOO_DEEP"` before
-    /// anything runs. Introspection fields (`__schema`, `__type`) are not counted.
+    /// anything runs. Introspection (`__schema`, `__type`) has limits of its own:
+    /// [`GraphQlConfig::introspection_max_depth`] and
+    /// [`GraphQlConfig::introspection_max_complexity`].
     pub max_depth: usize,
     /// Highest accepted complexity (default 5000): every field costs 1, and the selections
     /// under a list field (`pets`, `orders`, `events`) count once per requested item
@@ -39,6 +41,15 @@ pub struct GraphQlConfig {
     /// Whether `__schema` / `__type` introspection is served (default true). When off,
     /// such operations fail with `extensions.code = "INTROSPECTION_DISABLED"`.
     pub introspection: bool,
+    /// Deepest accepted nesting of an introspection field (default 20), counted from
+    /// `__schema` / `__type` (depth 1). The standard introspection query of GraphiQL and
+    /// graphql-js nests 15 deep (`ofType` nine times); deeper fails with
+    /// `extensions.code = "QUERY_TOO_DEEP"`.
+    pub introspection_max_depth: usize,
+    /// Highest accepted complexity of the introspection fields of an operation (default
+    /// 1000; every field costs 1). Costlier fails with
+    /// `extensions.code = "QUERY_TOO_COMPLEX"`.
+    pub introspection_max_complexity: usize,
     /// How many operations one WebSocket connection may run at once (default 100); more
     /// fail with `extensions.code = "TOO_MANY_SUBSCRIPTIONS"`.
     pub max_subscriptions_per_connection: usize,
@@ -59,6 +70,8 @@ impl Default for GraphQlConfig {
             max_complexity: 5_000,
             max_body_bytes: 64 * 1024,
             introspection: true,
+            introspection_max_depth: 20,
+            introspection_max_complexity: 1_000,
             max_subscriptions_per_connection: 100,
             keep_alive: Duration::from_secs(15),
             connection_init_timeout: Duration::from_secs(10),
@@ -89,6 +102,18 @@ impl GraphQlConfig {
     /// Sets [`GraphQlConfig::introspection`].
     pub fn introspection(mut self, on: bool) -> Self {
         self.introspection = on;
+        self
+    }
+
+    /// Sets [`GraphQlConfig::introspection_max_depth`].
+    pub fn introspection_max_depth(mut self, depth: usize) -> Self {
+        self.introspection_max_depth = depth;
+        self
+    }
+
+    /// Sets [`GraphQlConfig::introspection_max_complexity`].
+    pub fn introspection_max_complexity(mut self, complexity: usize) -> Self {
+        self.introspection_max_complexity = complexity;
         self
     }
 

@@ -52,6 +52,8 @@ pub(crate) struct Limits {
     max_depth: usize,
     max_complexity: usize,
     introspection: bool,
+    introspection_max_depth: usize,
+    introspection_max_complexity: usize,
 }
 
 impl Limits {
@@ -60,6 +62,8 @@ impl Limits {
             max_depth: config.max_depth,
             max_complexity: config.max_complexity,
             introspection: config.introspection,
+            introspection_max_depth: config.introspection_max_depth,
+            introspection_max_complexity: config.introspection_max_complexity,
         }
     }
 
@@ -77,12 +81,8 @@ impl Limits {
         if nesting(query) > MAX_NESTING {
             return Err(too_deep(self.max_depth));
         }
-        let document: Document<'_, &str> = graphql_parser::parse_query(query).map_err(|e| {
-            Rejection::new(
-                "GRAPHQL_PARSE_FAILED",
-                format!("syntax error: {}", e.to_string().trim()),
-            )
-        })?;
+        let document: Document<'_, &str> = graphql_parser::parse_query(query)
+            .map_err(|e| Rejection::new("GRAPHQL_PARSE_FAILED", syntax_error(&e.to_string())))?;
         let Some((kind, operation)) = select(&document, operation_name) else {
             return Ok(None);
         };
@@ -101,14 +101,34 @@ impl Limits {
             open: HashSet::new(),
             variable: &lookup,
             paged_lists: kind == OperationKind::Query,
-            introspection: false,
+            introspection: None,
         };
         let cost = walker.selection_set(selection_set(operation), true, 0)?;
-        if walker.introspection && !self.introspection {
-            return Err(Rejection::new(
-                "INTROSPECTION_DISABLED",
-                "GraphQL introspection (`__schema`, `__type`) is disabled on this server",
-            ));
+        if let Some(introspection) = walker.introspection {
+            if !self.introspection {
+                return Err(Rejection::new(
+                    "INTROSPECTION_DISABLED",
+                    "GraphQL introspection (`__schema`, `__type`) is disabled on this server",
+                ));
+            }
+            if introspection.depth > self.introspection_max_depth {
+                return Err(Rejection::new(
+                    "QUERY_TOO_DEEP",
+                    format!(
+                        "the introspection nests deeper than the maximum depth of {}",
+                        self.introspection_max_depth
+                    ),
+                ));
+            }
+            if introspection.complexity > self.introspection_max_complexity {
+                return Err(Rejection::new(
+                    "QUERY_TOO_COMPLEX",
+                    format!(
+                        "the introspection's complexity is {}, more than the maximum of {}",
+                        introspection.complexity, self.introspection_max_complexity
+                    ),
+                ));
+            }
         }
         if cost.depth > self.max_depth {
             return Err(too_deep(self.max_depth));
@@ -123,6 +143,29 @@ impl Limits {
             ));
         }
         Ok(Some(kind))
+    }
+}
+
+/// graphql-parser's error text (`query parse error: Parse error at 1:5\nUnexpected
+/// end of input\nExpected }\n`) said once: `syntax error at 1:5: Unexpected end of
+/// input; Expected }`.
+fn syntax_error(text: &str) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix("query parse error: ").unwrap_or(text);
+    let (position, what) = match text.strip_prefix("Parse error at ") {
+        Some(rest) => rest.split_once('\n').unwrap_or((rest, "")),
+        None => ("", text),
+    };
+    let what = what
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match (position, what.is_empty()) {
+        ("", _) => format!("syntax error: {what}"),
+        (at, true) => format!("syntax error at {at}"),
+        (at, false) => format!("syntax error at {at}: {what}"),
     }
 }
 
@@ -258,7 +301,9 @@ struct Walker<'d, 'a, 'v> {
     /// Whether root list fields without `first` count as a default page (queries
     /// only; subscription fields yield one item at a time).
     paged_lists: bool,
-    introspection: bool,
+    /// The cost of the introspection fields, when there are any: the deepest, and all of
+    /// them together.
+    introspection: Option<Cost>,
 }
 
 impl<'d, 'a> Walker<'d, 'a, '_> {
@@ -293,9 +338,15 @@ impl<'d, 'a> Walker<'d, 'a, '_> {
         chain: usize,
     ) -> Result<Cost, Rejection> {
         if matches!(field.name, "__schema" | "__type") {
-            // Introspection is served from the schema in memory: it is switched on or
-            // off as a whole, and not counted.
-            self.introspection = true;
+            // Introspection is served from the schema in memory, under limits of its own
+            // (the standard introspection query is deeper than data queries need to be):
+            // it counts as one field here.
+            let inner = self.selection_set(&field.selection_set, false, chain)?;
+            let total = self.introspection.get_or_insert_with(Cost::default);
+            total.depth = total.depth.max(inner.depth.saturating_add(1));
+            total.complexity = total
+                .complexity
+                .saturating_add(inner.complexity.saturating_add(1));
             return Ok(Cost {
                 depth: 1,
                 complexity: 1,
@@ -441,6 +492,87 @@ mod tests {
         assert!(limits(10, 5_000).check(&q, None, &no_vars).is_ok());
     }
 
+    /// The introspection query of graphql-js (`getIntrospectionQuery`, with the options
+    /// GraphiQL turns on): what GraphiQL sends to draw its docs.
+    const STANDARD_INTROSPECTION: &str = r#"
+        query IntrospectionQuery {
+          __schema {
+            description
+            queryType { name } mutationType { name } subscriptionType { name }
+            types { ...FullType }
+            directives { name description isRepeatable locations args(includeDeprecated: true) { ...InputValue } }
+          }
+        }
+        fragment FullType on __Type {
+          kind name description specifiedByURL isOneOf
+          fields(includeDeprecated: true) {
+            name description args(includeDeprecated: true) { ...InputValue }
+            type { ...TypeRef } isDeprecated deprecationReason
+          }
+          inputFields(includeDeprecated: true) { ...InputValue }
+          interfaces { ...TypeRef }
+          enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+          possibleTypes { ...TypeRef }
+        }
+        fragment InputValue on __InputValue {
+          name description type { ...TypeRef } defaultValue isDeprecated deprecationReason
+        }
+        fragment TypeRef on __Type {
+          kind name
+          ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+          ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+          ofType { kind name } } } } } } } } }
+        }
+    "#;
+
+    #[test]
+    fn introspection_has_limits_of_its_own() {
+        // The standard query passes the defaults, although it is deeper than data
+        // queries may be.
+        let defaults = Limits::new(&GraphQlConfig::default());
+        assert!(
+            defaults
+                .check(STANDARD_INTROSPECTION, None, &no_vars)
+                .is_ok()
+        );
+        assert_eq!(
+            limits(10, 5_000)
+                .check("{ pets { nodes { price { amount } } } }", None, &no_vars)
+                .map(|k| k.is_some()),
+            Ok(true)
+        );
+        // 40 levels through `ofType` are refused.
+        let deep = format!(
+            "{{ __schema {{ types {{ {}name{} }} }} }}",
+            "ofType { ".repeat(40),
+            " }".repeat(40)
+        );
+        let err = defaults.check(&deep, None, &no_vars).unwrap_err();
+        assert_eq!(err.code, "QUERY_TOO_DEEP");
+        assert!(err.message.contains("introspection"), "{}", err.message);
+        // So is a wide one, and `__type` counts like `__schema`.
+        let wide = format!(
+            "{{ __type(name: \"Pet\") {{ {} }} }}",
+            (0..1_100)
+                .map(|i| format!("a{i}: name"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(
+            defaults.check(&wide, None, &no_vars).unwrap_err().code,
+            "QUERY_TOO_COMPLEX"
+        );
+        // The limits are the configured ones.
+        let tight = Limits::new(&GraphQlConfig::default().introspection_max_depth(14));
+        assert_eq!(
+            tight
+                .check(STANDARD_INTROSPECTION, None, &no_vars)
+                .unwrap_err()
+                .code,
+            "QUERY_TOO_DEEP"
+        );
+    }
+
     #[test]
     fn introspection_switch() {
         let q = "{ __schema { types { name fields { name type { name ofType { name ofType { name ofType { name ofType { name } } } } } } } } }";
@@ -462,9 +594,14 @@ mod tests {
             Some(OperationKind::Mutation)
         );
         assert_eq!(l.check(q, None, &no_vars).unwrap(), None);
-        assert_eq!(
-            l.check("{ x ", None, &no_vars).unwrap_err().code,
-            "GRAPHQL_PARSE_FAILED"
+        let err = l.check("{ x ", None, &no_vars).unwrap_err();
+        assert_eq!(err.code, "GRAPHQL_PARSE_FAILED");
+        // Said once: no "error: ... error".
+        assert!(
+            err.message.starts_with("syntax error at 1:"),
+            "{}",
+            err.message
         );
+        assert_eq!(err.message.matches("error").count(), 1, "{}", err.message);
     }
 }

@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt as _};
 use juniper::{ID, RootNode, graphql_object, graphql_subscription};
 use petstore_core::{
     Channel, Credentials, Error, Event, EventFilter, NewChatMessage, NewOrder, OrderQuery,
-    PaymentRequest, PetQuery, PetStore, Principal, TypePattern,
+    PaymentRequest, PetQuery, PetStore, Principal, Scope, TypePattern,
 };
 
 use crate::error::ApiResult;
@@ -187,7 +187,8 @@ impl Query {
 pub struct Mutation;
 
 /// Commands. Each needs a token with the right scope (`pets:write`, `orders:write`,
-/// `chat:write`, `admin`).
+/// `chat:write`, `admin`), checked before the arguments are read: a caller without it
+/// gets `UNAUTHENTICATED` / `FORBIDDEN`, whatever the arguments.
 #[graphql_object(context = Context)]
 impl Mutation {
     /// Exchanges a user's name and password for a bearer token.
@@ -205,6 +206,7 @@ impl Mutation {
 
     /// Adds a pet (`pets:write`).
     async fn create_pet(ctx: &Context, input: GqlNewPetInput) -> ApiResult<GqlPet> {
+        ctx.principal.require(Scope::PetsWrite)?;
         let pet = ctx
             .store
             .create_pet(&ctx.principal, input.try_into()?)
@@ -220,6 +222,7 @@ impl Mutation {
         input: GqlPetPatchInput,
         if_version: Option<i32>,
     ) -> ApiResult<GqlPet> {
+        ctx.principal.require(Scope::PetsWrite)?;
         let if_match = if_version.map(|v| unsigned(v, "ifVersion")).transpose()?;
         let pet = ctx
             .store
@@ -240,6 +243,7 @@ impl Mutation {
         input: GqlNewPetInput,
         if_version: Option<i32>,
     ) -> ApiResult<GqlPet> {
+        ctx.principal.require(Scope::PetsWrite)?;
         let if_match = if_version.map(|v| unsigned(v, "ifVersion")).transpose()?;
         let pet = ctx
             .store
@@ -256,6 +260,7 @@ impl Mutation {
     /// Removes a pet (`pets:write`) and returns its id. A pet held by an active order
     /// cannot be removed (`CONFLICT`).
     async fn delete_pet(ctx: &Context, id: ID, if_version: Option<i32>) -> ApiResult<ID> {
+        ctx.principal.require(Scope::PetsWrite)?;
         let if_match = if_version.map(|v| unsigned(v, "ifVersion")).transpose()?;
         ctx.store
             .delete_pet(&ctx.principal, &pet_id(&id)?, if_match.map(u64::from))
@@ -272,6 +277,7 @@ impl Mutation {
         #[graphql(default = 1, desc = "1 to 10.")] quantity: i32,
         idempotency_key: Option<String>,
     ) -> ApiResult<GqlPlaceOrderResult> {
+        ctx.principal.require(Scope::OrdersWrite)?;
         let new = NewOrder {
             pet_id: crate::types::pet_id(&pet_id)?,
             quantity: unsigned(quantity, "quantity")?,
@@ -294,6 +300,7 @@ impl Mutation {
         #[graphql(default = "tok_visa".to_owned(), desc = "A payment token such as `tok_visa`.")]
         token: String,
     ) -> ApiResult<GqlPayment> {
+        ctx.principal.require(Scope::OrdersWrite)?;
         let payment = ctx
             .store
             .pay_order(&ctx.principal, &order_id(&id)?, PaymentRequest { token })
@@ -303,6 +310,7 @@ impl Mutation {
 
     /// Cancels a placed or approved order (`orders:write`); the pet is available again.
     async fn cancel_order(ctx: &Context, id: ID) -> ApiResult<GqlOrder> {
+        ctx.principal.require(Scope::OrdersWrite)?;
         let order = ctx
             .store
             .cancel_order(&ctx.principal, &order_id(&id)?)
@@ -312,6 +320,7 @@ impl Mutation {
 
     /// Delivers an approved order (`admin`); the pet is sold.
     async fn deliver_order(ctx: &Context, id: ID) -> ApiResult<GqlOrder> {
+        ctx.principal.require(Scope::Admin)?;
         let order = ctx
             .store
             .deliver_order(&ctx.principal, &order_id(&id)?)
@@ -325,6 +334,7 @@ impl Mutation {
         #[graphql(desc = "1 to 64 characters of a-z, 0-9, `_`, `-`.")] room: String,
         #[graphql(desc = "1 to 2000 characters.")] text: String,
     ) -> ApiResult<GqlChatMessage> {
+        ctx.principal.require(Scope::ChatWrite)?;
         let msg = ctx
             .store
             .post_chat(&ctx.principal, NewChatMessage { room, text })

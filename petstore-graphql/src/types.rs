@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID, Nullable, graphql_object};
 use petstore_core::chrono::{DateTime, Utc};
-use petstore_core::rust_decimal::Decimal;
 use petstore_core::{
-    AccessToken, ChatMessage, Currency, Error, ErrorKind, Event, EventData, FieldError, Inventory,
-    Money, NewPet, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId,
-    PetPatch, PetStatus, Principal, ResumeToken,
+    AccessToken, ChatMessage, Error, ErrorKind, Event, EventData, FieldError, Inventory, Money,
+    NewPet, Order, OrderId, OrderStatus, Payment, PaymentId, PaymentStatus, Pet, PetId, PetPatch,
+    PetStatus, Principal, ResumeToken,
 };
 
 use crate::error::ApiResult;
@@ -623,26 +622,22 @@ pub(crate) struct GqlPlaceOrderResult {
 #[derive(GraphQLInputObject, Debug, Clone)]
 #[graphql(name = "MoneyInput")]
 pub(crate) struct GqlMoneyInput {
-    /// Decimal amount as a string, at most 2 fraction digits, e.g. `"249.99"`.
+    /// Decimal amount as a string: digits with at most 2 fraction digits, no sign or
+    /// exponent, e.g. `"249.99"`. A price is at most `"10000000.00"`.
     amount: String,
-    /// ISO 4217 currency code, e.g. `"USD"`.
+    /// ISO 4217 currency code, three upper-case letters, e.g. `"USD"`.
     currency: String,
 }
 
 impl GqlMoneyInput {
     fn to_money(&self, field: &str, errors: &mut Vec<FieldError>) -> Option<Money> {
-        let amount = self.amount.trim().parse::<Decimal>();
-        if amount.is_err() {
-            errors.push(FieldError::new(
-                format!("{field}.amount"),
-                "must be a decimal number such as \"12.50\"",
-            ));
+        match Money::from_text(field, &self.amount, &self.currency) {
+            Ok(money) => Some(money),
+            Err(wrong) => {
+                errors.extend(wrong);
+                None
+            }
         }
-        let currency = Currency::try_from(self.currency.clone());
-        if let Err(e) = &currency {
-            errors.push(FieldError::new(format!("{field}.currency"), e.clone()));
-        }
-        Some(Money::new(amount.ok()?, currency.ok()?))
     }
 }
 
@@ -650,21 +645,21 @@ impl GqlMoneyInput {
 #[derive(GraphQLInputObject, Debug, Clone)]
 #[graphql(name = "NewPetInput")]
 pub(crate) struct GqlNewPetInput {
-    /// Name, 1 to 50 characters.
+    /// Name: 1 to 50 characters, one line with a visible character (trimmed).
     name: String,
-    /// Species: letters, spaces and hyphens, e.g. `dog`.
+    /// Species, e.g. `dog`: 1 to 30 letters, spaces and hyphens, at least one letter.
     species: String,
-    /// Breed.
+    /// Breed: 1 to 50 characters, one line with a visible character.
     breed: Option<String>,
-    /// Age in years, 0 to 100.
+    /// Age in whole years, 0 to 100.
     age: Option<i32>,
     /// Initial status (default `AVAILABLE`).
     status: Option<GqlPetStatus>,
-    /// Tags (at most 20).
+    /// Tags: at most 20, each 1 to 30 characters, one line with a visible character.
     tags: Option<Vec<String>>,
-    /// Photo URLs (at most 10, http or https).
+    /// Photo URLs: at most 10, each an http(s) URL of 1 to 2048 characters without spaces.
     photo_urls: Option<Vec<String>>,
-    /// Price.
+    /// Price, at most 10000000.00.
     price: GqlMoneyInput,
 }
 
@@ -715,21 +710,23 @@ impl TryFrom<GqlNewPetInput> for NewPet {
 #[derive(GraphQLInputObject, Debug, Clone, Default)]
 #[graphql(name = "PetPatchInput")]
 pub(crate) struct GqlPetPatchInput {
-    /// New name.
+    /// New name: 1 to 50 characters, one line with a visible character (trimmed).
     name: Option<String>,
-    /// New species.
+    /// New species: 1 to 30 letters, spaces and hyphens, at least one letter.
     species: Option<String>,
-    /// New breed; null clears it.
+    /// New breed, 1 to 50 characters, one line with a visible character; null clears it.
     breed: Nullable<String>,
-    /// New age; null clears it.
+    /// New age in whole years, 0 to 100; null clears it.
     age: Nullable<i32>,
     /// New status.
     status: Option<GqlPetStatus>,
-    /// New tags (replace the old ones).
+    /// New tags, replacing the old ones: at most 20, each 1 to 30 characters, one line
+    /// with a visible character.
     tags: Option<Vec<String>>,
-    /// New photo URLs (replace the old ones).
+    /// New photo URLs, replacing the old ones: at most 10, each an http(s) URL of 1 to
+    /// 2048 characters without spaces.
     photo_urls: Option<Vec<String>>,
-    /// New price.
+    /// New price, at most 10000000.00.
     price: Option<GqlMoneyInput>,
 }
 

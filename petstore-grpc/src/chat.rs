@@ -75,6 +75,11 @@ impl pb::chat_service_server::ChatService for ChatApi {
         request: Request<Streaming<pb::ChatSend>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
         let who = principal(&request);
+        // Chat needs a token: checked before the request's metadata is read.
+        self.store
+            .authorize_channel(&who, &Channel::Chat)
+            .await
+            .map_err(status)?;
         let channels = channels(metadata_str(&request, ROOMS).map_err(status)?).map_err(status)?;
         let since =
             convert::since(metadata_str(&request, SINCE).map_err(status)?).map_err(status)?;

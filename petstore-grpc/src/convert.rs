@@ -1,13 +1,10 @@
 //! Mapping between protobuf messages and core types. Only shapes change here; every
 //! domain rule stays in `petstore-core`.
 
-use std::str::FromStr;
-
 use petstore_core::chrono::{DateTime, Utc};
-use petstore_core::rust_decimal::Decimal;
 use petstore_core::{
-    ChatMessage, Currency, Error, Event, EventData, FieldError, Inventory, Money, Order,
-    OrderStatus, Payment, PaymentStatus, Pet, PetStatus, ResumeToken, TypePattern,
+    ChatMessage, Error, Event, EventData, FieldError, Inventory, Money, Order, OrderStatus,
+    Payment, PaymentStatus, Pet, PetStatus, ResumeToken, TypePattern,
 };
 use prost_types::Timestamp;
 
@@ -37,18 +34,13 @@ pub(crate) fn parse_money(
         errors.push(FieldError::new(field, "is required"));
         return None;
     };
-    let amount = Decimal::from_str(m.amount.trim());
-    if amount.is_err() {
-        errors.push(FieldError::new(
-            format!("{field}.amount"),
-            "must be a decimal number such as \"12.50\"",
-        ));
+    match Money::from_text(field, &m.amount, &m.currency) {
+        Ok(money) => Some(money),
+        Err(wrong) => {
+            errors.extend(wrong);
+            None
+        }
     }
-    let currency = Currency::try_from(m.currency.clone());
-    if let Err(e) = &currency {
-        errors.push(FieldError::new(format!("{field}.currency"), e.clone()));
-    }
-    Some(Money::new(amount.ok()?, currency.ok()?))
 }
 
 pub(crate) fn pet_status(s: PetStatus) -> pb::PetStatus {
@@ -199,7 +191,7 @@ mod tests {
 
     #[test]
     fn money_round_trips_and_reports_each_bad_part() {
-        let m = Money::parse("12.50", Currency::USD).unwrap();
+        let m = Money::parse("12.50", petstore_core::Currency::USD).unwrap();
         let mut errors = Vec::new();
         assert_eq!(parse_money("price", Some(&money(&m)), &mut errors), Some(m));
         assert!(errors.is_empty());
@@ -215,6 +207,19 @@ mod tests {
         errors.clear();
         assert_eq!(parse_money("price", None, &mut errors), None);
         assert_eq!(errors[0].field, "price");
+    }
+
+    #[test]
+    fn a_bad_resume_token_is_named_once() {
+        let e = since(Some("yesterday")).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid `since`: `yesterday` is not a resume token"
+        );
+        assert_eq!(
+            e.field_errors()[0].message,
+            "`yesterday` is not a resume token"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `petstore.v1.StoreService`: orders, payments, inventory.
 
-use petstore_core::{Channel, Error, NewOrder, OrderId, PaymentRequest, PetStore};
+use petstore_core::{Channel, Error, NewOrder, OrderId, PaymentRequest, PetStore, Scope};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
@@ -42,6 +42,8 @@ impl pb::store_service_server::StoreService for StoreApi {
         request: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let who = principal(&request);
+        // Authenticate and authorise before reading the request (see `create_pet`).
+        who.require(Scope::OrdersWrite).map_err(status)?;
         let key = match request.metadata().get(IDEMPOTENCY_KEY) {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| {
@@ -85,6 +87,7 @@ impl pb::store_service_server::StoreService for StoreApi {
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
         let who = principal(&request);
+        who.require(Scope::OrdersWrite).map_err(status)?;
         let id = order_id("id", &request.get_ref().id)?;
         let order = self.store.cancel_order(&who, &id).await.map_err(status)?;
         Ok(Response::new(convert::order(&order)))
@@ -95,6 +98,7 @@ impl pb::store_service_server::StoreService for StoreApi {
         request: Request<pb::PayOrderRequest>,
     ) -> Result<Response<pb::Payment>, Status> {
         let who = principal(&request);
+        who.require(Scope::OrdersWrite).map_err(status)?;
         let r = request.get_ref();
         let id = order_id("id", &r.id)?;
         let mut payment = PaymentRequest::default();

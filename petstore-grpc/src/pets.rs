@@ -3,6 +3,7 @@
 use futures_util::{StreamExt as _, stream};
 use petstore_core::{
     Channel, Error, FieldError, NewPet, Page, Pet, PetId, PetPatch, PetQuery, PetStore, Principal,
+    Scope,
 };
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
@@ -237,6 +238,9 @@ impl pb::pet_service_server::PetService for PetApi {
         request: Request<pb::CreatePetRequest>,
     ) -> Result<Response<pb::Pet>, Status> {
         let who = principal(&request);
+        // Authenticate and authorise before reading the request: a caller without the
+        // scope learns nothing about the validation rules.
+        who.require(Scope::PetsWrite).map_err(status)?;
         let new = new_pet(request.into_inner()).map_err(status)?;
         let pet = self.store.create_pet(&who, new).await.map_err(status)?;
         Ok(Response::new(convert::pet(&pet)))
@@ -247,6 +251,7 @@ impl pb::pet_service_server::PetService for PetApi {
         request: Request<pb::UpdatePetRequest>,
     ) -> Result<Response<pb::Pet>, Status> {
         let who = principal(&request);
+        who.require(Scope::PetsWrite).map_err(status)?;
         let r = request.into_inner();
         let Some(pet) = r.pet else {
             return Err(status(Error::invalid_field("pet", "is required")));
@@ -266,6 +271,7 @@ impl pb::pet_service_server::PetService for PetApi {
         request: Request<pb::DeletePetRequest>,
     ) -> Result<Response<()>, Status> {
         let who = principal(&request);
+        who.require(Scope::PetsWrite).map_err(status)?;
         let r = request.get_ref();
         let id = pet_id("id", &r.id)?;
         self.store

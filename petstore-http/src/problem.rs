@@ -64,12 +64,14 @@ struct Body {
     /// the HTTP layer (`malformed_json`, `bad_request`, `unsupported_media_type`,
     /// `payload_too_large`, `method_not_allowed`, `no_route`, `timeout`, ...).
     code: String,
-    /// The invalid fields (422 and some 400 responses).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The invalid fields (422 and some 400 responses); absent when there are none.
+    // `default`: the schema (read as a client reads a body) must not require a member
+    // that is left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
     /// The id of the request (also in the `x-request-id` response header), to quote
     /// when reporting the problem.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
     /// Members a route adds (e.g. the declined `payment` of a 402).
     #[serde(flatten)]
@@ -384,6 +386,21 @@ mod tests {
                 format!("urn:petstore:problem:{}", kind.code())
             );
             assert_eq!(problem.kind(), Some(kind));
+        }
+    }
+
+    /// The schema requires only the members every problem has: a problem without field
+    /// errors or request id leaves those out, and must still fit its schema.
+    #[test]
+    fn the_schema_requires_only_what_every_problem_carries() {
+        let schema = schemars::schema_for!(Problem).to_value();
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["type", "title", "status", "detail", "code"])
+        );
+        let body: Value = serde_json::from_str(&Problem::bad_request("x").to_json()).unwrap();
+        for member in body.as_object().unwrap().keys() {
+            assert!(schema["properties"].get(member).is_some(), "{member}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Core errors as MCP errors, and tool arguments whose errors name the field they
 //! break.
 
-use petstore_core::{Error, ErrorKind};
+use petstore_core::{Error, ErrorKind, FieldError};
 use rmcp::ErrorData;
 use rmcp::handler::server::common::FromContextPart;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -77,11 +77,12 @@ impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Input<T
         serde_path_to_error::deserialize(serde_json::Value::Object(arguments))
             .map(Input)
             .map_err(|e| {
-                let path = e.path().to_string();
-                let what = if path == "." {
-                    e.into_inner().to_string()
+                let field =
+                    FieldError::from_serde(&e.path().to_string(), &e.into_inner().to_string());
+                let what = if field.field.is_empty() {
+                    field.message
                 } else {
-                    format!("`{path}`: {}", e.into_inner())
+                    format!("`{}`: {}", field.field, field.message)
                 };
                 ErrorData::invalid_params(bad_arguments(what), None)
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use petstore_core::{
     Error, ErrorKind, EventBatch, EventFilter, Inventory, MAX_EVENT_READ, NewOrder, NewPet, Order,
     OrderId, Page, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStatus, PetStore, Principal,
-    ResumeToken, TypePattern,
+    ResumeToken, Scope, TypePattern,
 };
 use rmcp::handler::server::common::{FromContextPart, schema_for_input};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -54,15 +54,22 @@ pub(crate) fn router() -> &'static ToolRouter<Tools> {
     &ROUTER
 }
 
-/// Runs a tool call. Arguments outside the tool's input schema are refused first (as a
-/// tool error, like every argument error): some inputs are core types that ignore
-/// unknown fields (`PetQuery`), and an assistant that guessed a filter must learn that
-/// it was not applied rather than get unfiltered results.
+/// Runs a tool call. A command's scope is checked first, before its arguments are read:
+/// a caller without it learns nothing about the input rules. Arguments outside the
+/// tool's input schema are refused next (as a tool error, like every argument error):
+/// some inputs are core types that ignore unknown fields (`PetQuery`), and an assistant
+/// that guessed a filter must learn that it was not applied rather than get
+/// unfiltered results.
 pub(crate) async fn call(
     tools: &Tools,
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
+    if let Some(scope) = command_scope(&request.name)
+        && let Err(e) = tools.caller(&context.extensions).require(scope)
+    {
+        return Ok(tool_error(&e).into());
+    }
     let router = router();
     if let (Some(tool), Some(arguments)) = (router.get(&request.name), &request.arguments)
         && let Some(refusal) = unknown_argument(&tool.input_schema, arguments)
@@ -74,6 +81,16 @@ pub(crate) async fn call(
         .await
 }
 
+/// The scope of the tools that change something (the core checks it again when the
+/// command runs); `None` for the read-only tools.
+fn command_scope(tool: &str) -> Option<Scope> {
+    match tool {
+        "create_pet" | "update_pet" | "set_pet_status" | "delete_pet" => Some(Scope::PetsWrite),
+        "place_order" | "cancel_order" | "pay_order" => Some(Scope::OrdersWrite),
+        _ => None,
+    }
+}
+
 /// A tool error naming the first argument that `schema` does not define.
 fn unknown_argument(schema: &JsonObject, arguments: &JsonObject) -> Option<CallToolResult> {
     let known = schema.get("properties")?.as_object()?;
@@ -83,7 +100,9 @@ fn unknown_argument(schema: &JsonObject, arguments: &JsonObject) -> Option<CallT
         names => format!("expected one of {}", names.join(", ")),
     };
     Some(CallToolResult::error(vec![ContentBlock::text(
-        bad_arguments(format_args!("unknown field `{unknown}`, {expected}")),
+        bad_arguments(format_args!(
+            "`{unknown}`: is not a field here ({expected})"
+        )),
     )]))
 }
 
@@ -496,5 +515,30 @@ impl Tools {
         let older = batch.events.len().saturating_sub(limit);
         batch.events.drain(..older);
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every tool that is not read-only has its scope checked before its arguments.
+    #[test]
+    fn every_command_tool_has_a_scope() {
+        let tools = router().list_all();
+        assert!(tools.len() > 10);
+        for tool in tools {
+            let read_only = tool
+                .annotations
+                .as_ref()
+                .and_then(|a| a.read_only_hint)
+                .unwrap_or(false);
+            assert_eq!(
+                command_scope(&tool.name).is_none(),
+                read_only,
+                "{}",
+                tool.name
+            );
+        }
     }
 }

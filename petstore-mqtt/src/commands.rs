@@ -55,17 +55,20 @@ pub(crate) fn reply(result: &Result<Value>) -> Value {
 
 fn parse<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T> {
     serde_json::from_slice(payload).map_err(|e| {
-        let message = format!("malformed command payload: {e}");
-        // serde names the offending field in "unknown field `x`" / "missing field `x`".
-        let text = e.to_string();
-        let field = ["unknown field `", "missing field `"]
-            .iter()
-            .find_map(|start| text.strip_prefix(start))
-            .and_then(|rest| rest.split('`').next());
-        let fields = field
-            .map(|f| vec![FieldError::new(f, text.clone())])
-            .unwrap_or_default();
-        Error::new(ErrorKind::InvalidInput, message).with_fields(fields)
+        let field = FieldError::from_serde("", &e.to_string());
+        if !e.is_data() {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("the payload is not JSON: {e}"),
+            )
+        } else if field.field.is_empty() {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid command payload: {}", field.message),
+            )
+        } else {
+            Error::invalid(vec![field])
+        }
     })
 }
 
@@ -154,6 +157,9 @@ mod tests {
         assert_eq!(e.field_errors()[0].field, "colour");
         let e = parse::<PlaceOrder>(br#"{"quantity":1}"#).unwrap_err();
         assert_eq!(e.field_errors()[0].field, "pet_id");
+        // Said once: the field is named by the field, not again by its message.
+        assert_eq!(e.field_errors()[0].message, "is required");
+        assert_eq!(e.message(), "invalid `pet_id`: is required");
         let e = parse::<PlaceOrder>(b"not json").unwrap_err();
         assert!(e.field_errors().is_empty());
     }

@@ -4,9 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use petstore_core::{Channel, ChatMessage, Event, EventData, FieldError, ResumeToken};
+use petstore_core::{
+    Channel, ChatMessage, Event, EventData, FieldError, NewChatMessage, OrderId, PetId,
+    ROOM_PATTERN, ResumeToken,
+};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::WireError;
 use crate::recent::Recent;
@@ -14,7 +19,7 @@ use crate::recent::Recent;
 /// What a client sends. Every frame may also carry an `id` (any JSON value) that the
 /// direct reply (`authenticated`, `subscribed`, `unsubscribed`, `chat.sent`, `pong`,
 /// `error`) echoes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "type")]
 pub(crate) enum ClientFrame {
     /// Authenticates an anonymous connection.
@@ -27,23 +32,28 @@ pub(crate) enum ClientFrame {
     #[serde(rename = "subscribe")]
     Subscribe {
         /// `pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}`, `chat/{room}`.
+        #[schemars(schema_with = "channel_schema")]
         channel: String,
         /// A resume token (an event's `offset`, or a `subscribed` frame's `position`).
         #[serde(default)]
+        #[schemars(with = "Option<ResumeToken>")]
         since: Option<String>,
     },
     /// Stops following a channel.
     #[serde(rename = "unsubscribe")]
     Unsubscribe {
         /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: String,
     },
     /// Posts a chat message (needs `chat:write`).
     #[serde(rename = "chat.send")]
     ChatSend {
         /// The room, e.g. `support`.
+        #[schemars(schema_with = "chat_room_schema")]
         room: String,
-        /// The text.
+        /// The text (it may span lines).
+        #[schemars(schema_with = "chat_text_schema")]
         text: String,
     },
     /// Asks for a `pong`.
@@ -51,12 +61,39 @@ pub(crate) enum ClientFrame {
     Ping,
 }
 
+/// The `type` of the client frames that change something (they need a scope, checked
+/// before the rest of the frame is read).
+pub(crate) const CHAT_SEND: &str = "chat.send";
+
+/// What [`parse`] found in a text frame.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    /// The frame's `id`, echoed by the direct reply.
+    pub(crate) id: Option<Value>,
+    /// The frame's `type`, when it has one.
+    pub(crate) kind: Option<String>,
+    /// The frame, or why it is bad.
+    pub(crate) frame: Result<ClientFrame, WireError>,
+}
+
 /// Parses a text frame into its `id` (if any) and the frame, or the reason it is bad.
-pub(crate) fn parse(text: &str) -> (Option<Value>, Result<ClientFrame, WireError>) {
+pub(crate) fn parse(text: &str) -> Parsed {
+    let (id, kind, frame) = parse_parts(text);
+    Parsed { id, kind, frame }
+}
+
+fn parse_parts(
+    text: &str,
+) -> (
+    Option<Value>,
+    Option<String>,
+    Result<ClientFrame, WireError>,
+) {
     let mut value: Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(e) => {
             return (
+                None,
                 None,
                 Err(WireError::bad_request(format!(
                     "the frame is not JSON: {e}"
@@ -67,28 +104,34 @@ pub(crate) fn parse(text: &str) -> (Option<Value>, Result<ClientFrame, WireError
     let Some(object) = value.as_object_mut() else {
         return (
             None,
+            None,
             Err(WireError::bad_request(
                 "a frame must be a JSON object with a `type`",
             )),
         );
     };
     let id = object.remove("id");
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let frame = match object.get("type") {
         None => Err(WireError::bad_request("the frame has no `type`")),
         Some(Value::String(_)) => serde_json::from_value(value)
             .map_err(|e| WireError::bad_request(format!("bad frame: {e}"))),
         Some(_) => Err(WireError::bad_request("`type` must be a string")),
     };
-    (id, frame)
+    (id, kind, frame)
 }
 
 /// What the server sends.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(tag = "type")]
 pub(crate) enum ServerFrame<'a> {
     /// The `auth` frame was accepted.
     #[serde(rename = "authenticated")]
     Authenticated {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
         /// The token subject.
@@ -99,8 +142,11 @@ pub(crate) enum ServerFrame<'a> {
     /// A subscription is active.
     #[serde(rename = "subscribed")]
     Subscribed {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
         /// The subscription delivers every event after this resume token.
         position: ResumeToken,
@@ -110,8 +156,11 @@ pub(crate) enum ServerFrame<'a> {
     /// A subscription ended.
     #[serde(rename = "unsubscribed")]
     Unsubscribed {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
     },
     /// An event on a subscribed channel.
@@ -121,7 +170,10 @@ pub(crate) enum ServerFrame<'a> {
         expect(dead_code, reason = "`delivery` writes it around the cached envelope")
     )]
     Event {
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
+        /// The envelope (its `offset` resumes the channel).
         event: &'a Event,
     },
     /// A chat message on a subscribed chat channel.
@@ -131,6 +183,8 @@ pub(crate) enum ServerFrame<'a> {
         expect(dead_code, reason = "`delivery` writes it around the cached envelope")
     )]
     ChatMessage {
+        /// The channel.
+        #[schemars(schema_with = "channel_schema")]
         channel: &'a Channel,
         /// The message (the event's `data`).
         message: &'a ChatMessage,
@@ -140,23 +194,33 @@ pub(crate) enum ServerFrame<'a> {
     /// The sender's `chat.send` was stored.
     #[serde(rename = "chat.sent")]
     ChatSent {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The stored message.
         message: &'a ChatMessage,
     },
     /// A frame could not be honoured. The connection stays open.
     #[serde(rename = "error")]
     Error {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
+        /// The error code, as in problem+json `code` (`bad_request`, `invalid_input`,
+        /// `unauthenticated`, `forbidden`, `not_found`, `resume_expired`, ...).
         code: &'a str,
+        /// What went wrong, for people.
         message: &'a str,
+        /// The channel the failed frame named.
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "channel_schema")]
         channel: Option<&'a Channel>,
+        /// The invalid fields of an `invalid_input` error.
         #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
         errors: &'a [FieldError],
         /// For `resume_expired`: why (`expired`, `epoch_mismatch`).
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schemars(with = "Option<petstore_core::ResetReason>")]
         reason: Option<&'a str>,
         /// For `resume_expired`: the live subscription starts after this token.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +229,7 @@ pub(crate) enum ServerFrame<'a> {
     /// The reply to `ping`.
     #[serde(rename = "pong")]
     Pong {
+        /// The `id` of the client frame this answers, when it had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<&'a Value>,
     },
@@ -270,6 +335,114 @@ pub(crate) fn error(id: Option<&Value>, channel: Option<&Channel>, error: &WireE
     .to_text()
 }
 
+/// `pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}`, `chat/{room}`.
+fn channel_schema(_: &mut SchemaGenerator) -> Schema {
+    let unanchored = |p: &'static str| p.trim_start_matches('^').trim_end_matches('$');
+    json_schema!({
+        "type": "string",
+        "description": "`pets`, `orders`, `inventory`, `chat`, `pets/{id}`, `orders/{id}` or `chat/{room}`.",
+        "pattern": format!(
+            "^(?:pets|orders|inventory|chat|pets/{}|orders/{}|chat/{})$",
+            unanchored(PetId::PATTERN),
+            unanchored(OrderId::PATTERN),
+            unanchored(ROOM_PATTERN),
+        ),
+        "examples": ["pets", "orders", "chat/support"],
+    })
+}
+
+/// The schema of a property of [`NewChatMessage`]: `chat.send` states the rules the
+/// core checks, from the one place they are declared.
+fn new_chat_message_property(g: &mut SchemaGenerator, name: &str) -> Schema {
+    let schema = NewChatMessage::json_schema(g);
+    schema
+        .get("properties")
+        .and_then(|p| p.get(name))
+        .cloned()
+        .and_then(|v| Schema::try_from(v).ok())
+        .unwrap_or_else(|| panic!("NewChatMessage has no property {name}"))
+}
+
+fn chat_room_schema(g: &mut SchemaGenerator) -> Schema {
+    new_chat_message_property(g, "room")
+}
+
+fn chat_text_schema(g: &mut SchemaGenerator) -> Schema {
+    new_chat_message_property(g, "text")
+}
+
+/// The JSON Schemas of the WebSocket frames, one per frame `type`, for API documents
+/// (the server's AsyncAPI document uses them). Derived from the types the connection
+/// handler reads and writes, so they cannot drift from the wire.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FrameSchemas {
+    /// What a client may send, by `type` (`auth`, `subscribe`, ...), in that order.
+    pub client: Vec<(String, Value)>,
+    /// What the server sends, by `type` (`authenticated`, `event`, ...).
+    pub server: Vec<(String, Value)>,
+    /// The schemas they refer to as `#/$defs/<name>`.
+    pub definitions: Map<String, Value>,
+}
+
+/// The schemas of [`FrameSchemas`].
+pub fn frame_schemas() -> FrameSchemas {
+    let mut definitions = Map::new();
+    let mut client = variants::<ClientFrame>(
+        SchemaSettings::draft2020_12().for_deserialize(),
+        &mut definitions,
+    );
+    // The connection reads `id` before the frame itself (any JSON value, echoed).
+    for (_, schema) in &mut client {
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.insert(
+                "id".into(),
+                serde_json::json!({
+                    "description": "Any JSON value; the direct reply (`authenticated`, `subscribed`, `unsubscribed`, `chat.sent`, `pong`, `error`) echoes it."
+                }),
+            );
+        }
+    }
+    let server = variants::<ServerFrame<'static>>(
+        SchemaSettings::draft2020_12().for_serialize(),
+        &mut definitions,
+    );
+    FrameSchemas {
+        client,
+        server,
+        definitions,
+    }
+}
+
+/// The `oneOf` alternatives of a tagged enum's schema, by their `type` constant.
+fn variants<T: JsonSchema>(
+    settings: SchemaSettings,
+    definitions: &mut Map<String, Value>,
+) -> Vec<(String, Value)> {
+    let mut schema = SchemaGenerator::new(settings)
+        .into_root_schema_for::<T>()
+        .to_value();
+    if let Some(Value::Object(defs)) = schema.as_object_mut().and_then(|s| s.remove("$defs")) {
+        definitions.extend(defs);
+    }
+    let alternatives = schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    alternatives
+        .into_iter()
+        .map(|v| {
+            let kind = v
+                .pointer("/properties/type/const")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            (kind, v)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,24 +511,28 @@ mod tests {
 
     #[test]
     fn frames_parse_with_ids_and_bad_ones_say_why() {
-        let (id, frame) = parse(r#"{"type":"subscribe","channel":"orders","id":7}"#);
-        assert_eq!(id, Some(Value::from(7)));
+        let parsed = parse(r#"{"type":"subscribe","channel":"orders","id":7}"#);
+        assert_eq!(parsed.id, Some(Value::from(7)));
+        assert_eq!(parsed.kind.as_deref(), Some("subscribe"));
         assert_eq!(
-            frame.unwrap(),
+            parsed.frame.unwrap(),
             ClientFrame::Subscribe {
                 channel: "orders".into(),
                 since: None
             }
         );
-        assert_eq!(parse(r#"{"type":"ping"}"#).1.unwrap(), ClientFrame::Ping);
+        assert_eq!(
+            parse(r#"{"type":"ping"}"#).frame.unwrap(),
+            ClientFrame::Ping
+        );
         // Unknown fields are ignored, so that clients may add their own.
         assert_eq!(
-            parse(r#"{"type":"ping","trace":"abc"}"#).1.unwrap(),
+            parse(r#"{"type":"ping","trace":"abc"}"#).frame.unwrap(),
             ClientFrame::Ping
         );
         assert_eq!(
             parse(r#"{"type":"subscribe","channel":"pets","since":null}"#)
-                .1
+                .frame
                 .unwrap(),
             ClientFrame::Subscribe {
                 channel: "pets".into(),
@@ -370,7 +547,7 @@ mod tests {
             (r#"{"type":"dance"}"#, "unknown variant"),
             (r#"{"type":"subscribe"}"#, "missing field `channel`"),
         ] {
-            let err = parse(bad).1.unwrap_err();
+            let err = parse(bad).frame.unwrap_err();
             assert_eq!(err.code, "bad_request");
             assert!(err.message.contains(needle), "{bad}: {}", err.message);
         }

@@ -11,6 +11,7 @@ mod sse;
 mod ws;
 
 pub use config::RealtimeConfig;
+pub use frame::{FrameSchemas, frame_schemas};
 pub use routes::router;
 
 /// Parses one WebSocket text frame as the connection handler does: `Ok` for a valid
@@ -18,5 +19,5 @@ pub use routes::router;
 /// stable API.
 #[doc(hidden)]
 pub fn __parse_client_frame(text: &str) -> Result<(), &'static str> {
-    frame::parse(text).1.map(|_| ()).map_err(|e| e.code)
+    frame::parse(text).frame.map(|_| ()).map_err(|e| e.code)
 }

@@ -1,4 +1,11 @@
 //! Server-Sent Events: `GET /v1/stream?channels=...` and `GET /v1/stream/{channel}`.
+//!
+//! Each message is `id:` (the resume token) and `data:` (the envelope, whose `type`
+//! names the event), with no `event:` line, so that `EventSource.onmessage` receives
+//! every event; `?named_events=true` adds `event: <type>` for `addEventListener`
+//! clients. A reset and the final error of a slow client follow the same rule: in the
+//! default form their data carries `"type": "reset"` / `"type": "error"`, in the named
+//! form they are `event: reset` / `event: error`.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +37,29 @@ pub(crate) struct StreamQuery {
     token: Option<String>,
     /// Resume after this token (the `Last-Event-ID` header wins).
     last_event_id: Option<String>,
+    /// Name each message with an `event:` line (the event type, `reset`, `error`).
+    #[serde(default)]
+    named_events: bool,
+}
+
+/// How messages say what they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Only in the data (`"type"`): every message reaches `onmessage`.
+    Unnamed,
+    /// Also as the SSE event name, for `addEventListener(type, ...)`.
+    Named,
+}
+
+impl Form {
+    /// A message of kind `name` (`reset`, `error`, or an event type) with `data`.
+    fn message(self, name: &str, data: &str) -> SseEvent {
+        let message = SseEvent::default().data(data);
+        match self {
+            Form::Unnamed => message,
+            Form::Named => message.event(name),
+        }
+    }
 }
 
 /// `GET /v1/stream`.
@@ -118,7 +148,12 @@ async fn open(
     let feed = feed::open(&shared.store, &who, Since::parse(since), filter)
         .await
         .map_err(|e| WireError::from_core(&e))?;
-    Ok(into_response(feed, shared, place))
+    let form = if query.named_events {
+        Form::Named
+    } else {
+        Form::Unnamed
+    };
+    Ok(into_response(feed, form, shared, place))
 }
 
 /// Distinct channels of a comma-separated list.
@@ -134,17 +169,18 @@ fn parse_channels(list: &str) -> Result<Vec<Channel>, WireError> {
 }
 
 /// Streams `feed`: first a message with the `retry:` hint and the start position as
-/// `id:` (so a client that disconnects before any event resumes without a gap), then
-/// `event: reset` if the client's token could not be honoured, then the events.
+/// `id:` and no data (so a client that disconnects before any event resumes without a
+/// gap, and no handler is called), then a reset if the client's token could not be
+/// honoured, then the events.
 ///
 /// The response is written straight from the log subscription: hyper polls it only
 /// as fast as the client reads, so a client that falls more than the log's
 /// `subscriber_buffer` behind is cut off by the core (`Lagged`). It then gets a final
-/// `event: error` naming the position to resume from, and the stream ends.
+/// error naming the position to resume from, and the stream ends.
 ///
 /// `place` is the stream's place in its caller's quota, given back when the response
 /// body is dropped (the client left, or the stream ended).
-fn into_response(feed: Feed, shared: &Shared, place: StreamPlace) -> Response {
+fn into_response(feed: Feed, form: Form, shared: &Shared, place: StreamPlace) -> Response {
     let config = &shared.config;
     let Feed {
         events,
@@ -158,15 +194,14 @@ fn into_response(feed: Feed, shared: &Shared, place: StreamPlace) -> Response {
     ];
     if let Some(reset) = reset {
         let data = json!({
+            "type": "reset",
             "reason": reset.reason,
             "message": reset.message,
             "resume_from": position,
         });
         opening.push(
-            SseEvent::default()
-                .event("reset")
-                .id(position.to_string())
-                .data(data.to_string()),
+            form.message("reset", &data.to_string())
+                .id(position.to_string()),
         );
     }
     let messages = shared.sse_messages.clone();
@@ -176,10 +211,10 @@ fn into_response(feed: Feed, shared: &Shared, place: StreamPlace) -> Response {
             let (mut events, last) = state?;
             match events.next().await? {
                 Ok(event) => {
-                    let message = messages.message(&event);
+                    let message = messages.message(&event, form);
                     Some((message, Some((events, event.offset()))))
                 }
-                Err(e) => Some((lagged(last, e.message()), None)),
+                Err(e) => Some((lagged(form, last, e.message()), None)),
             }
         }
     });
@@ -204,42 +239,49 @@ fn into_response(feed: Feed, shared: &Shared, place: StreamPlace) -> Response {
     response
 }
 
-/// The SSE messages of the events delivered most recently. Every stream sends the same
-/// message for the same event (the channel is not in it), so during a fan-out it is
-/// built once and cloned (one copy of the buffer) for the other streams.
+/// The SSE messages of the events delivered most recently, per form. Every stream of
+/// a form sends the same message for the same event (the channel is not in it), so
+/// during a fan-out it is built once and cloned (one copy of the buffer) for the other
+/// streams.
 #[derive(Debug, Default)]
-pub(crate) struct MessageCache(Mutex<Recent<SseEvent>>);
+pub(crate) struct MessageCache {
+    unnamed: Mutex<Recent<SseEvent>>,
+    named: Mutex<Recent<SseEvent>>,
+}
 
 impl MessageCache {
     /// Messages kept: more than the events that streams are apart at any moment.
     const CAPACITY: usize = 256;
 
-    fn message(&self, event: &Event) -> SseEvent {
-        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+    fn message(&self, event: &Event, form: Form) -> SseEvent {
+        let recent = match form {
+            Form::Unnamed => &self.unnamed,
+            Form::Named => &self.named,
+        };
+        let lock = || recent.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(message) = lock().get(event.offset()) {
             return message;
         }
-        let built = message(event);
+        let built = message(event, form);
         lock().keep(event.offset(), built.clone(), Self::CAPACITY);
         built
     }
 }
 
 /// The SSE message of one event.
-fn message(event: &Event) -> SseEvent {
-    SseEvent::default()
+fn message(event: &Event, form: Form) -> SseEvent {
+    form.message(event.event_type().as_str(), event.json())
         .id(event.offset().to_string())
-        .event(event.event_type().as_str())
-        .data(event.json().as_ref())
 }
 
 /// The final message to a client that fell behind: everything up to `resume_from`
 /// was sent before it.
-fn lagged(resume_from: ResumeToken, why: &str) -> SseEvent {
+fn lagged(form: Form, resume_from: ResumeToken, why: &str) -> SseEvent {
     let data = json!({
+        "type": "error",
         "code": "lagged",
         "message": format!("slow consumer: {why}"),
         "resume_from": resume_from,
     });
-    SseEvent::default().event("error").data(data.to_string())
+    form.message("error", &data.to_string())
 }

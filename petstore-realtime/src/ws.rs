@@ -307,8 +307,15 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Stop> {
-        let (id, frame) = frame::parse(text);
+        let frame::Parsed { id, kind, frame } = frame::parse(text);
         let id = id.as_ref();
+        // A command's scope first: a caller without it learns nothing about the rules
+        // of the frame's fields (the core checks the scope again).
+        if kind.as_deref() == Some(frame::CHAT_SEND)
+            && let Err(e) = self.who.require(Scope::ChatWrite)
+        {
+            return self.core_error(id, None, &e);
+        }
         let frame = match frame {
             Ok(frame) => frame,
             Err(e) => return self.error(id, None, &e),

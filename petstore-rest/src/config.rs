@@ -36,6 +36,13 @@ pub struct RestConfig {
     pub compression: bool,
     /// Whether `GET /docs` serves the interactive API page (default true).
     pub docs: bool,
+    /// OpenAPI documents of other routers served beside this one (for example the
+    /// webhooks management API), merged into `GET /openapi.json` so that clients find
+    /// one document: their `paths`, `webhooks`, `tags` and `components` are added.
+    /// They may refer to this document's shared components (`#/components/responses/NotFound`,
+    /// `#/components/parameters/X-Request-Id`, `#/components/schemas/Problem`, ...).
+    #[serde(skip)]
+    pub openapi_fragments: Vec<serde_json::Value>,
 }
 
 impl Default for RestConfig {
@@ -47,6 +54,7 @@ impl Default for RestConfig {
             cors_origins: Vec::new(),
             compression: true,
             docs: true,
+            openapi_fragments: Vec::new(),
         }
     }
 }
@@ -88,6 +96,12 @@ impl RestConfig {
     /// Sets [`RestConfig::docs`].
     pub fn docs(mut self, on: bool) -> Self {
         self.docs = on;
+        self
+    }
+
+    /// Adds an OpenAPI fragment to [`RestConfig::openapi_fragments`].
+    pub fn openapi_fragment(mut self, fragment: serde_json::Value) -> Self {
+        self.openapi_fragments.push(fragment);
         self
     }
 

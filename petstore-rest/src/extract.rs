@@ -1,12 +1,16 @@
 //! Extractors: the caller's principal, JSON bodies and query strings with field-level
 //! errors, conditional-request headers.
 
+use std::sync::LazyLock;
+
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use bytes::Bytes;
+use petstore_core::schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use petstore_core::{Error, FieldError, IfMatch};
 use petstore_http::{Problem, require_json};
+use regex::Regex;
 use serde::de::DeserializeOwned;
 
 /// The caller, as the HTTP edge authenticated it (401 for a rejected token).
@@ -142,25 +146,38 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
             format!("malformed JSON: {inner}"),
         );
     }
-    // serde reports "line 1 column 9" at the end of its messages; the field says where.
-    let message = inner.to_string();
-    let message = message
-        .rsplit_once(" at line ")
-        .map_or(message.as_str(), |(m, _)| m)
-        .to_owned();
-    let field = if path == "." {
-        // Missing and unknown fields are reported at the parent: name the field itself.
-        message
-            .split('`')
-            .nth(1)
-            .filter(|_| {
-                message.starts_with("missing field") || message.starts_with("unknown field")
-            })
-            .map_or_else(String::new, str::to_owned)
-    } else {
-        path
-    };
-    Error::invalid(vec![FieldError::new(field, message)]).into()
+    Error::invalid(vec![FieldError::from_serde(&path, &inner.to_string())]).into()
+}
+
+/// What `If-Match` / `If-None-Match` may hold: `*`, or a comma-separated list of entity
+/// tags (`"3"`, `W/"3"`; RFC 9110 8.8.3), or nothing (an empty header is no condition).
+/// The schema of those headers, and the check [`condition`] runs first.
+const ENTITY_TAGS: &str =
+    r#"^[ \t]*(?:\*|(?:W/)?"[\x21\x23-\x7e]*"(?:[ \t]*,[ \t]*(?:W/)?"[\x21\x23-\x7e]*")*)?[ \t]*$"#;
+
+static ENTITY_TAGS_RULE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(ENTITY_TAGS).unwrap_or_else(|e| panic!("ENTITY_TAGS: {e}")));
+
+static ENTITY_TAG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(W/)?"([\x21\x23-\x7e]*)""#).unwrap_or_else(|e| panic!("ENTITY_TAG: {e}"))
+});
+
+/// The schema of an `If-Match` / `If-None-Match` value.
+#[derive(Debug)]
+pub(crate) struct EntityTags;
+
+impl JsonSchema for EntityTags {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EntityTags".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "description": "`*`, or a comma-separated list of entity tags such as `\"3\"` or `W/\"3\"`; empty is no condition.",
+            "pattern": ENTITY_TAGS,
+        })
+    }
 }
 
 /// One entity tag of an `If-Match` / `If-None-Match` list.
@@ -184,7 +201,7 @@ pub(crate) fn etag(version: impl std::fmt::Display) -> String {
     format!("\"{version}\"")
 }
 
-/// Parses a conditional header; absent is `None`, malformed is 400.
+/// Parses a conditional header; absent (or empty) is `None`, malformed is 400.
 pub(crate) fn condition(
     headers: &HeaderMap,
     name: HeaderName,
@@ -201,37 +218,23 @@ pub(crate) fn condition(
             "malformed entity tag list",
         )])
     };
-    let text = value.to_str().map_err(|_| bad())?.trim();
-    if text == "*" {
+    let text = value.to_str().map_err(|_| bad())?;
+    if !ENTITY_TAGS_RULE.is_match(text) {
+        return Err(bad());
+    }
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if text.trim() == "*" {
         return Ok(Some(Condition::Any));
     }
-    let mut tags = Vec::new();
-    let mut rest = text;
-    loop {
-        rest = rest.trim_start();
-        let weak = rest.starts_with("W/");
-        if weak {
-            rest = &rest[2..];
-        }
-        let body = rest.strip_prefix('"').ok_or_else(bad)?;
-        let end = body.find('"').ok_or_else(bad)?;
-        let tag = &body[..end];
-        if !tag
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b) || b >= 0x80)
-        {
-            return Err(bad());
-        }
-        tags.push(EntityTag {
-            weak,
-            tag: tag.to_owned(),
-        });
-        rest = body[end + 1..].trim_start();
-        if rest.is_empty() {
-            break;
-        }
-        rest = rest.strip_prefix(',').ok_or_else(bad)?;
-    }
+    let tags = ENTITY_TAG
+        .captures_iter(text)
+        .map(|c| EntityTag {
+            weak: c.get(1).is_some(),
+            tag: c.get(2).map_or("", |m| m.as_str()).to_owned(),
+        })
+        .collect();
     Ok(Some(Condition::Tags(tags)))
 }
 
@@ -286,10 +289,32 @@ mod tests {
     #[test]
     fn entity_tag_lists() {
         assert_eq!(parse("*").unwrap(), Some(Condition::Any));
+        assert_eq!(parse(" ").unwrap(), None);
         let c = parse(r#""3", W/"4" ,"a,b""#).unwrap().unwrap();
         assert_eq!(c.strong_versions(), Some(vec![3]));
         assert!(c.matches_weakly("4") && c.matches_weakly("a,b") && !c.matches_weakly("5"));
-        for bad in ["3", r#""3"#, r#""3" "4""#, r#""3","#, "W/3", ""] {
+        assert_eq!(
+            parse(r#"W/"", "x""#).unwrap().unwrap(),
+            Condition::Tags(vec![
+                EntityTag {
+                    weak: true,
+                    tag: String::new()
+                },
+                EntityTag {
+                    weak: false,
+                    tag: "x".into()
+                }
+            ])
+        );
+        for bad in [
+            "3",
+            r#""3"#,
+            r#""3" "4""#,
+            r#""3","#,
+            "W/3",
+            r#""a"b""#,
+            "*, \"3\"",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

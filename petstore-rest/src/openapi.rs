@@ -2,11 +2,12 @@
 //! the core types, so that it cannot drift from what the router serves.
 
 use axum::http::Method;
-use petstore_core::{Scope, schemars};
+use petstore_core::{IdempotencyKey, Scope, schemars};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
+use crate::extract::EntityTags;
 use petstore_http::{PROBLEM_JSON, Problem};
 
 /// Produces the schema of a type while registering its dependencies.
@@ -54,23 +55,31 @@ pub(crate) enum Access {
 pub(crate) struct HeaderParam {
     pub(crate) name: &'static str,
     pub(crate) description: &'static str,
+    pub(crate) schema: SchemaFn,
 }
 
 pub(crate) const IF_MATCH: HeaderParam = HeaderParam {
     name: "If-Match",
-    description: "Only apply the change if the resource still has this ETag (`\"3\"`), else 412. \
-                  A malformed value is 400.",
+    description: "Only apply the change if the resource still has one of these strong ETags \
+                  (`\"3\"`) or exists (`*`), else 412. A malformed value is 400.",
+    schema: schema_ref::<EntityTags>,
 };
 pub(crate) const IF_NONE_MATCH: HeaderParam = HeaderParam {
     name: "If-None-Match",
-    description: "Answer 304 Not Modified when the current ETag is listed.",
+    description: "Answer 304 Not Modified when the current ETag is listed (or for `*`). \
+                  A malformed value is 400.",
+    schema: schema_ref::<EntityTags>,
 };
 pub(crate) const IDEMPOTENCY_KEY: HeaderParam = HeaderParam {
     name: "Idempotency-Key",
-    description: "1 to 255 printable characters. Retrying with the same key and the same body \
-                  returns the first order (201, header `Idempotent-Replayed: true`); the same key \
-                  with another body is 422.",
+    description: "Retrying with the same key and the same body returns the first order (201, \
+                  header `Idempotent-Replayed: true`); the same key with another body is 422. \
+                  Keys are scoped per token subject.",
+    schema: schema_ref::<IdempotencyKey>,
 };
+
+/// `X-Request-Id`, read by every operation: echoed, or made when absent.
+const REQUEST_ID: &str = "X-Request-Id";
 
 /// A success response.
 #[derive(Debug, Clone)]
@@ -81,6 +90,18 @@ pub(crate) struct Reply {
     pub(crate) content_type: &'static str,
     /// Names of `components/headers` entries.
     pub(crate) headers: &'static [&'static str],
+    /// OpenAPI links: (name, target operation id, parameter, runtime expression).
+    pub(crate) links: Vec<Link>,
+}
+
+/// An OpenAPI link from a response to an operation that takes one of its values: as
+/// its `id` path parameter, or in its request body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Link {
+    /// The response's `id` is the target's `id`.
+    Id(&'static str),
+    /// The response's `id` fills `field` of the target's body.
+    IdInBody(&'static str, &'static str),
 }
 
 /// A request body.
@@ -190,6 +211,7 @@ impl Op {
             schema: Some(schema_ref::<T>),
             content_type: "application/json",
             headers,
+            links: Vec::new(),
         });
         self
     }
@@ -207,6 +229,7 @@ impl Op {
             schema: None,
             content_type,
             headers: &[],
+            links: Vec::new(),
         });
         self
     }
@@ -223,7 +246,30 @@ impl Op {
             schema: None,
             content_type: "",
             headers,
+            links: Vec::new(),
         });
+        self
+    }
+
+    /// Links the last reply to `operations`, which take its `id` as their `id`.
+    pub(crate) fn links_by_id(mut self, operations: &[&'static str]) -> Self {
+        if let Some(reply) = self.replies.last_mut() {
+            reply
+                .links
+                .extend(operations.iter().map(|operation| Link::Id(operation)));
+        }
+        self
+    }
+
+    /// Links the last reply to `operation`, whose body takes its `id` as `field`.
+    pub(crate) fn link_id_into_body(
+        mut self,
+        operation: &'static str,
+        field: &'static str,
+    ) -> Self {
+        if let Some(reply) = self.replies.last_mut() {
+            reply.links.push(Link::IdInBody(operation, field));
+        }
         self
     }
 
@@ -335,6 +381,11 @@ const HEADERS: &[(&str, &str)] = &[
     ),
     ("Retry-After", "Seconds to wait before retrying."),
     (
+        "X-Request-Id",
+        "The id of this request in the server's logs and traces (the caller's own when it \
+         sent one).",
+    ),
+    (
         "RateLimit-Policy",
         "The caller's quota (draft-ietf-httpapi-ratelimit-headers): `\"anonymous\";q=300;w=60` \
          is 300 requests per 60 s window; the policy is `anonymous` (per client IP) or \
@@ -346,6 +397,9 @@ const HEADERS: &[(&str, &str)] = &[
          `\"anonymous\";r=42;t=17` is 42 more requests now, and a full quota again in 17 s.",
     ),
 ];
+
+/// The rate-limit headers every response carries while rate limiting is on.
+const RATE_HEADERS: &[&str] = &["RateLimit-Policy", "RateLimit"];
 
 /// Query parameters from the properties of a query struct's schema.
 fn query_params(schema: &Value) -> Vec<Value> {
@@ -451,15 +505,12 @@ fn operation(op: &Op, rate_limited: bool, g: &mut SchemaGenerator) -> Value {
         params.extend(query_params(&query(g).to_value()));
     }
     for h in &op.headers {
-        let mut p = json!({
+        params.push(json!({
             "name": h.name, "in": "header", "required": false,
-            "description": h.description, "schema": {"type": "string"},
-        });
-        if h.name == IDEMPOTENCY_KEY.name {
-            p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 255});
-        }
-        params.push(p);
+            "description": h.description, "schema": (h.schema)(g),
+        }));
     }
+    params.push(json!({"$ref": format!("#/components/parameters/{REQUEST_ID}")}));
 
     let mut responses = Map::new();
     for reply in &op.replies {
@@ -469,18 +520,23 @@ fn operation(op: &Op, rate_limited: bool, g: &mut SchemaGenerator) -> Value {
         } else if !reply.content_type.is_empty() {
             r["content"] = json!({reply.content_type: {}});
         }
-        if !reply.headers.is_empty() {
-            let headers: Map<String, Value> = reply
-                .headers
+        r["headers"] = header_refs(reply.headers, rate_limited);
+        if !reply.links.is_empty() {
+            let links: Map<String, Value> = reply
+                .links
                 .iter()
-                .map(|h| {
-                    (
-                        (*h).to_owned(),
-                        json!({"$ref": format!("#/components/headers/{h}")}),
-                    )
+                .map(|l| match *l {
+                    Link::Id(operation) => (
+                        operation.to_owned(),
+                        json!({"operationId": operation, "parameters": {"id": "$response.body#/id"}}),
+                    ),
+                    Link::IdInBody(operation, field) => (
+                        operation.to_owned(),
+                        json!({"operationId": operation, "requestBody": {field: "$response.body#/id"}}),
+                    ),
                 })
                 .collect();
-            r["headers"] = headers.into();
+            r["links"] = links.into();
         }
         responses.insert(reply.status.to_string(), r);
     }
@@ -523,10 +579,12 @@ fn operation(op: &Op, rate_limited: bool, g: &mut SchemaGenerator) -> Value {
 }
 
 /// The whole document for operations given as (method, path, op); with
-/// `rate_limited`, every operation may answer 429.
+/// `rate_limited`, every operation may answer 429. `fragments` (OpenAPI documents of
+/// other routers served beside this one) are merged in.
 pub(crate) fn document<'a>(
     ops: impl IntoIterator<Item = (&'a Method, &'a str, &'a Op)>,
     rate_limited: bool,
+    fragments: &[Value],
 ) -> Value {
     let mut g: SchemaGenerator = SchemaSettings::draft2020_12()
         .with(|s| {
@@ -548,21 +606,16 @@ pub(crate) fn document<'a>(
 
     let mut responses = Map::new();
     for (status, name, description) in ERROR_RESPONSES {
+        let specific: &[&str] = match status {
+            401 | 403 => &["WWW-Authenticate"],
+            429 => &["Retry-After"],
+            _ => &[],
+        };
         let mut r = json!({
             "description": format!("{status}: {description}"),
             "content": {PROBLEM_JSON: {"schema": problem.clone()}},
         });
-        if *status == 401 || *status == 403 {
-            r["headers"] =
-                json!({"WWW-Authenticate": {"$ref": "#/components/headers/WWW-Authenticate"}});
-        }
-        if *status == 429 {
-            r["headers"] = json!({
-                "Retry-After": {"$ref": "#/components/headers/Retry-After"},
-                "RateLimit-Policy": {"$ref": "#/components/headers/RateLimit-Policy"},
-                "RateLimit": {"$ref": "#/components/headers/RateLimit"},
-            });
-        }
+        r["headers"] = header_refs(specific, rate_limited);
         responses.insert((*name).to_owned(), r);
     }
     responses.insert(
@@ -571,7 +624,7 @@ pub(crate) fn document<'a>(
             "description": "Any other error: 500, 503 (`timeout`, `unavailable`, with \
                             `Retry-After` when known), or 404/405 for a path or method this \
                             API does not serve.",
-            "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+            "headers": header_refs(&["Retry-After"], rate_limited),
             "content": {PROBLEM_JSON: {"schema": problem}},
         }),
     );
@@ -584,6 +637,16 @@ pub(crate) fn document<'a>(
             )
         })
         .collect();
+    let parameters = json!({
+        REQUEST_ID: {
+            "name": REQUEST_ID,
+            "in": "header",
+            "required": false,
+            "description": "An id for this request in the server's logs and traces; echoed in \
+                            the response, made up by the server when absent.",
+            "schema": {"type": "string"},
+        },
+    });
     let tag_docs: &[(&str, &str)] = &[
         ("pets", "The catalogue."),
         ("store", "Inventory, orders and payments."),
@@ -605,7 +668,7 @@ pub(crate) fn document<'a>(
         })
         .collect();
 
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Pet Store REST API",
@@ -623,6 +686,7 @@ pub(crate) fn document<'a>(
         "components": {
             "schemas": g.take_definitions(true),
             "responses": responses,
+            "parameters": parameters,
             "headers": headers,
             "securitySchemes": {
                 "bearerAuth": {
@@ -635,5 +699,66 @@ pub(crate) fn document<'a>(
                 },
             },
         },
-    })
+    });
+    for fragment in fragments {
+        merge(&mut doc, fragment);
+    }
+    doc
+}
+
+/// `{name: {"$ref": ...}}` for `names`, `X-Request-Id` and, while rate limiting is on,
+/// the rate-limit headers.
+fn header_refs(names: &[&str], rate_limited: bool) -> Value {
+    names
+        .iter()
+        .chain(&[REQUEST_ID])
+        .chain(if rate_limited { RATE_HEADERS } else { &[] })
+        .map(|h| {
+            (
+                (*h).to_owned(),
+                json!({"$ref": format!("#/components/headers/{h}")}),
+            )
+        })
+        .collect::<Map<String, Value>>()
+        .into()
+}
+
+/// Merges an OpenAPI fragment into `doc`: its paths, webhooks, tags and components are
+/// added. What both define (a shared schema such as `Pet`) keeps `doc`'s definition,
+/// which must be the same one.
+fn merge(doc: &mut Value, fragment: &Value) {
+    /// Adds the entries of `from` that `into` lacks.
+    fn add(into: &mut Value, from: &Value) {
+        if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+            for (key, item) in from {
+                into.entry(key.clone()).or_insert_with(|| item.clone());
+            }
+        }
+    }
+    for section in ["paths", "webhooks"] {
+        if let Some(items) = fragment.get(section) {
+            if doc.get(section).is_none() {
+                doc[section] = json!({});
+            }
+            add(&mut doc[section], items);
+        }
+    }
+    if let Some(components) = fragment.get("components").and_then(Value::as_object) {
+        for (kind, entries) in components {
+            if doc["components"].get(kind).is_none() {
+                doc["components"][kind] = json!({});
+            }
+            add(&mut doc["components"][kind], entries);
+        }
+    }
+    if let (Some(tags), Some(into)) = (
+        fragment.get("tags").and_then(Value::as_array),
+        doc["tags"].as_array_mut(),
+    ) {
+        for tag in tags {
+            if !into.iter().any(|t| t["name"] == tag["name"]) {
+                into.push(tag.clone());
+            }
+        }
+    }
 }

@@ -110,7 +110,9 @@ fn table(config: &RestConfig) -> Vec<Route> {
             Op::new("createPet", "pets", "Add a pet")
                 .access(Access::Write(Scope::PetsWrite))
                 .body::<NewPet>(JSON)
-                .reply::<Pet>(201, "The new pet.", &["ETag", "Location"]),
+                .reply::<Pet>(201, "The new pet.", &["ETag", "Location"])
+                .links_by_id(&["getPet", "replacePet", "updatePet", "deletePet"])
+                .link_id_into_body("placeOrder", "pet_id"),
         ),
         Route::new(
             M::GET,
@@ -211,6 +213,7 @@ fn table(config: &RestConfig) -> Vec<Route> {
                     "The order (also for a replay, then with `Idempotent-Replayed: true`).",
                     &["ETag", "Location", "Idempotent-Replayed"],
                 )
+                .links_by_id(&["getOrder", "cancelOrder", "payOrder", "deliverOrder"])
                 .errors(&[404, 409]),
         ),
         Route::new(
@@ -259,6 +262,7 @@ fn table(config: &RestConfig) -> Vec<Route> {
                 .access(Access::Write(Scope::OrdersWrite))
                 .optional_body::<PaymentRequest>()
                 .reply::<Payment>(201, "The successful payment.", &["ETag", "Location"])
+                .links_by_id(&["getPayment"])
                 .errors(&[402, 409]),
         ),
         Route::new(
@@ -302,7 +306,7 @@ fn table(config: &RestConfig) -> Vec<Route> {
                 .access(Access::Optional)
                 .query::<EventsQuery>()
                 .reply::<EventBatch>(200, "Events after `since`, and the next token.", &[])
-                .errors(&[410, 422]),
+                .errors(&[404, 410, 422]),
         )
         .long_poll(),
         // ----- auth -----
@@ -315,10 +319,13 @@ fn table(config: &RestConfig) -> Vec<Route> {
                 "auth",
                 "Exchange a username and password for a token",
             )
-            .describe("The token carries the user's scopes. Wrong credentials are 401.")
+            .describe(
+                "The token carries the user's scopes. Wrong credentials are 401; too many \
+                 failed attempts for a username or from an address are 429.",
+            )
             .body::<Credentials>(JSON)
             .reply::<AccessToken>(200, "A bearer token.", &[])
-            .errors(&[401]),
+            .errors(&[401, 429]),
         ),
         // ----- meta -----
         Route::new(
@@ -371,11 +378,14 @@ fn table(config: &RestConfig) -> Vec<Route> {
 
 /// The OpenAPI 3.1 document of the router [`router`] builds with `config` and `edge`
 /// (429 and the `RateLimit` headers are documented when the edge limits requests).
+///
+/// It includes [`RestConfig::openapi_fragments`].
 pub fn openapi_document(config: &RestConfig, edge: &Edge) -> serde_json::Value {
     let routes = table(config);
     openapi::document(
         routes.iter().map(|r| (&r.method, r.path, &r.op)),
         edge.limiter().is_some(),
+        &config.openapi_fragments,
     )
 }
 
@@ -523,6 +533,7 @@ pub fn router(
     let document = openapi::document(
         routes.iter().map(|r| (&r.method, r.path, &r.op)),
         edge.limiter().is_some(),
+        &config.openapi_fragments,
     );
     let state = AppState {
         store: store.clone(),

@@ -44,16 +44,17 @@ fn rewrite_refs(v: &mut Value) {
     }
 }
 
-fn frame(kind: &str, properties: Value, required: &[&str]) -> Value {
-    let mut props = properties.as_object().cloned().unwrap_or_default();
-    props.insert("type".into(), json!({"const": kind}));
-    props.insert(
-        "id".into(),
-        json!({"description": "Optional correlation id, echoed by direct replies."}),
-    );
-    let mut req = vec!["type"];
-    req.extend_from_slice(required);
-    json!({"type": "object", "properties": props, "required": req})
+/// The message name of a WebSocket frame type: `chat.send` is `WsChatSend`.
+fn frame_message_name(kind: &str) -> String {
+    let mut name = String::from("Ws");
+    for part in kind.split(['.', '_']) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name
 }
 
 /// The document.
@@ -69,92 +70,34 @@ pub fn document() -> Value {
     schemas.insert("Inventory".into(), schema_of::<petstore_core::Inventory>());
     schemas.insert("NewOrder".into(), schema_of::<petstore_core::NewOrder>());
     defs_of::<petstore_core::NewOrder>(&mut schemas);
+    schemas.insert(
+        "ResumeToken".into(),
+        schema_of::<petstore_core::ResumeToken>(),
+    );
+    schemas.insert(
+        "ResetReason".into(),
+        schema_of::<petstore_core::ResetReason>(),
+    );
     let event = json!({"$ref": "#/components/schemas/Event"});
-    let channel = json!({"type": "string", "description": "pets, orders, inventory, chat, pets/{id}, orders/{id}, chat/{room}"});
-    let token = json!({"type": "string", "description": "Resume token (an event's `offset`)."});
-
-    let client_frames = [
-        (
-            "WsAuth",
-            frame("auth", json!({"token": {"type": "string"}}), &["token"]),
-        ),
-        (
-            "WsSubscribe",
-            frame(
-                "subscribe",
-                json!({"channel": channel, "since": token}),
-                &["channel"],
-            ),
-        ),
-        (
-            "WsUnsubscribe",
-            frame("unsubscribe", json!({"channel": channel}), &["channel"]),
-        ),
-        (
-            "WsChatSend",
-            frame(
-                "chat.send",
-                json!({"room": {"type": "string"}, "text": {"type": "string", "maxLength": 2000}}),
-                &["room", "text"],
-            ),
-        ),
-        ("WsPing", frame("ping", json!({}), &[])),
-    ];
-    let server_frames = [
-        (
-            "WsAuthenticated",
-            frame(
-                "authenticated",
-                json!({"subject": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}}}),
-                &["subject", "scopes"],
-            ),
-        ),
-        (
-            "WsSubscribed",
-            frame(
-                "subscribed",
-                json!({"channel": channel, "position": token, "recovered": {"type": "boolean"}}),
-                &["channel", "position"],
-            ),
-        ),
-        (
-            "WsUnsubscribed",
-            frame("unsubscribed", json!({"channel": channel}), &["channel"]),
-        ),
-        (
-            "WsEvent",
-            frame(
-                "event",
-                json!({"channel": channel, "event": event}),
-                &["channel", "event"],
-            ),
-        ),
-        (
-            "WsChatMessage",
-            frame(
-                "chat.message",
-                json!({"channel": channel, "message": {"$ref": "#/components/schemas/ChatMessage"}, "event": event}),
-                &["channel", "message", "event"],
-            ),
-        ),
-        (
-            "WsChatSent",
-            frame(
-                "chat.sent",
-                json!({"message": {"$ref": "#/components/schemas/ChatMessage"}}),
-                &["message"],
-            ),
-        ),
-        (
-            "WsError",
-            frame(
-                "error",
-                json!({"code": {"type": "string"}, "message": {"type": "string"}, "channel": channel, "reason": {"type": "string"}, "resume_from": token}),
-                &["code", "message"],
-            ),
-        ),
-        ("WsPong", frame("pong", json!({}), &[])),
-    ];
+    // The WebSocket frames: schemas derived from the types the connection reads and
+    // writes (petstore-realtime), one message per frame `type`.
+    let frames = petstore_realtime::frame_schemas();
+    for (name, def) in frames.definitions {
+        let mut def = def;
+        rewrite_refs(&mut def);
+        schemas.entry(name).or_insert(def);
+    }
+    let named = |frames: Vec<(String, Value)>| -> Vec<(String, Value)> {
+        frames
+            .into_iter()
+            .map(|(kind, mut schema)| {
+                rewrite_refs(&mut schema);
+                (frame_message_name(&kind), schema)
+            })
+            .collect()
+    };
+    let client_frames = named(frames.client);
+    let server_frames = named(frames.server);
 
     let mut messages = Map::new();
     messages.insert(
@@ -168,16 +111,37 @@ pub fn document() -> Value {
     );
     for (name, payload) in client_frames.iter().chain(server_frames.iter()) {
         messages.insert(
-            (*name).into(),
+            name.clone(),
             json!({"name": name, "contentType": "application/json", "payload": payload}),
         );
     }
+    // Server-Sent Events in the default form: no `event:` line, so that a browser's
+    // `onmessage` receives every message; the data's `type` tells them apart.
+    let sse_reset = json!({"type": "object", "required": ["type", "reason", "message", "resume_from"], "properties": {
+        "type": {"const": "reset"},
+        "reason": {"$ref": "#/components/schemas/ResetReason"},
+        "message": {"type": "string"},
+        "resume_from": {"$ref": "#/components/schemas/ResumeToken"},
+    }});
+    let sse_error = json!({"type": "object", "required": ["type", "code", "message", "resume_from"], "properties": {
+        "type": {"const": "error"},
+        "code": {"const": "lagged"},
+        "message": {"type": "string"},
+        "resume_from": {"$ref": "#/components/schemas/ResumeToken"},
+    }});
     messages.insert("SseEvent".into(), json!({
         "name": "SseEvent",
-        "title": "One Server-Sent Event",
-        "summary": "`id:` = the resume token, `event:` = the event type, `data:` = the envelope. `event: reset` (data: JSON reason) when a resume is impossible.",
+        "title": "One Server-Sent Event (default form)",
+        "summary": "`id:` = the resume token, `data:` = the envelope, whose `type` names the event; no `event:` line, so `EventSource.onmessage` receives every message. A resume that cannot be honoured is a message too, data `{\"type\":\"reset\",...}`; a client that fell behind gets a last message `{\"type\":\"error\",\"code\":\"lagged\",...}`.",
         "contentType": "text/event-stream",
-        "payload": event,
+        "payload": {"oneOf": [event, sse_reset, sse_error]},
+    }));
+    messages.insert("SseNamedEvent".into(), json!({
+        "name": "SseNamedEvent",
+        "title": "One Server-Sent Event (?named_events=true)",
+        "summary": "For `addEventListener` clients: as the default form, plus `event: <type>` (`pet.created`, ...); a reset is `event: reset` and the lag error `event: error`, with the same data.",
+        "contentType": "text/event-stream",
+        "payload": {"oneOf": [event, sse_reset, sse_error]},
     }));
     messages.insert("Inventory".into(), json!({"name": "Inventory", "contentType": "application/json", "payload": {"$ref": "#/components/schemas/Inventory"}}));
     messages.insert("Presence".into(), json!({"name": "Presence", "contentType": "text/plain", "payload": {"type": "string", "enum": ["online", "offline"]}}));
@@ -241,15 +205,15 @@ pub fn document() -> Value {
         "sse",
         "/v1/stream/{channel}",
         &["http"],
-        &["SseEvent"],
+        &["SseEvent", "SseNamedEvent"],
         Some(
             json!({"channel": {"description": "pets, orders, inventory, chat, pets/{id}, orders/{id}, chat/{room}"}}),
         ),
         "receive",
-        "Follow a channel over Server-Sent Events; resume with Last-Event-ID (or ?last_event_id=). /v1/stream?channels=a,b follows several.",
+        "Follow a channel over Server-Sent Events; resume with Last-Event-ID (or ?last_event_id=). /v1/stream?channels=a,b follows several. Messages carry no `event:` line (SseEvent: `onmessage` gets them all); ?named_events=true adds one (SseNamedEvent, for `addEventListener`).",
     );
-    let ws_client: Vec<&str> = client_frames.iter().map(|(n, _)| *n).collect();
-    let ws_server: Vec<&str> = server_frames.iter().map(|(n, _)| *n).collect();
+    let ws_client: Vec<&str> = client_frames.iter().map(|(n, _)| n.as_str()).collect();
+    let ws_server: Vec<&str> = server_frames.iter().map(|(n, _)| n.as_str()).collect();
     add(
         "ws",
         "/v1/ws",

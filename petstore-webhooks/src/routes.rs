@@ -85,13 +85,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => {
-                let text = e.to_string();
-                let field = (text.starts_with("missing field")
-                    || text.starts_with("unknown field"))
-                .then(|| text.split('`').nth(1))
-                .flatten()
-                .unwrap_or("body");
-                Problem::from(Error::invalid(vec![FieldError::new(field, text.clone())]))
+                let mut field = FieldError::from_serde("", &e.to_string());
+                if field.field.is_empty() {
+                    field.field = "body".to_owned();
+                }
+                Problem::from(Error::invalid(vec![field]))
             }
             _ => Problem::new(
                 StatusCode::BAD_REQUEST,

@@ -2,7 +2,9 @@
 //! against a running server (`cargo run -p petstore-server` in another terminal).
 //!
 //! Polling: `GET /v1/pets/changes?since=` in a loop (long-polling with `wait=`), the
-//! simplest way to stay in sync without a push connection.
+//! simplest way to stay in sync without a push connection. `--since` takes the `next`
+//! token of a previous run, or a time (`--since 1767225600000`, `--since
+//! 2026-01-01T00:00:00Z`) for the changes after it.
 
 use anyhow::bail;
 use clap::Parser;
@@ -13,7 +15,8 @@ use petstore_examples::client::{ClientArgs, check, describe_event};
 struct Cli {
     #[command(flatten)]
     client: ClientArgs,
-    /// Start after this token (default: from the oldest retained change).
+    /// Start after this resume token, or after a time: epoch milliseconds (JavaScript's
+    /// `Date.now()`) or RFC 3339 (default: from the oldest retained change).
     #[arg(long)]
     since: Option<String>,
     /// Seconds each request may wait for a change (long polling).
@@ -31,16 +34,16 @@ async fn main() -> anyhow::Result<()> {
     let mut since = cli.since.clone();
     let mut seen = 0usize;
     loop {
-        let mut url = format!(
-            "{}/v1/pets/changes?limit=100&wait={}",
-            cli.client.base(),
-            cli.wait
-        );
+        let mut url = reqwest::Url::parse(&format!("{}/v1/pets/changes", cli.client.base()))?;
+        url.query_pairs_mut()
+            .append_pair("limit", "100")
+            .append_pair("wait", &cli.wait.to_string());
         if let Some(s) = &since {
-            url.push_str(&format!("&since={s}"));
+            // Percent-encoded: an RFC 3339 offset's `+` would read as a space.
+            url.query_pairs_mut().append_pair("since", s);
         }
         let resp = tokio::select! {
-            r = http.get(&url).send() => r?,
+            r = http.get(url).send() => r?,
             _ = tokio::signal::ctrl_c() => return Ok(()),
         };
         if resp.status() == reqwest::StatusCode::GONE {

@@ -82,16 +82,24 @@ async fn main() -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             };
             match next {
-                Some(Ok(ev)) if ev.event == "reset" => {
-                    println!("reset: {} (the client should reload its state)", ev.data);
-                }
+                // The messages carry no `event:` line (the `onmessage` form): the
+                // data's `type` says what each one is.
                 Some(Ok(ev)) => {
                     if !ev.id.is_empty() {
                         last_id = Some(ev.id.clone());
                     }
-                    let envelope: serde_json::Value =
+                    let data: serde_json::Value =
                         serde_json::from_str(&ev.data).unwrap_or_default();
-                    println!("{:<20} {}", ev.event, describe_event(&envelope));
+                    let kind = data["type"].as_str().unwrap_or_default();
+                    if kind == "reset" {
+                        println!("reset: {} (the client should reload its state)", ev.data);
+                        continue;
+                    }
+                    if kind == "error" {
+                        eprintln!("server error: {}; reconnecting", ev.data);
+                        break;
+                    }
+                    println!("{:<20} {}", kind, describe_event(&data));
                     seen += 1;
                     if cli.count.is_some_and(|n| seen >= n) {
                         return Ok(());

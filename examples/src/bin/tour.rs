@@ -65,8 +65,13 @@ async fn sse(base: String, token: String, since: String, ready: Ready) -> anyhow
     let mut events = resp.bytes_stream().eventsource();
     while let Some(ev) = events.next().await {
         let ev = ev?;
-        if ev.event == "order.created" {
-            return seen(&serde_json::from_str(&ev.data)?);
+        if ev.data.is_empty() {
+            continue;
+        }
+        // No `event:` line (the `onmessage` form): the envelope's `type` names it.
+        let envelope: Value = serde_json::from_str(&ev.data)?;
+        if envelope["type"] == "order.created" {
+            return seen(&envelope);
         }
     }
     bail!("SSE stream ended")

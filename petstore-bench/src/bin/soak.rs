@@ -578,7 +578,8 @@ async fn sse(ctx: Ctx, since: ResumeToken, mut head: Head) -> usize {
     while !caught_up(&head, last.offset) && Instant::now() < give_up {
         let request = ctx
             .http
-            .get(format!("{}/v1/stream", ctx.base))
+            // Named events: the messages are told apart by their `event:` line.
+            .get(format!("{}/v1/stream?named_events=true", ctx.base))
             .bearer_auth(&ctx.token)
             .header("last-event-id", last.to_string());
         let response = match request.send().await {

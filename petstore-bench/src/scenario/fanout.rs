@@ -81,7 +81,8 @@ impl Endpoint {
             proto,
             addr: stack.http,
             path: match proto {
-                Proto::Sse => "/v1/stream/pets".to_owned(),
+                // Named events, so that a reset or an error is told by its `event:` line.
+                Proto::Sse => "/v1/stream/pets?named_events=true".to_owned(),
                 Proto::Ws => format!("/v1/ws?token={}", stack.token),
             },
         }

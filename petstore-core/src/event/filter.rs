@@ -67,7 +67,8 @@ impl Serialize for TypePattern {
 impl<'de> Deserialize<'de> for TypePattern {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.reason()))
     }
 }
 

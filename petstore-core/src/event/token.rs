@@ -44,7 +44,14 @@ impl FromStr for ResumeToken {
             )
         };
         let (epoch, offset) = s.split_once('-').ok_or_else(bad)?;
-        if epoch.len() != 16 || offset.is_empty() || offset.len() > 20 {
+        // Exactly the schema's pattern: lower-case hex, then at most 19 digits (no sign;
+        // `u64` holds every such offset).
+        let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if epoch.len() != 16
+            || !epoch.bytes().all(hex)
+            || !(1..=19).contains(&offset.len())
+            || !offset.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
         Ok(Self {
@@ -63,7 +70,8 @@ impl Serialize for ResumeToken {
 impl<'de> Deserialize<'de> for ResumeToken {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        s.parse()
+            .map_err(|e: Error| serde::de::Error::custom(e.reason()))
     }
 }
 
@@ -76,7 +84,7 @@ impl JsonSchema for ResumeToken {
         schemars::json_schema!({
             "type": "string",
             "description": "Opaque resume token: a position in the event log.",
-            "pattern": "^[0-9a-f]{16}-[0-9]{1,20}$"
+            "pattern": "^[0-9a-f]{16}-[0-9]{1,19}$"
         })
     }
 }
@@ -182,6 +190,10 @@ mod tests {
             "00000000deadbeef-",
             "00000000deadbeef--1",
             "00000000deadbeef-1a",
+            "+0000000deadbeef-1",
+            "00000000DEADBEEF-1",
+            "00000000deadbeef-+1",
+            "00000000deadbeef-10000000000000000000",
         ] {
             assert!(bad.parse::<ResumeToken>().is_err(), "{bad}");
         }

@@ -28,6 +28,7 @@ use crate::order::Order;
 
 pub use accounts::LoginConfig;
 pub use follower::{Followed, Follower};
+pub(crate) use page::MAX_LIMIT;
 pub use page::Page;
 pub use pets::IfMatch;
 

@@ -11,7 +11,7 @@ use crate::backend::{Change, Expect, IdempotencyRecord, Write};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::EventData;
 use crate::id::OrderId;
-use crate::order::{NewOrder, Order, OrderQuery, OrderStatus};
+use crate::order::{IdempotencyKey, NewOrder, Order, OrderQuery, OrderStatus};
 use crate::pet::{Pet, PetStatus};
 
 impl PetStore {
@@ -28,13 +28,10 @@ impl PetStore {
         new.validate()?;
         let customer = who.subject().unwrap_or_default().to_owned();
         let key = match idempotency_key {
-            Some(k) if k.is_empty() || k.len() > 255 || k.chars().any(|c| c.is_control()) => {
-                return Err(Error::invalid_field(
-                    "idempotency_key",
-                    "must be 1 to 255 printable characters",
-                ));
-            }
-            Some(k) => Some(format!("order:{customer}:{k}")),
+            Some(k) => Some(format!(
+                "order:{customer}:{}",
+                IdempotencyKey::new(k)?.as_str()
+            )),
             None => None,
         };
         let fingerprint = format!("{}:{}", new.pet_id, new.quantity);

@@ -50,7 +50,7 @@ async fn invalid_input_is_bad_user_input_with_field_errors_and_creates_nothing()
             CREATE,
             json!({ "input": {
                 "name": "", "species": "d0g", "photoUrls": ["ftp://nope"],
-                "price": { "amount": "-1", "currency": "USD" }
+                "price": { "amount": "10000000.01", "currency": "USD" }
             }}),
         )
         .await;
@@ -369,4 +369,48 @@ async fn order_errors_from_the_core_keep_their_codes() {
         )
         .await;
     assert_eq!(codes(&body["errors"]), ["CONFLICT"]);
+}
+
+/// Authenticate, authorise, then validate: an invalid input from a caller without the
+/// scope is refused for the credential, and says nothing about the input rules.
+#[tokio::test]
+async fn credentials_come_before_the_arguments() {
+    let server = start(GraphQlConfig::default()).await;
+    let reader = server.token(&[Scope::PetsRead]);
+    let bad = json!({
+        "name": "",
+        "species": "d0g",
+        "price": {"amount": "ten", "currency": "usd"},
+    });
+    let (_, body) = server.post(None, CREATE, json!({ "input": bad })).await;
+    assert_eq!(codes(&body["errors"]), ["UNAUTHENTICATED"], "{body:#}");
+    let (_, body) = server
+        .post(Some(&reader), CREATE, json!({ "input": bad }))
+        .await;
+    assert_eq!(codes(&body["errors"]), ["FORBIDDEN"], "{body:#}");
+    for (mutation, variables) in [
+        (
+            "mutation($id: ID!) { placeOrder(petId: $id, quantity: 0) { replayed } }",
+            json!({"id": "not-a-pet"}),
+        ),
+        (
+            "mutation($id: ID!) { payOrder(id: $id, token: \"bogus\") { id } }",
+            json!({"id": "not-an-order"}),
+        ),
+        (
+            "mutation { postChatMessage(room: \"No Room!\", text: \"\") { id } }",
+            json!({}),
+        ),
+        (
+            "mutation { updatePet(id: \"x\", input: {name: \"\"}, ifVersion: -1) { id } }",
+            json!({}),
+        ),
+    ] {
+        let (_, body) = server.post(None, mutation, variables).await;
+        assert_eq!(
+            codes(&body["errors"]),
+            ["UNAUTHENTICATED"],
+            "{mutation}: {body:#}"
+        );
+    }
 }

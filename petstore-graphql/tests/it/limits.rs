@@ -155,3 +155,28 @@ async fn the_full_graphiql_introspection_query_passes_the_default_limits() {
     let types = data["__schema"]["types"].as_array().unwrap();
     assert!(types.iter().any(|t| t["name"] == "PetChange"));
 }
+
+/// Introspection is measured too, under limits of its own: the standard introspection
+/// query (GraphiQL's docs) runs, a 40-level `ofType` chain is refused before it runs.
+#[tokio::test]
+async fn deep_introspection_is_refused() {
+    let server = start(GraphQlConfig::default()).await;
+    // `ofType` as deep as graphql-js's introspection query goes.
+    let standard = format!(
+        "{{ __schema {{ types {{ name fields {{ name type {{ kind name {}kind name{} }} }} }} }} }}",
+        "ofType { kind name ".repeat(9),
+        " }".repeat(9)
+    );
+    let data = server.data(None, &standard, json!({})).await;
+    assert!(data["__schema"]["types"].as_array().unwrap().len() > 10);
+
+    let deep = format!(
+        "{{ __schema {{ types {{ {}name{} }} }} }}",
+        "ofType { ".repeat(40),
+        " }".repeat(40)
+    );
+    let (status, body) = server.post(None, &deep, json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(codes(&body["errors"]), ["QUERY_TOO_DEEP"], "{body:#}");
+    assert!(body.get("data").is_none(), "nothing ran: {body:#}");
+}

@@ -188,3 +188,73 @@ async fn the_schema_covers_the_domain_types_and_the_contract() {
         "a missing pet is null plus an error"
     );
 }
+
+/// The GraphQL inputs state the rules the core declares on its types: every length,
+/// count and bound of the JSON Schema of `NewPet` / `PetPatch` is in the description of
+/// the GraphQL field (a GraphQL description cannot be generated from them, so this holds
+/// the two together).
+#[test]
+fn input_descriptions_state_the_core_rules() {
+    use petstore_core::schemars::schema_for;
+
+    let sdl = petstore_graphql::sdl();
+    let document = graphql_parser::parse_schema::<String>(&sdl).unwrap();
+    let mut inputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for definition in document.definitions {
+        if let Definition::TypeDefinition(TypeDefinition::InputObject(input)) = definition {
+            inputs.insert(
+                input.name,
+                input
+                    .fields
+                    .into_iter()
+                    .map(|f| (f.name, f.description.unwrap_or_default()))
+                    .collect(),
+            );
+        }
+    }
+    let camel = |name: &str| {
+        let mut out = String::new();
+        let mut upper = false;
+        for c in name.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                out.extend(c.to_uppercase());
+                upper = false;
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let mut checked = 0;
+    for (input, schema) in [
+        (
+            "NewPetInput",
+            serde_json::to_value(schema_for!(NewPet)).unwrap(),
+        ),
+        (
+            "PetPatchInput",
+            serde_json::to_value(schema_for!(petstore_core::PetPatch)).unwrap(),
+        ),
+    ] {
+        for (name, rule) in schema["properties"].as_object().unwrap() {
+            let description = &inputs[input][&camel(name)];
+            for rule in [rule, &rule["items"]] {
+                for key in ["minLength", "maxLength", "maximum", "maxItems"] {
+                    if let Some(n) = rule.get(key) {
+                        assert!(
+                            description.contains(&n.to_string()),
+                            "{input}.{}: `{description}` does not say {key} {n}",
+                            camel(name)
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "{checked}");
+    let amount = &inputs["MoneyInput"]["amount"];
+    assert!(amount.contains("10000000.00") && amount.contains("2 fraction digits"));
+}

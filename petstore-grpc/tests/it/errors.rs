@@ -327,3 +327,54 @@ async fn resume_tokens_out_of_range_or_malformed() {
         "since"
     );
 }
+
+/// Authenticate, authorise, then validate: with no token (or without the scope), an
+/// incomplete request is refused for the credential, not for its fields, and nothing
+/// about the input rules is said.
+#[tokio::test]
+async fn credentials_are_checked_before_the_request_is_read() {
+    let server = TestServer::start().await;
+    let reader = server.bearer("reader", [Scope::PetsRead]);
+    let mut pets = server.pets().await;
+    let incomplete = pb::CreatePetRequest {
+        name: String::new(),
+        ..Default::default()
+    };
+    let err = pets.create_pet(incomplete.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.get_details_bad_request().is_none());
+    let err = pets
+        .create_pet(authed(incomplete, &reader))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
+    let err = pets
+        .update_pet(pb::UpdatePetRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = pets
+        .delete_pet(pb::DeletePetRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    let mut orders = server.orders().await;
+    let err = orders
+        .place_order(pb::PlaceOrderRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = orders
+        .pay_order(pb::PayOrderRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = orders
+        .cancel_order(pb::CancelOrderRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(pet_count(&server).await, 0);
+}

@@ -159,6 +159,17 @@ async fn write_tools_without_a_token_fail_cleanly_and_change_nothing() {
         assert!(text.contains("orders:write"), "{text}");
         let text = tool_error(call(&client, "delete_pet", json!({"id": rex.id})).await);
         assert!(text.starts_with("unauthenticated:"), "{text}");
+        // The credential comes before the arguments: broken ones (an unknown field, a
+        // missing one, an empty name) say nothing about the input rules.
+        for (tool, arguments) in [
+            ("create_pet", json!({"name": "", "colour": "red"})),
+            ("place_order", json!({"quantity": 0})),
+            ("update_pet", json!({"id": 5})),
+            ("pay_order", json!({"id": "nope", "token": "cash"})),
+        ] {
+            let text = tool_error(call(&client, tool, arguments).await);
+            assert!(text.starts_with("unauthenticated:"), "{tool}: {text}");
+        }
 
         // The connection is still usable after tool errors.
         ok(call(&client, "get_pet", json!({"id": rex.id})).await);
@@ -310,7 +321,7 @@ async fn core_errors_are_tool_errors_with_their_code() {
         call(
             &client,
             "create_pet",
-            json!({"name": "", "species": "d0g", "price": {"amount": "-1", "currency": "USD"}}),
+            json!({"name": "", "species": "d0g", "price": {"amount": "10000000.01", "currency": "USD"}}),
         )
         .await,
     );
@@ -338,7 +349,7 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
     let head = store.head().await.unwrap();
 
     let cases = [
-        ("get_pet", json!({}), "missing field `id`"),
+        ("get_pet", json!({}), "`id`: is required"),
         (
             "create_pet",
             json!({"name": "Ziggy", "species": "ferret", "age": "three", "price": {"amount": "1", "currency": "USD"}}),
@@ -347,7 +358,7 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
         (
             "update_pet",
             json!({"id": rex.id, "changes": {"colour": "red"}}),
-            "`changes.colour`: unknown field `colour`",
+            "`changes.colour`: is not a field here (expected one of",
         ),
         (
             "update_pet",
@@ -362,12 +373,12 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
         (
             "search_pets",
             json!({"name": "Rex"}),
-            "unknown field `name`, expected one of",
+            "`name`: is not a field here (expected one of",
         ),
         (
             "get_inventory",
             json!({"status": "sold"}),
-            "unknown field `status`, there are no fields",
+            "`status`: is not a field here (there are no fields)",
         ),
         (
             "recent_events",
@@ -382,6 +393,12 @@ async fn arguments_that_break_the_schema_are_refused_naming_the_violation() {
             "{tool}: expected {expected:?} in {text:?}"
         );
     }
+    // Said once: the argument is named by the path, and not again by the reason.
+    let text = tool_error(call(&client, "recent_events", json!({"since": "yesterday"})).await);
+    assert_eq!(
+        text,
+        "failed to deserialize parameters: `since`: `yesterday` is not a resume token"
+    );
     assert_eq!(store.head().await.unwrap(), head, "nothing changed");
     assert_eq!(pet(&store, "Rex").await, rex);
 

@@ -172,7 +172,7 @@ async fn a_slow_sse_client_is_cut_off_while_a_fast_one_gets_everything() {
 
     let all = write_events(&server.store, async || envelope(&next_sse(&mut fast).await)).await;
 
-    // Now the slow client reads to the end: events, then `event: error`, then EOF.
+    // Now the slow client reads to the end: events, then the error, then EOF.
     tokio::time::timeout(WAIT, slow.read_to_end(&mut received))
         .await
         .expect("the server ends the slow stream")
@@ -186,8 +186,10 @@ async fn a_slow_sse_client_is_cut_off_while_a_fast_one_gets_everything() {
         .await;
     let (last, events) = messages.split_last().unwrap();
     let got: Vec<Event> = events.iter().map(envelope).collect();
-    assert_eq!(last.event, "error");
+    // The error is a message too (no `event:` line): `onmessage` sees it.
+    assert_eq!(last.event, "message");
     let data: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(data["type"], "error");
     assert_eq!(data["code"], "lagged");
     assert!(
         got.len() < all.len() / 2,

@@ -218,11 +218,13 @@ async fn a_token_that_cannot_resume_gets_reset_then_live_events() {
     ] {
         let head = server.store.head().await.unwrap();
         let mut stream = sse(&url, &[("last-event-id", &since)]).await;
-        let reset = next_sse(&mut stream).await;
-        assert_eq!(reset.event, "reset", "{since}");
+        // The reset is a message like the events: `onmessage` gets it, and its data
+        // says what it is.
+        let reset = next_onmessage(&mut stream).await;
         // The browser's Last-Event-ID moves to the new position.
         assert_eq!(reset.id, head.to_string());
         let data: Value = serde_json::from_str(&reset.data).unwrap();
+        assert_eq!(data["type"], "reset", "{since}");
         assert_eq!(data["reason"], reason, "{since}");
         assert_eq!(data["resume_from"], head.to_string());
         assert!(data["message"].as_str().unwrap().len() > 10);
@@ -316,6 +318,24 @@ async fn bad_credentials_and_bad_channels_are_refused_with_problems() {
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "invalid_input");
     assert_eq!(problem["errors"][0]["field"], "channels");
+
+    // Said once: the detail names the parameter, the field error says why.
+    let problem: Value = client
+        .get(server.http("/v1/stream?channels=pets&types=pet.exploded"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem["detail"],
+        "invalid `types`: unknown event type or pattern `pet.exploded`"
+    );
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "unknown event type or pattern `pet.exploded`"
+    );
 
     // A valid token opens chat, by header or by query (EventSource cannot set headers).
     let _chat = sse(
@@ -417,4 +437,96 @@ async fn channel_access_follows_the_core_rules() {
         first.offset().offset + 2,
         "order.created skipped"
     );
+}
+
+/// The seed's snippet: `new EventSource('/v1/stream/pets')` with only
+/// `eventSource.onmessage = ...` receives every event, each envelope naming its type.
+#[tokio::test]
+async fn an_onmessage_only_client_receives_every_event() {
+    let server = default_server().await;
+    let mut stream = sse(&server.http("/v1/stream/pets"), &[]).await;
+
+    let pet = add_pet(&server.store, "Rex").await;
+    server
+        .store
+        .set_pet_status(&staff(), &pet.id, PetStatus::Sold)
+        .await
+        .unwrap();
+    server
+        .store
+        .delete_pet(&staff(), &pet.id, None)
+        .await
+        .unwrap();
+
+    let mut types = Vec::new();
+    for _ in 0..3 {
+        let message = next_onmessage(&mut stream).await;
+        let data: Value = serde_json::from_str(&message.data).unwrap();
+        let event = envelope(&message);
+        assert_eq!(data["type"], event.event_type().as_str());
+        assert_eq!(event.subject(), pet.id.as_str());
+        types.push(event.event_type());
+    }
+    assert_eq!(
+        types,
+        [
+            EventType::PetCreated,
+            EventType::PetStatusChanged,
+            EventType::PetDeleted
+        ]
+    );
+}
+
+/// `?named_events=true` names every message, the reset included, for
+/// `addEventListener` clients: none of them reaches `onmessage`.
+#[tokio::test]
+async fn named_events_reach_add_event_listener_and_not_onmessage() {
+    let store = petstore_core::PetStore::in_memory();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = petstore_realtime::router(
+        store.clone(),
+        RealtimeConfig::default(),
+        &petstore_http::Edge::new(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let head = store.head().await.unwrap();
+    let other_epoch = ResumeToken::new(head.epoch ^ 1, 1).to_string();
+    let url = format!("http://{addr}/v1/stream/pets?named_events=true");
+    let mut stream = sse(&url, &[("last-event-id", &other_epoch)]).await;
+
+    let reset = next_sse(&mut stream).await;
+    assert_eq!(reset.event, "reset");
+    let data: Value = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(data["type"], "reset");
+    assert_eq!(data["reason"], "epoch_mismatch");
+
+    let pet = add_pet(&store, "Rex").await;
+    store
+        .set_pet_status(&staff(), &pet.id, PetStatus::Pending)
+        .await
+        .unwrap();
+    let received = [
+        reset,
+        next_sse(&mut stream).await,
+        next_sse(&mut stream).await,
+    ];
+    let created = named_envelope(&received[1]);
+    let changed = named_envelope(&received[2]);
+    assert_eq!(created.event_type(), EventType::PetCreated);
+    assert_eq!(changed.event_type(), EventType::PetStatusChanged);
+
+    // The stream ends at shutdown: nothing else was sent, and an `onmessage`-only
+    // client got none of it.
+    shutdown.cancel();
+    let rest: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>())
+        .await
+        .expect("the stream ends at shutdown");
+    assert!(rest.is_empty(), "{rest:?}");
+    for message in &received {
+        assert_ne!(message.event, "message", "{message:?}");
+    }
 }

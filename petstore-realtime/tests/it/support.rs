@@ -144,11 +144,36 @@ pub(crate) async fn next_sse(stream: &mut SseStream) -> eventsource_stream::Even
         .expect("a well-formed event")
 }
 
-/// The envelope of an SSE message, checked against its `id:` and `event:` fields.
+/// The next message a WHATWG `EventSource` would hand to `onmessage`, its only handler.
+///
+/// `eventsource-stream` parses as the WHATWG spec says (a message without data is not
+/// dispatched; one without an `event:` line has the type `message`); a browser then
+/// dispatches a message whose type is not `message` only to `addEventListener` for
+/// that type, so `onmessage` never sees it: such messages are skipped here.
+pub(crate) async fn next_onmessage(stream: &mut SseStream) -> eventsource_stream::Event {
+    loop {
+        let message = next_sse(stream).await;
+        if message.event == "message" {
+            return message;
+        }
+    }
+}
+
+/// The envelope of an SSE message of the default form: it reaches `onmessage` (no
+/// `event:` line), its `id:` is the envelope's offset and the `type` is in the data.
 pub(crate) fn envelope(message: &eventsource_stream::Event) -> Event {
+    assert_eq!(message.event, "message", "{message:?}");
     let event: Event = serde_json::from_str(&message.data).unwrap();
     assert_eq!(message.id, event.offset().to_string());
+    event
+}
+
+/// The envelope of an SSE message of the named form (`?named_events=true`): its
+/// `event:` line is the event type.
+pub(crate) fn named_envelope(message: &eventsource_stream::Event) -> Event {
+    let event: Event = serde_json::from_str(&message.data).unwrap();
     assert_eq!(message.event, event.event_type().as_str());
+    assert_eq!(message.id, event.offset().to_string());
     event
 }
 

@@ -157,9 +157,14 @@ async fn bad_frames_get_error_frames_and_the_socket_survives() {
             Message::text(r#"{"type":"unsubscribe","channel":"orders"}"#),
             "not_subscribed",
         ),
-        // No `chat:write` in this token.
+        // No `chat:write` in this token: that comes before what is wrong with the
+        // frame's fields (authorise, then validate).
         (
             Message::text(r#"{"type":"chat.send","room":"support","text":"hi"}"#),
+            "forbidden",
+        ),
+        (
+            Message::text(r#"{"type":"chat.send","room":7}"#),
             "forbidden",
         ),
         (Message::binary(vec![1u8, 2, 3]), "bad_request"),
@@ -635,4 +640,24 @@ async fn an_unmasked_client_frame_closes_with_1002() {
         .unwrap();
     assert_eq!(reply[0], 0x88, "a close frame");
     assert_eq!(u16::from_be_bytes([reply[2], reply[3]]), 1002);
+}
+
+/// Authenticate, authorise, then validate: an anonymous `chat.send` with broken fields
+/// is unauthenticated, whatever is wrong with it.
+#[tokio::test]
+async fn an_anonymous_chat_send_is_unauthenticated_before_anything_else() {
+    let server = default_server().await;
+    let mut socket = ws(&server.ws_url("/v1/ws")).await;
+    for frame in [
+        json!({"type": "chat.send", "room": "support", "text": ""}),
+        json!({"type": "chat.send", "room": "No Such Room!"}),
+        json!({"type": "chat.send", "text": 5, "id": 3}),
+    ] {
+        send(&mut socket, frame.clone()).await;
+        let error = expect(&mut socket, "error").await;
+        assert_eq!(error["code"], "unauthenticated", "{frame}: {error}");
+    }
+    // The socket survives, and a malformed frame of another type is still `bad_request`.
+    send(&mut socket, json!({"type": "subscribe"})).await;
+    assert_eq!(expect(&mut socket, "error").await["code"], "bad_request");
 }

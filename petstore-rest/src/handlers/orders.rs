@@ -18,7 +18,8 @@ pub(crate) async fn create(
     headers: HeaderMap,
     JsonBody(new): JsonBody<NewOrder>,
 ) -> Result<Response, Problem> {
-    let key = match headers.get("idempotency-key") {
+    // An empty header carries no key (HTTP cannot tell it from a missing one).
+    let key = match headers.get("idempotency-key").filter(|v| !v.is_empty()) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
             Problem::bad_request("`Idempotency-Key` must be printable ASCII").with_errors(vec![

@@ -126,7 +126,23 @@ async fn the_document_is_valid_openapi_3_1() {
             .split('/')
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
             .collect();
-        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let params: Vec<Value> = op["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| match p.get("$ref") {
+                Some(r) => resolve(&doc, r.as_str().unwrap()).unwrap().clone(),
+                None => p,
+            })
+            .collect();
+        // Every operation reads `X-Request-Id`.
+        assert!(
+            params
+                .iter()
+                .any(|p| p["in"] == "header" && p["name"] == "X-Request-Id"),
+            "{what}"
+        );
         let declared: BTreeSet<String> = params
             .iter()
             .filter(|p| p["in"] == "path")
@@ -299,7 +315,7 @@ async fn documented_schemas_describe_the_wire() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["name"].as_str().unwrap())
+        .filter_map(|p| p["name"].as_str())
         .collect();
     assert_eq!(
         params,
@@ -311,12 +327,7 @@ async fn documented_schemas_describe_the_wire() {
         .iter()
         .find(|p| p["name"] == "since")
         .unwrap();
-    assert!(
-        since["schema"]["$ref"]
-            .as_str()
-            .unwrap()
-            .ends_with("ResumeToken")
-    );
+    assert!(since["schema"]["pattern"].is_string(), "{since}");
 }
 
 #[tokio::test]

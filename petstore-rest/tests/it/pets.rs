@@ -234,7 +234,7 @@ async fn bad_bodies_are_refused_and_change_nothing() {
     // Validation: every invalid field at once.
     let r = s
         .send(s.post("/v1/pets").bearer_auth(&admin).json(&json!({
-            "name": "", "species": "d0g", "price": {"amount": "-1", "currency": "USD"},
+            "name": "", "species": "d0g", "price": {"amount": "10000000.01", "currency": "USD"},
         })))
         .await;
     assert_eq!(r.problem(422), "invalid_input");
@@ -245,6 +245,21 @@ async fn bad_bodies_are_refused_and_change_nothing() {
         .map(|e| e["field"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(fields, ["name", "species", "price.amount"]);
+
+    // A missing field is named once, as the field.
+    let r = s
+        .send(
+            s.post("/v1/pets")
+                .bearer_auth(&admin)
+                .json(&json!({"name": "Rex", "species": "dog"})),
+        )
+        .await;
+    assert_eq!(r.problem(422), "invalid_input");
+    assert_eq!(r.json()["detail"], "invalid `price`: is required");
+    assert_eq!(
+        r.json()["errors"],
+        json!([{"field": "price", "message": "is required"}])
+    );
 
     // Shape errors are 422 naming the field.
     for (body, field) in [

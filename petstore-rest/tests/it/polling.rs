@@ -158,11 +158,31 @@ async fn bad_and_expired_tokens() {
     s.create_pet("Rex", "dog", &[]).await;
 
     // Malformed: 400 naming `since`.
-    for bad in ["garbage", "12", "00000000deadbeef-x"] {
+    for bad in [
+        "garbage",
+        "12.5",
+        "-1",
+        "00000000deadbeef-x",
+        "2026-13-01T00:00:00Z",
+    ] {
         let r = s.send(s.get(&format!("/v1/events?since={bad}"))).await;
         assert_eq!(r.problem(400), "bad_request");
         assert_eq!(r.json()["errors"][0]["field"], "since");
+        // Said once: the parameter is named by the detail, not again by the reason.
+        let detail = r.json()["detail"].as_str().unwrap().to_owned();
+        assert_eq!(
+            detail,
+            format!(
+                "invalid query parameter `since`: `{bad}` is not a resume token, a time in \
+                 epoch milliseconds or an RFC 3339 time"
+            )
+        );
     }
+    let r = s.send(s.get("/v1/events?types=pet.exploded")).await;
+    assert_eq!(
+        r.json()["detail"],
+        "invalid query parameter `types`: unknown event type or pattern `pet.exploded`"
+    );
     // Another epoch (another store): 410 with a problem body.
     let other = PetStore::in_memory().head().await.unwrap();
     for path in ["/v1/events", "/v1/pets/changes"] {
@@ -201,6 +221,13 @@ async fn a_token_older_than_the_retained_log_is_gone() {
     }
     let r = s.send(s.get(&format!("/v1/events?since={start}"))).await;
     assert_eq!(r.problem(410), "resume_expired");
+    // So is a time before the dropped events, in either form.
+    for since in ["1000", "1970-01-01T00:00:01Z"] {
+        let r = s
+            .send(s.get(&format!("/v1/pets/changes?since={since}")))
+            .await;
+        assert_eq!(r.problem(410), "resume_expired", "{since}");
+    }
     // Starting over from the oldest retained event works.
     let r = s.send(s.get("/v1/events")).await.expect(200);
     assert_eq!(r["events"].as_array().unwrap().len(), 3);
@@ -358,4 +385,80 @@ async fn the_feed_holds_what_the_caller_may_read() {
         .await
         .unwrap();
     assert_eq!(direct.events.len(), types.len());
+}
+
+/// The seed's polling loop: `fetch('/v1/pets/changes?since=' + lastCheck)` with
+/// `lastCheck = Date.now()`. `since` takes a time too, as epoch milliseconds or RFC 3339:
+/// the retained events after it, and `next` to go on with.
+#[tokio::test]
+async fn since_takes_a_time_in_epoch_milliseconds_or_rfc_3339() {
+    let s = Server::start().await;
+    let first = s.create_pet("First", "dog", &[]).await;
+    let first_event = s.send(s.get("/v1/pets/changes")).await.expect(200)["events"][0].clone();
+    assert_eq!(first_event["subject"], first["id"]);
+    let first_time: petstore_core::chrono::DateTime<petstore_core::chrono::Utc> =
+        first_event["time"].as_str().unwrap().parse().unwrap();
+    // Later events get a later time: wait for the clock, not for luck.
+    while petstore_core::chrono::Utc::now()
+        <= first_time + petstore_core::chrono::TimeDelta::milliseconds(2)
+    {
+        tokio::task::yield_now().await;
+    }
+    let second = s.create_pet("Second", "cat", &[]).await;
+
+    let millis = (first_time.timestamp_millis() + 1).to_string();
+    let rfc3339 = first_time.to_rfc3339_opts(petstore_core::chrono::SecondsFormat::Nanos, true);
+    for since in [millis.as_str(), rfc3339.as_str()] {
+        let query = since.replace('+', "%2B");
+        let r = s
+            .send(s.get(&format!("/v1/pets/changes?since={query}")))
+            .await
+            .expect(200);
+        let subjects: Vec<&str> = r["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["subject"].as_str().unwrap())
+            .collect();
+        assert_eq!(subjects, [second["id"].as_str().unwrap()], "since={since}");
+        // `next` goes on from there as a token.
+        let next = r["next"].as_str().unwrap();
+        let later = s
+            .send(s.get(&format!("/v1/pets/changes?since={next}")))
+            .await
+            .expect(200);
+        assert_eq!(later["events"], json!([]));
+    }
+
+    // Date.now() now, then a change: the next poll with the same time sees it. The
+    // millisecond read must come after the one `second` was written in.
+    let after_second = petstore_core::chrono::Utc::now();
+    while petstore_core::chrono::Utc::now()
+        <= after_second + petstore_core::chrono::TimeDelta::milliseconds(2)
+    {
+        tokio::task::yield_now().await;
+    }
+    let now = petstore_core::chrono::Utc::now()
+        .timestamp_millis()
+        .to_string();
+    let r = s
+        .send(s.get(&format!("/v1/pets/changes?since={now}")))
+        .await
+        .expect(200);
+    assert_eq!(r["events"], json!([]));
+    assert_eq!(r["next"], s.store.head().await.unwrap().to_string());
+    let third = s.create_pet("Third", "bird", &[]).await;
+    let r = s
+        .send(s.get(&format!("/v1/events?since={now}")))
+        .await
+        .expect(200);
+    assert_eq!(r["events"][0]["subject"], third["id"], "{r}");
+
+    // A time in the future: nothing yet, and `next` is the head.
+    let r = s
+        .send(s.get("/v1/pets/changes?since=9999-12-31T23:59:59Z"))
+        .await
+        .expect(200);
+    assert_eq!(r["events"], json!([]));
+    assert_eq!(r["next"], s.store.head().await.unwrap().to_string());
 }

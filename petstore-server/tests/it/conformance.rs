@@ -1001,8 +1001,9 @@ async fn the_same_invalid_input_is_refused_everywhere_naming_the_same_fields() {
     let w = Wire::connect(&s, Some(&s.dev_token)).await;
     let pet = core_pet(&s, "Valid").await;
     let before = snapshot(&s.store).await;
-    let bad =
-        json!({ "name": "", "species": "dog", "price": { "amount": "-1.00", "currency": "USD" } });
+    // An amount over the price cap: it reads as money everywhere (a sign would not:
+    // the amount's pattern has none), and the core refuses it as a price.
+    let bad = json!({ "name": "", "species": "dog", "price": { "amount": "20000000.00", "currency": "USD" } });
     let mut found = Findings::default();
     for api in APIS {
         let created = w.create_pet(api, &bad).await;
@@ -1157,6 +1158,335 @@ async fn the_same_missing_or_insufficient_token_is_refused_everywhere() {
     s.shutdown().await.unwrap();
 }
 
+// ----- 4b. one check order: authenticate, authorise, then validate ------------------
+
+/// GraphQL mutations with arguments the schema's types admit and the service refuses:
+/// without a token each must be refused as unauthenticated, not as invalid.
+const INVALID_MUTATIONS: [(&str, &str); 9] = [
+    (
+        "createPet",
+        r#"mutation { createPet(input: { name: "", species: "", price: { amount: "-1.00", currency: "USD" } }) { id } }"#,
+    ),
+    (
+        "updatePet",
+        r#"mutation { updatePet(id: "x", input: { name: "" }) { id } }"#,
+    ),
+    (
+        "replacePet",
+        r#"mutation { replacePet(id: "x", input: { name: "", species: "", price: { amount: "-1.00", currency: "USD" } }) { id } }"#,
+    ),
+    ("deletePet", r#"mutation { deletePet(id: "x") }"#),
+    (
+        "placeOrder",
+        r#"mutation { placeOrder(petId: "x", quantity: 0) { replayed } }"#,
+    ),
+    (
+        "payOrder",
+        r#"mutation { payOrder(id: "x", token: "") { status } }"#,
+    ),
+    ("cancelOrder", r#"mutation { cancelOrder(id: "x") { id } }"#),
+    (
+        "deliverOrder",
+        r#"mutation { deliverOrder(id: "x") { id } }"#,
+    ),
+    (
+        "postChatMessage",
+        r#"mutation { postChatMessage(room: "", text: "") { id } }"#,
+    ),
+];
+
+/// The webhooks management writes (their router is not in the REST document).
+const WEBHOOK_WRITES: [(&str, &str); 7] = [
+    ("POST", "/v1/webhooks"),
+    ("PATCH", "/v1/webhooks/x"),
+    ("DELETE", "/v1/webhooks/x"),
+    ("POST", "/v1/webhooks/x/rotate-secret"),
+    ("POST", "/v1/webhooks/x/messages/x/redeliver"),
+    ("POST", "/v1/webhooks/x/replay"),
+    ("POST", "/v1/webhooks/x/test"),
+];
+
+/// An anonymous MQTT 5 client that sends commands and reads its replies.
+async fn anonymous_mqtt(s: &RunningServer) -> mqtt_client::Client {
+    let addr = s.mqtt_addr.expect("MQTT is on");
+    let mut link = mqtt_client::Client::start(mqtt_client::options("check-order", addr), None);
+    within("CONNACK", link.connacks.recv())
+        .await
+        .expect("event loop runs");
+    link.subscribe("petstore/replies/check-order/#").await;
+    link
+}
+
+/// Publishes an anonymous command with `payload` on `topic` until the bridge answers
+/// (it subscribes to the command topics soon after the start); the reply's `error`.
+async fn anonymous_command(link: &mut mqtt_client::Client, topic: &str, payload: &str) -> Value {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    within(&format!("a reply to {topic}"), async {
+        for attempt in 0.. {
+            let correlation = format!("{topic}#{attempt}");
+            let properties = PublishProperties {
+                response_topic: Some("petstore/replies/check-order/r".to_owned()),
+                correlation_data: Some(Bytes::from(correlation.clone())),
+                ..Default::default()
+            };
+            link.client
+                .publish_with_properties(
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.to_owned(),
+                    properties,
+                )
+                .await
+                .expect("publish");
+            let patience = tokio::time::Instant::now() + Duration::from_millis(500);
+            while let Ok(Some(reply)) =
+                tokio::time::timeout_at(patience, link.publishes.recv()).await
+            {
+                let tag = reply.properties.and_then(|p| p.correlation_data);
+                if tag.as_deref() == Some(correlation.as_bytes()) {
+                    let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+                    return reply;
+                }
+            }
+        }
+        unreachable!()
+    })
+    .await
+}
+
+/// The same anonymous request with an invalid body to every write of every protocol
+/// (REST and the webhooks management API, GraphQL, gRPC, MCP, WebSocket, MQTT
+/// commands): authentication comes first, so each answers that a token is needed
+/// (never what is wrong with the body, nor whether the id exists), and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_and_an_invalid_body_is_unauthenticated_on_every_write() {
+    let s = start().await;
+    let w = Wire::connect(&s, None).await;
+    let before = snapshot(&s.store).await;
+    let mut found = Findings::default();
+    let invalid = json!({ "name": "", "quantity": 0, "url": "not a url", "bogus": [] });
+
+    // REST: every operation of the served document that needs a token, and the
+    // webhooks management writes.
+    let document: Value = w
+        .http
+        .get(format!("{}/openapi.json", w.base))
+        .send()
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("the OpenAPI document");
+    let mut writes: Vec<(Method, String)> = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let security = op["security"].as_array().cloned().unwrap_or_default();
+            let needs_token = !security.is_empty()
+                && security
+                    .iter()
+                    .all(|r| r.as_object().is_some_and(|r| !r.is_empty()));
+            if needs_token && method != "get" {
+                let path = path
+                    .split('/')
+                    .map(|p| if p.starts_with('{') { "x" } else { p })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                writes.push((method.to_uppercase().parse().expect("a method"), path));
+            }
+        }
+    }
+    found.same("REST writes found in the document", writes.len() >= 7, true);
+    writes.extend(
+        WEBHOOK_WRITES
+            .iter()
+            .map(|(m, p)| (m.parse().expect("a method"), (*p).to_owned())),
+    );
+    for (method, path) in writes {
+        let response = within(
+            &path,
+            w.http
+                .request(method.clone(), format!("{}{path}", w.base))
+                .header("content-type", "application/json")
+                .header("if-match", "\"1\"")
+                .body(invalid.to_string())
+                .send(),
+        )
+        .await
+        .expect("REST request");
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer"));
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: Value = response.json().await.unwrap_or_default();
+        let refusal = rest_refusal(status, &content_type, &body);
+        found.same(
+            format!("REST {method} {path} [{}]", refusal.wire),
+            (refusal.kind, challenge),
+            (ErrorKind::Unauthenticated, true),
+        );
+    }
+
+    // GraphQL: every mutation but the token exchange.
+    for (name, mutation) in INVALID_MUTATIONS {
+        let refused = w.graphql(mutation, json!({})).await;
+        found.refused(
+            format!("GraphQL {name}"),
+            refused,
+            ErrorKind::Unauthenticated,
+            &[],
+        );
+    }
+
+    // gRPC: every unary write, and a chat message.
+    let bad_pet = pb::Pet {
+        id: "x".into(),
+        ..Default::default()
+    };
+    let grpc_writes: Vec<(&str, Outcome<()>)> = vec![
+        (
+            "CreatePet",
+            grpc(
+                w.pets()
+                    .create_pet(w.authed(pb::CreatePetRequest::default())),
+            )
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "UpdatePet",
+            grpc(w.pets().update_pet(w.authed(pb::UpdatePetRequest {
+                pet: Some(bad_pet),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into(), "bogus".into()],
+                }),
+                expected_version: None,
+            })))
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "DeletePet",
+            grpc(w.pets().delete_pet(w.authed(pb::DeletePetRequest {
+                id: "x".into(),
+                expected_version: None,
+            })))
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "PlaceOrder",
+            grpc(w.orders().place_order(w.authed(pb::PlaceOrderRequest {
+                pet_id: "x".into(),
+                quantity: Some(0),
+            })))
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "PayOrder",
+            grpc(w.orders().pay_order(w.authed(pb::PayOrderRequest {
+                id: "x".into(),
+                payment_token: Some(String::new()),
+            })))
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "CancelOrder",
+            grpc(
+                w.orders()
+                    .cancel_order(w.authed(pb::CancelOrderRequest { id: "x".into() })),
+            )
+            .await
+            .map(|_| ()),
+        ),
+    ];
+    for (name, outcome) in grpc_writes {
+        found.refused(
+            format!("gRPC {name}"),
+            outcome,
+            ErrorKind::Unauthenticated,
+            &[],
+        );
+    }
+    let message = pb::ChatSend {
+        room: String::new(),
+        text: String::new(),
+    };
+    let messages = futures_util::stream::iter([message]);
+    let mut chat_client = pb::chat_service_client::ChatServiceClient::new(w.grpc.clone());
+    let chat: Outcome<()> = match grpc(chat_client.chat(w.authed(messages))).await {
+        Err(refusal) => Err(refusal),
+        // A stream that opened must end with the refusal.
+        Ok(mut stream) => match within("the chat's answer", stream.message()).await {
+            Err(status) => grpc(async { Err::<tonic::Response<()>, _>(status) }).await,
+            Ok(message) => Ok(message).map(|_| ()),
+        },
+    };
+    found.refused("gRPC Chat", chat, ErrorKind::Unauthenticated, &[]);
+
+    // MCP: every tool that is not read-only.
+    let client = w.mcp.as_ref().expect("an MCP session");
+    let tools = within("tools/list", client.list_all_tools())
+        .await
+        .expect("tools/list");
+    let commands: Vec<String> = tools
+        .iter()
+        .filter(|t| t.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true))
+        .map(|t| t.name.to_string())
+        .collect();
+    found.same("MCP command tools", commands.len() >= 6, true);
+    for tool in commands {
+        let refused = w.mcp(&tool, invalid.clone()).await;
+        found.refused(
+            format!("MCP {tool}"),
+            refused,
+            ErrorKind::Unauthenticated,
+            &[],
+        );
+    }
+
+    // WebSocket: `chat.send` with an empty room and a text that is not text.
+    let mut ws = ws::open(&ws::url(&s.http_url(), "/v1/ws")).await;
+    let frame = json!({ "type": "chat.send", "id": 1, "room": "", "text": 7 });
+    ws::send(&mut ws, &frame).await;
+    let reply = ws::next_json(&mut ws, |f| f["type"] != "pong").await;
+    found.same(
+        format!("WebSocket chat.send {reply}"),
+        (reply["type"].clone(), reply["code"].clone()),
+        (json!("error"), json!("unauthenticated")),
+    );
+
+    // MQTT: both commands, without the `authorization` user property.
+    let mut link = anonymous_mqtt(&s).await;
+    for (topic, payload) in [
+        ("petstore/commands/pets/x/status", r#"{"status":"flying"}"#),
+        ("petstore/commands/orders", r#"{"pet_id":"","quantity":0}"#),
+    ] {
+        let reply = anonymous_command(&mut link, topic, payload).await;
+        found.same(
+            format!("MQTT {topic} {reply}"),
+            (reply["ok"].clone(), reply["error"]["code"].clone()),
+            (json!(false), json!("unauthenticated")),
+        );
+    }
+
+    found.same("state after the refusals", snapshot(&s.store).await, before);
+    w.close().await;
+    found.finish();
+    s.shutdown().await.unwrap();
+}
+
 // ----- 5. one event on every channel ------------------------------------------------
 
 /// What one channel delivered: its name and the event envelope as JSON.
@@ -1186,8 +1516,12 @@ async fn sse(s: &RunningServer, since: &str) -> Delivery {
                 .await
                 .expect("SSE stream");
             let message = message.expect("an SSE event");
-            if message.event == "order.created" {
-                let envelope: Value = serde_json::from_str(&message.data).expect("an envelope");
+            if message.data.is_empty() {
+                continue;
+            }
+            // No `event:` line (the default form, for `onmessage`): the data's `type`.
+            let envelope: Value = serde_json::from_str(&message.data).expect("an envelope");
+            if envelope["type"] == "order.created" {
                 assert_eq!(envelope["offset"], message.id, "the SSE id is the offset");
                 return ("SSE", envelope);
             }

@@ -9,4 +9,5 @@ mod hostile;
 mod identity;
 mod limits;
 mod smoke;
+mod snapshots;
 mod support;

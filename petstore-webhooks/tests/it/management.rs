@@ -218,6 +218,11 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         assert_problem(status, &headers, &problem, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(problem["errors"][0]["field"], field, "{body} -> {problem}");
     }
+    // Said once: a missing field is the field, and its message does not name it again.
+    let (_, _, problem) = h
+        .call(reqwest::Method::POST, "/v1/webhooks", Some(json!({})))
+        .await;
+    assert_eq!(problem["detail"], "invalid `url`: is required", "{problem}");
 
     let resp = h
         .http

@@ -380,7 +380,8 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
             &admin,
             "get_pet",
             json!({"id": "pet_1' OR '1'='1"}),
-            tool_error("not_found", &[]),
+            // Ids read only what their pattern says: refused before any lookup.
+            tool_error("arguments", &["id"]),
         ),
         (
             "malformed resume token",

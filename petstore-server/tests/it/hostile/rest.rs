@@ -106,7 +106,7 @@ async fn rest_refuses_hostile_input_and_changes_nothing() {
         // Orders.
         w("order quantity 0", Method::POST, orders).json(json!({"pet_id": rex.id, "quantity": 0}).to_string()).expect(422, "invalid_input").field("quantity"),
         w("order quantity beyond u32", Method::POST, orders).json(json!({"pet_id": rex.id, "quantity": 1_u64 << 40}).to_string()).expect(422, "invalid_input").field("quantity"),
-        w("order pet id with SQL injection", Method::POST, orders).json(json!({"pet_id": "pet_1' OR '1'='1"}).to_string()).expect(404, "not_found"),
+        w("order pet id with SQL injection", Method::POST, orders).json(json!({"pet_id": "pet_1' OR '1'='1"}).to_string()).expect(422, "invalid_input").field("pet_id"),
         w("order for an unknown pet", Method::POST, orders).json(json!({"pet_id": "pet_doesnotexist"}).to_string()).expect(404, "not_found"),
         w("order for a sold pet", Method::POST, orders).json(json!({"pet_id": shelly.id}).to_string()).expect(409, "conflict"),
         // A refused request leaves no idempotency key behind (a retry may succeed).
