@@ -14,6 +14,10 @@
 //!
 //! The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
 //! dev-dependency.
+//!
+//! It also holds [`skip`] (and [`env_or_skip`], [`database_url`], [`program_or_skip`]),
+//! the one way every test crate skips a test whose broker, database or tool is missing:
+//! with [`REQUIRE_ALL`] set, as in CI, a skip is a failure.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +29,14 @@ use crate::backend::{Change, Expect, IdempotencyRecord, Store, Write};
 use crate::{
     Channel, Currency, ErrorKind, Event, EventData, EventFilter, EventType, LogConfig, Money,
     NewPet, Order, OrderId, OrderQuery, OrderStatus, Pet, PetQuery, PetStatus, ResumeToken,
+};
+
+mod recording;
+mod skip;
+pub use recording::{Commits, RecordingStore};
+pub use skip::{
+    DATABASE_URL, REQUIRE_ALL, database_url, env_or_skip, every_test_required, program_or_skip,
+    skip,
 };
 
 const WAIT: Duration = Duration::from_secs(10);

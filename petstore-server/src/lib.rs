@@ -7,6 +7,6 @@ pub mod jwks;
 mod server;
 
 pub use server::{
-    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, build_store, edge, health,
-    http_router, shutdown_signal, start, webhooks,
+    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, Stopped, build_store, edge, health,
+    http_router, shutdown_signal, start, start_with_store, webhooks,
 };

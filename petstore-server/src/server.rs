@@ -368,21 +368,34 @@ impl RunningServer {
 
     /// Stops every listener gracefully: the drain starts ([`RunningServer::begin_drain`]),
     /// in-flight requests finish, and the listeners stop after the drain delay, within
-    /// [`SHUTDOWN_GRACE`].
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// [`SHUTDOWN_GRACE`]; what was still open then is closed, and counted in
+    /// [`Stopped::forced`].
+    pub async fn shutdown(self) -> anyhow::Result<Stopped> {
         self.shutdown.cancel();
         let deadline = tokio::time::Instant::now() + self.drain_delay + SHUTDOWN_GRACE;
+        let mut stopped = Stopped { forced: 0 };
         for mut task in self.tasks {
             match tokio::time::timeout_at(deadline, &mut task).await {
                 Ok(joined) => joined.context("server task panicked")??,
                 Err(_) => {
                     tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
                     task.abort();
+                    stopped.forced += 1;
                 }
             }
         }
-        Ok(())
+        Ok(stopped)
     }
+}
+
+/// How [`RunningServer::shutdown`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stopped {
+    /// Server tasks (listeners, the webhook dispatcher, the MQTT bridge) still busy
+    /// when the grace period ran out, and stopped by force: 0 when everything
+    /// finished in time.
+    pub forced: usize,
 }
 
 /// The webhook service of the server: loopback targets are allowed (dev mode;
@@ -527,9 +540,16 @@ fn health_router(health: &Health) -> Router {
 /// Starts every protocol and returns once all listeners are bound.
 pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     // Checked before anything starts: a bad value must not leave tasks running.
+    Duration::try_from_secs_f64(args.drain_delay).context("--drain-delay: a number of seconds")?;
+    let store = build_store(&args).await?;
+    start_with_store(store, args).await
+}
+
+/// Like [`start`], over a service built by the caller (a backend of its own, or one
+/// that tests observe); the store options of `args` are not used.
+pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Result<RunningServer> {
     let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
         .context("--drain-delay: a number of seconds")?;
-    let store = build_store(&args).await?;
     let shutdown = CancellationToken::new();
     let limiter = Arc::new(RateLimiter::new(rate_limit(&args)));
     let edge = edge(&args, &limiter);

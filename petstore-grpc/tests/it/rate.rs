@@ -171,12 +171,20 @@ async fn anonymous_callers_are_counted_per_client_ip() {
 
 #[tokio::test]
 async fn rate_limiting_is_off_by_default() {
+    // Twice the quota an anonymous address would get, plus one, if a limiter were on
+    // with the default settings (a full bucket, refilled over the period): a limiter
+    // could serve them all only if these calls took longer than the whole period.
+    let defaults = RateLimitConfig::default();
+    let calls = 2 * defaults.requests + 1;
     let server = TestServer::start().await;
     let mut orders = server.orders().await;
-    for _ in 0..10 {
-        orders
-            .get_inventory(pb::GetInventoryRequest {})
-            .await
-            .unwrap();
+    for call in 1..=calls {
+        let served = orders.get_inventory(pb::GetInventoryRequest {}).await;
+        assert!(
+            served.is_ok(),
+            "call {call} of {calls} (default quota {} per {:?}): {served:?}",
+            defaults.requests,
+            defaults.period
+        );
     }
 }

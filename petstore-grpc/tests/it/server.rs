@@ -326,7 +326,10 @@ async fn routes_share_a_port_with_an_axum_app() {
     served.abort();
 }
 
-#[tokio::test]
+// The clock is paused: it moves only when every task waits on a timer, so the drain
+// delay cannot run out while the calls below are under way (however slow the machine),
+// and the moment the listener closes is known exactly.
+#[tokio::test(start_paused = true)]
 async fn during_the_drain_delay_health_is_not_serving_and_new_calls_still_work() {
     // Shorter than `WAIT`, which bounds `shut_down`.
     let drain = Duration::from_secs(3);
@@ -345,34 +348,38 @@ async fn during_the_drain_delay_health_is_not_serving_and_new_calls_still_work()
         ServingStatus::Serving
     );
     let addr = server.addr;
-    let began = tokio::time::Instant::now();
-    let (stopped, ()) = tokio::join!(server.shut_down(), async {
-        assert_eq!(
-            next(&mut watch).await.unwrap().status(),
-            ServingStatus::NotServing
-        );
-        // The listener is still open: a new connection and a call succeed.
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .expect("the listener accepts during the drain delay");
-        let got = petstore_grpc::pb::pet_service_client::PetServiceClient::new(channel)
-            .get_pet(pb::GetPetRequest {
-                id: pet.id.to_string(),
-            })
-            .await
-            .expect("calls are served during the drain delay")
-            .into_inner();
-        assert_eq!(got.name, "Rex");
-        assert!(
-            began.elapsed() < drain,
-            "the call must land inside the drain delay for this test to mean anything"
-        );
-    });
-    stopped.unwrap();
+    let drain_ends = tokio::time::Instant::now() + drain;
+    let (stopped_at, ()) = tokio::join!(
+        async {
+            server.shut_down().await.unwrap();
+            tokio::time::Instant::now()
+        },
+        async {
+            assert_eq!(
+                next(&mut watch).await.unwrap().status(),
+                ServingStatus::NotServing
+            );
+            // The listener is still open: a new connection and a call succeed.
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                .expect("the listener accepts during the drain delay");
+            let got = petstore_grpc::pb::pet_service_client::PetServiceClient::new(channel)
+                .get_pet(pb::GetPetRequest {
+                    id: pet.id.to_string(),
+                })
+                .await
+                .expect("calls are served during the drain delay")
+                .into_inner();
+            assert_eq!(got.name, "Rex");
+            // Nothing above waits on a timer: the paused clock has not moved.
+            assert!(tokio::time::Instant::now() < drain_ends);
+        }
+    );
     assert!(
-        began.elapsed() >= drain,
-        "the listener closed before the drain delay"
+        stopped_at >= drain_ends,
+        "the listener closed {:?} before the drain delay ended",
+        drain_ends - stopped_at
     );
 }

@@ -29,20 +29,19 @@ pub(crate) enum Target {
 impl Target {
     /// The CI's open Mosquitto, if `PETSTORE_TEST_MOSQUITTO_URL` names one.
     pub(crate) fn open() -> Option<Target> {
-        match std::env::var("PETSTORE_TEST_MOSQUITTO_URL") {
-            Ok(url) if !url.is_empty() => Some(Target::Open(url)),
-            _ => {
-                eprintln!(
-                    "skipping: PETSTORE_TEST_MOSQUITTO_URL is not set (CI sets it to a Mosquitto broker, e.g. mqtt://127.0.0.1:18830)"
-                );
-                None
-            }
-        }
+        petstore_core::testing::env_or_skip(
+            "PETSTORE_TEST_MOSQUITTO_URL",
+            "CI sets it to a Mosquitto broker, e.g. mqtt://127.0.0.1:18830",
+        )
+        .map(Target::Open)
     }
 
-    /// A Mosquitto of our own with the shipped configuration, if the binary is here.
+    /// A Mosquitto of our own with the shipped configuration, if the broker and
+    /// `mosquitto_passwd` are here.
     pub(crate) fn locked() -> Option<Target> {
-        Mosquitto::binary().map(Target::Locked)
+        let bin = Mosquitto::binary()?;
+        Mosquitto::passwd_tool(&bin)?;
+        Some(Target::Locked(bin))
     }
 
     /// A broker for `store`'s bridge. `prefix` is used where the broker allows it
@@ -132,28 +131,30 @@ pub(crate) struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// The broker binary (`PETSTORE_TEST_MOSQUITTO_BIN`, default
+    /// `/usr/sbin/mosquitto`), or `None` after a skip.
     pub(crate) fn binary() -> Option<PathBuf> {
         let bin = std::env::var_os("PETSTORE_TEST_MOSQUITTO_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/usr/sbin/mosquitto"));
-        if bin.exists() {
-            Some(bin)
-        } else {
-            eprintln!(
-                "skipping: no mosquitto binary at {} (install Debian's `mosquitto` or set PETSTORE_TEST_MOSQUITTO_BIN)",
-                bin.display()
-            );
-            None
-        }
+        petstore_core::testing::program_or_skip(
+            &bin,
+            "install Debian's `mosquitto` or set PETSTORE_TEST_MOSQUITTO_BIN",
+        )
     }
 
-    /// `mosquitto_passwd`, next to the broker or on the `PATH`.
-    pub(crate) fn passwd_tool(bin: &Path) -> PathBuf {
+    /// `mosquitto_passwd`, next to the broker or on the `PATH`, or `None` after a skip.
+    pub(crate) fn passwd_tool(bin: &Path) -> Option<PathBuf> {
         bin.parent()
             .and_then(Path::parent)
             .map(|usr| usr.join("bin/mosquitto_passwd"))
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| PathBuf::from("mosquitto_passwd"))
+            .filter(|p| p.is_file())
+            .or_else(|| {
+                petstore_core::testing::program_or_skip(
+                    "mosquitto_passwd",
+                    "it comes with Debian's `mosquitto`",
+                )
+            })
     }
 
     fn new_dir() -> PathBuf {
@@ -210,7 +211,8 @@ impl Mosquitto {
         let dir = Self::new_dir();
         let port = Self::free_port();
         let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-        let made = Command::new(Self::passwd_tool(&bin))
+        let passwd = Self::passwd_tool(&bin).expect("Target::locked found mosquitto_passwd");
+        let made = Command::new(passwd)
             .args(["-b", "-c"])
             .arg(dir.join("petstore.passwd"))
             .args(["petstore-bridge", &password])

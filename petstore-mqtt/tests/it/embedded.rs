@@ -1,6 +1,7 @@
 //! Against the embedded rumqttd broker (always run).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use petstore_core::{
@@ -9,7 +10,7 @@ use petstore_core::{
 use petstore_mqtt::{Bridge, BridgeHandle, MqttConfig, MqttVersion, StartFrom};
 
 use crate::brokers::{Broker, Target};
-use crate::scenarios::{self, offsets, start_bridge, unique_prefix};
+use crate::scenarios::{self, offset, start_bridge, unique_prefix};
 use crate::support::*;
 
 #[tokio::test]
@@ -125,18 +126,69 @@ async fn create_pets(store: &PetStore, from: usize, n: usize) {
     }
 }
 
-/// Waits until `sub` has seen an envelope for every offset in `expected`.
-pub(crate) async fn see_every_offset(sub: &mut Client, expected: &BTreeSet<u64>) {
-    let mut seen = BTreeSet::new();
+/// Waits until `sub` has seen an envelope for every offset in `expected`, then for a
+/// sentinel event written after them, so that copies published behind the last
+/// expected event are counted too. Delivery is at least once: an offset may arrive
+/// more than once only inside `may_repeat` (what was in flight when a link broke);
+/// any other copy, and any missing offset, fails. `sub` must receive `pet.created`.
+pub(crate) async fn see_every_offset(
+    sub: &mut Client,
+    store: &PetStore,
+    expected: &BTreeSet<u64>,
+    may_repeat: RangeInclusive<u64>,
+) {
+    let mut seen = BTreeMap::<u64, usize>::new();
     let deadline = tokio::time::Instant::now() + WAIT * 2;
-    while !expected.is_subset(&seen) {
+    let mut sentinel = None;
+    let mut sentinel_seen = false;
+    while !sentinel_seen {
+        if sentinel.is_none() && expected.iter().all(|o| seen.contains_key(o)) {
+            sentinel = Some(create_pet(store, "Sentinel").await.id);
+        }
         let Some(m) = sub.next_before(deadline).await else {
             break;
         };
-        seen.extend(offsets(std::slice::from_ref(&m)));
+        if m.payload.is_empty() {
+            continue;
+        }
+        let envelope = m.json();
+        if sentinel
+            .as_ref()
+            .is_some_and(|id| envelope["subject"] == id.as_str())
+        {
+            sentinel_seen = true;
+        } else {
+            *seen.entry(offset(&envelope)).or_default() += 1;
+        }
     }
-    let missing: Vec<_> = expected.difference(&seen).collect();
+    let missing: Vec<_> = expected.iter().filter(|o| !seen.contains_key(o)).collect();
     assert!(missing.is_empty(), "offsets never delivered: {missing:?}");
+    assert!(
+        sentinel_seen,
+        "the sentinel written after them never arrived"
+    );
+    let repeated: Vec<_> = seen
+        .iter()
+        .filter(|(o, n)| **n > 1 && !may_repeat.contains(o))
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "offsets delivered more than once (offset, copies) outside {may_repeat:?}: {repeated:?}"
+    );
+}
+
+/// No offset may arrive twice.
+#[expect(
+    clippy::reversed_empty_ranges,
+    reason = "empty on purpose: no offset is in it"
+)]
+pub(crate) const NO_REPEAT: RangeInclusive<u64> = 1..=0;
+
+/// The offsets that may arrive twice after the bridge resumed from `resumed` with up
+/// to `window` events in flight: those it published after `resumed` before the link
+/// broke, without their acknowledgement.
+pub(crate) fn in_flight_after(resumed: ResumeToken, window: u64) -> RangeInclusive<u64> {
+    resumed.offset + 1..=resumed.offset + window
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +230,7 @@ async fn connection_loss_mid_burst_loses_no_event() {
     );
     assert!(resumed.offset < head.offset, "{status:?}");
     let expected: BTreeSet<u64> = (start.offset + 1..=head.offset).collect();
-    see_every_offset(&mut sub, &expected).await;
+    see_every_offset(&mut sub, &store, &expected, in_flight_after(resumed, 8)).await;
     bridge.shutdown().await;
 }
 
@@ -314,22 +366,31 @@ async fn a_bridge_behind_the_live_log_rereads_it_without_gaps() {
         ServiceConfig::default(),
     );
     let b = broker(&store, "lagged").await;
-    let p = b.prefix.clone();
     let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
-    sub.subscribe(&format!("{p}events/pet.created")).await;
+    sub.subscribe(&b.topic("events/pet.created")).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), front(&b)).await;
     let bridge = start_bridge(
         &store,
-        b.bridge_config().start_from(StartFrom::Head).queue_len(1),
+        b.bridge_config()
+            .url(proxy.url())
+            .start_from(StartFrom::Head)
+            .queue_len(1),
     )
     .await;
     let start = store.head().await.unwrap();
-    // Writers do not wait: a burst outruns a bridge with one event in flight.
+    // The broker's acknowledgements are held back while 60 events are written, so the
+    // bridge (one event in flight) cannot keep up and its live feed overflows: it is
+    // behind by construction, not by winning a race with the writer.
+    proxy.hold();
     create_pets(&store, 0, 60).await;
+    proxy.release();
     let head = store.head().await.unwrap();
     let status = wait_status(&bridge, "caught up", |s| s.last_acked == Some(head)).await;
     assert!(status.lagged >= 1, "{status:?}");
+    assert_eq!(status.connects, 1, "the link never broke: {status:?}");
+    // No link broke: re-reading the log after a lag publishes nothing twice.
     let expected: BTreeSet<u64> = (start.offset + 1..=head.offset).collect();
-    see_every_offset(&mut sub, &expected).await;
+    see_every_offset(&mut sub, &store, &expected, NO_REPEAT).await;
     bridge.shutdown().await;
 }
 
@@ -372,16 +433,24 @@ async fn a_backlog_longer_than_the_log_still_publishes_the_newest_events() {
     let topic = b.topic("events/pet.created");
     let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
     sub.subscribe(&topic).await;
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), front(&b)).await;
     let bridge = start_bridge(
         &store,
-        b.bridge_config().start_from(StartFrom::Head).queue_len(1),
+        b.bridge_config()
+            .url(proxy.url())
+            .start_from(StartFrom::Head)
+            .queue_len(1),
     )
     .await;
+    // The broker's acknowledgements are held back during the burst: the bridge is
+    // further behind than the log retains by construction, not by losing a race.
+    proxy.hold();
     create_pets(&store, 0, 2000).await;
     // The last event of the burst is still in the log: it must reach subscribers (a
     // bridge that jumped to the head after losing its place skipped it, and published
     // nothing until the next write).
     let last = create_pet(&store, "LastOfTheBurst").await;
+    proxy.release();
     see_pet_created(&mut sub, &last, &bridge).await;
     let head = store.head().await.unwrap();
     let status = wait_status(&bridge, "caught up", |s| s.last_acked == Some(head)).await;
@@ -430,6 +499,8 @@ async fn an_outage_longer_than_the_log_publishes_what_the_log_still_holds() {
     assert_eq!(status.resumed_from, Some(before), "{status:?}");
     // Everything the log still held went out, the newest event included.
     let retained: BTreeSet<u64> = (head.offset - 7..=head.offset).collect();
-    see_every_offset(&mut sub, &retained).await;
+    // Only the one event acknowledged before the cut was in flight; nothing after the
+    // resume point was published before it, so nothing arrives twice.
+    see_every_offset(&mut sub, &store, &retained, NO_REPEAT).await;
     bridge.shutdown().await;
 }

@@ -35,19 +35,37 @@ pub(crate) async fn wait_all_acked(store: &PetStore, bridge: &BridgeHandle) {
     .await;
 }
 
-/// Collects messages until every `(topic, event type)` of `expected` was seen.
-async fn collect(client: &mut Client, expected: &[(String, &str)]) -> Vec<Msg> {
+/// What a message on an expected topic must carry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Carries {
+    /// An event envelope of this type.
+    Event(&'static str),
+    /// An empty payload (a cleared retained message).
+    Nothing,
+    /// Any non-empty payload (the inventory snapshot, the presence text).
+    Something,
+}
+
+impl Carries {
+    fn matches(self, m: &Msg) -> bool {
+        match self {
+            Carries::Event(ty) => !m.payload.is_empty() && m.json()["type"] == ty,
+            Carries::Nothing => m.payload.is_empty(),
+            Carries::Something => !m.payload.is_empty(),
+        }
+    }
+}
+
+/// Collects messages until every `(topic, payload)` of `expected` was seen.
+async fn collect(client: &mut Client, expected: &[(String, Carries)]) -> Vec<Msg> {
     let mut seen = Vec::new();
-    let missing = |seen: &[Msg]| -> Vec<(String, String)> {
+    let missing = |seen: &[Msg]| -> Vec<(String, Carries)> {
         expected
             .iter()
-            .filter(|(topic, ty)| {
-                !seen.iter().any(|m| {
-                    &m.topic == topic
-                        && (ty.is_empty() || m.payload.is_empty() || m.json()["type"] == *ty)
-                })
+            .filter(|(topic, carries)| {
+                !seen.iter().any(|m| &m.topic == topic && carries.matches(m))
             })
-            .map(|(t, ty)| (t.clone(), (*ty).to_owned()))
+            .cloned()
             .collect()
     };
     let done = timeout(WAIT, async {
@@ -101,26 +119,32 @@ pub(crate) async fn events_reach_every_topic(target: &Target) {
         .unwrap();
 
     let (pid, oid) = (pet.id.to_string(), order.id.to_string());
+    use Carries::{Event, Nothing, Something};
     let expected = [
-        (format!("{p}pets/new"), "pet.created"),
-        (format!("{p}pets/{pid}/status"), "pet.created"),
-        (format!("{p}events/pet.created"), "pet.created"),
-        (format!("{p}orders/new"), "order.created"),
-        (format!("{p}events/order.created"), "order.created"),
-        (format!("{p}pets/{pid}/status"), "pet.status_changed"),
+        (format!("{p}pets/new"), Event("pet.created")),
+        (format!("{p}pets/{pid}/status"), Event("pet.created")),
+        (format!("{p}events/pet.created"), Event("pet.created")),
+        (format!("{p}orders/new"), Event("order.created")),
+        (format!("{p}events/order.created"), Event("order.created")),
+        (format!("{p}pets/{pid}/status"), Event("pet.status_changed")),
         (
             format!("{p}events/pet.status_changed"),
-            "pet.status_changed",
+            Event("pet.status_changed"),
         ),
-        (format!("{p}orders/{oid}/status"), "order.status_changed"),
+        (
+            format!("{p}orders/{oid}/status"),
+            Event("order.status_changed"),
+        ),
         (
             format!("{p}events/order.status_changed"),
-            "order.status_changed",
+            Event("order.status_changed"),
         ),
-        (format!("{p}events/pet.deleted"), "pet.deleted"),
-        (format!("{p}events/chat.message"), "chat.message"),
-        (format!("{p}inventory"), ""),
-        (format!("{p}status"), ""),
+        (format!("{p}events/pet.deleted"), Event("pet.deleted")),
+        // The deleted pet's retained status is cleared with an empty message.
+        (format!("{p}pets/{pid}/status"), Nothing),
+        (format!("{p}events/chat.message"), Event("chat.message")),
+        (format!("{p}inventory"), Something),
+        (format!("{p}status"), Something),
     ];
     let seen = collect(&mut sub, &expected).await;
 
@@ -448,18 +472,11 @@ pub(crate) fn unique_prefix(name: &str) -> String {
     )
 }
 
-/// The offsets of the envelopes in `msgs`.
-pub(crate) fn offsets(msgs: &[Msg]) -> BTreeSet<u64> {
-    msgs.iter()
-        .filter(|m| !m.payload.is_empty())
-        .map(|m| {
-            let env: Value = m.json();
-            env["offset"]
-                .as_str()
-                .unwrap()
-                .parse::<ResumeToken>()
-                .unwrap()
-                .offset
-        })
-        .collect()
+/// The log offset of an event envelope.
+pub(crate) fn offset(envelope: &Value) -> u64 {
+    envelope["offset"]
+        .as_str()
+        .and_then(|t| t.parse::<ResumeToken>().ok())
+        .unwrap_or_else(|| panic!("an envelope with an offset: {envelope}"))
+        .offset
 }

@@ -380,9 +380,11 @@ pub(crate) async fn wait_status(
     }
 }
 
-/// A TCP proxy the tests can cut, to make a client's connection vanish.
+/// A TCP proxy the tests can cut, to make a client's connection vanish, or hold, to
+/// stall it without closing it (nothing is forwarded until it is released).
 pub(crate) struct Proxy {
     pub(crate) addr: SocketAddr,
+    flowing: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -390,24 +392,45 @@ impl Proxy {
     pub(crate) async fn start(listen: SocketAddr, target: SocketAddr) -> Proxy {
         let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (flowing, state) = tokio::sync::watch::channel(true);
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
+                let state = state.clone();
                 conns.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::join!(
+                            pump(from_client, to_server, state.clone()),
+                            pump(from_server, to_client, state)
+                        );
                     }
                 });
             }
         });
-        Proxy { addr, task }
+        Proxy {
+            addr,
+            flowing,
+            task,
+        }
     }
 
     pub(crate) fn url(&self) -> String {
         format!("mqtt://{}", self.addr)
+    }
+
+    /// Stops forwarding in both directions; the connections stay open.
+    pub(crate) fn hold(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    /// Forwards again, starting with what arrived while held.
+    pub(crate) fn release(&self) {
+        self.flowing.send_replace(true);
     }
 
     /// Drops the listener and every connection (sockets close: the broker sees the
@@ -416,4 +439,26 @@ impl Proxy {
         self.task.abort();
         let _ = self.task.await;
     }
+}
+
+/// Copies `from` to `to`, each chunk only while the proxy is not held.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // A proxy dropped without `cut` forwards on (its sender is gone: `Err`).
+        let _ = flowing.wait_for(|on| *on).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }

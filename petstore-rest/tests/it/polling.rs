@@ -1,7 +1,7 @@
 //! Polling: paging the log with `since`/`next`, 410 for tokens that cannot resume,
 //! the pet feed, long polling.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use petstore_core::{
     EventFilter, LogConfig, MemoryStore, PetStore, Principal, ResumeToken, Scope, ServiceConfig,
@@ -9,6 +9,7 @@ use petstore_core::{
 };
 use petstore_rest::RestConfig;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use crate::support::{Server, WAIT};
 
@@ -250,7 +251,9 @@ async fn long_polls_do_not_wait_once_shutdown_has_started() {
     assert_eq!(r.header("retry-after"), Some("1"));
 }
 
-#[tokio::test]
+// The clock is paused: it jumps to the next timer whenever every task waits, so the
+// long polls below take no real time, and how long each was held is exact.
+#[tokio::test(start_paused = true)]
 async fn pet_changes_and_long_polling() {
     let s = Server::with(
         PetStore::in_memory(),
@@ -267,40 +270,56 @@ async fn pet_changes_and_long_polling() {
     );
     assert_eq!(events.len(), 6);
 
-    // Nothing new: `wait` holds the request for about that long, capped by the config.
-    let began = Instant::now();
+    // Nothing new: `wait` holds the request for that long, capped by the config.
+    let held = |asked: Instant| Instant::now() - asked;
+    let asked = Instant::now();
     let r = s
         .send(s.get(&format!("/v1/pets/changes?since={head}&wait=1")))
         .await
         .expect(200);
     assert!(r["events"].as_array().unwrap().is_empty());
-    assert!(began.elapsed() >= Duration::from_millis(900));
-    let began = Instant::now();
+    let one = held(asked);
+    assert!(
+        one >= Duration::from_secs(1) && one < Duration::from_secs(2),
+        "wait=1 held the poll for {one:?}"
+    );
+    let asked = Instant::now();
     s.send(s.get(&format!("/v1/events?since={head}&wait=600")))
         .await
         .expect(200);
+    let capped = held(asked);
     assert!(
-        began.elapsed() < Duration::from_secs(10),
-        "the cap did not apply"
+        capped >= Duration::from_secs(5) && capped < Duration::from_secs(6),
+        "wait=600 with a 5 s cap held the poll for {capped:?}"
     );
 
-    // A change while a long poll waits completes it with that change.
+    // A change while a long poll waits completes it with that change, at once.
     let s = std::sync::Arc::new(s);
+    let asked = Instant::now();
     let poller = {
         let s = s.clone();
         let head = head.clone();
         tokio::spawn(async move {
-            s.send(s.get(&format!("/v1/pets/changes?since={head}&wait=5")))
+            let batch = s
+                .send(s.get(&format!("/v1/pets/changes?since={head}&wait=5")))
                 .await
-                .expect(200)
+                .expect(200);
+            (batch, Instant::now())
         })
     };
+    // The clock moves only once the poll waits on its timer: it is held from here on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!poller.is_finished(), "the poll returned without a change");
     let pet = s.create_pet("Late", "dog", &[]).await;
-    let batch = tokio::time::timeout(WAIT, poller).await.unwrap().unwrap();
+    let (batch, answered) = tokio::time::timeout(WAIT, poller).await.unwrap().unwrap();
     let events = batch["events"].as_array().unwrap();
-    // The poll either waited for the change or started after it: either way it sees it.
     assert_eq!(events.len(), 1, "{batch}");
     assert_eq!(events[0]["subject"], pet["id"]);
+    assert!(
+        answered - asked < Duration::from_secs(5),
+        "the change did not end the wait: answered after {:?}",
+        answered - asked
+    );
 }
 
 #[tokio::test]

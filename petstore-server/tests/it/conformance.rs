@@ -40,7 +40,7 @@ use crate::support::mcp::{self, Mcp};
 use crate::support::state::{snapshot, unchanged};
 use crate::support::ws;
 use crate::support::{grpc as grpc_client, mqtt as mqtt_client, serve, sse as sse_client};
-use crate::support::{start, system, within};
+use crate::support::{start, start_with, system, within};
 
 // ----- protocol-neutral values --------------------------------------------------------
 
@@ -1608,7 +1608,8 @@ async fn grpc_watch(s: &RunningServer, since: &str) -> Delivery {
     })
 }
 
-/// MQTT 5 `petstore/orders/new`, live once the SUBACK is in.
+/// MQTT 5 `petstore/orders/new` on the server's embedded broker, live once the SUBACK
+/// is in.
 async fn mqtt(s: &RunningServer) -> Delivery {
     let addr = s.mqtt_addr.expect("the server runs an MQTT broker");
     let id = format!("conformance-v5-{}-{}", std::process::id(), addr.port());
@@ -1622,24 +1623,15 @@ async fn mqtt(s: &RunningServer) -> Delivery {
             .await
             .expect("MQTT 5");
         let envelope: Value = serde_json::from_slice(&publish.payload).expect("an envelope");
+        // The server turns the user properties off on its embedded broker (rumqttd
+        // 0.20 cannot forward them to MQTT 3.1.1 subscribers): none may come.
+        // `mqtt_user_properties_carry_the_envelope_on_mosquitto` checks them on.
         let properties = publish.properties.unwrap_or_default().user_properties;
-        let property = |name: &str| {
-            let found = properties.iter().find(|(k, _)| k == name);
-            found.map(|(_, v)| json!(v)).unwrap_or_default()
-        };
-        // The server turns the properties off on its embedded broker (rumqttd
-        // 0.20 cannot forward them to MQTT 3.1.1 subscribers); when sent, they agree.
-        for (name, key) in [
-            ("event-id", "id"),
-            ("offset", "offset"),
-            ("event-type", "type"),
-        ] {
-            let value = property(name);
-            assert!(
-                value.is_null() || value == envelope[key],
-                "MQTT 5 user property `{name}`"
-            );
-        }
+        assert_eq!(
+            properties,
+            Vec::<(String, String)>::new(),
+            "user properties on the embedded broker"
+        );
         ("MQTT 5", envelope)
     })
 }
@@ -1820,6 +1812,77 @@ async fn mqtt_3_1_1_and_5_subscribers_get_the_same_event() {
         );
     }
     found.same("MQTT 3.1.1 vs MQTT 5 envelope", &seen[1].1, &seen[0].1);
+    found.finish();
+    s.shutdown().await.unwrap();
+}
+
+/// With an external broker (the CI Mosquitto) the bridge sends the MQTT 5 user
+/// properties `event-id`, `offset` and `event-type`: present, and equal to the
+/// envelope's `id`, `offset` and `type`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_user_properties_carry_the_envelope_on_mosquitto() {
+    let Some(url) = petstore_core::testing::env_or_skip(
+        "PETSTORE_TEST_MOSQUITTO_URL",
+        "CI sets it to an open Mosquitto broker, e.g. mqtt://127.0.0.1:18830",
+    ) else {
+        return;
+    };
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let addr = tokio::net::lookup_host(rest.trim_end_matches('/'))
+        .await
+        .expect("the broker's address")
+        .next()
+        .expect("the broker resolves");
+    let s = start_with(petstore_server::ServerArgs {
+        mqtt_url: Some(url.clone()),
+        ..petstore_server::ServerArgs::ephemeral()
+    })
+    .await;
+    let pet = core_pet(&s, "Properties").await;
+    let id = format!(
+        "conformance-props-{}-{}",
+        std::process::id(),
+        s.http_addr.port()
+    );
+    let mut client = mqtt_client::Client::start(mqtt_client::options(&id, addr), None);
+    client.subscribe("petstore/orders/new").await;
+    let buyer = Principal::new("conformance", [Scope::OrdersWrite]);
+    let placed = s
+        .store
+        .place_order(&buyer, NewOrder::new(pet.id), None)
+        .await
+        .unwrap();
+    // The broker is shared: other tests' orders may come first.
+    let (envelope, properties) = within("our order over MQTT 5", async {
+        loop {
+            let publish = client.publishes.recv().await.expect("MQTT 5");
+            let envelope: Value = serde_json::from_slice(&publish.payload).expect("an envelope");
+            if envelope["subject"] == json!(placed.order.id) {
+                break (
+                    envelope,
+                    publish.properties.unwrap_or_default().user_properties,
+                );
+            }
+        }
+    })
+    .await;
+    let mut found = Findings::default();
+    for (name, key) in [
+        ("event-id", "id"),
+        ("offset", "offset"),
+        ("event-type", "type"),
+    ] {
+        let values: Vec<&str> = properties
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        found.same(
+            format!("MQTT 5 user property `{name}`"),
+            values,
+            vec![envelope[key].as_str().expect("a string member")],
+        );
+    }
     found.finish();
     s.shutdown().await.unwrap();
 }

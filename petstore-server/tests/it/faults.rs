@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -198,36 +198,50 @@ impl Device {
         None
     }
 
-    /// Takes every envelope received so far into `seen` (offsets of `epoch` only: a
+    /// Takes every envelope received so far into `seen` (envelopes of `epoch` only: a
     /// shared broker may carry other servers' events).
-    fn drain(&mut self, epoch: u64, seen: &mut BTreeSet<u64>) {
+    fn drain(&mut self, epoch: u64, seen: &mut Delivered) {
         while let Some(envelope) = self.try_envelope() {
-            let offset = offset_of(&envelope);
-            if offset.epoch == epoch {
-                seen.insert(offset.offset);
-            }
+            seen.take(epoch, &envelope);
         }
     }
 
-    /// Waits until every offset of `expected` has been received.
-    async fn see_all(&mut self, epoch: u64, seen: &mut BTreeSet<u64>, expected: &BTreeSet<u64>) {
+    /// Waits until `done` holds for what was received, at most [`WAIT`].
+    async fn receive_until(
+        &mut self,
+        epoch: u64,
+        seen: &mut Delivered,
+        done: impl Fn(&Delivered) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + WAIT;
-        while !expected.is_subset(seen) {
+        while !done(seen) {
             match tokio::time::timeout_at(deadline, self.envelope()).await {
-                Ok(Some(envelope)) => {
-                    let offset = offset_of(&envelope);
-                    if offset.epoch == epoch {
-                        seen.insert(offset.offset);
-                    }
-                }
+                Ok(Some(envelope)) => seen.take(epoch, &envelope),
                 _ => break,
             }
         }
-        let missing: Vec<_> = expected.difference(seen).collect();
-        assert!(
-            missing.is_empty(),
-            "offsets never delivered over MQTT: {missing:?}"
-        );
+    }
+}
+
+/// What the device received: per log offset, the subject of each copy.
+#[derive(Debug, Default)]
+struct Delivered(BTreeMap<u64, Vec<String>>);
+
+impl Delivered {
+    fn take(&mut self, epoch: u64, envelope: &Value) {
+        let offset = offset_of(envelope);
+        if offset.epoch == epoch {
+            let subject = envelope["subject"].as_str().unwrap_or_default().to_owned();
+            self.0.entry(offset.offset).or_default().push(subject);
+        }
+    }
+
+    fn has_subject(&self, subject: &str) -> bool {
+        self.0.values().flatten().any(|s| s == subject)
+    }
+
+    fn after(&self, start: ResumeToken) -> usize {
+        self.0.range(start.offset + 1..).count()
     }
 }
 
@@ -244,6 +258,9 @@ async fn broker_addr() -> (SocketAddr, Option<(String, String)>) {
             .expect("broker address");
         return (found.next().expect("the broker resolves"), None);
     }
+    petstore_core::testing::skip(
+        "PETSTORE_TEST_MOSQUITTO_URL is not set: the MQTT fault test runs against an embedded broker instead of Mosquitto",
+    );
     // Its own store: the device reads pet events anonymously, the bridge logs in.
     let broker = petstore_mqtt::broker::EmbeddedBroker::start(
         petstore_core::PetStore::in_memory(),
@@ -298,14 +315,18 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     let start = s.store.head().await.unwrap();
 
     // The burst: 60 writes, a pause while the links are cut, 90 more while they are down.
+    // The writer keeps the id of every pet it was told it created: the truth the log
+    // and the device are held to.
     let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = {
         let token = s.dev_token.clone();
         let grpc = format!("http://{}", s.grpc_addr.expect("gRPC is on"));
+        let (http, base) = (http.clone(), base.clone());
         tokio::spawn(async move {
             let mut pets =
                 pb::pet_service_client::PetServiceClient::new(grpc_client::connect(grpc).await);
             let mut cut = Some(cut_rx);
+            let mut created = Vec::new();
             for i in 0..150 {
                 if i == 60
                     && let Some(cut) = cut.take()
@@ -313,19 +334,23 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
                     cut.await.expect("the test cuts the links");
                 }
                 let name = format!("Burst{i}");
-                if i % 2 == 0 {
-                    rest_create(&http, &base, &token, &name).await;
+                let id = if i % 2 == 0 {
+                    rest_create(&http, &base, &token, &name).await
                 } else {
                     pets.create_pet(grpc_client::bearer(grpc_pet(&name), Some(&token)))
                         .await
-                        .expect("CreatePet");
-                }
+                        .expect("CreatePet")
+                        .into_inner()
+                        .id
+                };
+                created.push(id);
             }
+            created
         })
     };
-    let mut seen = BTreeSet::new();
+    let mut seen = Delivered::default();
     within("20 burst events over MQTT", async {
-        while seen.range(start.offset + 1..).count() < 20 {
+        while seen.after(start) < 20 {
             device.drain(epoch, &mut seen);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -333,14 +358,12 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     .await;
     bridge_link.cut();
     device_link.cut();
-    let seen_at_cut = seen.range(start.offset + 1..).count();
+    let seen_at_cut = seen.after(start);
     cut_tx.send(()).expect("the writer waits");
     // Writers never wait for MQTT: the rest of the burst lands while the links are down.
-    within("the rest of the burst", writer)
+    let created = within("the rest of the burst", writer)
         .await
         .expect("the writer");
-    let head = s.store.head().await.unwrap();
-    assert_eq!(head.offset - start.offset, 150, "one event per write");
     until("the bridge and the device to try again", || {
         bridge_link.refused() > 0 && device_link.refused() > 0
     })
@@ -348,18 +371,61 @@ async fn mqtt_links_cut_mid_burst_lose_no_event() {
     bridge_link.restore();
     device_link.restore();
 
-    let expected: BTreeSet<u64> = (start.offset + 1..=head.offset).collect();
-    device.see_all(epoch, &mut seen, &expected).await;
+    // The log holds one pet.created per write, in the writer's order, and nothing else.
+    let logged: Vec<(u64, String)> = log_after(&s.store, start, EventFilter::all())
+        .await
+        .iter()
+        .map(|e| {
+            assert_eq!(e.event_type().as_str(), "pet.created", "{}", e.json());
+            (e.offset().offset, e.subject().to_owned())
+        })
+        .collect();
+    let logged_ids: Vec<&String> = logged.iter().map(|(_, id)| id).collect();
+    assert_eq!(
+        logged_ids,
+        created.iter().collect::<Vec<_>>(),
+        "the log holds exactly the pets the writer was told it created"
+    );
+
+    // The device receives every one of them, then a sentinel written after them (so
+    // that copies sent behind the burst are counted too).
+    device
+        .receive_until(epoch, &mut seen, |r| {
+            created.iter().all(|id| r.has_subject(id))
+        })
+        .await;
+    let sentinel = rest_create(&http, &base, &s.dev_token, "Sentinel").await;
+    device
+        .receive_until(epoch, &mut seen, |r| r.has_subject(&sentinel))
+        .await;
     println!("MQTT links cut after {seen_at_cut} of 150 burst events had reached the device");
     assert!(bridge_link.forwarded() >= 2, "the bridge reconnected");
     assert!(device_link.forwarded() >= 2, "the device reconnected");
-    // The device received exactly what the log holds after the marker.
-    let logged: BTreeSet<u64> = log_after(&s.store, start, EventFilter::all())
-        .await
+    let missing: Vec<_> = logged
         .iter()
-        .map(|e| e.offset().offset)
+        .filter(|(offset, id)| !seen.0.get(offset).is_some_and(|copies| copies.contains(id)))
         .collect();
-    assert_eq!(logged, expected);
+    assert!(
+        missing.is_empty(),
+        "pets (offset, id) never delivered over MQTT: {missing:?}"
+    );
+    assert!(seen.has_subject(&sentinel), "the sentinel never arrived");
+    // At least once, not at will: only what was published before the cut (at most the
+    // first 60 writes) may come again after the links return, and never with another
+    // subject.
+    let before_cut = start.offset + 1..=start.offset + 60;
+    let repeated: Vec<_> = seen
+        .0
+        .range(start.offset + 1..)
+        .filter(|(offset, copies)| {
+            copies.len() > 1
+                && (!before_cut.contains(offset) || copies.iter().any(|c| *c != copies[0]))
+        })
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "delivered again outside the writes before the cut (offset, subjects): {repeated:?}"
+    );
     drop(device);
     s.shutdown().await.unwrap();
 }
@@ -1026,11 +1092,9 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     })
     .await;
 
-    let began = Instant::now();
-    within("the graceful shutdown", s.shutdown())
+    let stopped = within("the graceful shutdown", s.shutdown())
         .await
         .expect("a clean shutdown");
-    let took = began.elapsed();
 
     let mut outcomes = Vec::new();
     for w in writers {
@@ -1152,19 +1216,20 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
 
     println!(
         "graceful shutdown under load: {} writes answered 201, {} refused {refused:?}, {} unanswered {unanswered:?}; \
-         shutdown took {took:?}; health watch {seen:?}; {} fresh health checks ({} NOT_SERVING); follower saw {} events \
+         {} server tasks stopped by force; health watch {seen:?}; {} fresh health checks ({} NOT_SERVING); follower saw {} events \
          before, {} after its restart",
         succeeded.len(),
         refused.len(),
         unanswered.len(),
+        stopped.forced,
         answers.len(),
         answers.len() - first_down,
         followed.len(),
         after.len()
     );
-    assert!(
-        took < SHUTDOWN_GRACE,
-        "in-flight requests should finish well within the grace period, took {took:?}"
+    assert_eq!(
+        stopped.forced, 0,
+        "in-flight requests must finish within the grace period ({SHUTDOWN_GRACE:?}), not be cut at its end"
     );
 }
 
@@ -1199,9 +1264,11 @@ async fn shutdown_ends_open_sse_and_websocket_streams() {
         "{subscribed:?}"
     );
 
-    let began = Instant::now();
-    within("shutdown", s.shutdown()).await.unwrap();
-    let took = began.elapsed();
+    let stopped = within("shutdown", s.shutdown()).await.unwrap();
+    assert_eq!(
+        stopped.forced, 0,
+        "open streams must not hold shutdown until the grace period ({SHUTDOWN_GRACE:?}) ends"
+    );
     let pet = serde_json::from_value(new_pet("AfterShutdown")).unwrap();
     store.create_pet(&system(), pet).await.unwrap();
 
@@ -1237,9 +1304,5 @@ async fn shutdown_ends_open_sse_and_websocket_streams() {
             .iter()
             .any(|m| m.to_text().is_ok_and(|t| t.contains("AfterShutdown"))),
         "WebSocket delivered an event written after shutdown(): {ws_after:?}"
-    );
-    assert!(
-        took < SHUTDOWN_GRACE,
-        "open streams should not hold shutdown for the grace period, took {took:?}"
     );
 }

@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{Matrix, Setup, expect_eq, nested, other_epoch_token, req, send, setup};
+use super::{Answer, Matrix, Setup, expect_eq, nested, other_epoch_token, req, send, setup};
 use crate::support::mcp::{self, Mcp};
 use crate::support::{new_pet, within};
 
@@ -19,10 +19,118 @@ async fn mcp_client(base: &str, token: Option<&str>) -> Mcp {
 
 /// What a tool-call row must get.
 enum McpExpect {
-    /// A tool result with `isError: true` whose text contains this.
-    ToolError(&'static str),
-    /// A JSON-RPC error.
-    RpcError,
+    /// A tool result with `isError: true` whose text reads as this error (see
+    /// [`ToolError::parse`]): the code and the invalid fields, exactly.
+    Tool(ToolError),
+    /// A JSON-RPC error with this code.
+    Rpc(rmcp::model::ErrorCode),
+}
+
+/// A tool error as the MCP adapter writes it: `"{code}: {message}"` for a core error
+/// (one invalid field named as `` invalid `field`: ``, several as `` - `field`: ``
+/// lines), `"failed to deserialize parameters: ..."` for arguments that do not
+/// deserialise (code `arguments`; the field is the JSON path, or the unknown or
+/// missing field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ToolError {
+    code: String,
+    fields: Vec<String>,
+}
+
+/// The tool error `code` naming exactly `fields`.
+fn tool_error(code: &str, fields: &[&str]) -> McpExpect {
+    McpExpect::Tool(ToolError {
+        code: code.to_owned(),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+    })
+}
+
+/// The text between the first pair of backticks of `s`.
+fn quoted(s: &str) -> Option<String> {
+    let (_, rest) = s.split_once('`')?;
+    Some(rest.split_once('`')?.0.to_owned())
+}
+
+impl ToolError {
+    fn parse(text: &str) -> Option<ToolError> {
+        if let Some(rest) = text.strip_prefix("failed to deserialize parameters: ") {
+            let field = if rest.starts_with('`')
+                || rest.starts_with("unknown field `")
+                || rest.starts_with("missing field `")
+            {
+                quoted(rest)
+            } else {
+                None
+            };
+            return Some(ToolError {
+                code: "arguments".to_owned(),
+                fields: field.into_iter().collect(),
+            });
+        }
+        let (code, message) = text.split_once(": ")?;
+        if code.is_empty() || !code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return None;
+        }
+        let mut lines = message.lines();
+        let first = lines.next().unwrap_or_default();
+        let mut fields: Vec<String> = if first.starts_with("invalid `") {
+            quoted(first).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        fields.extend(lines.filter_map(|l| {
+            l.strip_prefix("- ")
+                .filter(|l| l.starts_with('`'))
+                .and_then(quoted)
+        }));
+        Some(ToolError {
+            code: code.to_owned(),
+            fields,
+        })
+    }
+}
+
+/// What the body of a raw `/mcp` answer must be.
+#[derive(Debug, Clone, Copy)]
+enum RawBody {
+    /// A JSON-RPC error object with this code (and `id` null).
+    JsonRpc(i64),
+    /// An RFC 9457 problem with this `code`.
+    Problem(&'static str),
+    /// Exactly this text (what rmcp answers for the transport refusals it makes).
+    Text(&'static str),
+}
+
+fn check_raw_body(expected: RawBody, a: &Answer) -> Result<(), String> {
+    match expected {
+        RawBody::JsonRpc(code) => {
+            let body = a.json()?;
+            expect_eq("jsonrpc", &body["jsonrpc"], &json!("2.0"))?;
+            expect_eq("id", &body["id"], &Value::Null)?;
+            expect_eq("error.code", body["error"]["code"].as_i64(), Some(code))
+                .map_err(|e| format!("{e}: {}", a.text()))?;
+            if body["error"]["message"].as_str().is_none_or(str::is_empty) {
+                return Err(format!("a JSON-RPC error without a message: {}", a.text()));
+            }
+            Ok(())
+        }
+        RawBody::Problem(code) => {
+            let ct = a.header("content-type");
+            if !ct.starts_with("application/problem+json") {
+                return Err(format!(
+                    "content-type `{ct}` is not problem+json: {}",
+                    a.text()
+                ));
+            }
+            expect_eq(
+                "problem code",
+                a.json()?["code"].as_str().unwrap_or(""),
+                code,
+            )
+            .map_err(|e| format!("{e}: {}", a.text()))
+        }
+        RawBody::Text(text) => expect_eq("body", a.text().as_str(), text),
+    }
 }
 
 fn initialize_body() -> String {
@@ -54,70 +162,102 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
     };
     let mut invalid_utf8 = br#"{"jsonrpc":"2.0","id":1,"method":""#.to_vec();
     invalid_utf8.extend_from_slice(b"\xff\xfe\"}");
-    let raw_rows = vec![
-        post("body is not JSON")
-            .json("{\"jsonrpc\": \"2.0\",")
-            .expect(400, ""),
-        post("invalid UTF-8 body")
-            .json(invalid_utf8)
-            .expect(400, ""),
-        post("100000 nested arrays")
-            .json(format!(
-                r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}}"#,
-                nested(100_000)
-            ))
-            .expect(400, ""),
-        post("JSON-RPC 1.0 envelope")
-            .json(initialize_body().replace("\"2.0\"", "\"1.0\""))
-            .expect(400, ""),
-        post("text/plain content type")
-            .body(Some("text/plain"), initialize_body())
-            .expect(415, ""),
-        req("no Accept header", Method::POST, "/mcp")
-            .json(initialize_body())
-            .expect(406, ""),
-        post("4 MiB body")
-            .json(format!(
-                r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"pad":"{}"}}}}"#,
-                "x".repeat(4 * 1024 * 1024)
-            ))
-            .expect(413, ""),
-        post("expired token")
-            .bearer(&t.expired)
-            .json(initialize_body())
-            .expect(401, "unauthenticated"),
-        post("forged token")
-            .bearer(&t.forged)
-            .json(initialize_body())
-            .expect(401, "unauthenticated"),
-        post("alg none token")
-            .bearer(&t.none)
-            .json(initialize_body())
-            .expect(401, "unauthenticated"),
-        post("garbage token")
-            .bearer(&t.garbage)
-            .json(initialize_body())
-            .expect(401, "unauthenticated"),
-        post("foreign Host (DNS rebinding)")
-            .header("host", "evil.example")
-            .json(initialize_body())
-            .expect(403, ""),
-        post("foreign Origin")
-            .header("origin", "https://evil.example")
-            .json(initialize_body())
-            .expect(403, ""),
+    use RawBody::{JsonRpc, Problem, Text};
+    let raw_rows =
+        vec![
+        (
+            post("body is not JSON")
+                .json("{\"jsonrpc\": \"2.0\",")
+                .expect(400, ""),
+            JsonRpc(-32700),
+        ),
+        (
+            post("invalid UTF-8 body").json(invalid_utf8).expect(400, ""),
+            JsonRpc(-32700),
+        ),
+        (
+            post("100000 nested arrays")
+                .json(format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}}"#,
+                    nested(100_000)
+                ))
+                .expect(400, ""),
+            JsonRpc(-32700),
+        ),
+        (
+            post("JSON-RPC 1.0 envelope")
+                .json(initialize_body().replace("\"2.0\"", "\"1.0\""))
+                .expect(400, ""),
+            JsonRpc(-32600),
+        ),
+        (
+            post("text/plain content type")
+                .body(Some("text/plain"), initialize_body())
+                .expect(415, ""),
+            Text("Unsupported Media Type: Content-Type must be application/json"),
+        ),
+        (
+            req("no Accept header", Method::POST, "/mcp")
+                .json(initialize_body())
+                .expect(406, ""),
+            Text("Not Acceptable: Client must accept both application/json and text/event-stream"),
+        ),
+        (
+            post("4 MiB body")
+                .json(format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"pad":"{}"}}}}"#,
+                    "x".repeat(4 * 1024 * 1024)
+                ))
+                .expect(413, ""),
+            JsonRpc(-32600),
+        ),
+        (
+            post("expired token")
+                .bearer(&t.expired)
+                .json(initialize_body())
+                .expect(401, ""),
+            Problem("unauthenticated"),
+        ),
+        (
+            post("forged token")
+                .bearer(&t.forged)
+                .json(initialize_body())
+                .expect(401, ""),
+            Problem("unauthenticated"),
+        ),
+        (
+            post("alg none token")
+                .bearer(&t.none)
+                .json(initialize_body())
+                .expect(401, ""),
+            Problem("unauthenticated"),
+        ),
+        (
+            post("garbage token")
+                .bearer(&t.garbage)
+                .json(initialize_body())
+                .expect(401, ""),
+            Problem("unauthenticated"),
+        ),
+        (
+            post("foreign Host (DNS rebinding)")
+                .header("host", "evil.example")
+                .json(initialize_body())
+                .expect(403, ""),
+            Text("Forbidden: Host header is not allowed"),
+        ),
+        (
+            post("foreign Origin")
+                .header("origin", "https://evil.example")
+                .json(initialize_body())
+                .expect(403, ""),
+            Text("Forbidden: Origin header is not allowed"),
+        ),
     ];
     let mut matrix = Matrix::new("MCP", &s.store).await;
-    for r in &raw_rows {
+    for (r, body) in &raw_rows {
         let answer = match send(&http, &base, r).await {
-            Ok(a) if a.status == r.status => {
-                if r.code.is_empty() {
-                    Ok(())
-                } else {
-                    a.json()
-                        .and_then(|b| expect_eq("code", b["code"].as_str().unwrap_or(""), r.code))
-                }
-            }
+            Ok(a) if a.status == r.status => check_raw_body(*body, &a),
             Ok(a) => Err(format!(
                 "expected HTTP {}, got {}: {}",
                 r.status,
@@ -149,91 +289,91 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
             &anonymous,
             "create_pet",
             pet("name", json!("Anon")),
-            ToolError("unauthenticated"),
+            tool_error("unauthenticated", &[]),
         ),
         (
             "create_pet without the scope",
             &reader,
             "create_pet",
             pet("name", json!("Reader")),
-            ToolError("forbidden"),
+            tool_error("forbidden", &[]),
         ),
         (
             "name is a number",
             &admin,
             "create_pet",
             pet("name", json!(42)),
-            ToolError("name"),
+            tool_error("arguments", &["name"]),
         ),
         (
             "unknown enum value",
             &admin,
             "create_pet",
             pet("status", json!("flying")),
-            ToolError("status"),
+            tool_error("arguments", &["status"]),
         ),
         (
             "age 1e20",
             &admin,
             "create_pet",
             pet("age", json!(1e20)),
-            ToolError("age"),
+            tool_error("arguments", &["age"]),
         ),
         (
             "unknown field",
             &admin,
             "create_pet",
             pet("owner", json!("mallory")),
-            ToolError("owner"),
+            tool_error("arguments", &["owner"]),
         ),
         (
             "missing price",
             &admin,
             "create_pet",
             json!({"name": "NoPrice", "species": "dog"}),
-            ToolError("price"),
+            tool_error("arguments", &["price"]),
         ),
         (
             "SQL injection in species",
             &admin,
             "create_pet",
             pet("species", json!("dog'; DROP TABLE pets;--")),
-            ToolError("invalid_input"),
+            tool_error("invalid_input", &["species"]),
         ),
         (
             "100 nested arrays as tags",
             &admin,
             "create_pet",
             pet("tags", serde_json::from_str(&nested(100)).unwrap()),
-            ToolError("tags"),
+            tool_error("arguments", &["tags[0]"]),
         ),
         (
             "order for an unknown pet",
             &admin,
             "place_order",
             json!({"pet_id": "pet_doesnotexist"}),
-            ToolError("not_found"),
+            tool_error("not_found", &[]),
         ),
         (
             "order for a sold pet",
             &admin,
             "place_order",
             json!({"pet_id": shelly.id}),
-            ToolError("conflict"),
+            tool_error("conflict", &[]),
         ),
         (
             "order quantity 0",
             &admin,
             "place_order",
             json!({"pet_id": rex.id, "quantity": 0}),
-            ToolError("invalid_input"),
+            tool_error("invalid_input", &["quantity"]),
         ),
         (
             "order quantity beyond u32",
             &admin,
             "place_order",
             json!({"pet_id": rex.id, "quantity": 1_u64 << 40}),
-            ToolError("quantity"),
+            tool_error("arguments", &["quantity"]),
         ),
         (
             "SQL injection as a pet id",
@@ -241,23 +381,29 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
             "get_pet",
             json!({"id": "pet_1' OR '1'='1"}),
             // Ids read only what their pattern says: refused before any lookup.
-            ToolError("is not a valid pet id"),
+            tool_error("arguments", &["id"]),
         ),
         (
             "malformed resume token",
             &admin,
             "recent_events",
             json!({"since": "zzz"}),
-            ToolError("since"),
+            tool_error("arguments", &["since"]),
         ),
         (
             "resume token of another epoch",
             &admin,
             "recent_events",
             json!({"since": other_epoch_token(head)}),
-            ToolError("resume_expired"),
+            tool_error("resume_expired", &[]),
         ),
-        ("unknown tool", &admin, "drop_tables", json!({}), RpcError),
+        (
+            "unknown tool",
+            &admin,
+            "drop_tables",
+            json!({}),
+            Rpc(rmcp::model::ErrorCode::INVALID_PARAMS),
+        ),
     ];
     for (name, client, tool, arguments, expect) in rows {
         let Value::Object(arguments) = arguments else {
@@ -266,7 +412,7 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         let result = within(name, client.call_tool(params)).await;
         let answer = match (result, expect) {
-            (Ok(r), ToolError(needle)) => {
+            (Ok(r), Tool(want)) => {
                 let text: String = r
                     .content
                     .iter()
@@ -275,19 +421,16 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
                     .join("\n");
                 if r.is_error != Some(true) {
                     Err(format!("expected a tool error, got success: {text}"))
-                } else if !text.contains(needle) {
-                    Err(format!(
-                        "the tool error does not mention `{needle}`: {text}"
-                    ))
                 } else {
-                    Ok(())
+                    expect_eq("tool error", ToolError::parse(&text), Some(want))
+                        .map_err(|e| format!("{e}: {text}"))
                 }
             }
-            (Err(e), ToolError(needle)) => Err(format!(
-                "expected a tool error mentioning `{needle}`, got a protocol error: {e}"
+            (Err(e), Tool(want)) => Err(format!(
+                "expected the tool error {want:?}, got a protocol error: {e}"
             )),
-            (Err(_), RpcError) => Ok(()),
-            (Ok(r), RpcError) => Err(format!("expected a JSON-RPC error, got a result: {r:?}")),
+            (Err(e), Rpc(code)) => rpc_code(&e, code),
+            (Ok(r), Rpc(_)) => Err(format!("expected a JSON-RPC error, got a result: {r:?}")),
         };
         let follow = mcp_follow_up(client).await;
         matrix.row(&s.store, name, answer, follow).await;
@@ -299,8 +442,10 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
         admin.read_resource(ReadResourceRequestParams::new(uri)),
     )
     .await;
+    // Not a resource this server has: MCP's "resource not found" (-32002), the code
+    // an unknown pet gets too.
     let answer = match read {
-        Err(_) => Ok(()),
+        Err(e) => rpc_code(&e, rmcp::model::ErrorCode::RESOURCE_NOT_FOUND),
         Ok(r) => Err(format!("read {uri}: {r:?}")),
     };
     let follow = mcp_follow_up(&admin).await;
@@ -313,6 +458,15 @@ async fn mcp_refuses_hostile_input_and_changes_nothing() {
     }
     matrix.finish(MCP_ROWS);
     s.shutdown().await.unwrap();
+}
+
+/// `Ok` when `error` is a JSON-RPC error with `code`.
+fn rpc_code(error: &rmcp::ServiceError, code: rmcp::model::ErrorCode) -> Result<(), String> {
+    match error {
+        rmcp::ServiceError::McpError(e) => expect_eq("JSON-RPC error code", e.code, code)
+            .map_err(|d| format!("{d}: {}", e.message)),
+        other => Err(format!("expected a JSON-RPC error {code:?}, got {other}")),
+    }
 }
 
 async fn mcp_follow_up(client: &Mcp) -> Result<(), String> {

@@ -25,7 +25,7 @@ fn without(mut body: Value, key: &str) -> String {
     body.to_string()
 }
 
-const REST_ROWS: usize = 64;
+const REST_ROWS: usize = 65;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_refuses_hostile_input_and_changes_nothing() {
@@ -109,6 +109,8 @@ async fn rest_refuses_hostile_input_and_changes_nothing() {
         w("order pet id with SQL injection", Method::POST, orders).json(json!({"pet_id": "pet_1' OR '1'='1"}).to_string()).expect(422, "invalid_input").field("pet_id"),
         w("order for an unknown pet", Method::POST, orders).json(json!({"pet_id": "pet_doesnotexist"}).to_string()).expect(404, "not_found"),
         w("order for a sold pet", Method::POST, orders).json(json!({"pet_id": shelly.id}).to_string()).expect(409, "conflict"),
+        // A refused request leaves no idempotency key behind (a retry may succeed).
+        w("order for a sold pet with an Idempotency-Key", Method::POST, orders).header("idempotency-key", "hostile-1").json(json!({"pet_id": shelly.id}).to_string()).expect(409, "conflict"),
         // Conditional requests and patches.
         w("merge patch that is an array", Method::PATCH, &rex_path).body(Some("application/merge-patch+json"), "[]").expect(422, "invalid_input"),
         w("stale If-Match", Method::PATCH, &rex_path).header("if-match", "\"999\"").body(Some("application/merge-patch+json"), r#"{"name":"Stale"}"#).expect(412, "precondition_failed"),

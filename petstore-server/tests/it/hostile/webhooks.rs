@@ -11,7 +11,7 @@ use super::{
     rest_follow_up, send, setup, unix_now,
 };
 
-const WEBHOOK_ROWS: usize = 40;
+const WEBHOOK_ROWS: usize = 45;
 
 fn signed(
     secret: &petstore_webhooks::WebhookSecret,
@@ -106,6 +106,19 @@ async fn webhooks_refuse_hostile_input_and_change_nothing() {
         h
     };
 
+    // An endpoint the management rows try to change (for `chat.message` only, which
+    // no row produces: its cursor and health stay put).
+    let create = req("setup endpoint", Method::POST, "/v1/webhooks")
+        .bearer(&t.all)
+        .json(json!({"url": "http://127.0.0.1:9/hook", "events": ["chat.message"]}).to_string());
+    let created = send(&http, &base, &create).await.unwrap();
+    assert_eq!(created.status, 201, "setup endpoint: {}", created.text());
+    let endpoint = created.json().unwrap()["id"]
+        .as_str()
+        .expect("an endpoint id")
+        .to_owned();
+    let one = format!("/v1/webhooks/{endpoint}");
+
     let webhook_id_300 = "m".repeat(300);
     let rows = vec![
         inbound("no webhook headers", target.clone(), vec![]).expect(401, "unauthenticated"),
@@ -148,16 +161,32 @@ async fn webhooks_refuse_hostile_input_and_change_nothing() {
         req("private network URL (SSRF)", Method::POST, "/v1/webhooks").bearer(&t.all).json(json!({"url": "http://10.0.0.1/hook"}).to_string()).expect(422, "invalid_input").field("url"),
         req("unknown event type", Method::POST, "/v1/webhooks").bearer(&t.all).json(json!({"url": "http://127.0.0.1:9/hook", "events": ["order.shipped"]}).to_string()).expect(422, "invalid_input"),
         req("5000-character URL", Method::POST, "/v1/webhooks").bearer(&t.all).json(json!({"url": format!("http://127.0.0.1:9/{}", "a".repeat(5000))}).to_string()).expect(422, "invalid_input").field("url"),
+        req("change an endpoint without admin", Method::PATCH, one.clone()).bearer(&t.reader).json(json!({"url": "http://127.0.0.1:10/hook"}).to_string()).expect(403, "forbidden"),
+        req("change an endpoint to a private URL (SSRF)", Method::PATCH, one.clone()).bearer(&t.all).json(json!({"url": "http://10.0.0.1/hook"}).to_string()).expect(422, "invalid_input").field("url"),
+        req("change an endpoint to an unknown event type", Method::PATCH, one.clone()).bearer(&t.all).json(json!({"events": ["order.shipped"]}).to_string()).expect(422, "invalid_input"),
+        req("rotate a secret without admin", Method::POST, format!("{one}/rotate-secret")).bearer(&t.reader).expect(403, "forbidden"),
+        req("delete an endpoint without admin", Method::DELETE, one.clone()).bearer(&t.reader).expect(403, "forbidden"),
         req("2 MiB create body", Method::POST, "/v1/webhooks").bearer(&t.all).json(json!({"url": "http://127.0.0.1:9/hook", "description": "x".repeat(2 * 1024 * 1024)}).to_string()).expect(413, "payload_too_large"),
     ];
 
+    // Every endpoint as the API shows it, and the secret of ours: compared whole, so
+    // that a row changing an endpoint (not only adding or removing one) is caught.
     let endpoints = || async {
         let r = req("list", Method::GET, "/v1/webhooks").bearer(&t.all);
         let a = send(&http, &base, &r).await?;
         expect_eq("list status", a.status, 200)?;
-        Ok::<usize, String>(a.json()?["data"].as_array().map_or(0, Vec::len))
+        let list = a.json()?["data"].clone();
+        let r = req("secret", Method::GET, format!("{one}/secret")).bearer(&t.all);
+        let a = send(&http, &base, &r).await?;
+        expect_eq("secret status", a.status, 200)?;
+        Ok::<Value, String>(json!({"endpoints": list, "secret": a.json()?}))
     };
     let mut endpoints_before = endpoints().await.unwrap();
+    assert_eq!(
+        endpoints_before["endpoints"].as_array().map(Vec::len),
+        Some(1),
+        "{endpoints_before}"
+    );
     let mut matrix = Matrix::new("webhooks", &s.store).await;
     for r in &rows {
         let answer = match send(&http, &base, r).await {
@@ -165,9 +194,9 @@ async fn webhooks_refuse_hostile_input_and_change_nothing() {
             Err(e) => Err(e),
         };
         let follow = match endpoints().await {
-            Ok(n) => {
-                let same = expect_eq("webhook endpoints", n, endpoints_before);
-                endpoints_before = n;
+            Ok(now) => {
+                let same = expect_eq("webhook endpoints", &now, &endpoints_before);
+                endpoints_before = now;
                 same
             }
             Err(e) => Err(e),

@@ -14,7 +14,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use petstore_core::Principal;
+use petstore_core::testing::RecordingStore;
+use petstore_core::{MemoryStore, PetStore, Principal, ServiceConfig, TokenAuthority};
 use petstore_server::{RunningServer, ServerArgs};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -45,9 +46,31 @@ pub(crate) async fn start() -> RunningServer {
     start_with(ServerArgs::ephemeral()).await
 }
 
-/// The server with `args`.
+/// The server with `args`. Its in-memory backend records every commit, so that
+/// [`state::snapshot`] sees writes no listing shows (payments, idempotency keys,
+/// payment notice records); a server verifying tokens with JWKS is built as the binary
+/// builds it.
 pub(crate) async fn start_with(args: ServerArgs) -> RunningServer {
-    petstore_server::start(args).await.expect("server starts")
+    if args.jwks_url.is_some() {
+        return petstore_server::start(args).await.expect("server starts");
+    }
+    let config = ServiceConfig::default().require_auth_for_reads(args.require_auth_for_reads);
+    let auth = match &args.jwt_secret {
+        Some(secret) => TokenAuthority::new(secret.as_bytes(), config.token_ttl),
+        None => TokenAuthority::random(config.token_ttl),
+    };
+    let backend = RecordingStore::new(MemoryStore::default());
+    let commits = backend.commits();
+    let store = PetStore::new(backend, auth, config);
+    if args.seed {
+        petstore_core::seed::seed(&store)
+            .await
+            .expect("the seed loads");
+    }
+    state::record(&store, commits);
+    petstore_server::start_with_store(store, args)
+        .await
+        .expect("server starts")
 }
 
 /// Serves `app` on a free loopback port (a webhook receiver, a second listener).

@@ -1,12 +1,37 @@
 //! The store's state as the suites compare it: a snapshot of everything a refused
 //! request must leave alone, and the event log after a position.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use petstore_core::backend::Write;
+use petstore_core::testing::Commits;
 use petstore_core::{Event, EventFilter, Order, OrderQuery, Pet, PetQuery, PetStore, ResumeToken};
 
 use super::system;
+
+/// The commit records of the servers the suites started, by service instance.
+fn records() -> &'static Mutex<HashMap<String, Commits>> {
+    static RECORDS: OnceLock<Mutex<HashMap<String, Commits>>> = OnceLock::new();
+    RECORDS.get_or_init(Mutex::default)
+}
+
+/// Makes [`snapshot`] of `store` count the commits recorded in `commits`.
+pub(crate) fn record(store: &PetStore, commits: Commits) {
+    records()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(store.instance().to_owned(), commits);
+}
+
+fn commits_of(store: &PetStore) -> Option<Commits> {
+    records()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(store.instance())
+        .cloned()
+}
 
 /// Everything a refused request must leave alone.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +39,11 @@ pub(crate) struct Snapshot {
     pub(crate) head: ResumeToken,
     pub(crate) pets: Vec<Pet>,
     pub(crate) orders: Vec<Order>,
+    /// Every write committed so far (payments, idempotency keys, payment notice
+    /// records: state no listing shows), when the server records them; empty
+    /// otherwise.
+    /// One entry per commit: its writes, as `Debug` prints them.
+    pub(crate) writes: Vec<String>,
 }
 
 /// The log head, every pet and every order (all pages).
@@ -47,7 +77,18 @@ pub(crate) async fn snapshot(store: &PetStore) -> Snapshot {
             None => break,
         }
     }
-    Snapshot { head, pets, orders }
+    let writes = commits_of(store).map_or_else(Vec::new, |c| {
+        c.since(0)
+            .iter()
+            .map(|writes: &Vec<Write>| format!("{writes:?}"))
+            .collect()
+    });
+    Snapshot {
+        head,
+        pets,
+        orders,
+        writes,
+    }
 }
 
 /// `Err` saying what changed between two snapshots.
@@ -72,6 +113,10 @@ pub(crate) fn unchanged(before: &Snapshot, after: &Snapshot) -> Result<(), Strin
             before.orders.len(),
             after.orders.len()
         ));
+    }
+    if before.writes != after.writes {
+        let new = after.writes.get(before.writes.len()..).unwrap_or_default();
+        what.push(format!("{} new commits: {}", new.len(), new.join("; ")));
     }
     Err(format!("the store changed: {}", what.join("; ")))
 }
