@@ -402,6 +402,13 @@ impl RateLimiter {
             state.tat.insert(key.to_owned(), next);
         } else {
             decision.retry_after = Some(ahead - quota.tolerance);
+            let caller = if authenticated {
+                "authenticated"
+            } else {
+                "anonymous"
+            };
+            metrics::counter!(crate::telemetry::RATE_LIMIT_REJECTIONS_TOTAL, "caller" => caller)
+                .increment(1);
         }
         decision
     }

@@ -157,6 +157,8 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
         );
     }
     let messages = shared.sse_messages.clone();
+    // Lives as long as the response body: the gauge goes down however the stream ends.
+    let gauge = petstore_core::telemetry::OpenStream::new("sse");
     let live = stream::unfold(Some((events, position)), move |state| {
         let messages = messages.clone();
         async move {
@@ -172,7 +174,10 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
     });
     // At shutdown the response ends, so that graceful shutdown can finish.
     let live = live.take_until(shared.shutdown.clone().cancelled_owned());
-    let body = stream::iter(opening).chain(live).map(Ok::<_, Infallible>);
+    let body = stream::iter(opening).chain(live).map(move |message| {
+        let _open = &gauge;
+        Ok::<_, Infallible>(message)
+    });
     let mut response = Sse::new(body)
         .keep_alive(
             KeepAlive::new()

@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 pub mod asyncapi;
+pub mod config;
 pub mod jwks;
 mod server;
+pub mod telemetry;
 
 pub use server::{
     Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, build_store, edge, health,

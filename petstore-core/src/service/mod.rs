@@ -271,7 +271,12 @@ impl PetStore {
                 event.traceparent = Some(trace.clone());
             }
         }
-        self.store().commit(change, &self.inner.source).await
+        let events = self.store().commit(change, &self.inner.source).await?;
+        if let Some(last) = events.last() {
+            metrics::counter!(crate::telemetry::LOG_EVENTS_TOTAL).increment(events.len() as u64);
+            metrics::gauge!(crate::telemetry::LOG_HEAD_OFFSET).set(last.offset().offset as f64);
+        }
+        Ok(events)
     }
 
     /// Runs `attempt` until it commits without a concurrent-write conflict.

@@ -6,5 +6,6 @@ mod edge;
 mod faults;
 mod hostile;
 mod identity;
+mod observability;
 mod smoke;
 mod support;
