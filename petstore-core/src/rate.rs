@@ -53,6 +53,7 @@ pub struct RateLimitConfig {
     /// from any address (default 1200; at least 1).
     pub authenticated_requests: u32,
     /// The window the quotas are counted over (default 60 s).
+    #[serde(with = "humantime_serde")]
     pub period: Duration,
     /// Most requests accepted at once from a full bucket, for either kind of caller;
     /// `None` (the default): the caller's whole quota. Either way the bucket refills

@@ -397,3 +397,73 @@ fn the_parser_reads_labels_with_braces_escapes_and_commas() {
     assert_eq!(parsed.get("y", &[]), 1.5);
     assert_eq!(parsed.get("z", &[]), 0.0);
 }
+
+/// The dashboard in `docs/` and the README's table name the metrics the code records,
+/// all of them and nothing else.
+#[test]
+fn the_dashboard_and_the_readme_name_the_recorded_metrics() {
+    use petstore_core::telemetry as t;
+    let known = [
+        t::REQUESTS_TOTAL,
+        t::REQUEST_DURATION_SECONDS,
+        t::OPEN_STREAMS,
+        t::STREAMS_OPENED_TOTAL,
+        t::SUBSCRIBER_CUTOFFS_TOTAL,
+        t::SUBSCRIBER_LAG_EVENTS,
+        t::LOG_HEAD_OFFSET,
+        t::LOG_EVENTS_TOTAL,
+        t::RATE_LIMIT_REJECTIONS_TOTAL,
+        t::WEBHOOK_ATTEMPTS_TOTAL,
+        t::WEBHOOK_ATTEMPT_DURATION_SECONDS,
+        t::WEBHOOK_MESSAGES_TOTAL,
+        t::WEBHOOK_QUEUE_DEPTH,
+        t::WEBHOOK_ENDPOINTS_DISABLED_TOTAL,
+        t::MQTT_BRIDGE_CONNECTED,
+        t::MQTT_BRIDGE_LAG_EVENTS,
+        t::MQTT_BRIDGE_IN_FLIGHT,
+        t::MQTT_BRIDGE_PUBLISHED_TOTAL,
+    ];
+    let names = |text: &str| -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("petstore_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            // Rust paths in prose (`petstore_core::…`) are not metrics.
+            if rest.starts_with("::") {
+                continue;
+            }
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            found.push(base);
+        }
+        found
+    };
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dashboard = std::fs::read_to_string(format!("{root}/docs/grafana/petstore.json")).unwrap();
+    serde_json::from_str::<Value>(&dashboard).expect("the dashboard is JSON");
+    for name in names(&dashboard) {
+        assert!(
+            known.contains(&name.as_str()),
+            "the dashboard names `{name}`"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let documented = names(&readme);
+    for name in known {
+        assert!(
+            documented.iter().any(|d| d == name),
+            "the README does not list `{name}`"
+        );
+    }
+    for name in documented {
+        assert!(known.contains(&name.as_str()), "the README lists `{name}`");
+    }
+}

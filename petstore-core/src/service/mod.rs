@@ -47,6 +47,7 @@ pub struct ServiceConfig {
     /// The CloudEvents `source` of every event.
     pub source: String,
     /// Lifetime of tokens issued by `POST /v1/auth/token`.
+    #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
     /// Limits on password checks.
     pub login: LoginConfig,
