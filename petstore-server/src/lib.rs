@@ -2,6 +2,8 @@
 
 pub mod asyncapi;
 pub mod config;
+mod connections;
+mod http;
 pub mod jwks;
 mod server;
 pub mod telemetry;
