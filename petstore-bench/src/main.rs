@@ -76,6 +76,7 @@ enum Scenario {
     Mqtt,
     Webhooks,
     Core,
+    Observability,
 }
 
 impl Scenario {
@@ -133,6 +134,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     } else {
         cli.scenario.clone()
     };
+    if scenarios.contains(&Scenario::Observability) {
+        // Before any server starts: a process has one recorder and one subscriber.
+        scenario::observability::install()?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -159,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Scenario::Mqtt => scenario::mqtt::run(&cfg, &mut rows).await,
                 Scenario::Webhooks => scenario::webhooks::run(&cfg, &mut rows).await,
                 Scenario::Core => scenario::core_benches::run(&cfg, &mut rows).await,
+                Scenario::Observability => scenario::observability::run(&cfg, &mut rows).await,
             }
         });
         if let Err(e) = result {

@@ -22,6 +22,7 @@ mod user;
 
 pub mod backend;
 pub mod seed;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -53,6 +53,7 @@ pub struct RateLimitConfig {
     /// from any address (default 1200; at least 1).
     pub authenticated_requests: u32,
     /// The window the quotas are counted over (default 60 s).
+    #[serde(with = "humantime_serde")]
     pub period: Duration,
     /// Most requests accepted at once from a full bucket, for either kind of caller;
     /// `None` (the default): the caller's whole quota. Either way the bucket refills
@@ -402,6 +403,13 @@ impl RateLimiter {
             state.tat.insert(key.to_owned(), next);
         } else {
             decision.retry_after = Some(ahead - quota.tolerance);
+            let caller = if authenticated {
+                "authenticated"
+            } else {
+                "anonymous"
+            };
+            metrics::counter!(crate::telemetry::RATE_LIMIT_REJECTIONS_TOTAL, "caller" => caller)
+                .increment(1);
         }
         decision
     }

@@ -55,9 +55,11 @@ pub struct GraphQlConfig {
     pub max_subscriptions_per_connection: usize,
     /// Interval of the server's keep-alive frames on WebSocket connections (default 15 s;
     /// zero disables them): `pong` with `graphql-transport-ws`, `ka` with `graphql-ws`.
+    #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
     /// How long a new WebSocket may take to send an accepted `connection_init`
     /// (default 10 s; zero waits forever); then it is closed (code 4408).
+    #[serde(with = "humantime_serde")]
     pub connection_init_timeout: Duration,
     /// Whether `GET /graphiql` serves the GraphiQL IDE (default true).
     pub graphiql: bool,

@@ -1,8 +1,10 @@
 //! The axum router: GraphQL over HTTP (`POST` / `GET /graphql`), the WebSocket upgrade
 //! on the same path, and GraphiQL.
 
+use petstore_core::telemetry;
 use std::convert::Infallible;
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -250,11 +252,17 @@ async fn execute(
             .and_then(juniper::ScalarValue::try_to_int)
             .map(i64::from)
     };
-    match app.limits.check(
+    let checked = app.limits.check(
         &request.query,
         request.operation_name.as_deref(),
         &int_variable,
-    ) {
+    );
+    let kind = match &checked {
+        Ok(Some(OperationKind::Mutation)) => "mutation",
+        Ok(Some(OperationKind::Subscription)) => "subscription",
+        _ => "query",
+    };
+    match checked {
         Err(rejection) => {
             return errors_response(
                 StatusCode::BAD_REQUEST,
@@ -281,15 +289,36 @@ async fn execute(
         }
         Ok(_) => {}
     }
+    // The operation name is the client's choice: in the span, not in a metric label.
+    let span = tracing::info_span!(
+        "graphql_operation",
+        kind,
+        name = request.operation_name.as_deref(),
+        sub = principal.subject(),
+    );
+    let started = std::time::Instant::now();
     let context = Context::new(app.store.clone(), principal);
-    match request.execute(&app.schema, &context).await.into_result() {
+    let (outcome, response) = match request
+        .execute(&app.schema, &context)
+        .instrument(span.clone())
+        .await
+        .into_result()
+    {
         Ok((data, errors)) => {
             let mut body = json!({ "data": data });
+            let outcome = if errors.is_empty() { "ok" } else { "error" };
             if !errors.is_empty() {
                 body["errors"] = serde_json::to_value(&errors).unwrap_or_default();
             }
-            (StatusCode::OK, axum::Json(body)).into_response()
+            (outcome, (StatusCode::OK, axum::Json(body)).into_response())
         }
-        Err(e) => errors_response(StatusCode::BAD_REQUEST, graphql_errors(&e)),
-    }
+        Err(e) => (
+            "error",
+            errors_response(StatusCode::BAD_REQUEST, graphql_errors(&e)),
+        ),
+    };
+    let elapsed = started.elapsed();
+    tracing::debug!(parent: &span, outcome, "GraphQL operation finished");
+    telemetry::record_request("graphql", kind, outcome, elapsed);
+    response
 }

@@ -3,6 +3,7 @@
 //! front of it (operation limits, operations per connection) and `extensions.code` on
 //! the errors it sends back.
 
+use petstore_core::telemetry::OpenStream;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future;
@@ -10,6 +11,7 @@ use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use axum::extract::FromRequestParts as _;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -57,7 +59,11 @@ pub(crate) async fn upgrade(
     } else {
         Protocol::Transport
     };
-    ws.on_upgrade(move |socket| serve(socket, app, header, protocol, ip))
+    let gauge = OpenStream::new("graphql_ws");
+    ws.on_upgrade(move |socket| {
+        let span = gauge.span().clone();
+        serve(socket, app, header, protocol, ip, gauge).instrument(span)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +455,7 @@ async fn serve(
     header: Principal,
     protocol: Protocol,
     ip: Option<IpAddr>,
+    _gauge: OpenStream,
 ) {
     let ops = Shared::new(Mutex::new(Operations {
         ip,

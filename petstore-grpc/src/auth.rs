@@ -78,6 +78,9 @@ impl Interceptor for Authenticate {
             }
         }
         let principal = principal.map_err(status)?;
+        if let Some(sub) = principal.subject() {
+            tracing::Span::current().record("sub", sub);
+        }
         request.extensions_mut().insert(principal);
         Ok(request)
     }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod auth;
+mod call;
 mod chat;
 mod config;
 mod convert;

@@ -160,7 +160,14 @@ impl GrpcServer {
                 }
             }
         }
-        routes.routes()
+        // Every call, health and reflection included, gets its span, request context
+        // and metrics.
+        Routes::from(
+            routes
+                .routes()
+                .into_axum_router()
+                .layer(axum::middleware::from_fn(crate::call::observe)),
+        )
     }
 
     /// Starts a graceful shutdown: health reports NOT_SERVING for every service (open

@@ -29,19 +29,26 @@ impl OpenStreams {
     }
 }
 
-/// Decrements the count when the stream it belongs to is dropped.
-struct Counted(OpenStreams);
+/// Decrements the count (and the `grpc` streams gauge) when the stream it belongs to
+/// is dropped.
+struct Counted {
+    open: OpenStreams,
+    _gauge: petstore_core::telemetry::OpenStream,
+}
 
 impl Counted {
     fn new(open: &OpenStreams) -> Self {
         open.0.fetch_add(1, Ordering::SeqCst);
-        Self(open.clone())
+        Self {
+            open: open.clone(),
+            _gauge: petstore_core::telemetry::OpenStream::new("grpc"),
+        }
     }
 }
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::SeqCst);
+        self.open.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

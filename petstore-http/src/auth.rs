@@ -82,6 +82,11 @@ impl Authentication {
             .unwrap_or_else(|_| Principal::anonymous())
     }
 
+    /// The subject of an accepted token.
+    pub(crate) fn subject(&self) -> Option<&str> {
+        self.outcome.as_ref().ok().and_then(Principal::subject)
+    }
+
     /// Whether a header was sent and rejected.
     pub(crate) fn rejected(&self) -> bool {
         self.outcome.is_err()

@@ -7,12 +7,14 @@ use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
+use petstore_core::telemetry;
 use petstore_core::{PetStore, RateDecision, RateLimiter, RequestContext, TraceParent};
 use tower::{Layer, Service, ServiceExt as _};
 use tracing::Instrument as _;
@@ -274,13 +276,23 @@ where
         if let Some(ip) = ip {
             context = context.with_client_ip(ip);
         }
-        let span = tracing::debug_span!(
+        // The route template, never the path or the query: `?token=` stays out of logs
+        // and metrics, and one label value per route keeps their cardinality bounded.
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", |p| p.as_str())
+            .to_owned();
+        let method = request.method().clone();
+        let span = tracing::info_span!(
             "http_request",
-            method = %request.method(),
-            path = %request.uri().path(),
+            %method,
+            route = %route,
             request_id = %id,
+            sub = tracing::field::Empty,
         );
         let serve = async move {
+            let started = Instant::now();
             let mut exit = Exit {
                 id,
                 authority: None,
@@ -288,7 +300,23 @@ where
                 rejected_token: false,
             };
             let response = serve(&shared, inner, request, ip, &mut exit).await;
-            finish(&shared.edge, response, &exit)
+            let response = finish(&shared.edge, response, &exit);
+            let elapsed = started.elapsed();
+            let status = response.status().as_u16();
+            tracing::info!(
+                %method,
+                route = %route,
+                status,
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request finished"
+            );
+            telemetry::record_request(
+                "http",
+                format!("{method} {route}"),
+                status.to_string(),
+                elapsed,
+            );
+            response
         };
         Box::pin(context.scope(serve.instrument(span)).map(Ok))
     }
@@ -327,6 +355,9 @@ where
         Err(problem) => return (shared.render)(problem),
     };
     exit.rejected_token = auth.rejected();
+    if let Some(sub) = auth.subject() {
+        tracing::Span::current().record("sub", sub);
+    }
     if let Some(limiter) = shared.edge.limiter() {
         let decision = limiter.check(&auth.principal_or_anonymous(), ip);
         let refused = decision.error();

@@ -1,8 +1,10 @@
 //! [`PetStoreMcp`]: the rmcp server handler over a [`PetStore`].
 
+use petstore_core::telemetry;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use tracing::Instrument as _;
 
 use petstore_core::{Error, ErrorKind, PetStore, Principal};
 use rmcp::model::{
@@ -212,7 +214,28 @@ impl ServerHandler for PetStoreMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        tools::call(&self.tools, request, context).await
+        // Tool names are ours (a fixed set), so they can label the metrics.
+        let tool = tools::router()
+            .get(&request.name)
+            .map_or_else(|| "unknown".to_owned(), |t| t.name.to_string());
+        let span = tracing::info_span!("mcp_request", method = "tools/call", tool = %tool);
+        let started = std::time::Instant::now();
+        let result = tools::call(&self.tools, request, context)
+            .instrument(span.clone())
+            .await;
+        let outcome = match &result {
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        tracing::info!(parent: &span, outcome, "MCP tool call finished");
+        telemetry::record_request(
+            "mcp",
+            format!("tools/call {tool}"),
+            outcome,
+            started.elapsed(),
+        );
+        result
     }
 
     async fn list_tools(

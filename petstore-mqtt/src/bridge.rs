@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use petstore_core::telemetry;
 use petstore_core::{
     Error, ErrorKind, Event, EventFilter, Followed, Follower, Inventory, MAX_EVENT_READ, PetStore,
     Principal, ResetReason, Result, ResumeToken,
@@ -22,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::commands;
 use crate::config::{MqttConfig, MqttVersion, QoS, StartFrom};
@@ -307,7 +309,10 @@ async fn sleep_until(at: Option<Instant>) {
 
 impl Runner {
     async fn run(mut self, mut link: mpsc::Receiver<LinkEvent>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(LAG_LOG_INTERVAL);
+        // The first look at the lag is one interval after start: a bridge that has
+        // not connected yet is not behind.
+        let mut tick =
+            tokio::time::interval_at(Instant::now() + LAG_LOG_INTERVAL, LAG_LOG_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let room = self.connected && self.inflight.len() < self.queue_len;
@@ -364,6 +369,7 @@ impl Runner {
                 || s.in_flight != in_flight
                 || s.events_published != published;
             if changed {
+                metrics::gauge!(telemetry::MQTT_BRIDGE_IN_FLIGHT).set(in_flight as f64);
                 s.last_acked = acked;
                 s.last_sent = sent;
                 s.in_flight = in_flight;
@@ -405,6 +411,7 @@ impl Runner {
                 self.inflight.clear();
                 self.last_sent = self.last_acked;
                 self.sync_status();
+                metrics::gauge!(telemetry::MQTT_BRIDGE_CONNECTED).set(0.0);
                 self.status.send_modify(|s| {
                     s.connected = false;
                     s.last_error = Some(error);
@@ -436,6 +443,7 @@ impl Runner {
             s.connected = true;
             s.connects += 1;
         });
+        metrics::gauge!(telemetry::MQTT_BRIDGE_CONNECTED).set(1.0);
         self.resume().await;
     }
 
@@ -553,11 +561,16 @@ impl Runner {
         if !self.event_properties || self.version == MqttVersion::V311 {
             return Vec::new();
         }
-        vec![
+        let mut properties = vec![
             ("event-type".to_owned(), event.event_type().to_string()),
             ("offset".to_owned(), event.offset().to_string()),
             ("event-id".to_owned(), event.id().to_string()),
-        ]
+        ];
+        // The CloudEvents distributed-tracing extension, as in the envelope.
+        if let Some(traceparent) = event.traceparent() {
+            properties.push(("traceparent".to_owned(), traceparent.to_string()));
+        }
+        properties
     }
 
     /// Publishes the events of one batch (a page, or what the live feed had
@@ -722,6 +735,7 @@ impl Runner {
                 _ => Some(token),
             };
             self.published += n;
+            metrics::counter!(telemetry::MQTT_BRIDGE_PUBLISHED_TOTAL).increment(n);
         }
     }
 
@@ -759,7 +773,18 @@ impl Runner {
         let store = self.store.clone();
         let prefix = self.topics.prefix().to_owned();
         let replies = self.reply_tx.clone();
-        tokio::spawn(async move {
+        let operation = match crate::topics::command_topic(&prefix, &message.topic) {
+            Some(crate::topics::CommandTopic::SetPetStatus(_)) => "set_pet_status",
+            Some(crate::topics::CommandTopic::PlaceOrder) => "place_order",
+            _ => "unknown",
+        };
+        let span = tracing::info_span!(
+            "mqtt_command",
+            command = operation,
+            topic = %message.topic,
+        );
+        let started = std::time::Instant::now();
+        let command = async move {
             let _slot = slot;
             let result = match commands::caller(&store, &message.authorization) {
                 Ok(who) => {
@@ -770,12 +795,17 @@ impl Runner {
             let Some(result) = result else {
                 return;
             };
-            match &result {
-                Ok(_) => tracing::info!(topic = %message.topic, "MQTT command done"),
-                Err(e) => {
-                    tracing::info!(topic = %message.topic, error = %e, "MQTT command refused")
+            let outcome = match &result {
+                Ok(_) => {
+                    tracing::info!(topic = %message.topic, "MQTT command done");
+                    "ok"
                 }
-            }
+                Err(e) => {
+                    tracing::info!(topic = %message.topic, error = %e, "MQTT command refused");
+                    e.kind().code()
+                }
+            };
+            telemetry::record_request("mqtt", operation, outcome, started.elapsed());
             if to.is_none() {
                 tracing::debug!(topic = %message.topic, "MQTT command without a response topic: no reply");
             }
@@ -786,7 +816,8 @@ impl Runner {
                     body: commands::reply(&result),
                 })
                 .await;
-        });
+        };
+        tokio::spawn(command.instrument(span));
     }
 
     fn publish_reply(&mut self, reply: Reply) {
@@ -825,6 +856,7 @@ impl Runner {
             return;
         };
         let lag = lag(head, self.last_acked);
+        metrics::gauge!(telemetry::MQTT_BRIDGE_LAG_EVENTS).set(lag as f64);
         if lag > 0 && (!self.connected || lag >= self.queue_len as u64) {
             tracing::warn!(
                 lag,

@@ -123,11 +123,14 @@ pub struct MqttConfig {
     /// acknowledged event).
     pub queue_len: usize,
     /// MQTT keep-alive interval.
+    #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
     /// First delay before reconnecting after a broker outage; it doubles up to
     /// [`MqttConfig::max_reconnect_delay`].
+    #[serde(with = "humantime_serde")]
     pub reconnect_delay: Duration,
     /// Longest delay between reconnection attempts.
+    #[serde(with = "humantime_serde")]
     pub max_reconnect_delay: Duration,
     /// Where to start in the event log.
     pub start_from: StartFrom,

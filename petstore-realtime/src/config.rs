@@ -23,8 +23,10 @@ use serde::{Deserialize, Serialize};
 pub struct RealtimeConfig {
     /// How often an idle connection gets a heartbeat: an SSE comment line, a WebSocket
     /// ping frame. Keeps proxies from closing quiet connections and detects dead peers.
+    #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
     /// The SSE `retry:` hint: how long an `EventSource` waits before reconnecting.
+    #[serde(with = "humantime_serde")]
     pub retry_hint: Duration,
     /// How many event messages may wait for a WebSocket client's socket (replies to
     /// its frames get a little extra room). While the queue is full, further events
@@ -40,9 +42,11 @@ pub struct RealtimeConfig {
     pub max_subscriptions: usize,
     /// A WebSocket client that sends nothing for this long (not even the pong the
     /// heartbeat asks for) is disconnected.
+    #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// How long the server waits for a WebSocket client to take the final close frame
     /// and answer it before the connection is dropped.
+    #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
     /// How many SSE streams one caller (a token's subject, or a client address when
     /// anonymous) may have open at once; one more is refused with 429
@@ -112,5 +116,20 @@ impl RealtimeConfig {
     pub fn max_streams_per_caller(mut self, streams: usize) -> Self {
         self.max_streams_per_caller = streams.max(1);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_human() {
+        let config: RealtimeConfig =
+            serde_json::from_value(serde_json::json!({ "heartbeat_interval": "30s" })).unwrap();
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(30));
+        let json = serde_json::to_value(RealtimeConfig::default()).unwrap();
+        assert_eq!(json["heartbeat_interval"], "15s");
+        assert_eq!(json["write_timeout"], "10s");
     }
 }

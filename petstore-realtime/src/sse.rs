@@ -205,6 +205,8 @@ fn into_response(feed: Feed, form: Form, shared: &Shared, place: StreamPlace) ->
         );
     }
     let messages = shared.sse_messages.clone();
+    // Lives as long as the response body: the gauge goes down however the stream ends.
+    let gauge = petstore_core::telemetry::OpenStream::new("sse");
     let live = stream::unfold(Some((events, position)), move |state| {
         let messages = messages.clone();
         async move {
@@ -222,6 +224,7 @@ fn into_response(feed: Feed, form: Form, shared: &Shared, place: StreamPlace) ->
     let live = live.take_until(shared.shutdown.clone().cancelled_owned());
     let live = live.map(move |message| {
         let _held = &place;
+        let _open = &gauge;
         message
     });
     let body = stream::iter(opening).chain(live).map(Ok::<_, Infallible>);

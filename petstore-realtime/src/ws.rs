@@ -9,10 +9,12 @@
 //! frames have a little reserved room; a client that keeps sending while never
 //! reading exhausts it and is closed the same way.
 
+use petstore_core::telemetry::OpenStream;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -103,12 +105,17 @@ fn handshake(
     // closing handshake). Beyond that, tungstenite stops reading mid-message and the
     // close is best effort.
     let max = shared.config.max_message_size;
+    // Counted from here: a failed upgrade drops it with the callback.
+    let gauge = OpenStream::new(if chat { "chat_websocket" } else { "websocket" });
     let hard = max.saturating_mul(2).max(max.saturating_add(64 * 1024));
     upgrade
         .max_message_size(hard)
         .max_frame_size(hard)
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| serve(socket, shared, who, chat))
+        .on_upgrade(move |socket| {
+            let span = gauge.span().clone();
+            serve(socket, shared, who, chat, gauge).instrument(span)
+        })
 }
 
 /// Why a connection ends.
@@ -155,7 +162,13 @@ impl Outbound {
     }
 }
 
-async fn serve(socket: WebSocket, shared: Arc<Shared>, who: Principal, chat: bool) {
+async fn serve(
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    who: Principal,
+    chat: bool,
+    _gauge: OpenStream,
+) {
     let (sink, mut stream) = socket.split();
     let (out, queue) = mpsc::channel(shared.config.outbound_queue + REPLY_HEADROOM);
     let (stop_tx, stop_rx) = oneshot::channel();

@@ -26,8 +26,10 @@ pub struct RestConfig {
     pub body_limit: usize,
     /// Longest time a request may take (default 30 s); slower ones get 503. Long polls
     /// get this plus [`RestConfig::max_poll_wait`].
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Cap of the `wait` parameter of the polling routes (default 30 s, at most 60 s).
+    #[serde(with = "humantime_serde")]
     pub max_poll_wait: Duration,
     /// Origins allowed by CORS. Empty (the default) sends no CORS headers; `"*"` allows
     /// any origin.

@@ -4,21 +4,14 @@
 //! Starts every protocol on embedded defaults (see `--help`), prints where each one
 //! listens and a development token, and stops cleanly on Ctrl-C / SIGTERM.
 
-use clap::Parser;
 use petstore_core::Principal;
-use petstore_server::{Cli, Command};
-use tracing_subscriber::EnvFilter;
+use petstore_server::Command;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = petstore_server::config::parse_cli()?;
     // Logs go to stderr: stdout is the MCP channel in `mcp-stdio` mode.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    petstore_server::telemetry::init_logging(cli.log_format);
 
     if let Some(Command::McpStdio) = cli.command {
         // stdio is the local user's own process: it acts with every scope, unless a

@@ -26,6 +26,14 @@ use tokio_util::sync::CancellationToken;
     about = "The Pet Store over every API pattern: REST, GraphQL, gRPC, SSE, WebSocket, MQTT, webhooks, polling and MCP"
 )]
 pub struct Cli {
+    /// Read settings from this TOML file (keys are the long flag names, e.g.
+    /// `http-addr = "0.0.0.0:8080"`, `drain-delay = 5`); flags and `PETSTORE_*`
+    /// variables override it.
+    #[arg(long, env = "PETSTORE_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
+    /// How log lines are written to stderr (`RUST_LOG` sets what is logged).
+    #[arg(long, env = "PETSTORE_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::telemetry::LogFormat,
     /// Server settings.
     #[command(flatten)]
     pub args: ServerArgs,
@@ -114,6 +122,9 @@ pub struct ServerArgs {
     /// stop sending traffic first.
     #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
     pub drain_delay: f64,
+    /// Do not serve Prometheus metrics at `/metrics` (nor install the recorder).
+    #[arg(long, env = "PETSTORE_NO_METRICS")]
+    pub no_metrics: bool,
     /// Seconds an HTTP client may take to send a request's head, counted from when the
     /// connection starts waiting for it: a new connection's first request, and the next
     /// one on a kept-alive connection, so this is the idle keep-alive timeout too. The
@@ -216,6 +227,7 @@ impl std::fmt::Debug for ServerArgs {
             .field("rate_limit_authenticated", &self.rate_limit_authenticated)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("drain_delay", &self.drain_delay)
+            .field("no_metrics", &self.no_metrics)
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_request_timeout", &self.http_request_timeout)
             .field("http_max_connections", &self.http_max_connections)
@@ -561,7 +573,7 @@ pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Resu
     let http_addr = http.local_addr()?;
     let webhooks = webhooks(&store, &args, &shutdown)?;
     let health = health(&store, &webhooks, &shutdown);
-    let app = webhooks
+    let mut app = webhooks
         .router(&edge)
         .layer(from_fn_with_state(
             args.http_request_timeout,
@@ -569,6 +581,11 @@ pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Resu
         ))
         .merge(http_router(&store, &args, &edge, &shutdown))
         .merge(health_router(&health));
+    if !args.no_metrics
+        && let Some(handle) = crate::telemetry::prometheus()
+    {
+        app = app.merge(crate::telemetry::metrics_router(handle));
+    }
     tasks.push(tokio::spawn(async move {
         webhooks.run().await;
         Ok(())

@@ -18,14 +18,18 @@ const HOUR: u64 = 60 * MINUTE;
 pub struct WebhookConfig {
     /// The delay before each attempt of a message; its length is the number of attempts.
     /// Default (Svix's): immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    #[serde(with = "durations")]
     pub retry_schedule: Vec<Duration>,
     /// Random spread applied to each delay, as a fraction (0.2 = up to ±20 %).
     pub jitter: f64,
     /// Longest wait a receiver's `Retry-After` can impose before the next attempt.
+    #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
     /// TCP (and TLS) connect timeout of one attempt.
+    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Deadline of one attempt, from connecting to the end of the response.
+    #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
     /// Requests in flight to one endpoint at most.
     pub endpoint_concurrency: usize,
@@ -35,6 +39,7 @@ pub struct WebhookConfig {
     /// before its cursor stops advancing.
     pub endpoint_backlog: usize,
     /// An endpoint whose every attempt has failed for this long is disabled.
+    #[serde(with = "humantime_serde")]
     pub disable_after: Duration,
     /// Allow every non-public target: private, link-local, loopback, unspecified and
     /// multicast addresses (only for receivers on a trusted private network).
@@ -43,11 +48,13 @@ pub struct WebhookConfig {
     pub allow_loopback: bool,
     /// After a secret rotation, deliveries are also signed with the previous secret
     /// for this long.
+    #[serde(with = "humantime_serde")]
     pub rotation_grace: Duration,
     /// The secret inbound payment webhooks are signed with; without one,
     /// `POST /v1/payments/webhook` answers 503.
     pub payments_secret: Option<WebhookSecret>,
     /// How far an inbound `webhook-timestamp` may be from now.
+    #[serde(with = "humantime_serde")]
     pub timestamp_tolerance: Duration,
     /// Largest accepted request body, inbound and management.
     pub max_body_size: usize,
@@ -60,10 +67,12 @@ pub struct WebhookConfig {
     /// How often the dispatcher re-reads the endpoints and pending messages from the
     /// [`crate::WebhookStore`]: it picks up changes made by other instances sharing the
     /// store, and messages whose delivery a storage error interrupted.
+    #[serde(with = "humantime_serde")]
     pub sync_interval: Duration,
     /// How long the delivery lease lasts without renewal (renewed every third of it):
     /// when the instance delivering for a shared store dies, another one takes over
     /// within this time (default 6 s).
+    #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
 }
 
@@ -240,6 +249,70 @@ impl WebhookConfig {
             messages: self.message_log_size,
             pending: self.endpoint_backlog,
             attempts: self.attempt_log_size,
+        }
+    }
+}
+
+/// The retry schedule as human durations (`["0s", "5s", "5m"]`).
+mod durations {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        v.iter()
+            .map(|d| humantime_serde::re::humantime::format_duration(*d).to_string())
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let v = Vec::<humantime_serde::Serde<Duration>>::deserialize(d)?;
+        Ok(v.into_iter()
+            .map(humantime_serde::Serde::into_inner)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_read_and_written_as_human_durations() {
+        let config: WebhookConfig = serde_json::from_value(serde_json::json!({
+            "retry_schedule": ["0s", "5s", "5m", "1h 30m"],
+            "connect_timeout": "2s",
+            "disable_after": "3days",
+        }))
+        .unwrap();
+        assert_eq!(
+            config.retry_schedule,
+            [0, 5, 300, 5400].map(Duration::from_secs)
+        );
+        assert_eq!(config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(config.disable_after, Duration::from_secs(3 * 86_400));
+        // Unset fields keep their defaults.
+        let defaults = WebhookConfig::default();
+        assert_eq!(config.response_timeout, defaults.response_timeout);
+
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            json["retry_schedule"],
+            serde_json::json!(["0s", "5s", "5m", "1h 30m"])
+        );
+        assert_eq!(json["connect_timeout"], "2s");
+        assert_eq!(json["disable_after"], "3days");
+
+        for bad in [
+            serde_json::json!({ "connect_timeout": { "secs": 2, "nanos": 0 } }),
+            serde_json::json!({ "connect_timeout": "soon" }),
+            serde_json::json!({ "retry_schedule": ["5s", 5] }),
+        ] {
+            assert!(
+                serde_json::from_value::<WebhookConfig>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

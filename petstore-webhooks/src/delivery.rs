@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use petstore_core::telemetry;
 use petstore_core::{Error, ErrorKind, Result};
 use reqwest::Url;
 
@@ -301,6 +302,17 @@ impl Deliveries<'_> {
             return Ok(Next::Done);
         }
         self.record_health(&m.endpoint, verdict.health).await?;
+        match m.status {
+            MessageStatus::Succeeded => {
+                metrics::counter!(telemetry::WEBHOOK_MESSAGES_TOTAL, "status" => "succeeded")
+                    .increment(1);
+            }
+            MessageStatus::Failed => {
+                metrics::counter!(telemetry::WEBHOOK_MESSAGES_TOTAL, "status" => "failed")
+                    .increment(1);
+            }
+            _ => {}
+        }
         if m.status == MessageStatus::Pending {
             Ok(Next::Retry)
         } else {
@@ -337,6 +349,7 @@ impl Deliveries<'_> {
             Err(e) => return Err(e),
         }
         if disables {
+            metrics::counter!(telemetry::WEBHOOK_ENDPOINTS_DISABLED_TOTAL).increment(1);
             // Its other tasks stop and cancel their messages.
             self.local.poke(id);
         }

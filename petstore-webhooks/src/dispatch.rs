@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use petstore_core::TraceParent;
+use petstore_core::telemetry;
+use reqwest::header::HeaderName;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::backend::MessageStatus;
 use crate::delivery::{AttemptPlan, AttemptReport, Next};
@@ -22,6 +26,9 @@ use crate::webhooks::Shared;
 
 /// How much of a receiver's answer is logged.
 const RESPONSE_SNIPPET: usize = 1024;
+
+/// The W3C Trace Context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Resolves once the endpoint is deleted or disabled.
 async fn stopped(control: &mut watch::Receiver<u64>, shared: &Shared, id: &EndpointId) {
@@ -41,6 +48,7 @@ async fn stopped(control: &mut watch::Receiver<u64>, shared: &Shared, id: &Endpo
 /// Delivers one pending message with retries, until it is finished (or the endpoint
 /// is gone, or a storage error leaves it to the dispatcher's next sync).
 pub(crate) async fn deliver(shared: Arc<Shared>, id: EndpointId, message_id: String) {
+    let _queued = Queued::new();
     let Some(Handles {
         mut control,
         inflight,
@@ -98,7 +106,13 @@ pub(crate) async fn deliver(shared: Arc<Shared>, id: EndpointId, message_id: Str
                 return;
             }
         };
-        let report = send(&shared, &message_id, &plan).await;
+        let span = tracing::info_span!(
+            "webhook_attempt",
+            endpoint = %id,
+            message = %message_id,
+            attempt = plan.attempt,
+        );
+        let report = send(&shared, &message_id, &plan).instrument(span).await;
         match deliveries.settle(plan, report).await {
             Ok(Next::Retry) => {}
             Ok(Next::Done) => return,
@@ -138,6 +152,9 @@ async fn send(shared: &Shared, message: &str, plan: &AttemptPlan) -> AttemptRepo
     let timestamp = started.timestamp();
     let mut headers = plan.signer.headers(message, timestamp, &plan.body);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(traceparent) = traceparent(&plan.body) {
+        headers.insert(TRACEPARENT, traceparent);
+    }
     let result = client
         .post(plan.url.clone())
         .headers(headers)
@@ -170,7 +187,49 @@ async fn send(shared: &Shared, message: &str, plan: &AttemptPlan) -> AttemptRepo
         Err(e) => report.error = Some(describe(&e, shared)),
     }
     report.latency = clock.elapsed();
+    let outcome = match report.status {
+        Some(s) if (200..300).contains(&s) => "succeeded",
+        Some(_) => "failed",
+        None => "error",
+    };
+    tracing::info!(
+        status = report.status,
+        outcome,
+        latency_ms = report.latency.as_secs_f64() * 1000.0,
+        "webhook attempt finished"
+    );
+    metrics::counter!(telemetry::WEBHOOK_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
+    metrics::histogram!(telemetry::WEBHOOK_ATTEMPT_DURATION_SECONDS)
+        .record(report.latency.as_secs_f64());
     report
+}
+
+/// The W3C trace context of the write that caused the event (the envelope's
+/// CloudEvents distributed-tracing extension), as the attempt's `traceparent` header,
+/// so that the receiver's trace continues the writer's.
+fn traceparent(body: &[u8]) -> Option<HeaderValue> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        traceparent: Option<TraceParent>,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    HeaderValue::from_str(envelope.traceparent?.as_str()).ok()
+}
+
+/// Counts a message in the queue-depth gauge while its delivery task runs.
+struct Queued;
+
+impl Queued {
+    fn new() -> Self {
+        metrics::gauge!(telemetry::WEBHOOK_QUEUE_DEPTH).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::WEBHOOK_QUEUE_DEPTH).decrement(1.0);
+    }
 }
 
 /// A one-line description of a request error including its causes (reqwest's own

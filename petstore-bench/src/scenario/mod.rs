@@ -5,6 +5,7 @@ pub(crate) mod core_benches;
 pub(crate) mod fanout;
 pub(crate) mod grpc;
 pub(crate) mod mqtt;
+pub(crate) mod observability;
 pub(crate) mod rest;
 pub(crate) mod webhooks;
 

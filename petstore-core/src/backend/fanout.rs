@@ -167,6 +167,7 @@ impl Follow {
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     self.done = true;
+                    crate::telemetry::subscriber_cut_off(missed);
                     let at = ResumeToken::new(self.epoch, self.last);
                     let err = Error::new(
                         ErrorKind::Lagged,

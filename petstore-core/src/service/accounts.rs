@@ -32,6 +32,7 @@ pub struct LoginConfig {
     /// Login attempts per client address per period (default 30).
     pub per_client: u32,
     /// The window the budgets are counted over (default 60 s).
+    #[serde(with = "humantime_serde")]
     pub period: Duration,
     /// Password checks running at once, process-wide (default 2); more wait.
     pub concurrent_checks: usize,

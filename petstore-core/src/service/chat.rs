@@ -12,6 +12,7 @@ use crate::id::MessageId;
 
 impl PetStore {
     /// Posts a chat message (`chat:write`); it lives in the event log.
+    #[tracing::instrument(level = "info", name = "post_chat", skip_all, fields(sub = who.subject()))]
     pub async fn post_chat(&self, who: &Principal, message: NewChatMessage) -> Result<ChatMessage> {
         who.require(Scope::ChatWrite)?;
         message.validate()?;

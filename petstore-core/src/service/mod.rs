@@ -48,6 +48,7 @@ pub struct ServiceConfig {
     /// The CloudEvents `source` of every event.
     pub source: String,
     /// Lifetime of tokens issued by `POST /v1/auth/token`.
+    #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
     /// Limits on password checks.
     pub login: LoginConfig,
@@ -272,7 +273,12 @@ impl PetStore {
                 event.traceparent = Some(trace.clone());
             }
         }
-        self.store().commit(change, &self.inner.source).await
+        let events = self.store().commit(change, &self.inner.source).await?;
+        if let Some(last) = events.last() {
+            metrics::counter!(crate::telemetry::LOG_EVENTS_TOTAL).increment(events.len() as u64);
+            metrics::gauge!(crate::telemetry::LOG_HEAD_OFFSET).set(last.offset().offset as f64);
+        }
+        Ok(events)
     }
 
     /// Runs `attempt` until it commits without a concurrent-write conflict.

@@ -18,6 +18,7 @@ impl PetStore {
     /// Places an order for the caller; the pet must be `available` and becomes
     /// `pending`. With an idempotency key, a retry of the same request returns the
     /// first order.
+    #[tracing::instrument(level = "info", name = "place_order", skip_all, fields(sub = who.subject()))]
     pub async fn place_order(
         &self,
         who: &Principal,
@@ -120,6 +121,7 @@ impl PetStore {
     }
 
     /// One order: the caller's own, or any for an admin.
+    #[tracing::instrument(level = "debug", name = "order", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn order(&self, who: &Principal, id: &OrderId) -> Result<Order> {
         self.authorize_read(who, Scope::OrdersRead)?;
         self.visible_order(who, id).await
@@ -136,6 +138,7 @@ impl PetStore {
 
     /// Lists orders (a caller who is not an admin sees only their own); pages follow
     /// `next_cursor`.
+    #[tracing::instrument(level = "debug", name = "orders", skip_all, fields(sub = who.subject()))]
     pub async fn orders(&self, who: &Principal, query: &OrderQuery) -> Result<Page<Order>> {
         self.authorize_read(who, Scope::OrdersRead)?;
         let mut query = query.clone();
@@ -155,6 +158,7 @@ impl PetStore {
 
     /// Cancels a `placed` or `approved` order of the caller's (any, for an admin);
     /// the pet becomes `available`.
+    #[tracing::instrument(level = "info", name = "cancel_order", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn cancel_order(&self, who: &Principal, id: &OrderId) -> Result<Order> {
         who.require(Scope::OrdersWrite)?;
         self.retrying(|| async {
@@ -166,6 +170,7 @@ impl PetStore {
     }
 
     /// Delivers an `approved` order (admin); the pet becomes `sold`.
+    #[tracing::instrument(level = "info", name = "deliver_order", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn deliver_order(&self, who: &Principal, id: &OrderId) -> Result<Order> {
         who.require(Scope::Admin)?;
         self.retrying(|| self.transition_once(id, OrderStatus::Delivered, |_, c| c))

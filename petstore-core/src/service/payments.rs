@@ -13,6 +13,7 @@ use crate::order::{Order, OrderStatus, Payment, PaymentNotice, PaymentRequest, P
 
 impl PetStore {
     /// One payment: of the caller's own order, or any for an admin.
+    #[tracing::instrument(level = "debug", name = "payment", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn payment(&self, who: &Principal, id: &PaymentId) -> Result<Payment> {
         self.authorize_read(who, Scope::OrdersRead)?;
         let payment = self
@@ -30,6 +31,7 @@ impl PetStore {
     /// Pays a `placed` order of the caller's (any, for an admin) with the built-in
     /// fake processor. A declined payment is recorded (`payment.failed`) and the order
     /// stays `placed`.
+    #[tracing::instrument(level = "info", name = "pay_order", skip_all, fields(sub = who.subject(), order = %id))]
     pub async fn pay_order(
         &self,
         who: &Principal,
@@ -134,6 +136,7 @@ impl PetStore {
 
     /// Applies a payment provider's notice (inbound webhook) at most once per
     /// `notice_id`. Needs `orders:write` (the webhook adapter uses its own principal).
+    #[tracing::instrument(level = "info", name = "apply_payment_notice", skip_all, fields(sub = who.subject(), notice = notice_id))]
     pub async fn apply_payment_notice(
         &self,
         who: &Principal,

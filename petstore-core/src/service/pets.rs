@@ -14,6 +14,7 @@ use crate::pet::{Inventory, NewPet, Pet, PetPatch, PetQuery, PetStatus};
 
 impl PetStore {
     /// One pet.
+    #[tracing::instrument(level = "debug", name = "pet", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn pet(&self, who: &Principal, id: &PetId) -> Result<Pet> {
         self.authorize_read(who, Scope::PetsRead)?;
         self.store()
@@ -23,6 +24,7 @@ impl PetStore {
     }
 
     /// Searches pets; pages follow `next_cursor`.
+    #[tracing::instrument(level = "debug", name = "pets", skip_all, fields(sub = who.subject()))]
     pub async fn pets(&self, who: &Principal, query: &PetQuery) -> Result<Page<Pet>> {
         self.authorize_read(who, Scope::PetsRead)?;
         paginate(
@@ -36,6 +38,7 @@ impl PetStore {
     }
 
     /// Adds a pet.
+    #[tracing::instrument(level = "info", name = "create_pet", skip_all, fields(sub = who.subject()))]
     pub async fn create_pet(&self, who: &Principal, new: NewPet) -> Result<Pet> {
         who.require(Scope::PetsWrite)?;
         new.validate()?;
@@ -53,6 +56,7 @@ impl PetStore {
     }
 
     /// Replaces a pet's fields (`PUT`). `if_match` is the expected version.
+    #[tracing::instrument(level = "info", name = "replace_pet", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn replace_pet(
         &self,
         who: &Principal,
@@ -67,6 +71,7 @@ impl PetStore {
     }
 
     /// Changes some of a pet's fields (`PATCH`, JSON merge patch).
+    #[tracing::instrument(level = "info", name = "update_pet", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn update_pet(
         &self,
         who: &Principal,
@@ -80,6 +85,7 @@ impl PetStore {
     }
 
     /// Sets a pet's status.
+    #[tracing::instrument(level = "info", name = "set_pet_status", skip_all, fields(sub = who.subject(), id = %id, status = ?status))]
     pub async fn set_pet_status(
         &self,
         who: &Principal,
@@ -172,6 +178,7 @@ impl PetStore {
     }
 
     /// Removes a pet. A pet held by an active order cannot be removed.
+    #[tracing::instrument(level = "info", name = "delete_pet", skip_all, fields(sub = who.subject(), id = %id))]
     pub async fn delete_pet(
         &self,
         who: &Principal,
@@ -208,6 +215,7 @@ impl PetStore {
     }
 
     /// Pet counts per status.
+    #[tracing::instrument(level = "debug", name = "inventory", skip_all, fields(sub = who.subject()))]
     pub async fn inventory(&self, who: &Principal) -> Result<Snapshot<Inventory>> {
         self.authorize_read(who, Scope::PetsRead)?;
         self.store().inventory().await

@@ -8,6 +8,7 @@ mod faults;
 mod hostile;
 mod identity;
 mod limits;
+mod observability;
 mod smoke;
 mod snapshots;
 mod support;

@@ -1,0 +1,129 @@
+//! The metric names every crate of the Pet Store records through the [`metrics`]
+//! facade, in one place so that the dashboards, the README and the code agree, and the
+//! few helpers the adapters share to record them.
+//!
+//! Recording costs next to nothing until an application installs a recorder (the
+//! server installs a Prometheus exporter); without one every call is a no-op.
+//!
+//! ```
+//! use std::time::Duration;
+//! use petstore_core::telemetry::{OpenStream, record_request};
+//!
+//! record_request("http", "GET /v1/pets", "200", Duration::from_millis(3));
+//! let stream = OpenStream::new("sse"); // petstore_open_streams{kind="sse"} + 1
+//! drop(stream); // and - 1 again
+//! ```
+
+use std::time::Duration;
+
+/// Requests, calls and operations served: counter with `protocol` (`http`, `grpc`,
+/// `graphql`, `mcp`, `mqtt`), `operation` (`POST /v1/pets`, the gRPC method path, the
+/// GraphQL operation type, the MCP method, the MQTT command) and `outcome` (the HTTP
+/// status, the gRPC code, `ok` / `error`).
+pub const REQUESTS_TOTAL: &str = "petstore_requests_total";
+/// Latency of [`REQUESTS_TOTAL`]'s requests in seconds (histogram, same labels).
+pub const REQUEST_DURATION_SECONDS: &str = "petstore_request_duration_seconds";
+/// Streams open right now, by `kind` (`sse`, `websocket`, `chat_websocket`,
+/// `graphql_ws`, `grpc`): gauge.
+pub const OPEN_STREAMS: &str = "petstore_open_streams";
+/// Streams opened since start, by `kind`: counter.
+pub const STREAMS_OPENED_TOTAL: &str = "petstore_streams_opened_total";
+/// Live subscribers cut off because they fell too far behind the log: counter.
+pub const SUBSCRIBER_CUTOFFS_TOTAL: &str = "petstore_subscriber_cutoffs_total";
+/// How many events a subscriber was behind when it was cut off: histogram.
+pub const SUBSCRIBER_LAG_EVENTS: &str = "petstore_subscriber_lag_events";
+/// Offset of the newest event in the log: gauge.
+pub const LOG_HEAD_OFFSET: &str = "petstore_log_head_offset";
+/// Events appended to the log: counter.
+pub const LOG_EVENTS_TOTAL: &str = "petstore_log_events_total";
+/// Requests refused by the rate limiter, by `caller` (`authenticated` or
+/// `anonymous`): counter.
+pub const RATE_LIMIT_REJECTIONS_TOTAL: &str = "petstore_rate_limit_rejections_total";
+
+/// Webhook delivery attempts, by `outcome` (`succeeded`: a 2xx answer; `failed`: any
+/// other answer; `error`: no answer): counter.
+pub const WEBHOOK_ATTEMPTS_TOTAL: &str = "petstore_webhook_attempts_total";
+/// Latency of webhook delivery attempts in seconds: histogram.
+pub const WEBHOOK_ATTEMPT_DURATION_SECONDS: &str = "petstore_webhook_attempt_duration_seconds";
+/// Webhook messages finished, by `status` (`succeeded`, `failed`): counter.
+pub const WEBHOOK_MESSAGES_TOTAL: &str = "petstore_webhook_messages_total";
+/// Webhook messages this process is delivering or waiting to retry: gauge.
+pub const WEBHOOK_QUEUE_DEPTH: &str = "petstore_webhook_queue_depth";
+/// Webhook endpoints disabled by their failures (or a 410): counter.
+pub const WEBHOOK_ENDPOINTS_DISABLED_TOTAL: &str = "petstore_webhook_endpoints_disabled_total";
+/// Whether the MQTT bridge is connected to its broker (1 or 0): gauge.
+pub const MQTT_BRIDGE_CONNECTED: &str = "petstore_mqtt_bridge_connected";
+/// Events between the log head and the bridge's last acknowledged event: gauge.
+pub const MQTT_BRIDGE_LAG_EVENTS: &str = "petstore_mqtt_bridge_lag_events";
+/// Messages the bridge has sent and the broker not yet acknowledged: gauge.
+pub const MQTT_BRIDGE_IN_FLIGHT: &str = "petstore_mqtt_bridge_in_flight";
+/// Events the bridge published and the broker acknowledged: counter.
+pub const MQTT_BRIDGE_PUBLISHED_TOTAL: &str = "petstore_mqtt_bridge_published_total";
+
+/// Counts one finished request in [`REQUESTS_TOTAL`] and records its latency in
+/// [`REQUEST_DURATION_SECONDS`].
+pub fn record_request(
+    protocol: &'static str,
+    operation: impl Into<String>,
+    outcome: impl Into<String>,
+    elapsed: Duration,
+) {
+    let labels = [
+        ("protocol", protocol.to_owned()),
+        ("operation", operation.into()),
+        ("outcome", outcome.into()),
+    ];
+    metrics::counter!(REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(REQUEST_DURATION_SECONDS, &labels).record(elapsed.as_secs_f64());
+}
+
+/// One open stream of `kind`, counted in [`OPEN_STREAMS`] for as long as this guard
+/// lives (and once in [`STREAMS_OPENED_TOTAL`]), with its own `stream` span (kind and
+/// request id) and one INFO line when it ends. Keep it in the stream's state, so that
+/// however the stream ends, the gauge goes down.
+#[derive(Debug)]
+pub struct OpenStream {
+    kind: &'static str,
+    span: tracing::Span,
+    opened: std::time::Instant,
+}
+
+impl OpenStream {
+    /// Counts a stream of `kind` as open (call it inside the request's
+    /// [`crate::RequestContext`] so that the span carries the request id).
+    pub fn new(kind: &'static str) -> Self {
+        metrics::gauge!(OPEN_STREAMS, "kind" => kind).increment(1.0);
+        metrics::counter!(STREAMS_OPENED_TOTAL, "kind" => kind).increment(1);
+        let context = crate::RequestContext::current();
+        let span = tracing::info_span!("stream", kind, request_id = context.request_id(),);
+        tracing::debug!(parent: &span, "stream opened");
+        Self {
+            kind,
+            span,
+            opened: std::time::Instant::now(),
+        }
+    }
+
+    /// The stream's span, to run its work in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        metrics::gauge!(OPEN_STREAMS, "kind" => self.kind).decrement(1.0);
+        tracing::info!(
+            parent: &self.span,
+            kind = self.kind,
+            duration_ms = self.opened.elapsed().as_secs_f64() * 1000.0,
+            "stream closed"
+        );
+    }
+}
+
+/// Records that a live subscriber `missed` events behind was cut off.
+pub(crate) fn subscriber_cut_off(missed: u64) {
+    metrics::counter!(SUBSCRIBER_CUTOFFS_TOTAL).increment(1);
+    metrics::histogram!(SUBSCRIBER_LAG_EVENTS).record(missed as f64);
+}

@@ -1,0 +1,135 @@
+//! What every gRPC call goes through before its service: a span (method, request id,
+//! the caller's `sub` once the interceptor knows it), the core [`RequestContext`]
+//! (request id, client address, a valid incoming `traceparent`, so that writes made
+//! over gRPC carry their trace context into the events), one INFO line when the call
+//! is answered, and the request metrics.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use petstore_core::{RequestContext, TraceParent, telemetry};
+use tonic::transport::server::TcpConnectInfo;
+use tracing::Instrument as _;
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Fresh request ids: a random prefix per process and a counter (as the HTTP edge
+/// makes them).
+static IDS: LazyLock<(u64, AtomicU64)> = LazyLock::new(|| {
+    (
+        RandomState::new().build_hasher().finish(),
+        AtomicU64::new(0),
+    )
+});
+
+fn request_id(request: &Request) -> String {
+    let sane = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@~".contains(&b))
+    };
+    match request
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id) if sane(id) => id.to_owned(),
+        _ => {
+            let n = IDS.1.fetch_add(1, Ordering::Relaxed);
+            format!("{:016x}{n:016x}", IDS.0)
+        }
+    }
+}
+
+/// The `grpc-status` of an answer: in the headers of a trailers-only answer (every
+/// error before the first message), else `OK` (a unary success, or a stream that
+/// started).
+fn outcome(response: &Response) -> &'static str {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The middleware around every gRPC route.
+pub(crate) async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    // The method path (`/petstore.v1.PetService/CreatePet`): one per RPC, never data.
+    let method = request.uri().path().to_owned();
+    let id = request_id(&request);
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<TraceParent>().ok());
+    let mut context = RequestContext::new()
+        .with_request_id(id.as_str())
+        .with_traceparent(traceparent);
+    if let Some(ip) = request
+        .extensions()
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0)
+        })
+        .map(|a| a.ip())
+    {
+        context = context.with_client_ip(ip);
+    }
+    let span = tracing::info_span!(
+        "grpc_call",
+        method = %method,
+        request_id = %id,
+        sub = tracing::field::Empty,
+    );
+    let call = async move {
+        let mut response = next.run(request).await;
+        let elapsed = started.elapsed();
+        let outcome = outcome(&response);
+        tracing::info!(
+            method = %method,
+            code = outcome,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "call answered"
+        );
+        telemetry::record_request("grpc", method, outcome, elapsed);
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(X_REQUEST_ID, value);
+        }
+        response
+    };
+    context.scope(call.instrument(span)).await
+}

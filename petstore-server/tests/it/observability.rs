@@ -1,0 +1,250 @@
+//! Observability seen from outside: one `traceparent` followed from a REST write to the
+//! webhook delivery and the MQTT 5 message it caused, and the real binary's console
+//! (clean start, clean Ctrl-C, no token in the log, settings from a file and the
+//! environment).
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use petstore_core::PetStore;
+use petstore_mqtt::broker::{BrokerConfig, EmbeddedBroker};
+use petstore_server::ServerArgs;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::support::mqtt as mqtt_client;
+use crate::support::{WAIT, new_pet, serve, start_with, within};
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// A REST `POST /v1/pets` with a `traceparent`: the webhook request it causes carries
+/// it as a header, the MQTT 5 message as a user property, and both envelopes as the
+/// CloudEvents distributed-tracing extension. A write without one causes pushes
+/// without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_traceparent_follows_a_rest_write_to_the_webhook_and_mqtt() {
+    // The embedded broker of the server drops event properties (rumqttd cannot hand
+    // them to MQTT 3.1.1 subscribers), so the bridge publishes to a broker of the
+    // test's own, as to any external MQTT 5 broker.
+    let broker = EmbeddedBroker::start(
+        PetStore::in_memory(),
+        BrokerConfig::default().addr("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .expect("a broker");
+    let (user, password) = broker.bridge_credentials();
+    let s = start_with(ServerArgs {
+        mqtt_url: Some(format!("mqtt://{}", broker.v5_addr())),
+        mqtt_username: Some(user.to_owned()),
+        mqtt_password: Some(password.expose().to_owned()),
+        ..ServerArgs::ephemeral()
+    })
+    .await;
+
+    // A webhook receiver (axum) that reports every request's headers and body.
+    type Inbox = mpsc::UnboundedSender<(HeaderMap, Value)>;
+    async fn receive(State(inbox): State<Inbox>, headers: HeaderMap, body: String) -> StatusCode {
+        let _ = inbox.send((headers, serde_json::from_str(&body).unwrap_or_default()));
+        StatusCode::NO_CONTENT
+    }
+    let (inbox, mut deliveries) = mpsc::unbounded_channel();
+    let receiver = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(inbox);
+    let (addr, _receiver) = serve(receiver).await;
+    let http = reqwest::Client::new();
+    let registered = http
+        .post(format!("{}/v1/webhooks", s.http_url()))
+        .bearer_auth(&s.dev_token)
+        .json(&json!({ "url": format!("http://{addr}/hook"), "events": ["pet.created"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+
+    // An MQTT 5 subscriber (rumqttc) of new pets on the broker the bridge publishes to.
+    let mut mqtt = mqtt_client::Client::start(
+        mqtt_client::options(&format!("trace-{}", std::process::id()), broker.addr()),
+        None,
+    );
+    mqtt.subscribe("petstore/pets/new").await;
+
+    for traceparent in [Some(TRACEPARENT), None] {
+        let mut post = http
+            .post(format!("{}/v1/pets", s.http_url()))
+            .bearer_auth(&s.dev_token)
+            .json(&new_pet("Traced"));
+        if let Some(t) = traceparent {
+            post = post.header("traceparent", t);
+        }
+        let created = post.send().await.unwrap();
+        assert_eq!(created.status(), 201);
+        let pet: Value = created.json().await.unwrap();
+
+        let (headers, body) = within("the webhook delivery", deliveries.recv())
+            .await
+            .unwrap();
+        assert_eq!(body["data"]["id"], pet["id"], "{body}");
+        assert_eq!(
+            headers.get("traceparent").and_then(|v| v.to_str().ok()),
+            traceparent,
+            "the webhook request's traceparent header"
+        );
+        assert_eq!(body.get("traceparent").and_then(Value::as_str), traceparent);
+
+        let publish = within("the MQTT message", mqtt.publishes.recv())
+            .await
+            .unwrap();
+        let envelope: Value = serde_json::from_slice(&publish.payload).unwrap();
+        assert_eq!(envelope["data"]["id"], pet["id"]);
+        let properties = publish.properties.unwrap_or_default().user_properties;
+        let property = properties
+            .iter()
+            .find(|(k, _)| k == "traceparent")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(
+            property, traceparent,
+            "the MQTT user property: {properties:?}"
+        );
+        assert_eq!(
+            envelope.get("traceparent").and_then(Value::as_str),
+            traceparent
+        );
+    }
+    s.shutdown().await.unwrap();
+}
+
+/// Reads `reader` line by line into a channel, on a thread of its own.
+fn lines(reader: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The real binary, started as a user starts it (settings from a file overridden by
+/// the environment, JSON logs): until the banner and after Ctrl-C (SIGINT) it logs
+/// nothing at WARN or above, never the development token (not even a request that
+/// carries it as `?token=` and in `Authorization`), one INFO line per request with
+/// the route template, no ANSI colour into a pipe, and it exits 0.
+#[cfg(unix)]
+#[test]
+fn the_binary_starts_and_stops_quietly_and_never_logs_a_token() {
+    let dir = std::env::temp_dir().join(format!("petstore-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("petstore.toml");
+    // The file's HTTP address cannot be bound (port 1); the environment's wins.
+    std::fs::write(
+        &config,
+        "http-addr = \"127.0.0.1:1\"\ngrpc-addr = \"127.0.0.1:0\"\nmqtt-addr = \"127.0.0.1:0\"\nlog-format = \"json\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_petstore-server"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env("PETSTORE_HTTP_ADDR", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server binary starts");
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+
+    let mut banner = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !banner.iter().any(|l: &String| l.contains("Press Ctrl-C")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match stdout.recv_timeout(left) {
+            Ok(line) => banner.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let log: Vec<String> = stderr.try_iter().collect();
+                panic!("no banner within {WAIT:?}: {banner:#?}\nlog: {log:#?}");
+            }
+        }
+    }
+    let url = banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("REST"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the REST line")
+        .to_owned();
+    assert!(
+        !url.ends_with(":1/v1/pets"),
+        "the environment beats the file: {url}"
+    );
+    let token_line = banner.iter().position(|l| l.contains("Development token"));
+    let token = banner[token_line.expect("the token line") + 1]
+        .trim()
+        .to_owned();
+
+    // One request that carries the token twice.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{url}?token={token}&limit=1"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop within {WAIT:?} of SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rest: Vec<String> = stdout.iter().collect();
+    let log: Vec<String> = stderr.iter().collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(exit.success(), "exit status {exit}; log: {log:#?}");
+    assert!(rest.iter().any(|l| l.contains("Stopped.")), "{rest:?}");
+
+    let mut finished = 0;
+    for line in &log {
+        assert!(!line.contains('\u{1b}'), "ANSI colour into a pipe: {line}");
+        assert!(!line.contains(&token), "the token is logged: {line}");
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        let level = entry["level"].as_str().unwrap_or_default();
+        assert!(
+            level != "WARN" && level != "ERROR",
+            "a {level} line at a clean start or stop: {line}"
+        );
+        if entry["fields"]["message"] == "request finished" {
+            finished += 1;
+            assert_eq!(entry["fields"]["route"], "/v1/pets", "{line}");
+            assert_eq!(entry["fields"]["status"], 200, "{line}");
+            assert_eq!(entry["span"]["sub"], "developer", "{line}");
+            assert!(entry["span"]["request_id"].is_string(), "{line}");
+        }
+    }
+    assert_eq!(finished, 1, "one INFO line for the one request: {log:#?}");
+}

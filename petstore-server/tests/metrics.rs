@@ -1,0 +1,469 @@
+//! `/metrics` after a scripted workload over REST, gRPC, GraphQL, SSE, WebSocket, MQTT
+//! and webhooks: the Prometheus exposition is parsed and the counters checked by exact
+//! value, the stream gauges going up and down, the webhook outcomes.
+//!
+//! A test binary of its own: the recorder is global to the process, so no other test
+//! may add to these counts.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "it/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+
+use axum::http::StatusCode;
+use futures_util::StreamExt as _;
+use petstore_grpc::pb;
+use petstore_grpc::pb::pet_service_client::PetServiceClient;
+use serde_json::{Value, json};
+use support::{new_pet, serve, start, within};
+
+/// One sample of the exposition: its labels and value.
+#[derive(Debug)]
+struct Sample {
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text exposition format: `name{label="value",...} value`
+/// lines; `#` lines are comments (`HELP`, `TYPE`).
+fn parse(text: &str) -> BTreeMap<String, Vec<Sample>> {
+    let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(i) => line.split_at(i),
+            None => panic!("a sample without a value: {line}"),
+        };
+        let mut labels = BTreeMap::new();
+        let mut rest = rest;
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices();
+            let mut key = String::new();
+            let end = loop {
+                let (i, c) = chars.next().expect("a closed label set");
+                match c {
+                    '}' => break i,
+                    ',' => {}
+                    '=' => {
+                        assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
+                        let mut value = String::new();
+                        loop {
+                            match chars.next().expect("a closed label value").1 {
+                                '\\' => match chars.next().expect("an escape").1 {
+                                    'n' => value.push('\n'),
+                                    other => value.push(other),
+                                },
+                                '"' => break,
+                                other => value.push(other),
+                            }
+                        }
+                        labels.insert(std::mem::take(&mut key), value);
+                    }
+                    c => key.push(c),
+                }
+            };
+            rest = &body[end + 1..];
+        }
+        let value = rest
+            .split_whitespace()
+            .next()
+            .expect("a value")
+            .parse()
+            .unwrap_or_else(|e| panic!("not a number ({e}): {line}"));
+        samples
+            .entry(name.to_owned())
+            .or_default()
+            .push(Sample { labels, value });
+    }
+    samples
+}
+
+struct Scrape(BTreeMap<String, Vec<Sample>>);
+
+impl Scrape {
+    /// The value of the one sample of `name` whose labels include `labels`; 0 when
+    /// there is none (a counter never incremented is not exported).
+    /// Waits are bounded by [`support::WAIT`].
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<&Sample> = self
+            .0
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        assert!(
+            matching.len() <= 1,
+            "{name} {labels:?} matches {matching:?}"
+        );
+        matching.first().map_or(0.0, |s| s.value)
+    }
+}
+
+async fn scrape(base: &str) -> Scrape {
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    Scrape(parse(&response.text().await.unwrap()))
+}
+
+/// Scrapes until `check` holds, at most [`WAIT`].
+async fn scrape_until(base: &str, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
+    within(what, async {
+        loop {
+            let s = scrape(base).await;
+            if check(&s) {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+const REQUESTS: &str = "petstore_requests_total";
+const DURATIONS: &str = "petstore_request_duration_seconds_count";
+const OPEN: &str = "petstore_open_streams";
+
+fn http(operation: &str, outcome: &str) -> [(&'static str, String); 3] {
+    [
+        ("protocol", "http".to_owned()),
+        ("operation", operation.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ]
+}
+
+fn labels<'a>(owned: &'a [(&'static str, String); 3]) -> [(&'static str, &'a str); 3] {
+    owned.each_ref().map(|(k, v)| (*k, v.as_str()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_workload_shows_in_the_metrics_by_exact_count() {
+    let s = start().await;
+    let base = s.http_url();
+    let client = reqwest::Client::new();
+
+    // Webhooks: one receiver that takes new pets, one that is gone (410) for orders.
+    let ok = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { StatusCode::NO_CONTENT }),
+    );
+    let gone =
+        axum::Router::new().route("/hook", axum::routing::post(|| async { StatusCode::GONE }));
+    let (ok_addr, _ok) = serve(ok).await;
+    let (gone_addr, _gone) = serve(gone).await;
+    for (addr, event) in [(ok_addr, "pet.created"), (gone_addr, "order.created")] {
+        let registered = client
+            .post(format!("{base}/v1/webhooks"))
+            .bearer_auth(&s.dev_token)
+            .json(&json!({ "url": format!("http://{addr}/hook"), "events": [event] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), 201);
+    }
+
+    // REST: three pets created, one read back, one unknown pet.
+    let mut pets = Vec::new();
+    for i in 0..3 {
+        let created = client
+            .post(format!("{base}/v1/pets"))
+            .bearer_auth(&s.dev_token)
+            .json(&new_pet(&format!("Metered {i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        pets.push(
+            created.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let read = client
+        .get(format!("{base}/v1/pets/{}", pets[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // A well-formed id of no pet: the route's template, with its 404.
+    let mut missing = pets[0].clone();
+    let last = if missing.ends_with('0') { '1' } else { '0' };
+    missing.pop();
+    missing.push(last);
+    let unknown = client
+        .get(format!("{base}/v1/pets/{missing}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let order = client
+        .post(format!("{base}/v1/orders"))
+        .bearer_auth(&s.dev_token)
+        .json(&json!({ "pet_id": pets[1], "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+
+    // gRPC: two reads.
+    let mut grpc = PetServiceClient::new(support::grpc::channel(&s).await);
+    for _ in 0..2 {
+        let request = pb::GetPetRequest {
+            id: pets[2].clone(),
+        };
+        grpc.get_pet(request).await.expect("GetPet");
+    }
+
+    // GraphQL: two queries.
+    for _ in 0..2 {
+        let answered = client
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answered.status(), 200);
+    }
+
+    let m = scrape(&base).await;
+    let created = http("POST /v1/pets", "201");
+    assert_eq!(m.get(REQUESTS, &labels(&created)), 3.0);
+    assert_eq!(m.get(DURATIONS, &labels(&created)), 3.0);
+    assert_eq!(
+        m.get(REQUESTS, &labels(&http("GET /v1/pets/{id}", "200"))),
+        1.0
+    );
+    assert_eq!(
+        m.get(REQUESTS, &labels(&http("POST /v1/webhooks", "201"))),
+        2.0
+    );
+    assert_eq!(
+        m.get(REQUESTS, &labels(&http("POST /v1/orders", "201"))),
+        1.0
+    );
+    assert_eq!(
+        m.get(REQUESTS, &labels(&http("GET /v1/pets/{id}", "404"))),
+        1.0
+    );
+    assert_eq!(m.get(REQUESTS, &labels(&http("POST /graphql", "200"))), 2.0);
+    let graphql = [
+        ("protocol", "graphql"),
+        ("operation", "query"),
+        ("outcome", "ok"),
+    ];
+    assert_eq!(m.get(REQUESTS, &graphql), 2.0);
+    let get_pet = [
+        ("protocol", "grpc"),
+        ("operation", "/petstore.v1.PetService/GetPet"),
+        ("outcome", "OK"),
+    ];
+    assert_eq!(m.get(REQUESTS, &get_pet), 2.0);
+    assert_eq!(m.get(DURATIONS, &get_pet), 2.0);
+    // Three pets and one order (the seed writes through the same service).
+    assert!(m.get("petstore_log_events_total", &[]) >= 4.0);
+    assert!(m.get("petstore_log_head_offset", &[]) >= 4.0);
+
+    // SSE: the gauge goes up while the stream is open and down once it is dropped.
+    for kind in ["sse", "websocket", "grpc"] {
+        assert_eq!(m.get(OPEN, &[("kind", kind)]), 0.0, "{kind}");
+    }
+    let mut sse = support::sse::request(format!("{base}/v1/stream/pets"), "").await;
+    assert_eq!(sse.status(), 200);
+    within("the first SSE message", sse.chunk()).await.unwrap();
+    scrape_until(&base, "one open SSE stream", |m| {
+        m.get(OPEN, &[("kind", "sse")]) == 1.0
+    })
+    .await;
+    drop(sse);
+    scrape_until(&base, "no open SSE stream", |m| {
+        m.get(OPEN, &[("kind", "sse")]) == 0.0
+    })
+    .await;
+
+    // WebSocket: the same.
+    let mut ws = support::ws::open(&support::ws::url(&base, "/v1/ws")).await;
+    scrape_until(&base, "one open WebSocket", |m| {
+        m.get(OPEN, &[("kind", "websocket")]) == 1.0
+    })
+    .await;
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = within("the close handshake", ws.next()).await {}
+    scrape_until(&base, "no open WebSocket", |m| {
+        m.get(OPEN, &[("kind", "websocket")]) == 0.0
+    })
+    .await;
+
+    // gRPC server streams count too.
+    let watch = grpc
+        .watch_pets(pb::WatchPetsRequest::default())
+        .await
+        .expect("WatchPets");
+    scrape_until(&base, "one open gRPC stream", |m| {
+        m.get(OPEN, &[("kind", "grpc")]) == 1.0
+    })
+    .await;
+    drop(watch);
+    scrape_until(&base, "no open gRPC stream", |m| {
+        m.get(OPEN, &[("kind", "grpc")]) == 0.0
+    })
+    .await;
+
+    // MQTT: the bridge is connected and has published the events.
+    let m = scrape_until(&base, "the MQTT bridge's metrics", |m| {
+        m.get("petstore_mqtt_bridge_connected", &[]) == 1.0
+            && m.get("petstore_mqtt_bridge_published_total", &[]) >= 4.0
+    })
+    .await;
+    assert_eq!(m.get("petstore_mqtt_bridge_in_flight", &[]), 0.0);
+
+    // Webhooks: three deliveries succeeded; the order's one attempt met a 410, which
+    // disabled its endpoint.
+    let m = scrape_until(&base, "the webhook outcomes", |m| {
+        m.get(
+            "petstore_webhook_attempts_total",
+            &[("outcome", "succeeded")],
+        ) >= 3.0
+            && m.get("petstore_webhook_attempts_total", &[("outcome", "failed")]) >= 1.0
+            && m.get("petstore_webhook_queue_depth", &[]) == 0.0
+    })
+    .await;
+    let attempts = |outcome| m.get("petstore_webhook_attempts_total", &[("outcome", outcome)]);
+    assert_eq!(attempts("succeeded"), 3.0);
+    assert_eq!(attempts("failed"), 1.0);
+    assert_eq!(attempts("error"), 0.0);
+    let messages = |status| m.get("petstore_webhook_messages_total", &[("status", status)]);
+    assert_eq!(messages("succeeded"), 3.0);
+    assert_eq!(messages("failed"), 1.0);
+    assert_eq!(m.get("petstore_webhook_endpoints_disabled_total", &[]), 1.0);
+    assert_eq!(
+        m.get("petstore_webhook_attempt_duration_seconds_count", &[]),
+        4.0
+    );
+
+    // MQTT commands are counted once they run; a command without a token is refused.
+    let addr = s.mqtt_addr.expect("an MQTT broker");
+    let mut device = support::mqtt::Client::start(
+        support::mqtt::options(&format!("metrics-{}", std::process::id()), addr),
+        None,
+    );
+    within("the MQTT CONNACK", device.connacks.recv())
+        .await
+        .unwrap();
+    device
+        .client
+        .publish(
+            "petstore/commands/orders",
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            "{}",
+        )
+        .await
+        .unwrap();
+    scrape_until(&base, "the refused MQTT command", |m| {
+        m.get(
+            REQUESTS,
+            &[
+                ("protocol", "mqtt"),
+                ("operation", "place_order"),
+                ("outcome", "unauthenticated"),
+            ],
+        ) == 1.0
+    })
+    .await;
+    s.shutdown().await.unwrap();
+}
+
+#[test]
+fn the_parser_reads_labels_with_braces_escapes_and_commas() {
+    let text = "# HELP x y\n# TYPE x counter\nx{a=\"GET /p/{id}\",b=\"q\\\"u,o\"} 3\ny 1.5\n";
+    let parsed = Scrape(parse(text));
+    assert_eq!(
+        parsed.get("x", &[("a", "GET /p/{id}"), ("b", "q\"u,o")]),
+        3.0
+    );
+    assert_eq!(parsed.get("y", &[]), 1.5);
+    assert_eq!(parsed.get("z", &[]), 0.0);
+}
+
+/// The dashboard in `docs/` and the README's table name the metrics the code records,
+/// all of them and nothing else.
+#[test]
+fn the_dashboard_and_the_readme_name_the_recorded_metrics() {
+    use petstore_core::telemetry as t;
+    let known = [
+        t::REQUESTS_TOTAL,
+        t::REQUEST_DURATION_SECONDS,
+        t::OPEN_STREAMS,
+        t::STREAMS_OPENED_TOTAL,
+        t::SUBSCRIBER_CUTOFFS_TOTAL,
+        t::SUBSCRIBER_LAG_EVENTS,
+        t::LOG_HEAD_OFFSET,
+        t::LOG_EVENTS_TOTAL,
+        t::RATE_LIMIT_REJECTIONS_TOTAL,
+        t::WEBHOOK_ATTEMPTS_TOTAL,
+        t::WEBHOOK_ATTEMPT_DURATION_SECONDS,
+        t::WEBHOOK_MESSAGES_TOTAL,
+        t::WEBHOOK_QUEUE_DEPTH,
+        t::WEBHOOK_ENDPOINTS_DISABLED_TOTAL,
+        t::MQTT_BRIDGE_CONNECTED,
+        t::MQTT_BRIDGE_LAG_EVENTS,
+        t::MQTT_BRIDGE_IN_FLIGHT,
+        t::MQTT_BRIDGE_PUBLISHED_TOTAL,
+    ];
+    let names = |text: &str| -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("petstore_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            // Rust paths in prose (`petstore_core::…`) are not metrics.
+            if rest.starts_with("::") {
+                continue;
+            }
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name)
+                .to_owned();
+            found.push(base);
+        }
+        found
+    };
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let dashboard = std::fs::read_to_string(format!("{root}/docs/grafana/petstore.json")).unwrap();
+    serde_json::from_str::<Value>(&dashboard).expect("the dashboard is JSON");
+    for name in names(&dashboard) {
+        assert!(
+            known.contains(&name.as_str()),
+            "the dashboard names `{name}`"
+        );
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let documented = names(&readme);
+    for name in known {
+        assert!(
+            documented.iter().any(|d| d == name),
+            "the README does not list `{name}`"
+        );
+    }
+    for name in documented {
+        assert!(known.contains(&name.as_str()), "the README lists `{name}`");
+    }
+}
