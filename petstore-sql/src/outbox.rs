@@ -51,6 +51,20 @@ pub(crate) async fn head(conn: &mut AnyConnection) -> Result<u64> {
     to_u64(head, "log head")
 }
 
+/// The offset of the newest event and of the oldest row still in the table (`None`
+/// when it is empty), read in one statement.
+pub(crate) async fn head_and_oldest(conn: &mut AnyConnection) -> Result<(u64, Option<u64>)> {
+    let row = sqlx::query(
+        "SELECT head, (SELECT MIN(log_offset) FROM events) AS oldest FROM log_head WHERE id = 1",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(db_error)?;
+    let head = to_u64(row.try_get("head").map_err(db_error)?, "log head")?;
+    let oldest: Option<i64> = row.try_get("oldest").map_err(db_error)?;
+    Ok((head, oldest.map(|o| to_u64(o, "event offset")).transpose()?))
+}
+
 /// Numbers `events` and inserts them, inside the caller's transaction.
 ///
 /// Updating the single head row takes its row lock until the transaction ends, so

@@ -166,12 +166,9 @@ impl SqlStore {
     /// Like [`SqlStore::connect`] with explicit [`SqlOptions`].
     pub async fn connect_with(url: &str, config: LogConfig, options: SqlOptions) -> Result<Self> {
         let dialect = Dialect::from_url(url)?;
-        // Both drivers this crate is built with. When the application installed its
-        // own set first, that set stays and a missing driver fails at connect.
-        let _ = sqlx::any::install_drivers(&[
-            sqlx::sqlite::any::DRIVER,
-            sqlx::postgres::any::DRIVER,
-        ]);
+        // sqlx's `Any` driver registry is process-wide; this is the call applications
+        // that use `Any` themselves make too, so the order of the calls does not matter.
+        sqlx::any::install_default_drivers();
         let url = match dialect {
             Dialect::Sqlite => prepare_sqlite(url).await?,
             Dialect::Postgres => url.to_owned(),
@@ -358,11 +355,17 @@ impl EventLog for SqlStore {
         since: Option<ResumeToken>,
         filter: EventFilter,
     ) -> Result<Subscription> {
-        let head = {
+        let (head, oldest) = {
             let mut conn = self.conn().await?;
-            outbox::head(&mut conn).await?
+            outbox::head_and_oldest(&mut conn).await?
         };
         let start = self.shared.start(since, head, head)?;
+        // The replay must start at the row after `start`: refuse now, rather than cut
+        // the stream off at its first item, when another instance (with a shorter
+        // retention) has deleted it.
+        if start < head && oldest.is_none_or(|o| o > start + 1) {
+            return Err(ResetReason::Expired.into_error(self.shared.token(start)));
+        }
         let registration = self.shared.fanout.register().ok_or_else(|| {
             Error::new(ErrorKind::Unavailable, "the store is closed")
         })?;

@@ -2,4 +2,10 @@
 //! `PETSTORE_TEST_DATABASE_URL` names a cluster (`scripts/start-postgres`).
 
 mod behaviour;
+mod concurrency;
+mod durable;
+mod leases;
+mod listings;
+mod log_props;
+mod retention;
 mod support;

@@ -127,3 +127,53 @@ fn database_names_replace_the_path() {
         "postgres://h/t?sslmode=disable"
     );
 }
+
+/// A service over `store` with a random token secret.
+pub(crate) fn service(store: SqlStore) -> petstore_core::PetStore {
+    petstore_core::PetStore::new(
+        store,
+        petstore_core::TokenAuthority::random(Duration::from_secs(3600)),
+        petstore_core::ServiceConfig::default(),
+    )
+}
+
+/// Everything but `admin`.
+pub(crate) fn staff() -> petstore_core::Principal {
+    use petstore_core::Scope;
+    petstore_core::Principal::new(
+        "staff",
+        [
+            Scope::PetsRead,
+            Scope::PetsWrite,
+            Scope::OrdersRead,
+            Scope::OrdersWrite,
+            Scope::ChatWrite,
+        ],
+    )
+}
+
+/// A valid new pet.
+pub(crate) fn new_pet(name: &str) -> petstore_core::NewPet {
+    petstore_core::NewPet {
+        name: name.into(),
+        species: "dog".into(),
+        breed: None,
+        age: Some(1),
+        status: None,
+        tags: vec![],
+        photo_urls: vec![],
+        price: petstore_core::Money::parse("100.00", petstore_core::Currency::USD).unwrap(),
+    }
+}
+
+/// The next item of a subscription, within [`WAIT`].
+pub(crate) async fn next_event(
+    sub: &mut petstore_core::Subscription,
+) -> std::sync::Arc<petstore_core::Event> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(WAIT, sub.next())
+        .await
+        .expect("an event within the timeout")
+        .expect("the stream is open")
+        .expect("not an error")
+}
