@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use petstore_core::{Error, ErrorKind, Event, EventFilter, ResumeToken, Result, Subscription};
+use petstore_core::{Error, ErrorKind, Event, EventFilter, Result, ResumeToken, Subscription};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +21,7 @@ pub(crate) const CHANNEL: &str = "petstore_log";
 /// Publishes every committed event, in offset order, to the local fan-out. Woken by
 /// local commits and (PostgreSQL) by notifications from every instance; the poll is
 /// the safety net for a notification lost while the listener reconnected.
-pub(crate) async fn run_follower(
-    shared: Arc<Shared>,
-    poll: Duration,
-    cancel: CancellationToken,
-) {
+pub(crate) async fn run_follower(shared: Arc<Shared>, poll: Duration, cancel: CancellationToken) {
     loop {
         if let Err(e) = catch_up(&shared).await {
             tracing::warn!(error = %e, "event log follower could not read the log; retrying");

@@ -48,7 +48,12 @@ impl SqlStore {
     /// One statement decides (an upsert whose update applies only when the row is the
     /// caller's or has expired), so of two instances racing for a lapsed lease exactly
     /// one wins. Times are the database's, so instances' clocks need not agree.
-    pub async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
         check("name", name)?;
         check("holder", holder)?;
         if ttl.is_zero() || ttl > MAX_TTL {
@@ -76,7 +81,10 @@ impl SqlStore {
             .await
             .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
-        let generation = to_u64(row.try_get("generation").map_err(db_error)?, "lease generation")?;
+        let generation = to_u64(
+            row.try_get("generation").map_err(db_error)?,
+            "lease generation",
+        )?;
         let expires_ms: i64 = row.try_get("expires_at").map_err(db_error)?;
         let expires_at = DateTime::from_timestamp_millis(expires_ms)
             .ok_or_else(|| corrupt("lease expiry", expires_ms))?;

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use petstore_core::{Event, EventType, ResumeToken, Result};
+use petstore_core::{Event, EventType, Result, ResumeToken};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -27,12 +27,14 @@ pub(crate) async fn init(conn: &mut AnyConnection) -> Result<(u64, u64)> {
             .try_into()
             .unwrap_or_default(),
     );
-    sqlx::query("INSERT INTO log_head (id, epoch, head) VALUES (1, $1, 0) ON CONFLICT (id) DO NOTHING")
-        // The epoch is an opaque 64-bit value; BIGINT holds its bits.
-        .bind(candidate as i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "INSERT INTO log_head (id, epoch, head) VALUES (1, $1, 0) ON CONFLICT (id) DO NOTHING",
+    )
+    // The epoch is an opaque 64-bit value; BIGINT holds its bits.
+    .bind(candidate as i64)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
     let row = sqlx::query("SELECT epoch, head FROM log_head WHERE id = 1")
         .fetch_one(&mut *conn)
         .await

@@ -63,10 +63,9 @@ pub(crate) async fn apply(conn: &mut AnyConnection, write: &Write) -> Result<()>
                 .rows_affected();
             (n, id.to_string())
         }
-        Write::PutOrder { order, expect } => (
-            put_order(conn, order, *expect).await?,
-            order.id.to_string(),
-        ),
+        Write::PutOrder { order, expect } => {
+            (put_order(conn, order, *expect).await?, order.id.to_string())
+        }
         Write::PutPayment(p) => {
             let n = sqlx::query(
                 "INSERT INTO payments (id, order_id, doc) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
@@ -120,11 +119,7 @@ async fn put_pet(conn: &mut AnyConnection, pet: &Pet, expect: Expect) -> Result<
     if let Some(old) = old {
         query = query.bind(old);
     }
-    Ok(query
-        .execute(conn)
-        .await
-        .map_err(db_error)?
-        .rows_affected())
+    Ok(query.execute(conn).await.map_err(db_error)?.rows_affected())
 }
 
 async fn put_order(conn: &mut AnyConnection, order: &Order, expect: Expect) -> Result<u64> {
@@ -150,11 +145,7 @@ async fn put_order(conn: &mut AnyConnection, order: &Order, expect: Expect) -> R
     if let Some(old) = old {
         query = query.bind(old);
     }
-    Ok(query
-        .execute(conn)
-        .await
-        .map_err(db_error)?
-        .rows_affected())
+    Ok(query.execute(conn).await.map_err(db_error)?.rows_affected())
 }
 
 async fn put_user(_conn: &mut AnyConnection, user: &User) -> Result<u64> {
@@ -236,10 +227,8 @@ pub(crate) async fn user(conn: &mut AnyConnection, username: &str) -> Result<Opt
         .map_err(db_error)?;
     let Some(row) = row else { return Ok(None) };
     // The hash is kept out of `doc` (users serialise without it) and joins it here.
-    let mut doc: serde_json::Value = from_doc(
-        &row.try_get::<String, _>("doc").map_err(db_error)?,
-        "user",
-    )?;
+    let mut doc: serde_json::Value =
+        from_doc(&row.try_get::<String, _>("doc").map_err(db_error)?, "user")?;
     if let Some(obj) = doc.as_object_mut() {
         let hash: String = row.try_get("password_hash").map_err(db_error)?;
         obj.insert("password_hash".to_owned(), hash.into());
@@ -294,7 +283,11 @@ impl Scan {
         // While `keep` rejects rows SQL let through, fetch more than is missing.
         let mut page = limit.max(1);
         while out.len() < limit {
-            let sql = if cursor.is_some() { &with_cursor } else { &without_cursor };
+            let sql = if cursor.is_some() {
+                &with_cursor
+            } else {
+                &without_cursor
+            };
             let mut query = sqlx::query_scalar::<_, String>(sql);
             for (_, value) in &self.filters {
                 query = query.bind(value.as_str());

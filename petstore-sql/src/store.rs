@@ -268,11 +268,16 @@ async fn finish<T>(
 /// Creates the database file (and its folder) if missing and switches it to WAL, in
 /// which readers never block the writer. Returns the URL for the pool.
 async fn prepare_sqlite(url: &str) -> Result<String> {
-    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).map_err(|e| {
-        Error::invalid_field("database_url", format!("not a SQLite URL: {e}"))
-    })?;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| Error::invalid_field("database_url", format!("not a SQLite URL: {e}")))?;
     let path = options.get_filename();
-    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") || url.contains("mode=memory") {
+    let named = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if named.is_empty() || named == ":memory:" || url.contains("mode=memory") {
         return Err(Error::invalid_field(
             "database_url",
             "an in-memory SQLite database is not supported (each pooled connection would get its own); use a file, or the in-memory store",
@@ -366,9 +371,11 @@ impl EventLog for SqlStore {
         if start < head && oldest.is_none_or(|o| o > start + 1) {
             return Err(ResetReason::Expired.into_error(self.shared.token(start)));
         }
-        let registration = self.shared.fanout.register().ok_or_else(|| {
-            Error::new(ErrorKind::Unavailable, "the store is closed")
-        })?;
+        let registration = self
+            .shared
+            .fanout
+            .register()
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the store is closed"))?;
         Ok(follow::subscription(
             self.shared.clone(),
             filter,

@@ -1,7 +1,6 @@
 //! What a restart must keep: state, events (identical envelopes), the epoch, and so
 //! every resume token handed out before it.
 
-use futures_util::StreamExt;
 use petstore_core::{EventFilter, EventLog, LogConfig, NewOrder, OrderStatus, PetStatus, Store};
 
 use crate::support::{connect, new_pet, next_event, on_both, service, staff};
@@ -33,7 +32,10 @@ on_both!(state_events_and_tokens_survive_reopening, |url| {
         assert_eq!(a.json(), b.json(), "the same envelope, byte for byte");
     }
     // A token from before the restart resumes: the events after it, then live.
-    let mut sub = store.subscribe(Some(token), EventFilter::all()).await.unwrap();
+    let mut sub = store
+        .subscribe(Some(token), EventFilter::all())
+        .await
+        .unwrap();
     for expect in 3..=5 {
         assert_eq!(next_event(&mut sub).await.offset.offset, expect);
     }
@@ -42,7 +44,10 @@ on_both!(state_events_and_tokens_survive_reopening, |url| {
     assert_eq!(next_event(&mut sub).await.offset.offset, 6);
 
     // State and idempotency keys too: the retry gets the first order, appends nothing.
-    assert_eq!(store.pet(&pets[0].id).await.unwrap().unwrap().status, PetStatus::Pending);
+    assert_eq!(
+        store.pet(&pets[0].id).await.unwrap().unwrap().status,
+        PetStatus::Pending
+    );
     let order = store.order(&placed.order.id).await.unwrap().unwrap();
     assert_eq!(order, placed.order);
     assert_eq!(order.status, OrderStatus::Placed);
@@ -53,5 +58,4 @@ on_both!(state_events_and_tokens_survive_reopening, |url| {
     assert!(retry.replayed);
     assert_eq!(retry.order.id, placed.order.id);
     assert_eq!(store.head().await.unwrap().offset, 6);
-    drop(sub.next());
 });

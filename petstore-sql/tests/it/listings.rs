@@ -4,8 +4,8 @@
 
 use chrono::Utc;
 use petstore_core::{
-    Change, Currency, Expect, Inventory, Money, Order, OrderId, OrderQuery, OrderStatus,
-    Pet, PetId, PetQuery, PetStatus, Store, Write,
+    Change, Currency, Expect, Inventory, Money, Order, OrderId, OrderQuery, OrderStatus, Pet,
+    PetId, PetQuery, PetStatus, Store, Write,
 };
 use petstore_sql::SqlStore;
 use proptest::prelude::*;
@@ -50,9 +50,13 @@ fn pet_spec() -> impl Strategy<Value = PetSpec> {
 fn pet_query() -> impl Strategy<Value = PetQuery> {
     (
         prop::option::of(status()),
-        prop::option::of(prop::sample::select(vec!["dog", "DOG", "Cat", "émeu", "ÉMEU"])),
+        prop::option::of(prop::sample::select(vec![
+            "dog", "DOG", "Cat", "émeu", "ÉMEU",
+        ])),
         prop::option::of(prop::sample::select(vec!["a", "B", "ém", "ÉM", "x"])),
-        prop::option::of(prop::sample::select(vec!["re", "RE", "o", "émi", "ÉMI", "box", "b"])),
+        prop::option::of(prop::sample::select(vec![
+            "re", "RE", "o", "émi", "ÉMI", "box", "b",
+        ])),
     )
         .prop_map(|(status, species, tag, q)| {
             let mut query = PetQuery::default();
@@ -121,9 +125,16 @@ async fn run(url: String, specs: Vec<PetSpec>, queries: Vec<(PetQuery, usize)>) 
             .filter(|p| query.matches(p))
             .map(|p| p.id.clone())
             .collect();
-        assert_eq!(pages_of_pets(&store, query, *page).await, want, "{query:?} page {page}");
+        assert_eq!(
+            pages_of_pets(&store, query, *page).await,
+            want,
+            "{query:?} page {page}"
+        );
     }
-    assert_eq!(store.inventory().await.unwrap().items, Inventory::count(&pets));
+    assert_eq!(
+        store.inventory().await.unwrap().items,
+        Inventory::count(&pets)
+    );
 
     // Orders: by status and by pet, in id order.
     let mut orders = Vec::new();
@@ -133,7 +144,11 @@ async fn run(url: String, specs: Vec<PetSpec>, queries: Vec<(PetQuery, usize)>) 
             pet_id: pet.id.clone(),
             quantity: 1,
             total: Money::parse("1.00", Currency::USD).unwrap(),
-            status: [OrderStatus::Placed, OrderStatus::Approved, OrderStatus::Cancelled][i % 3],
+            status: [
+                OrderStatus::Placed,
+                OrderStatus::Approved,
+                OrderStatus::Cancelled,
+            ][i % 3],
             customer: "c".into(),
             payment_id: None,
             created_at: Utc::now(),
@@ -152,7 +167,10 @@ async fn run(url: String, specs: Vec<PetSpec>, queries: Vec<(PetQuery, usize)>) 
             .unwrap();
         orders.push(order);
     }
-    let mut queries = vec![OrderQuery::default(), OrderQuery::default().status(OrderStatus::Approved)];
+    let mut queries = vec![
+        OrderQuery::default(),
+        OrderQuery::default().status(OrderStatus::Approved),
+    ];
     if let Some(first) = pets.first() {
         let mut by_pet = OrderQuery::default();
         by_pet.pet_id = Some(first.id.clone());

@@ -10,7 +10,7 @@ use petstore_core::{EventFilter, EventId, LogConfig, ResumeToken};
 use proptest::test_runner::{Config, TestRunner};
 
 use crate::support::{
-    connect, next_event, new_pet, postgres_cluster, postgres_url, service, sqlite_url, staff,
+    connect, new_pet, next_event, postgres_cluster, postgres_url, service, sqlite_url, staff,
 };
 
 async fn run_log(
@@ -27,7 +27,10 @@ async fn run_log(
     let total = (writers * per_writer) as u64;
     let history = 5u64;
     for _ in 0..history {
-        services[0].create_pet(&staff(), new_pet("H")).await.unwrap();
+        services[0]
+            .create_pet(&staff(), new_pet("H"))
+            .await
+            .unwrap();
     }
     let epoch = services[0].head().await.unwrap().epoch;
     let mut subs = Vec::new();

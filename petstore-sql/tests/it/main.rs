@@ -3,6 +3,7 @@
 
 mod behaviour;
 mod concurrency;
+mod connect;
 mod durable;
 mod leases;
 mod listings;
