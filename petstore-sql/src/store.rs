@@ -76,7 +76,7 @@ impl SqlOptions {
 #[derive(Clone)]
 pub struct SqlStore {
     shared: Arc<Shared>,
-    _tasks: Arc<Tasks>,
+    tasks: Arc<Tasks>,
 }
 
 /// What the store, its background tasks and its subscriptions share.
@@ -176,6 +176,9 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)
+            // No ping before each use (a round trip per request): a broken connection
+            // fails its query (`Unavailable`) and the pool replaces it.
+            .test_before_acquire(false)
             .connect(&url)
             .await
             .map_err(db_error)?;
@@ -214,7 +217,7 @@ impl SqlStore {
             ));
         }
         Ok(Self {
-            _tasks: Arc::new(Tasks {
+            tasks: Arc::new(Tasks {
                 cancel,
                 shared: shared.clone(),
             }),
@@ -229,7 +232,7 @@ impl SqlStore {
 
     /// Stops following the log (open subscriptions end) and closes the connections.
     pub async fn close(&self) {
-        self._tasks.cancel.cancel();
+        self.tasks.cancel.cancel();
         self.shared.fanout.close();
         self.shared.pool.close().await;
     }
