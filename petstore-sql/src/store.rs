@@ -186,8 +186,14 @@ impl SqlStore {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrations.run(&pool).await.map_err(|e| {
-            Error::new(ErrorKind::Unavailable, "database migrations failed").with_source(e)
+        migrations.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => db_error(e),
+            // The database's schema is not one this code wrote (a newer release, or
+            // an edited migration): nothing to retry.
+            other => Error::new(
+                ErrorKind::Internal,
+                format!("the database schema does not match this petstore-sql: {other}"),
+            ),
         })?;
         let (epoch, head) = {
             let mut conn = pool.acquire().await.map_err(db_error)?;

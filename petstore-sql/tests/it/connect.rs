@@ -128,3 +128,25 @@ async fn a_write_on_one_instance_is_live_on_another() {
         assert_eq!(next_event(&mut on_a).await.offset.offset, 2 + i);
     }
 }
+
+/// A database that a newer release migrated further is refused, not written to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_from_a_newer_release_is_refused() {
+    use sqlx::Connection;
+    let url = sqlite_url();
+    drop(connect(&url, LogConfig::default()).await);
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', TRUE, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let err = SqlStore::connect(&url, LogConfig::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err:?}");
+    assert!(err.message().contains("schema"), "{err:?}");
+}
