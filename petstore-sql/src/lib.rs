@@ -1,0 +1,14 @@
+#![doc = include_str!("../README.md")]
+
+mod dialect;
+mod error;
+mod fanout;
+mod follow;
+mod lease;
+mod outbox;
+mod state;
+mod store;
+
+pub use dialect::Dialect;
+pub use lease::Lease;
+pub use store::{SqlOptions, SqlStore};
