@@ -1,16 +1,16 @@
 //! Following the log: the follower task that reads committed events from the table
-//! and publishes them to this process's subscribers, what wakes it, and the
-//! replay-then-live stream each subscription reads.
+//! and publishes them to this process's subscribers (through the core's `Fanout`),
+//! what wakes it, and the replay each new subscription reads from the table before
+//! it goes live.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use petstore_core::{Error, ErrorKind, Event, EventFilter, Result, ResumeToken, Subscription};
-use tokio::sync::{Notify, broadcast};
+use petstore_core::backend::Replay;
+use petstore_core::{Error, ErrorKind, Result, ResumeToken};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::fanout::{Closed, Registration};
 use crate::outbox::{self, PAGE};
 use crate::store::Shared;
 
@@ -38,23 +38,35 @@ pub(crate) async fn run_follower(shared: Arc<Shared>, poll: Duration, cancel: Ca
 async fn catch_up(shared: &Shared) -> Result<()> {
     let mut conn = shared.conn().await?;
     loop {
-        let last = shared.fanout.published();
+        let Some(fanout) = shared.fanout() else {
+            return Ok(());
+        };
+        let last = fanout.published().offset;
         let events = outbox::fetch(&mut conn, shared.epoch, last, u64::MAX, PAGE).await?;
         let Some(first) = events.first() else {
             return Ok(());
         };
-        if first.offset.offset != last + 1 {
-            // Retention deleted events this process never published: its subscribers
-            // missed them. They are told (Lagged) and the feed restarts here.
+        let fanout = if first.offset().offset != last + 1 {
+            // Retention deleted events this process never published. Its live
+            // subscriptions end (a resume from their last token is refused as expired,
+            // never silently skipped) and the feed restarts before the oldest row.
             tracing::warn!(
                 published = last,
-                oldest = first.offset.offset,
+                oldest = first.offset().offset,
                 "the event log follower fell out of retention; live subscribers must resume"
             );
-            shared.fanout.interrupt(first.offset.offset - 1);
+            match shared.restart_fanout(first.offset().offset - 1) {
+                Some(fanout) => fanout,
+                None => return Ok(()),
+            }
+        } else {
+            fanout
+        };
+        let full = events.len() as u64 == PAGE;
+        for event in events {
+            fanout.publish(event);
         }
-        shared.fanout.publish(&events);
-        if (events.len() as u64) < PAGE {
+        if !full {
             return Ok(());
         }
     }
@@ -105,117 +117,34 @@ pub(crate) async fn run_listener(url: String, wake: Arc<Notify>, cancel: Cancell
     }
 }
 
-/// A subscription starting after offset `start`: events up to what the fan-out had
-/// published at registration come from the table, the rest from the fan-out.
-pub(crate) fn subscription(
-    shared: Arc<Shared>,
-    filter: EventFilter,
-    start: u64,
-    registration: Registration,
-) -> Subscription {
-    let state = Follow {
-        replay_until: registration.published,
-        last: start,
-        buffer: VecDeque::new(),
-        rx: registration.rx,
-        generation: registration.generation,
-        shared,
-        filter,
-        done: false,
-    };
-    Subscription::from_stream(futures_util::stream::unfold(state, Follow::next))
-}
-
-struct Follow {
-    shared: Arc<Shared>,
-    filter: EventFilter,
-    /// Offset of the last event examined.
-    last: u64,
-    /// Offsets up to here are read from the table, later ones arrive on `rx`.
-    replay_until: u64,
-    buffer: VecDeque<Arc<Event>>,
-    rx: broadcast::Receiver<Arc<Event>>,
-    generation: u64,
-    done: bool,
-}
-
-impl Follow {
-    async fn next(mut self) -> Option<(Result<Arc<Event>>, Self)> {
-        loop {
-            if self.done {
-                return None;
+/// The stored events in `(after, until]`, oldest first, read in pages: what a new
+/// subscription replays before the `Fanout` hands it live events. A row missing at
+/// the start of a page (deleted by retention meanwhile) ends it with `Lagged`.
+pub(crate) fn replay(shared: Arc<Shared>, after: u64, until: ResumeToken) -> Replay {
+    let until = until.offset;
+    let pages = futures_util::stream::try_unfold(after, move |last| {
+        let shared = shared.clone();
+        async move {
+            if last >= until {
+                return Ok(None);
             }
-            if let Some(event) = self.buffer.pop_front() {
-                return Some((Ok(event), self));
+            let mut conn = shared.conn().await?;
+            let events = outbox::fetch(&mut conn, shared.epoch, last, until, PAGE).await?;
+            if events.first().map(|e| e.offset().offset) != Some(last + 1) {
+                let at = ResumeToken::new(shared.epoch, last);
+                return Err(Error::new(
+                    ErrorKind::Lagged,
+                    format!(
+                        "subscriber fell out of the retained log while replaying; resume from `{at}`"
+                    ),
+                ));
             }
-            if self.last < self.replay_until {
-                if let Err(e) = self.replay_page().await {
-                    self.done = true;
-                    return Some((Err(e), self));
-                }
-                continue;
-            }
-            match self.rx.recv().await {
-                Ok(event) => {
-                    let offset = event.offset.offset;
-                    if offset <= self.last {
-                        continue;
-                    }
-                    if offset != self.last + 1 {
-                        self.done = true;
-                        return Some((Err(self.lagged("missed events")), self));
-                    }
-                    self.last = offset;
-                    if self.filter.matches(&event) {
-                        return Some((Ok(event), self));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    self.done = true;
-                    let err = self.lagged(&format!("fell {missed} events behind"));
-                    return Some((Err(err), self));
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    self.done = true;
-                    return match self.shared.fanout.why_closed(self.generation) {
-                        Closed::Shutdown => None,
-                        Closed::Interrupted => {
-                            let err = self.lagged("missed events the log no longer retains");
-                            Some((Err(err), self))
-                        }
-                    };
-                }
-            }
+            let next = events.last().map_or(until, |e| e.offset().offset);
+            Ok(Some((
+                futures_util::stream::iter(events.into_iter().map(Ok::<_, Error>)),
+                next,
+            )))
         }
-    }
-
-    async fn replay_page(&mut self) -> Result<()> {
-        let mut conn = self.shared.conn().await?;
-        let events = outbox::fetch(
-            &mut conn,
-            self.shared.epoch,
-            self.last,
-            self.replay_until,
-            PAGE,
-        )
-        .await?;
-        if events.first().map(|e| e.offset.offset) != Some(self.last + 1) {
-            return Err(self.lagged("fell out of the retained log while replaying"));
-        }
-        for event in events {
-            self.last = event.offset.offset;
-            if self.filter.matches(&event) {
-                self.buffer.push_back(event);
-            }
-        }
-        Ok(())
-    }
-
-    fn lagged(&self, what: &str) -> Error {
-        let at = ResumeToken::new(self.shared.epoch, self.last);
-        Error::new(
-            ErrorKind::Lagged,
-            format!("subscriber {what} and was cut off; resume from `{at}`"),
-        )
-    }
+    });
+    Box::pin(futures_util::TryStreamExt::try_flatten(pages))
 }

@@ -2,7 +2,6 @@
 
 mod dialect;
 mod error;
-mod fanout;
 mod follow;
 mod lease;
 mod outbox;
@@ -10,5 +9,4 @@ mod state;
 mod store;
 
 pub use dialect::Dialect;
-pub use lease::Lease;
 pub use store::{SqlOptions, SqlStore};

@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use petstore_core::{Event, EventType, Result, ResumeToken};
+use petstore_core::backend::{EventParts, NewEvent};
+use petstore_core::{Event, EventData, EventId, EventType, Result, ResumeToken, TraceParent};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
@@ -17,7 +18,7 @@ pub(crate) const PAGE: u64 = 256;
 /// the retention window exactly; the table may hold up to this many rows more).
 const DELETE_EVERY: u64 = 64;
 
-const COLUMNS: &str = "log_offset, id, type, subject, source, time, data";
+const COLUMNS: &str = "log_offset, id, type, subject, source, time, data, traceparent";
 
 /// Creates the log head with a random epoch the first time; returns `(epoch, head)`.
 /// Concurrent first starts agree: only one insert wins.
@@ -67,7 +68,8 @@ pub(crate) async fn head_and_oldest(conn: &mut AnyConnection) -> Result<(u64, Op
     Ok((head, oldest.map(|o| to_u64(o, "event offset")).transpose()?))
 }
 
-/// Numbers `events` and inserts them, inside the caller's transaction.
+/// Numbers `events` and inserts them, inside the caller's transaction; returns them as
+/// appended.
 ///
 /// Updating the single head row takes its row lock until the transaction ends, so
 /// committers that append are serialised here: the next one reads the head this one
@@ -75,12 +77,14 @@ pub(crate) async fn head_and_oldest(conn: &mut AnyConnection) -> Result<(u64, Op
 /// numbers back with its update) and grow in commit order.
 pub(crate) async fn append(
     conn: &mut AnyConnection,
-    events: &mut [Event],
+    events: Vec<NewEvent>,
+    source: &str,
+    time: DateTime<Utc>,
     epoch: u64,
     retention: u64,
-) -> Result<()> {
+) -> Result<Vec<Event>> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let n = events.len() as u64;
     let new_head: i64 =
@@ -93,34 +97,41 @@ pub(crate) async fn append(
     let first = new_head + 1 - n;
 
     let mut sql = String::from(
-        "INSERT INTO events (log_offset, id, type, subject, source, time, data) VALUES ",
+        "INSERT INTO events (log_offset, id, type, subject, source, time, data, traceparent) VALUES ",
     );
     for i in 0..events.len() {
-        let p = i * 7;
+        let p = i * 8;
         let sep = if i == 0 { "" } else { ", " };
         let _ = write!(
             sql,
-            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             p + 1,
             p + 2,
             p + 3,
             p + 4,
             p + 5,
             p + 6,
-            p + 7
+            p + 7,
+            p + 8
         );
     }
+    // Stored with every digit chrono keeps, so the envelope read back is the same text.
+    let time_text = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let appended: Vec<Event> = (first..)
+        .zip(events)
+        .map(|(offset, new)| new.sequenced(source, time, ResumeToken::new(epoch, offset)))
+        .collect();
     let mut query = sqlx::query(&sql);
-    for (offset, event) in (first..).zip(events.iter_mut()) {
-        event.offset = ResumeToken::new(epoch, offset);
+    for event in &appended {
         query = query
-            .bind(to_i64(offset)?)
-            .bind(event.id.to_string())
-            .bind(event.event_type.as_str())
-            .bind(event.subject.clone())
-            .bind(event.source.clone())
-            .bind(event.time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-            .bind(event.data.to_string());
+            .bind(to_i64(event.offset().offset)?)
+            .bind(event.id().to_string())
+            .bind(event.event_type().as_str())
+            .bind(event.subject().to_owned())
+            .bind(event.source().to_owned())
+            .bind(time_text.clone())
+            .bind(event.data().to_json())
+            .bind(event.traceparent().map(|t| t.as_str().to_owned()));
     }
     query.execute(&mut *conn).await.map_err(db_error)?;
 
@@ -131,7 +142,7 @@ pub(crate) async fn append(
             .await
             .map_err(db_error)?;
     }
-    Ok(())
+    Ok(appended)
 }
 
 /// Up to `limit` events with offsets in `(after, until]`, in offset order. Offsets are
@@ -157,8 +168,8 @@ pub(crate) async fn fetch(
     rows.iter().map(|row| event_from_row(row, epoch)).collect()
 }
 
-/// Rebuilds the envelope exactly as it was committed (same id, time, source, data),
-/// so every instance delivers identical events.
+/// Rebuilds the envelope exactly as it was committed (same id, time, source, data and
+/// trace context), so every instance delivers identical events.
 fn event_from_row(row: &AnyRow, epoch: u64) -> Result<Arc<Event>> {
     let get = |col: &str| row.try_get::<String, _>(col).map_err(db_error);
     let offset = to_u64(row.try_get("log_offset").map_err(db_error)?, "event offset")?;
@@ -168,11 +179,25 @@ fn event_from_row(row: &AnyRow, epoch: u64) -> Result<Arc<Event>> {
     let time = DateTime::parse_from_rfc3339(&get("time")?)
         .map_err(|e| corrupt("event time", e))?
         .with_timezone(&Utc);
-    let data = serde_json::from_str(&get("data")?).map_err(|e| corrupt("event data", e))?;
-    let mut event = Event::new(event_type, get("subject")?, data, get("source")?, time);
-    event.id = get("id")?
+    let data =
+        EventData::from_json(event_type, &get("data")?).map_err(|e| corrupt("event data", e))?;
+    let id: EventId = get("id")?
         .parse()
         .map_err(|_| corrupt("event id", offset))?;
-    event.offset = ResumeToken::new(epoch, offset);
-    Ok(Arc::new(event))
+    let traceparent: Option<String> = row.try_get("traceparent").map_err(db_error)?;
+    let traceparent = traceparent
+        .map(|t| t.parse::<TraceParent>())
+        .transpose()
+        .map_err(|_| corrupt("event traceparent", offset))?;
+    Ok(Arc::new(
+        EventParts {
+            id,
+            source: get("source")?.into(),
+            time,
+            offset: ResumeToken::new(epoch, offset),
+            data,
+            traceparent,
+        }
+        .build(),
+    ))
 }

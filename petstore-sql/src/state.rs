@@ -8,9 +8,10 @@
 use std::fmt::Write as _;
 
 use chrono::{TimeDelta, Utc};
+use petstore_core::backend::{Expect, IdempotencyRecord, Write};
 use petstore_core::{
-    Error, ErrorKind, Expect, IdempotencyRecord, Inventory, Order, OrderId, OrderQuery, Payment,
-    PaymentId, Pet, PetId, PetQuery, PetStatus, Result, User, Write,
+    Error, ErrorKind, Inventory, Order, OrderId, OrderQuery, Payment, PaymentId, Pet, PetId,
+    PetQuery, PetStatus, Result, User,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -148,17 +149,20 @@ async fn put_order(conn: &mut AnyConnection, order: &Order, expect: Expect) -> R
     Ok(query.execute(conn).await.map_err(db_error)?.rows_affected())
 }
 
-async fn put_user(_conn: &mut AnyConnection, user: &User) -> Result<u64> {
-    // petstore-core keeps the password hash crate-private and does not serialise it,
-    // so a backend outside the core cannot store a user that could log in. Refusing
-    // is better than storing a user whose password never verifies.
-    Err(Error::new(
-        ErrorKind::Internal,
-        format!(
-            "cannot store user `{}`: petstore-core does not expose the password hash to storage backends yet",
-            user.username
-        ),
-    ))
+async fn put_user(conn: &mut AnyConnection, user: &User) -> Result<u64> {
+    // `doc` is the user as it serialises (without the hash); the hash has its column
+    // and joins the document again when the user is read.
+    Ok(sqlx::query(
+        "INSERT INTO users (username, password_hash, doc) VALUES ($1, $2, $3) \
+         ON CONFLICT (username) DO NOTHING",
+    )
+    .bind(user.username.as_str())
+    .bind(user.password_hash())
+    .bind(to_doc(user)?)
+    .execute(conn)
+    .await
+    .map_err(db_error)?
+    .rows_affected())
 }
 
 async fn put_idempotency(
@@ -167,7 +171,9 @@ async fn put_idempotency(
     record: &IdempotencyRecord,
 ) -> Result<u64> {
     let cutoff = (Utc::now() - IDEMPOTENCY_TTL).timestamp_millis();
-    sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+    // `seed:` keys say that a store was seeded once: they never expire, or a restart a
+    // day later would add the sample catalogue again.
+    sqlx::query("DELETE FROM idempotency WHERE created_at < $1 AND key NOT LIKE 'seed:%'")
         .bind(cutoff)
         .execute(&mut *conn)
         .await
@@ -349,6 +355,7 @@ pub(crate) async fn orders(
     Scan::new("orders")
         .eq("status", query.status.map(|s| s.as_str().to_owned()))
         .eq("pet_id", query.pet_id.as_ref().map(|p| p.to_string()))
+        .eq("customer", query.customer.clone())
         .run(
             conn,
             after.map(OrderId::as_str),

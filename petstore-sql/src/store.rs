@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
+use petstore_core::backend::{Change, EventLog, Fanout, IdempotencyRecord, Snapshot, Store};
 use petstore_core::{
-    Change, Error, ErrorKind, Event, EventBatch, EventFilter, EventLog, IdempotencyRecord,
-    Inventory, LogConfig, Order, OrderId, OrderQuery, Payment, PaymentId, Pet, PetId, PetQuery,
-    ResetReason, Result, ResumeToken, Snapshot, Store, Subscription, User, envelope,
+    Error, ErrorKind, Event, EventBatch, EventFilter, Inventory, LogConfig, Order, OrderId,
+    OrderQuery, Payment, PaymentId, Pet, PetId, PetQuery, ResetReason, Result, ResumeToken,
+    Subscription, User,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
@@ -19,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dialect::Dialect;
 use crate::error::db_error;
-use crate::fanout::Fanout;
 use crate::follow;
 use crate::outbox::{self, PAGE};
 use crate::state;
@@ -86,7 +86,9 @@ pub(crate) struct Shared {
     pub(crate) config: LogConfig,
     /// The log's epoch, fixed when the database was first opened.
     pub(crate) epoch: u64,
-    pub(crate) fanout: Fanout,
+    /// This process's live feed; `None` once the store is closed. Replaced when the
+    /// follower falls out of retention (the subscriptions of the old one end).
+    fanout: std::sync::RwLock<Option<Arc<Fanout>>>,
     /// Wakes the follower.
     pub(crate) wake: Arc<Notify>,
     /// SQLite has one writer at a time; queueing writers here instead of in SQLite's
@@ -95,6 +97,31 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The live feed, unless the store is closed.
+    pub(crate) fn fanout(&self) -> Option<Arc<Fanout>> {
+        self.fanout
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Ends every live subscription and starts a new feed after `published`.
+    pub(crate) fn restart_fanout(&self, published: u64) -> Option<Arc<Fanout>> {
+        let mut fanout = self.fanout.write().unwrap_or_else(|p| p.into_inner());
+        if fanout.is_some() {
+            *fanout = Some(Arc::new(Fanout::new(
+                self.token(published),
+                self.config.subscriber_buffer,
+            )));
+        }
+        fanout.clone()
+    }
+
+    /// Ends every live subscription for good.
+    fn close_fanout(&self) {
+        *self.fanout.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     pub(crate) async fn conn(&self) -> Result<PoolConnection<Any>> {
         self.pool.acquire().await.map_err(db_error)
     }
@@ -140,7 +167,7 @@ struct Tasks {
 impl Drop for Tasks {
     fn drop(&mut self) {
         self.cancel.cancel();
-        self.shared.fanout.close();
+        self.shared.close_fanout();
     }
 }
 
@@ -203,7 +230,10 @@ impl SqlStore {
         let shared = Arc::new(Shared {
             pool,
             dialect,
-            fanout: Fanout::new(config.subscriber_buffer, head),
+            fanout: std::sync::RwLock::new(Some(Arc::new(Fanout::new(
+                ResumeToken::new(epoch, head),
+                config.subscriber_buffer,
+            )))),
             config,
             epoch,
             wake: Arc::new(Notify::new()),
@@ -239,7 +269,7 @@ impl SqlStore {
     /// Stops following the log (open subscriptions end) and closes the connections.
     pub async fn close(&self) {
         self.tasks.cancel.cancel();
-        self.shared.fanout.close();
+        self.shared.close_fanout();
         self.shared.pool.close().await;
     }
 
@@ -344,7 +374,7 @@ impl EventLog for SqlStore {
         // the last examined, so a filtered-out stretch is not scanned again.
         'scan: while events.len() < limit && next < head {
             let page = outbox::fetch(&mut conn, self.shared.epoch, next, head, PAGE).await?;
-            if page.first().map(|e| e.offset.offset) != Some(next + 1) {
+            if page.first().map(|e| e.offset().offset) != Some(next + 1) {
                 // Deleted under us (another instance keeps a shorter retention).
                 return Err(ResetReason::Expired.into_error(self.shared.token(start)));
             }
@@ -352,7 +382,7 @@ impl EventLog for SqlStore {
                 if events.len() >= limit {
                     break 'scan;
                 }
-                next = event.offset.offset;
+                next = event.offset().offset;
                 if filter.matches(&event) {
                     events.push(event);
                 }
@@ -380,17 +410,18 @@ impl EventLog for SqlStore {
         if start < head && oldest.is_none_or(|o| o > start + 1) {
             return Err(ResetReason::Expired.into_error(self.shared.token(start)));
         }
-        let registration = self
+        let fanout = self
             .shared
-            .fanout
-            .register()
+            .fanout()
             .ok_or_else(|| Error::new(ErrorKind::Unavailable, "the store is closed"))?;
-        Ok(follow::subscription(
-            self.shared.clone(),
-            filter,
-            start,
-            registration,
-        ))
+        let shared = self.shared.clone();
+        // From the head read above when there is no token: the events committed before
+        // this call are not live, whether or not this process has published them yet.
+        Ok(
+            fanout.subscribe(Some(self.shared.token(start)), filter, move |until| {
+                follow::replay(shared, start, until)
+            }),
+        )
     }
 }
 
@@ -446,11 +477,7 @@ impl Store for SqlStore {
 
     async fn commit(&self, change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
         let now = Utc::now();
-        let mut events: Vec<Event> = change
-            .events
-            .into_iter()
-            .map(|e| envelope(e, source, now))
-            .collect();
+        let events = change.events;
         let mut writes = change.writes;
         writes.sort_by_cached_key(state::lock_order);
 
@@ -468,14 +495,16 @@ impl Store for SqlStore {
             for write in &writes {
                 state::apply(&mut tx, write).await?;
             }
-            outbox::append(
+            let appended = outbox::append(
                 &mut tx,
-                &mut events,
+                events,
+                source,
+                now,
                 shared.epoch,
                 shared.config.retention as u64,
             )
             .await?;
-            if shared.dialect == Dialect::Postgres && !events.is_empty() {
+            if shared.dialect == Dialect::Postgres && !appended.is_empty() {
                 // Delivered to every listening instance when (and only if) this commits.
                 sqlx::query("SELECT pg_notify($1, '')")
                     .bind(follow::CHANNEL)
@@ -483,21 +512,32 @@ impl Store for SqlStore {
                     .await
                     .map_err(db_error)?;
             }
-            Ok::<_, Error>(())
+            Ok::<_, Error>(appended)
         }
         .await;
-        match applied {
-            Ok(()) => tx.commit().await.map_err(db_error)?,
+        let events = match applied {
+            Ok(events) => {
+                tx.commit().await.map_err(db_error)?;
+                events
+            }
             Err(e) => {
                 // Dropping the transaction rolls back too; saying so returns the
                 // connection clean at once.
                 let _ = tx.rollback().await;
                 return Err(e);
             }
-        }
+        };
         if !events.is_empty() {
             shared.wake.notify_one();
         }
         Ok(events.into_iter().map(Arc::new).collect())
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        crate::lease::acquire(&self.shared, name, holder, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        crate::lease::release(&self.shared, name, holder).await
     }
 }

@@ -112,7 +112,7 @@ async fn a_write_on_one_instance_is_live_on_another() {
         .unwrap();
     let seen_b = next_event(&mut on_b).await;
     let seen_a = next_event(&mut on_a).await;
-    assert_eq!(seen_b.subject, pet.id.as_str());
+    assert_eq!(seen_b.subject(), pet.id.as_str());
     assert_eq!(
         seen_b.json(),
         seen_a.json(),
@@ -125,7 +125,7 @@ async fn a_write_on_one_instance_is_live_on_another() {
             .create_pet(&staff(), new_pet(&format!("B{i}")))
             .await
             .unwrap();
-        assert_eq!(next_event(&mut on_a).await.offset.offset, 2 + i);
+        assert_eq!(next_event(&mut on_a).await.offset().offset, 2 + i);
     }
 }
 

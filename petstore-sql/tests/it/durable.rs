@@ -1,7 +1,8 @@
 //! What a restart must keep: state, events (identical envelopes), the epoch, and so
 //! every resume token handed out before it.
 
-use petstore_core::{EventFilter, EventLog, LogConfig, NewOrder, OrderStatus, PetStatus, Store};
+use petstore_core::backend::{EventLog, Store};
+use petstore_core::{EventFilter, LogConfig, NewOrder, OrderStatus, PetStatus};
 
 use crate::support::{connect, new_pet, next_event, on_both, service, staff};
 
@@ -18,7 +19,7 @@ on_both!(state_events_and_tokens_survive_reopening, |url| {
         .unwrap();
     let before = store.read(None, 100, &EventFilter::all()).await.unwrap();
     assert_eq!(before.events.len(), 5);
-    let token = before.events[1].offset;
+    let token = before.events[1].offset();
     let head = store.head().await.unwrap();
     drop(svc);
     store.close().await;
@@ -37,11 +38,11 @@ on_both!(state_events_and_tokens_survive_reopening, |url| {
         .await
         .unwrap();
     for expect in 3..=5 {
-        assert_eq!(next_event(&mut sub).await.offset.offset, expect);
+        assert_eq!(next_event(&mut sub).await.offset().offset, expect);
     }
     let svc = service(store.clone());
     svc.create_pet(&staff(), new_pet("Max")).await.unwrap();
-    assert_eq!(next_event(&mut sub).await.offset.offset, 6);
+    assert_eq!(next_event(&mut sub).await.offset().offset, 6);
 
     // State and idempotency keys too: the retry gets the first order, appends nothing.
     assert_eq!(

@@ -1,7 +1,9 @@
-//! Leases: one holder at a time, renewal, release, expiry, and a race with one winner.
+//! Leases across two instances of the store: one holder at a time, renewal, release,
+//! expiry, and a race with one winner.
 
 use std::time::Duration;
 
+use petstore_core::backend::Store;
 use petstore_core::{ErrorKind, LogConfig};
 
 use crate::support::{WAIT, connect, on_both};
@@ -11,74 +13,53 @@ on_both!(one_holder_at_a_time, |url| {
     let b = connect(&url, LogConfig::default()).await;
     let ttl = Duration::from_secs(60);
 
-    let first = a
-        .try_lease("webhooks", "a", ttl)
-        .await
-        .unwrap()
-        .expect("free");
-    assert_eq!((first.holder.as_str(), first.generation), ("a", 1));
-    assert_eq!(b.try_lease("webhooks", "b", ttl).await.unwrap(), None);
-    let renewed = a
-        .try_lease("webhooks", "a", ttl)
-        .await
-        .unwrap()
-        .expect("renewal");
-    assert_eq!(renewed.generation, 1, "a renewal is the same tenure");
-    assert!(renewed.expires_at >= first.expires_at);
+    assert!(a.acquire_lease("webhooks", "a", ttl).await.unwrap(), "free");
+    assert!(!b.acquire_lease("webhooks", "b", ttl).await.unwrap());
+    assert!(a.acquire_lease("webhooks", "a", ttl).await.unwrap(), "renewal");
     // Other names are independent.
-    assert!(b.try_lease("mqtt", "b", ttl).await.unwrap().is_some());
+    assert!(b.acquire_lease("mqtt", "b", ttl).await.unwrap());
 
-    assert!(
-        !b.release_lease("webhooks", "b").await.unwrap(),
-        "not b's to release"
-    );
-    assert!(a.release_lease("webhooks", "a").await.unwrap());
-    assert!(
-        !a.release_lease("webhooks", "a").await.unwrap(),
-        "already released"
-    );
-    let taken = b
-        .try_lease("webhooks", "b", ttl)
-        .await
-        .unwrap()
-        .expect("released");
-    assert_eq!((taken.holder.as_str(), taken.generation), ("b", 2));
-    assert_eq!(a.try_lease("webhooks", "a", ttl).await.unwrap(), None);
+    // Not b's to release: a still holds it.
+    b.release_lease("webhooks", "b").await.unwrap();
+    assert!(!b.acquire_lease("webhooks", "b", ttl).await.unwrap());
+    a.release_lease("webhooks", "a").await.unwrap();
+    assert!(b.acquire_lease("webhooks", "b", ttl).await.unwrap(), "released");
+    assert!(!a.acquire_lease("webhooks", "a", ttl).await.unwrap());
 });
 
 on_both!(a_lapsed_lease_goes_to_the_next_taker, |url| {
     let a = connect(&url, LogConfig::default()).await;
     let b = connect(&url, LogConfig::default()).await;
-    let short = a
-        .try_lease("bridge", "a", Duration::from_millis(200))
-        .await
-        .unwrap()
-        .expect("free");
+    assert!(
+        a.acquire_lease("bridge", "a", Duration::from_millis(200))
+            .await
+            .unwrap()
+    );
     // b asks until a's lease lapses (a never renews, as if it had died).
-    let taken = tokio::time::timeout(WAIT, async {
-        loop {
-            if let Some(lease) = b
-                .try_lease("bridge", "b", Duration::from_secs(60))
-                .await
-                .unwrap()
-            {
-                return lease;
-            }
+    tokio::time::timeout(WAIT, async {
+        while !b
+            .acquire_lease("bridge", "b", Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await
     .expect("the lease lapses");
-    assert!(taken.expires_at > short.expires_at);
-    assert_eq!(taken.generation, short.generation + 1);
-    // a comes back: it no longer holds the lease and cannot take it back.
-    assert_eq!(
-        a.try_lease("bridge", "a", Duration::from_secs(1))
+    // a comes back: it no longer holds the lease and cannot take it back, nor release
+    // b's.
+    assert!(
+        !a.acquire_lease("bridge", "a", Duration::from_secs(1))
             .await
-            .unwrap(),
-        None
+            .unwrap()
     );
-    assert!(!a.release_lease("bridge", "a").await.unwrap());
+    a.release_lease("bridge", "a").await.unwrap();
+    assert!(
+        !a.acquire_lease("bridge", "a", Duration::from_secs(1))
+            .await
+            .unwrap()
+    );
 });
 
 on_both!(racing_takers_have_one_winner, |url| {
@@ -88,7 +69,7 @@ on_both!(racing_takers_have_one_winner, |url| {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .try_lease("once", &format!("holder-{i}"), Duration::from_secs(60))
+                    .acquire_lease("once", &format!("holder-{i}"), Duration::from_secs(60))
                     .await
                     .unwrap()
             })
@@ -96,7 +77,7 @@ on_both!(racing_takers_have_one_winner, |url| {
         .collect();
     let mut winners = 0;
     for t in tasks {
-        winners += usize::from(t.await.unwrap().is_some());
+        winners += usize::from(t.await.unwrap());
     }
     assert_eq!(winners, 1);
 });
@@ -111,7 +92,7 @@ on_both!(bad_lease_requests_are_refused, |url| {
         ("n", "a", Duration::ZERO),
         ("n", "a", Duration::from_secs(7200)),
     ] {
-        let err = store.try_lease(name, holder, ttl).await.unwrap_err();
+        let err = store.acquire_lease(name, holder, ttl).await.unwrap_err();
         assert_eq!(
             err.kind(),
             ErrorKind::InvalidInput,
@@ -121,9 +102,8 @@ on_both!(bad_lease_requests_are_refused, |url| {
     // Nothing was granted by the refused requests.
     assert!(
         store
-            .try_lease("n", "b", Duration::from_secs(1))
+            .acquire_lease("n", "b", Duration::from_secs(1))
             .await
             .unwrap()
-            .is_some()
     );
 });

@@ -3,9 +3,10 @@
 //! compared with the domain's own filter over every stored pet.
 
 use chrono::Utc;
+use petstore_core::backend::{Change, Expect, Store, Write};
 use petstore_core::{
-    Change, Currency, Expect, Inventory, Money, Order, OrderId, OrderQuery, OrderStatus, Pet,
-    PetId, PetQuery, PetStatus, Store, Write,
+    Currency, Inventory, Money, Order, OrderId, OrderQuery, OrderStatus, Pet, PetId, PetQuery,
+    PetStatus,
 };
 use petstore_sql::SqlStore;
 use proptest::prelude::*;

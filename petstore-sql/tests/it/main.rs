@@ -7,6 +7,6 @@ mod connect;
 mod durable;
 mod leases;
 mod listings;
-mod log_props;
+mod log_property;
 mod retention;
 mod support;

@@ -40,7 +40,7 @@ on_both!(deleted_rows_are_refused_not_skipped, |url| {
         batch
             .events
             .iter()
-            .map(|e| e.offset.offset)
+            .map(|e| e.offset().offset)
             .collect::<Vec<_>>(),
         [98, 99, 100]
     );
@@ -57,7 +57,7 @@ on_both!(deletion_keeps_the_table_bounded, |url| {
     // Readers see exactly the newest 10...
     let all = store.read(None, 1000, &EventFilter::all()).await.unwrap();
     assert_eq!(
-        all.events.first().map(|e| e.offset.offset),
+        all.events.first().map(|e| e.offset().offset),
         Some(291),
         "the retained window"
     );
@@ -106,5 +106,5 @@ async fn a_follower_behind_retention_cuts_live_subscribers_off() {
         .await
         .unwrap();
     let event = crate::support::next_event(&mut fresh).await;
-    assert_eq!(event.offset.offset, 102);
+    assert_eq!(event.offset().offset, 102);
 }
