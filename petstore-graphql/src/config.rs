@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use petstore_core::RateLimitConfig;
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`crate::router`]: limits that protect the server from abusive operations,
-/// the introspection switch and WebSocket behaviour.
+/// the introspection switch and WebSocket behaviour. Rate limiting is the shared
+/// [`petstore_http::Edge`]'s.
 ///
 /// ```
 /// use std::time::Duration;
@@ -16,11 +16,9 @@ use serde::{Deserialize, Serialize};
 ///     .max_body_bytes(32 * 1024)
 ///     .introspection(false)
 ///     .max_subscriptions_per_connection(10)
-///     .keep_alive(Duration::from_secs(20))
-///     .rate_limit(petstore_core::RateLimitConfig::default().requests(100));
+///     .keep_alive(Duration::from_secs(20));
 /// assert_eq!(config.max_depth, 8);
 /// assert!(!config.introspection);
-/// assert!(config.rate_limit.enabled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -52,14 +50,6 @@ pub struct GraphQlConfig {
     pub connection_init_timeout: Duration,
     /// Whether `GET /graphiql` serves the GraphiQL IDE (default true).
     pub graphiql: bool,
-    /// Per-caller rate limiting (default: off, [`RateLimitConfig::disabled`]). When on,
-    /// every HTTP request to this router counts (the WebSocket handshake included), and
-    /// so does every operation started on a WebSocket. Callers are counted per token
-    /// subject, anonymous ones per client IP from axum's `ConnectInfo<SocketAddr>`
-    /// (serve with `into_make_service_with_connect_info::<SocketAddr>()`, else they
-    /// share one bucket). Over the quota: HTTP 429 with `Retry-After`, or an `error`
-    /// frame, with `extensions.code = "RATE_LIMITED"`.
-    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for GraphQlConfig {
@@ -73,7 +63,6 @@ impl Default for GraphQlConfig {
             keep_alive: Duration::from_secs(15),
             connection_init_timeout: Duration::from_secs(10),
             graphiql: true,
-            rate_limit: RateLimitConfig::disabled(),
         }
     }
 }
@@ -124,13 +113,6 @@ impl GraphQlConfig {
     /// Sets [`GraphQlConfig::graphiql`].
     pub fn graphiql(mut self, on: bool) -> Self {
         self.graphiql = on;
-        self
-    }
-
-    /// Sets [`GraphQlConfig::rate_limit`] (e.g. `RateLimitConfig::default()` for the
-    /// generous default quotas).
-    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
-        self.rate_limit = config;
         self
     }
 }

@@ -72,13 +72,13 @@ pub(crate) fn field_error<S: ScalarValue>(err: &Error) -> FieldError<S> {
         Some(message) => message.to_owned(),
         None => {
             tracing::error!(error = ?err, "internal error while resolving a GraphQL field");
-            "internal server error".to_owned()
+            petstore_http::INTERNAL_ERROR_TEXT.to_owned()
         }
     };
     FieldError::new(message, Value::object(ext))
 }
 
-/// A core error raised outside a resolver (e.g. by the rate limiter), as a GraphQL
+/// A core error raised outside a resolver (e.g. by the rate limiter on a WebSocket), as a GraphQL
 /// error object: the same `message` and `extensions` as [`field_error`] gives.
 pub(crate) fn core_error(err: &Error) -> serde_json::Value {
     let error: FieldError = field_error(err);
@@ -154,7 +154,7 @@ mod tests {
     fn internal_details_are_withheld() {
         let err = Error::new(ErrorKind::Internal, "database password is hunter2");
         let fe: FieldError = field_error(&err);
-        assert_eq!(fe.message(), "internal server error");
+        assert_eq!(fe.message(), petstore_http::INTERNAL_ERROR_TEXT);
         let ext = serde_json::to_value(fe.extensions()).unwrap();
         assert_eq!(ext["code"], "INTERNAL_SERVER_ERROR");
     }

@@ -1,21 +1,24 @@
 //! The axum router: GraphQL over HTTP (`POST` / `GET /graphql`), the WebSocket upgrade
 //! on the same path, and GraphiQL.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use juniper::InputValue;
 use juniper::http::GraphQLRequest;
-use petstore_core::{Error, ErrorKind, PetStore, Principal, RateLimiter};
+use petstore_core::{Error, PetStore, Principal, RateLimiter};
+use petstore_http::{Caller, Edge, Problem, is_json, media_type};
 use serde::Deserialize;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::GraphQlConfig;
 use crate::error::{code, graphql_errors, request_error};
@@ -28,8 +31,11 @@ pub(crate) struct App {
     pub(crate) schema: Arc<Schema>,
     pub(crate) limits: Limits,
     pub(crate) config: GraphQlConfig,
-    /// `None` when rate limiting is off.
-    pub(crate) limiter: Option<RateLimiter>,
+    /// The edge's limiter (`None` when rate limiting is off), which also counts the
+    /// operations started on a WebSocket.
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
+    /// Cancelled when the server shuts down: WebSocket connections close with 1001.
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// The GraphQL routes over `store`:
@@ -41,13 +47,25 @@ pub(crate) struct App {
 /// - `GET /graphiql`, the GraphiQL IDE (unless switched off), with its scripts and
 ///   stylesheets under `/graphiql/assets/`, all served from this crate.
 ///
-/// A bad bearer token is refused with HTTP 401 (body: a GraphQL error with
-/// `extensions.code = "UNAUTHENTICATED"`); no token means an anonymous caller.
+/// The routes sit behind `edge` (request ids, authentication once per request, rate
+/// limiting, one bearer challenge). A bad bearer token is refused with HTTP 401 (body:
+/// a GraphQL error with `extensions.code = "UNAUTHENTICATED"`); no token means an
+/// anonymous caller. Errors the edge raises itself (two `Authorization` headers: 400,
+/// a spent rate limit: 429) are GraphQL errors too, with the status and problem `type`
+/// every HTTP adapter answers for them.
 ///
-/// With [`GraphQlConfig::rate_limit`] on, serve the app with
+/// With a rate limiter on the edge, every HTTP request counts (the WebSocket handshake
+/// included), and so does every operation started on a WebSocket; serve the app with
 /// `app.into_make_service_with_connect_info::<std::net::SocketAddr>()` so that
 /// anonymous callers are counted per client IP (without it they share one bucket).
-pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
+///
+/// Cancelling `shutdown` closes open WebSocket connections with 1001 (going away).
+pub fn router(
+    store: PetStore,
+    config: GraphQlConfig,
+    edge: &Edge,
+    shutdown: CancellationToken,
+) -> Router {
     let schema = crate::schema::schema();
     let schema = if config.introspection {
         schema
@@ -55,14 +73,12 @@ pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
         schema.disable_introspection()
     };
     let app = Arc::new(App {
-        store,
+        store: store.clone(),
         schema: Arc::new(schema),
         limits: Limits::new(&config),
-        limiter: config
-            .rate_limit
-            .enabled
-            .then(|| RateLimiter::new(config.rate_limit.clone())),
+        limiter: edge.limiter().cloned(),
         config: config.clone(),
+        shutdown,
     });
     let mut router = Router::new().route("/graphql", get(get_graphql).post(post_graphql));
     if config.graphiql {
@@ -70,11 +86,8 @@ pub fn router(store: PetStore, config: GraphQlConfig) -> Router {
     }
     router
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            app.clone(),
-            crate::rate::limit,
-        ))
         .with_state(app)
+        .layer(edge.layer_with(store, problem_response))
 }
 
 /// A GraphQL response made of errors only, raised before execution.
@@ -89,37 +102,39 @@ fn bad_request(message: impl Into<String>) -> Response {
     )
 }
 
-/// HTTP 401 for a bad credential.
-pub(crate) fn unauthenticated(err: &Error) -> Response {
-    let mut response = errors_response(
-        StatusCode::UNAUTHORIZED,
-        vec![request_error(code(err.kind()), err.message())],
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
+/// A problem of the HTTP layer (raised by the edge, or a rejected credential) as a
+/// GraphQL response: the problem's status (core's one table for a core error kind), and
+/// one error whose `extensions` carry this adapter's `code`, the problem `type` every
+/// HTTP adapter answers with, and `retryAfter` when there is one.
+pub(crate) fn problem_response(problem: Problem) -> Response {
+    let code = match problem.kind() {
+        Some(kind) => code(kind).to_owned(),
+        None => problem.code().to_ascii_uppercase(),
+    };
+    let mut error = request_error(&code, problem.detail());
+    error["extensions"]["type"] = problem.problem_type().into();
+    if let Some(secs) = problem.retry_after() {
+        error["extensions"]["retryAfter"] = secs.max(1).into();
+    }
+    let mut response = errors_response(problem.status(), vec![error]);
+    problem.decorate(&mut response);
     response
 }
 
-/// The caller named by an `Authorization` header (anonymous without one).
-pub(crate) fn principal(store: &PetStore, headers: &HeaderMap) -> Result<Principal, Error> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str().map_err(|_| {
-                Error::new(
-                    ErrorKind::Unauthenticated,
-                    "the Authorization header is not valid text",
-                )
-            })
-        })
-        .transpose()?;
-    store.authenticate_header(value)
+/// The caller, as the edge authenticated it from the `Authorization` header.
+pub(crate) struct Who(pub(crate) Result<Principal, Error>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Who {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(Caller::from_extensions(&parts.extensions)))
+    }
 }
 
 async fn post_graphql(
     State(app): State<Arc<App>>,
+    Who(who): Who,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -139,12 +154,8 @@ async fn post_graphql(
         }
         Err(rejection) => return bad_request(rejection.body_text()),
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let request = if content_type.starts_with("application/json") {
+    let content_type = media_type(&headers).unwrap_or_default();
+    let request = if is_json(&content_type) {
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             return bad_request("batched operations are not supported: send one at a time");
         }
@@ -162,7 +173,7 @@ async fn post_graphql(
             Ok(request) => request,
             Err(e) => return bad_request(format!("the body is not a GraphQL request: {e}")),
         }
-    } else if content_type.starts_with("application/graphql") {
+    } else if content_type == "application/graphql" {
         match String::from_utf8(body.to_vec()) {
             Ok(query) => GraphQLRequest::new(query, None, None),
             Err(_) => return bad_request("the body is not UTF-8"),
@@ -176,7 +187,7 @@ async fn post_graphql(
             )],
         );
     };
-    execute(&app, &headers, Method::POST, request).await
+    execute(&app, who, Method::POST, request).await
 }
 
 /// The query string of `GET /graphql`.
@@ -190,13 +201,14 @@ struct GetParams {
 
 async fn get_graphql(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
     let (parts, _) = request.into_parts();
+    let who = Caller::from_extensions(&parts.extensions);
     let upgrade = parts
         .headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrade {
-        return crate::ws::upgrade(app, parts).await;
+        return crate::ws::upgrade(app, who, parts).await;
     }
     let params = match Query::<GetParams>::try_from_uri(&parts.uri) {
         Ok(Query(params)) => params,
@@ -217,18 +229,18 @@ async fn get_graphql(State(app): State<Arc<App>>, request: Request<Body>) -> Res
         Some(Err(e)) => return bad_request(format!("`variables` is not a JSON object: {e}")),
     };
     let request = GraphQLRequest::new(query, params.operation_name, variables);
-    execute(&app, &parts.headers, Method::GET, request).await
+    execute(&app, who, Method::GET, request).await
 }
 
 async fn execute(
     app: &App,
-    headers: &HeaderMap,
+    who: Result<Principal, Error>,
     method: Method,
     request: GraphQLRequest,
 ) -> Response {
-    let principal = match principal(&app.store, headers) {
+    let principal = match who {
         Ok(p) => p,
-        Err(e) => return unauthenticated(&e),
+        Err(e) => return problem_response(Problem::from(e)),
     };
     let variables = request.variables();
     let int_variable = |name: &str| {

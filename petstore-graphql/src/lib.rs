@@ -5,7 +5,6 @@ mod error;
 mod graphiql;
 mod http;
 mod limits;
-mod rate;
 mod schema;
 mod types;
 mod ws;

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse as _, Response};
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _, stream};
 use juniper::{DefaultScalarValue, ExecutionError, FieldError, InputValue, ScalarValue, Variables};
 use juniper_graphql_ws::{ConnectionConfig, graphql_transport_ws, graphql_ws};
-use petstore_core::{Error, ErrorKind, Principal};
+use petstore_core::{Error, ErrorKind, Principal, RequestContext};
+use petstore_http::{INTERNAL_ERROR_TEXT, Problem};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -27,19 +28,26 @@ use crate::http::App;
 use crate::schema::Context;
 
 const TRANSPORT_WS: &str = "graphql-transport-ws";
+/// How long a connection closed at shutdown waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const LEGACY_WS: &str = "graphql-ws";
 
 /// Accepts the upgrade: a bad `Authorization` header is refused here with 401.
-pub(crate) async fn upgrade(app: Arc<App>, mut parts: Parts) -> Response {
+pub(crate) async fn upgrade(
+    app: Arc<App>,
+    who: Result<Principal, Error>,
+    mut parts: Parts,
+) -> Response {
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let header = match crate::http::principal(&app.store, &parts.headers) {
+    let header = match who {
         Ok(p) => p,
-        Err(e) => return crate::http::unauthenticated(&e),
+        Err(e) => return crate::http::problem_response(Problem::from(e)),
     };
-    let ip = crate::rate::client_ip(&parts);
+    // The client's address as the edge found it (behind trusted proxies too).
+    let ip = RequestContext::current().client_ip();
     let ws = ws
         .protocols([TRANSPORT_WS, LEGACY_WS])
         .max_message_size(app.config.max_body_bytes);
@@ -166,7 +174,7 @@ fn init(
                     .with_panic_handler(|_, _: &Context| {
                         tracing::error!("a GraphQL operation panicked");
                         Some(ExecutionError::at_origin(FieldError::new(
-                            "internal server error",
+                            INTERNAL_ERROR_TEXT,
                             juniper::graphql_value!({ "code": "INTERNAL_SERVER_ERROR" }),
                         )))
                     })
@@ -473,6 +481,7 @@ async fn pump<M>(
     let (ws_out, mut ws_in) = socket.split();
     let (refusals_tx, mut refusals_rx) = mpsc::channel::<Message>(16);
     let closer = refusals_tx.clone();
+    let stopper = refusals_tx.clone();
 
     let input = async {
         while let Some(Ok(message)) = ws_in.next().await {
@@ -537,7 +546,21 @@ async fn pump<M>(
         .map(Ok)
         .forward(ws_out);
 
-    let (input, output, watchdog) = (pin!(input), pin!(output), pin!(watchdog));
+    // At shutdown the connection is closed with 1001 (going away); the client's answer
+    // to the close frame ends it, or the grace period does.
+    let shutdown = app.shutdown.clone();
+    let stop = async move {
+        shutdown.cancelled().await;
+        let close = CloseFrame {
+            code: 1001,
+            reason: "server shutting down".into(),
+        };
+        let _ = stopper.send(Message::Close(Some(close))).await;
+        tokio::time::sleep(CLOSE_GRACE).await;
+    };
+
+    let (input, output, watchdog, stop) = (pin!(input), pin!(output), pin!(watchdog), pin!(stop));
     let background = futures_util::future::select(output, watchdog);
-    let _ = futures_util::future::select(input, background).await;
+    let served = futures_util::future::select(input, background);
+    let _ = futures_util::future::select(served, stop).await;
 }

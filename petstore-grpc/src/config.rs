@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use petstore_core::RateLimitConfig;
-
-/// Settings of the gRPC server: limits, keepalive, deadlines and shutdown.
+/// Settings of the gRPC server: limits, keepalive, deadlines and shutdown. Rate
+/// limiting is the shared limiter given to [`crate::GrpcServer::rate_limiter`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -12,10 +11,8 @@ use petstore_core::RateLimitConfig;
 ///
 /// let config = GrpcConfig::default()
 ///     .max_message_size(1024 * 1024)
-///     .request_timeout(Some(Duration::from_secs(10)))
-///     .rate_limit(petstore_core::RateLimitConfig::default().requests(100));
+///     .request_timeout(Some(Duration::from_secs(10)));
 /// assert_eq!(config.max_message_size, 1024 * 1024);
-/// assert!(config.rate_limit.enabled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -49,12 +46,6 @@ pub struct GrpcConfig {
     pub drain_delay: Duration,
     /// Serve the gRPC server reflection services, v1 and v1alpha (default true).
     pub reflection: bool,
-    /// Per-caller rate limiting of the petstore services (default: off,
-    /// [`RateLimitConfig::disabled`]; health and reflection are never limited). Every
-    /// call counts once (a streaming call when it opens), per token subject, or per
-    /// client IP for anonymous callers. Over the quota: `RESOURCE_EXHAUSTED` with a
-    /// `google.rpc.RetryInfo` and `retry-after` metadata.
-    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for GrpcConfig {
@@ -69,7 +60,6 @@ impl Default for GrpcConfig {
             shutdown_grace: Duration::from_secs(10),
             drain_delay: Duration::ZERO,
             reflection: true,
-            rate_limit: RateLimitConfig::disabled(),
         }
     }
 }
@@ -126,13 +116,6 @@ impl GrpcConfig {
     /// Sets [`GrpcConfig::reflection`].
     pub fn reflection(mut self, enabled: bool) -> Self {
         self.reflection = enabled;
-        self
-    }
-
-    /// Sets [`GrpcConfig::rate_limit`] (e.g. `RateLimitConfig::default()` for the
-    /// generous default quotas).
-    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
-        self.rate_limit = config;
         self
     }
 }

@@ -1,11 +1,11 @@
 //! Assembling the services and serving them.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::future::{self, Either};
 use petstore_core::{PetStore, RateLimiter};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -38,9 +38,10 @@ const SERVICES: [&str; 4] = [
 /// The Pet Store gRPC server: `petstore.v1.PetService`, `StoreService` and
 /// `ChatService`, server reflection (v1 and v1alpha) and the standard health service.
 ///
-/// Serve it on a listener with [`GrpcServer::serve_with_incoming_shutdown`], or take
-/// its [`GrpcServer::routes`] to mount them next to other services (for example on
-/// the port of an axum app).
+/// Serve it on a listener with [`GrpcServer::serve`], or take its
+/// [`GrpcServer::routes`] to mount them next to other services (for example on the
+/// port of an axum app). Either way, cancelling the shutdown token given to
+/// [`GrpcServer::new`] starts the drain ([`GrpcServer::begin_shutdown`]).
 #[derive(Debug)]
 pub struct GrpcServer {
     store: PetStore,
@@ -49,22 +50,31 @@ pub struct GrpcServer {
     streams: Streams,
     /// Shared by every service and every call of [`GrpcServer::routes`].
     limiter: Option<Arc<RateLimiter>>,
+    shutdown: CancellationToken,
 }
 
 impl GrpcServer {
-    /// A server over `store`.
-    pub fn new(store: PetStore, config: GrpcConfig) -> Self {
-        let limiter = config
-            .rate_limit
-            .enabled
-            .then(|| Arc::new(RateLimiter::new(config.rate_limit.clone())));
+    /// A server over `store`, shutting down when `shutdown` is cancelled (the
+    /// workspace's one shutdown convention).
+    pub fn new(store: PetStore, config: GrpcConfig, shutdown: CancellationToken) -> Self {
         Self {
             store,
             config,
             health: HealthReporter::new(),
             streams: Streams::new(),
-            limiter,
+            limiter: None,
+            shutdown,
         }
+    }
+
+    /// Counts every call of the petstore services against `limiter` (health and
+    /// reflection are never limited): one call, one request, per token subject, or per
+    /// client IP for anonymous callers. Hand it the limiter of the HTTP edge for one
+    /// budget per caller across every protocol. Over the quota: `RESOURCE_EXHAUSTED`
+    /// with a `google.rpc.RetryInfo` and `retry-after` metadata.
+    pub fn rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter).filter(|l| l.is_enabled());
+        self
     }
 
     /// The settings.
@@ -90,15 +100,27 @@ impl GrpcServer {
     /// server, which must speak HTTP/2). Call [`GrpcServer::begin_shutdown`] before
     /// draining that server.
     ///
-    /// With [`GrpcConfig::rate_limit`] on, serve that app with
+    /// With a [`GrpcServer::rate_limiter`], serve that app with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so that anonymous callers
     /// are counted per client IP (without it they share one bucket).
+    ///
+    /// When the shutdown token is cancelled, the drain begins
+    /// ([`GrpcServer::begin_shutdown`]).
     pub async fn routes(&self) -> Routes {
         for name in SERVICES {
             self.health
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
+        let (shutdown, health, streams) = (
+            self.shutdown.clone(),
+            self.health.clone(),
+            self.streams.clone(),
+        );
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            drain(&health, &streams).await;
+        });
         let auth = Authenticate::new(self.store.clone(), self.limiter.clone());
         let limit = self.config.max_message_size;
 
@@ -146,29 +168,14 @@ impl GrpcServer {
     /// with `UNAVAILABLE` so that clients reconnect elsewhere and resume from their
     /// last offset. Calls made afterwards still work until the server stops.
     pub async fn begin_shutdown(&self) {
-        for name in SERVICES {
-            self.health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
-        self.streams.shut_down();
+        drain(&self.health, &self.streams).await;
     }
 
-    /// Serves on `listener` until the process ends.
-    pub async fn serve(self, listener: TcpListener) -> Result<(), tonic::transport::Error> {
-        self.serve_with_incoming_shutdown(listener, future::pending())
-            .await
-    }
-
-    /// Serves on `listener` until `shutdown` completes, then shuts down gracefully:
-    /// [`GrpcServer::begin_shutdown`], keep serving for [`GrpcConfig::drain_delay`],
-    /// stop accepting, and wait up to
+    /// Serves on `listener` until the shutdown token is cancelled, then shuts down
+    /// gracefully: [`GrpcServer::begin_shutdown`], keep serving for
+    /// [`GrpcConfig::drain_delay`], stop accepting, and wait up to
     /// [`GrpcConfig::shutdown_grace`] for the calls in flight.
-    pub async fn serve_with_incoming_shutdown(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), tonic::transport::Error> {
+    pub async fn serve(self, listener: TcpListener) -> Result<(), tonic::transport::Error> {
         let routes = self.routes().await;
         let config = &self.config;
         let mut builder = Server::builder()
@@ -188,7 +195,9 @@ impl GrpcServer {
         let this = &self;
         let drain_delay = config.drain_delay;
         let signal = async move {
-            shutdown.await;
+            // Drained here too (the watcher `routes` spawned may not have run yet), so
+            // that health says NOT_SERVING before the drain delay starts.
+            this.shutdown.cancelled().await;
             this.begin_shutdown().await;
             // Health says NOT_SERVING; keep serving while balancers notice.
             if !drain_delay.is_zero() {
@@ -217,4 +226,14 @@ impl GrpcServer {
             }
         }
     }
+}
+
+/// Health reports NOT_SERVING for every service and every open stream ends.
+async fn drain(health: &HealthReporter, streams: &Streams) {
+    for name in SERVICES {
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
+    streams.shut_down();
 }

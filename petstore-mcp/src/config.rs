@@ -3,15 +3,17 @@
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`crate::router`]: which `Host` and `Origin` headers are accepted,
-/// whether clients of the 2025-11-25 protocol get sessions, and whether a token is
-/// needed even to read.
+/// whether clients of the 2025-11-25 protocol get sessions, whether a token is needed
+/// even to read, and what the OAuth protected-resource metadata (RFC 9728) says.
 ///
 /// ```
 /// let config = petstore_mcp::McpConfig::default()
 ///     .allowed_hosts(["petstore.example", "localhost"])
 ///     .allowed_origins(["https://app.petstore.example"])
 ///     .legacy_sessions(true)
-///     .require_auth_for_reads(false);
+///     .require_auth_for_reads(false)
+///     .resource("https://petstore.example/mcp")
+///     .authorization_servers(["https://login.petstore.example"]);
 /// assert_eq!(config.allowed_hosts.len(), 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +41,15 @@ pub struct McpConfig {
     /// only the write tools need one (they need its scopes); a store whose
     /// `ServiceConfig::require_auth_for_reads` is set closes reads the same way.
     pub require_auth_for_reads: bool,
+    /// The public URL of the MCP endpoint (`https://petstore.example/mcp`): the
+    /// `resource` of the protected-resource metadata, and where the 401 challenge's
+    /// `resource_metadata` points. Unset (the default), both are made from each
+    /// request's `Host` with `http://`: set it behind TLS or a reverse proxy.
+    pub resource: Option<String>,
+    /// The OAuth authorization servers (issuer URLs) that issue tokens for this
+    /// resource, listed in the metadata as `authorization_servers` (default: none; the
+    /// server's own `POST /v1/auth/token` issues them).
+    pub authorization_servers: Vec<String>,
 }
 
 impl Default for McpConfig {
@@ -57,6 +68,8 @@ impl Default for McpConfig {
             .to_vec(),
             legacy_sessions: true,
             require_auth_for_reads: false,
+            resource: None,
+            authorization_servers: Vec::new(),
         }
     }
 }
@@ -83,6 +96,21 @@ impl McpConfig {
     /// Sets [`McpConfig::require_auth_for_reads`].
     pub fn require_auth_for_reads(mut self, on: bool) -> Self {
         self.require_auth_for_reads = on;
+        self
+    }
+
+    /// Sets [`McpConfig::resource`].
+    pub fn resource(mut self, url: impl Into<String>) -> Self {
+        self.resource = Some(url.into());
+        self
+    }
+
+    /// Sets [`McpConfig::authorization_servers`].
+    pub fn authorization_servers(
+        mut self,
+        issuers: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.authorization_servers = issuers.into_iter().map(Into::into).collect();
         self
     }
 }

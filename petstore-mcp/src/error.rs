@@ -14,7 +14,11 @@ fn describe(error: &Error) -> String {
     let Some(message) = error.public_message() else {
         // A backend failure's details stay in the server log.
         tracing::error!(error = ?error, "internal error in an MCP request");
-        return format!("{}: unexpected server error", error.kind().code());
+        return format!(
+            "{}: {}",
+            error.kind().code(),
+            petstore_http::INTERNAL_ERROR_TEXT
+        );
     };
     let mut text = format!("{}: {}", error.kind().code(), message);
     if let [_, _, ..] = error.field_errors() {

@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod metadata;
 mod prompt;
 mod resources;
 mod server;

@@ -3,41 +3,57 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{HeaderValue, StatusCode};
-use petstore_core::PetStore;
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use petstore_core::{Error, ErrorKind, PetStore};
+use petstore_http::{Caller, Edge, Problem};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::McpConfig;
+use crate::metadata::ProtectedResource;
 use crate::server::PetStoreMcp;
 
 /// The path MCP is served at.
-const PATH: &str = "/mcp";
+pub(crate) const PATH: &str = "/mcp";
 
 /// An axum router serving MCP over streamable HTTP at `/mcp`: clients of the current
 /// protocol (stateless, `server/discover`) and of 2025-11-25 (`initialize`, with a
-/// session when [`McpConfig::legacy_sessions`] is on). Merge it into an app with
-/// `app.merge(petstore_mcp::router(store, config))`.
+/// session when [`McpConfig::legacy_sessions`] is on), behind `edge`. Merge it into an
+/// app with `app.merge(petstore_mcp::router(store, config, &edge, shutdown))`.
 ///
-/// `Authorization: Bearer <jwt>` is mapped to the core principal of each request:
-/// write tools need the token's scopes. A bad token gets 401 with `WWW-Authenticate:
-/// Bearer`; a missing one is anonymous (reads only) unless reads are closed
+/// `Authorization: Bearer <jwt>` is mapped to the core principal of each request (the
+/// edge authenticates it once): write tools need the token's scopes. A bad token gets
+/// 401 with the edge's `WWW-Authenticate: Bearer` challenge, which points to the OAuth
+/// protected-resource metadata (RFC 9728) served at
+/// `/.well-known/oauth-protected-resource/mcp` (and `/.well-known/oauth-protected-resource`);
+/// a missing one is anonymous (reads only) unless reads are closed
 /// ([`McpConfig::require_auth_for_reads`] or the store's own setting), then 401 too.
-pub fn router(store: PetStore, config: McpConfig) -> Router {
-    let auth = Auth {
-        require_token: config.require_auth_for_reads || store.config().require_auth_for_reads,
-        store: store.clone(),
-    };
-    let server = PetStoreMcp::new(store).with_legacy_sessions(config.legacy_sessions);
+/// With a rate limiter on the edge, every HTTP request counts once.
+///
+/// Cancelling `shutdown` ends every session (its open streams end) and the open
+/// `subscriptions/listen` streams, so that graceful shutdown finishes.
+pub fn router(
+    store: PetStore,
+    config: McpConfig,
+    edge: &Edge,
+    shutdown: CancellationToken,
+) -> Router {
+    let require_token = config.require_auth_for_reads || store.config().require_auth_for_reads;
+    let metadata = ProtectedResource::new(&config);
+    let edge = edge.clone().resource_metadata(metadata.url());
+    let server = PetStoreMcp::new(store.clone()).with_legacy_sessions(config.legacy_sessions);
     let http = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(config.legacy_sessions)
         .with_allowed_hosts(config.allowed_hosts)
         .with_allowed_origins(config.allowed_origins)
-        .enforce_origin_validation();
+        .enforce_origin_validation()
+        // A child: rmcp ends its sessions with it, and cannot cancel the server's token.
+        .with_cancellation_token(shutdown.child_token());
     // One server value per session (or per request when stateless): cloning starts a
     // fresh set of resource subscriptions.
     let service = StreamableHttpService::new(
@@ -48,7 +64,11 @@ pub fn router(store: PetStore, config: McpConfig) -> Router {
     Router::new()
         .route_service(PATH, service)
         .layer(middleware::from_fn(check_json_rpc))
-        .layer(middleware::from_fn_with_state(auth, authenticate))
+        .layer(middleware::from_fn(move |request, next| {
+            authenticate(require_token, request, next)
+        }))
+        .merge(metadata.router())
+        .layer(edge.layer(store))
 }
 
 /// Largest JSON-RPC message accepted over HTTP.
@@ -127,59 +147,20 @@ async fn check_json_rpc(request: Request, next: Next) -> Response {
         .await
 }
 
-#[derive(Clone)]
-struct Auth {
-    store: PetStore,
-    require_token: bool,
-}
-
-/// Maps the bearer token to a core `Principal` in the request's extensions, where
-/// the MCP handler finds it (rmcp hands it the request's `http::request::Parts`).
-async fn authenticate(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
-    let header = match request
-        .headers()
-        .get(AUTHORIZATION)
-        .map(HeaderValue::to_str)
-    {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => {
-            return unauthorized(Some("the Authorization header is not valid text"));
-        }
-    };
-    match auth.store.authenticate_header(header) {
-        Ok(principal) if auth.require_token && !principal.is_authenticated() => unauthorized(None),
+/// Puts the caller the edge authenticated into the request's extensions as the core
+/// `Principal`, where the MCP handler finds it (rmcp hands it the request's
+/// `http::request::Parts`). A rejected token, or no token where reads are closed, is a
+/// 401 problem (the edge adds the challenge).
+async fn authenticate(require_token: bool, mut request: Request, next: Next) -> Response {
+    match Caller::from_extensions(request.extensions()) {
+        Ok(principal) if require_token && !principal.is_authenticated() => Problem::from(
+            Error::new(ErrorKind::Unauthenticated, "a bearer token is required"),
+        )
+        .into_response(),
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(e) => unauthorized(Some(e.message())),
+        Err(e) => Problem::from(e).into_response(),
     }
-}
-
-/// 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750): without a reason when
-/// no token was sent, with `error="invalid_token"` when the token was rejected.
-fn unauthorized(reason: Option<&str>) -> Response {
-    let (challenge, message) = match reason {
-        None => (
-            r#"Bearer realm="petstore""#.to_owned(),
-            "a bearer token is required",
-        ),
-        Some(reason) => (
-            format!(
-                r#"Bearer realm="petstore", error="invalid_token", error_description="{}""#,
-                reason.replace(['"', '\\'], "'")
-            ),
-            reason,
-        ),
-    };
-    let body = serde_json::json!({"code": "unauthenticated", "message": message}).to_string();
-    let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let challenge = HeaderValue::from_str(&challenge).unwrap_or_else(|_| {
-        HeaderValue::from_static(r#"Bearer realm="petstore", error="invalid_token""#)
-    });
-    headers.insert(WWW_AUTHENTICATE, challenge);
-    response
 }

@@ -16,9 +16,10 @@ use petstore_core::{
     ResumeToken, Subscription,
 };
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use crate::commands;
 use crate::config::{MqttConfig, MqttVersion, QoS, StartFrom};
@@ -85,14 +86,20 @@ pub struct Bridge;
 
 impl Bridge {
     /// Connects to the broker of `config` and publishes the event log, in tokio tasks
-    /// of the current runtime. Fails at once on an invalid configuration (URL, topic
-    /// prefix, TLS files, a principal that may not read the log); an unreachable
-    /// broker is not an error: the bridge keeps reconnecting and
+    /// of the current runtime, until `shutdown` is cancelled (the workspace's one
+    /// shutdown convention) or [`BridgeHandle::shutdown`] is called; then it stops as
+    /// [`BridgeHandle::shutdown`] describes. Fails at once on an invalid configuration
+    /// (URL, topic prefix, TLS files, a principal that may not read the log); an
+    /// unreachable broker is not an error: the bridge keeps reconnecting and
     /// [`BridgeStatus::connected`] tells.
     ///
     /// # Panics
     /// Outside a tokio runtime.
-    pub fn start(store: PetStore, config: MqttConfig) -> Result<BridgeHandle> {
+    pub fn start(
+        store: PetStore,
+        config: MqttConfig,
+        shutdown: CancellationToken,
+    ) -> Result<BridgeHandle> {
         let broker = config.validate()?;
         let who = Principal::new(config.principal.clone(), config.scopes.iter().copied());
         let topics = Arc::new(Topics::new(&config.prefix()));
@@ -113,7 +120,7 @@ impl Bridge {
             running: true,
             ..BridgeStatus::default()
         });
-        let (stop, stopped) = oneshot::channel();
+        let stop = shutdown.child_token();
         let (reply_tx, reply_rx) = mpsc::channel(MAX_CONCURRENT_COMMANDS);
         let runner = Runner {
             store: store.clone(),
@@ -141,11 +148,11 @@ impl Bridge {
             command_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_COMMANDS)),
         };
         tracing::info!(url = %config.url, %client_id, "starting MQTT bridge");
-        let task = tokio::spawn(runner.run(events, stopped));
+        let task = tokio::spawn(runner.run(events, stop.clone()));
         Ok(BridgeHandle {
             client_id,
             status: status_rx,
-            stop: Some(stop),
+            stop,
             task: Some(task),
             store,
         })
@@ -159,9 +166,15 @@ impl Bridge {
 pub struct BridgeHandle {
     client_id: String,
     status: watch::Receiver<BridgeStatus>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: Option<JoinHandle<()>>,
     store: PetStore,
+}
+
+impl Drop for BridgeHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl BridgeHandle {
@@ -176,6 +189,12 @@ impl BridgeHandle {
     /// The current status.
     pub fn status(&self) -> BridgeStatus {
         self.status.borrow().clone()
+    }
+
+    /// Every status change, for a health check or metrics that outlive a borrow of
+    /// the handle.
+    pub fn status_updates(&self) -> watch::Receiver<BridgeStatus> {
+        self.status.clone()
     }
 
     /// Waits until `ready` holds for the status (for example `|s| s.connected`) and
@@ -197,9 +216,7 @@ impl BridgeHandle {
     /// acknowledge what is in flight, publishes the retained `offline` presence and
     /// disconnects cleanly.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
@@ -307,7 +324,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 impl Runner {
-    async fn run(mut self, mut link: mpsc::Receiver<LinkEvent>, mut stop: oneshot::Receiver<()>) {
+    async fn run(mut self, mut link: mpsc::Receiver<LinkEvent>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(LAG_LOG_INTERVAL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -317,7 +334,7 @@ impl Runner {
                 && matches!(self.reader, Reader::Paging(_))
                 && self.inflight.len() <= self.queue_len / 2;
             let step = tokio::select! {
-                _ = &mut stop => Step::Stop,
+                () = stop.cancelled() => Step::Stop,
                 event = link.recv() => event.map_or(Step::LinkGone, Step::Link),
                 item = next_live(&mut self.reader), if room => Step::Live(item),
                 () = std::future::ready(()), if page => Step::Page,

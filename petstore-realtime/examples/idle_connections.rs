@@ -31,7 +31,12 @@ async fn main() -> std::io::Result<()> {
     let store = PetStore::in_memory();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = petstore_realtime::router(store.clone(), RealtimeConfig::default());
+    let app = petstore_realtime::router(
+        store.clone(),
+        RealtimeConfig::default(),
+        &petstore_http::Edge::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Warm up: lazily allocated runtime and allocator state is not per connection.

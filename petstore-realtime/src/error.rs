@@ -1,66 +1,47 @@
-//! The one mapping from core errors to this crate's wire errors: the HTTP status and
-//! `application/problem+json` body of a refused SSE request or WebSocket handshake,
-//! and the `code` of a WebSocket `error` frame.
+//! The one mapping from core errors to this crate's wire errors: the `code` of a
+//! WebSocket `error` frame, and for a refused SSE request or WebSocket handshake the
+//! shared edge's `application/problem+json` answer (the status of core's one table).
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use petstore_core::{Error, ErrorKind, FieldError};
-use serde_json::json;
+use petstore_core::{Error, FieldError};
+use petstore_http::Problem;
 
 /// An error as this adapter puts it on the wire.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WireError {
-    /// The HTTP status (before a stream starts).
-    pub(crate) status: StatusCode,
     /// The stable machine-readable code: a core kind code (`invalid_input`,
     /// `unauthenticated`, `forbidden`, `resume_expired`, ...) or one of this adapter
     /// (`bad_request`, `too_many_subscriptions`, `already_subscribed`,
     /// `not_subscribed`, `message_too_large`).
     pub(crate) code: &'static str,
-    /// For humans.
+    /// For humans (an internal error's details stay in the log).
     pub(crate) message: String,
     /// The invalid fields, if any.
     pub(crate) fields: Vec<FieldError>,
+    /// The HTTP answer, before a stream starts.
+    problem: Problem,
 }
 
 impl WireError {
-    /// The mapping of every core [`ErrorKind`]: the only place that decides it.
+    /// A core error: the only place this adapter maps an [`petstore_core::ErrorKind`].
     pub(crate) fn from_core(error: &Error) -> Self {
-        let kind = error.kind();
-        let status = match kind {
-            // Adapter inputs are query parameters and frames, not documents: 400.
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::ResumeExpired => StatusCode::GONE,
-            ErrorKind::Lagged | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(error = ?error, "realtime request failed");
-        }
+        let problem = Problem::from(error);
         Self {
-            status,
-            code: kind.code(),
-            // An internal error's message stays in the log written above.
-            message: error
-                .public_message()
-                .unwrap_or("unexpected server error")
-                .to_owned(),
+            code: error.kind().code(),
+            message: problem.detail().to_owned(),
             fields: error.field_errors().to_vec(),
+            problem,
         }
     }
 
     /// An error of this adapter (not of the core).
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
         Self {
-            status,
             code,
-            message: message.into(),
+            problem: Problem::new(status, code, message.clone()),
+            message,
             fields: Vec::new(),
         }
     }
@@ -69,35 +50,23 @@ impl WireError {
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
+
+    /// A 401 for a credential that was sent (as `?token=`) and rejected.
+    pub(crate) fn invalid_token(mut self) -> Self {
+        self.problem = self.problem.invalid_token();
+        self
+    }
+
+    /// The HTTP status.
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.problem.status()
+    }
 }
 
 impl IntoResponse for WireError {
-    /// An RFC 9457 problem, shaped like the REST adapter's.
     fn into_response(self) -> Response {
-        let title = self.status.canonical_reason().unwrap_or("Error").to_owned();
-        let mut body = json!({
-            "type": format!("urn:petstore:problem:{}", self.code),
-            "title": title,
-            "status": self.status.as_u16(),
-            "detail": self.message,
-            "code": self.code,
-        });
-        if !self.fields.is_empty() {
-            body["errors"] = serde_json::to_value(&self.fields).unwrap_or_default();
-        }
-        let mut response = (self.status, body.to_string()).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="petstore""#),
-            );
-        }
-        response
+        self.problem.into_response()
     }
 }
 
@@ -115,8 +84,15 @@ mod tests {
         );
         let wire = WireError::from_core(&internal);
         assert_eq!(wire.code, "internal");
-        assert_eq!(wire.message, "unexpected server error");
+        assert_eq!(wire.message, petstore_http::INTERNAL_ERROR_TEXT);
         let conflict = Error::new(ErrorKind::Conflict, "pet_1 is sold");
         assert_eq!(WireError::from_core(&conflict).message, "pet_1 is sold");
+    }
+
+    #[test]
+    fn invalid_input_is_422_like_every_http_adapter() {
+        let wire = WireError::from_core(&Error::invalid_field("channels", "unknown channel"));
+        assert_eq!(wire.status(), 422);
+        assert_eq!(WireError::bad_request("no").status(), 400);
     }
 }

@@ -10,7 +10,7 @@ mod sse;
 mod ws;
 
 pub use config::RealtimeConfig;
-pub use routes::{router, router_with_shutdown};
+pub use routes::router;
 
 /// Parses one WebSocket text frame as the connection handler does: `Ok` for a valid
 /// client frame, `Err(code)` with the error frame's code otherwise. For fuzzing; not a

@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
+use std::convert::Infallible;
+
 use axum::Router;
-use axum::http::{HeaderMap, header};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::routing::get;
-use petstore_core::{Error, ErrorKind, PetStore, Principal};
+use petstore_core::{Error, PetStore, Principal};
+use petstore_http::{Caller, Edge};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RealtimeConfig;
+use crate::error::WireError;
 use crate::frame::FrameCache;
 use crate::{sse, ws};
 
@@ -25,44 +30,40 @@ pub(crate) struct Shared {
     pub(crate) sse_messages: Arc<sse::MessageCache>,
 }
 
-/// The SSE and WebSocket endpoints over `store`:
+/// The SSE and WebSocket endpoints over `store`, behind `edge`:
 ///
 /// - `GET /v1/stream?channels=pets,orders` and `GET /v1/stream/{channel}`: Server-Sent
 ///   Events;
 /// - `GET /v1/ws`: WebSocket with JSON frames (subscribe, unsubscribe, chat, ping);
 /// - `GET /v1/ws/chat`: the same, subscribed to `chat` as soon as it is authenticated.
 ///
-/// Mount it with `app.merge(petstore_realtime::router(store, config))`. Open streams
-/// last until their clients leave; to end them when the server stops, use
-/// [`router_with_shutdown`].
-pub fn router(store: PetStore, config: RealtimeConfig) -> Router {
-    router_with_shutdown(store, config, CancellationToken::new())
-}
-
-/// [`router`], with open connections ended when `shutdown` is cancelled: SSE
-/// responses end (after the events already taken from the log), WebSocket connections
-/// send what is queued and close with 1001 (going away). Cancel it together with
+/// Mount it with `app.merge(petstore_realtime::router(store, config, &edge, shutdown))`.
+/// Open connections end when `shutdown` is cancelled: SSE responses end (after the
+/// events already taken from the log), WebSocket connections send what is queued and
+/// close with 1001 (going away). Cancel it together with
 /// `axum::serve(..).with_graceful_shutdown(..)`, which waits for open connections.
 ///
 /// ```
 /// use petstore_core::PetStore;
+/// use petstore_http::Edge;
 /// use petstore_realtime::RealtimeConfig;
 /// use tokio_util::sync::CancellationToken;
 ///
 /// let shutdown = CancellationToken::new();
 /// let store = PetStore::in_memory();
-/// let app = petstore_realtime::router_with_shutdown(store, RealtimeConfig::default(), shutdown.clone());
+/// let app = petstore_realtime::router(store, RealtimeConfig::default(), &Edge::new(), shutdown.clone());
 /// # drop(app);
 /// // ... later, when the server stops:
 /// shutdown.cancel();
 /// ```
-pub fn router_with_shutdown(
+pub fn router(
     store: PetStore,
     config: RealtimeConfig,
+    edge: &Edge,
     shutdown: CancellationToken,
 ) -> Router {
     let shared = Arc::new(Shared {
-        store,
+        store: store.clone(),
         config,
         shutdown,
         frames: FrameCache::default(),
@@ -74,6 +75,25 @@ pub fn router_with_shutdown(
         .route("/v1/ws", get(ws::connect))
         .route("/v1/ws/chat", get(ws::connect_chat))
         .with_state(shared)
+        .layer(edge.layer(store))
+}
+
+/// The `Authorization` header as the edge read it.
+#[derive(Debug)]
+pub(crate) struct HeaderCredential {
+    presented: bool,
+    caller: Result<Principal, Error>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for HeaderCredential {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self {
+            presented: Caller::presented(&parts.extensions),
+            caller: Caller::from_extensions(&parts.extensions),
+        })
+    }
 }
 
 /// The caller: the `Authorization` header when present, else the `token` query
@@ -81,19 +101,16 @@ pub fn router_with_shutdown(
 /// anonymous. A credential that is present but bad is an error.
 pub(crate) fn principal(
     store: &PetStore,
-    headers: &HeaderMap,
+    header: HeaderCredential,
     token: Option<&str>,
-) -> Result<Principal, Error> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| {
-            Error::new(
-                ErrorKind::Unauthenticated,
-                "the Authorization header is not valid text",
-            )
-        })?;
-        return store.authenticate_header(Some(value));
+) -> Result<Principal, WireError> {
+    match token {
+        Some(token) if !header.presented && !token.trim().is_empty() => {
+            authenticate_token(store, Some(token))
+                .map_err(|e| WireError::from_core(&e).invalid_token())
+        }
+        _ => header.caller.map_err(|e| WireError::from_core(&e)),
     }
-    authenticate_token(store, token)
 }
 
 /// A bare token (a `Bearer ` prefix is tolerated); empty means none.

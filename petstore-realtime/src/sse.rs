@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::error::WireError;
 use crate::feed::{self, Feed, Since};
 use crate::recent::Recent;
-use crate::routes::{Shared, principal};
+use crate::routes::{HeaderCredential, Shared, principal};
 
 /// Query parameters of both SSE routes.
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +34,7 @@ pub(crate) struct StreamQuery {
 /// `GET /v1/stream`.
 pub(crate) async fn stream(
     State(shared): State<Arc<Shared>>,
+    credential: HeaderCredential,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Response {
@@ -42,13 +43,14 @@ pub(crate) async fn stream(
         Err(e) => return WireError::bad_request(e.body_text()).into_response(),
     };
     let channels = query.channels.clone().unwrap_or_default();
-    respond(&shared, &headers, &channels, query).await
+    respond(&shared, credential, &headers, &channels, query).await
 }
 
 /// `GET /v1/stream/{*channel}` (channels such as `pets/pet_…` contain a slash).
 pub(crate) async fn stream_channel(
     State(shared): State<Arc<Shared>>,
     Path(channel): Path<String>,
+    credential: HeaderCredential,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Response {
@@ -62,16 +64,18 @@ pub(crate) async fn stream_channel(
         )
         .into_response();
     }
-    respond(&shared, &headers, channel.trim_start_matches('/'), query).await
+    let channels = channel.trim_start_matches('/');
+    respond(&shared, credential, &headers, channels, query).await
 }
 
 async fn respond(
     shared: &Shared,
+    credential: HeaderCredential,
     headers: &HeaderMap,
     channels: &str,
     query: StreamQuery,
 ) -> Response {
-    match open(shared, headers, channels, query).await {
+    match open(shared, credential, headers, channels, query).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -79,13 +83,13 @@ async fn respond(
 
 async fn open(
     shared: &Shared,
+    credential: HeaderCredential,
     headers: &HeaderMap,
     channels: &str,
     query: StreamQuery,
 ) -> Result<Response, WireError> {
     let config = &shared.config;
-    let who = principal(&shared.store, headers, query.token.as_deref())
-        .map_err(|e| WireError::from_core(&e))?;
+    let who = principal(&shared.store, credential, query.token.as_deref())?;
     let mut filter = EventFilter::channels(parse_channels(channels)?);
     if filter.channels.len() > config.max_subscriptions {
         let e = Error::invalid_field(

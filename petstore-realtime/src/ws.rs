@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -34,7 +34,7 @@ use crate::config::RealtimeConfig;
 use crate::error::WireError;
 use crate::feed::{self, Since};
 use crate::frame::{self, ClientFrame, ServerFrame};
-use crate::routes::{Shared, authenticate_token, principal};
+use crate::routes::{HeaderCredential, Shared, authenticate_token, principal};
 
 /// Close codes (RFC 6455 section 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
@@ -64,28 +64,28 @@ pub(crate) struct WsQuery {
 /// `GET /v1/ws`.
 pub(crate) async fn connect(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    credential: HeaderCredential,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    handshake(shared, &headers, query, upgrade, false)
+    handshake(shared, credential, query, upgrade, false)
 }
 
 /// `GET /v1/ws/chat`: subscribes to `chat` once authenticated.
 pub(crate) async fn connect_chat(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    credential: HeaderCredential,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    handshake(shared, &headers, query, upgrade, true)
+    handshake(shared, credential, query, upgrade, true)
 }
 
 /// Checks the credential before upgrading: a bad one is refused with 401 and no
 /// upgrade happens.
 fn handshake(
     shared: Arc<Shared>,
-    headers: &HeaderMap,
+    credential: HeaderCredential,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
     chat: bool,
@@ -94,9 +94,9 @@ fn handshake(
         Ok(Query(q)) => q,
         Err(e) => return WireError::bad_request(e.body_text()).into_response(),
     };
-    let who = match principal(&shared.store, headers, query.token.as_deref()) {
+    let who = match principal(&shared.store, credential, query.token.as_deref()) {
         Ok(who) => who,
-        Err(e) => return WireError::from_core(&e).into_response(),
+        Err(e) => return e.into_response(),
     };
     // The protocol layer reads messages up to twice the limit, so that a message
     // somewhat over it is read whole and refused cleanly (error frame, close 1009,

@@ -2,25 +2,21 @@
 
 use std::time::Duration;
 
-use petstore_core::RateLimitConfig;
 use serde::{Deserialize, Serialize};
 
-/// Settings of [`crate::router`]: limits, rate limiting, CORS, compression and the
-/// docs page.
+/// Settings of [`crate::router`]: limits, CORS, compression and the docs page. Rate
+/// limiting, request ids and trusted proxies are settings of the shared
+/// [`petstore_http::Edge`].
 ///
 /// ```
 /// use std::time::Duration;
-/// use petstore_core::RateLimitConfig;
 ///
 /// let config = petstore_rest::RestConfig::default()
 ///     .body_limit(128 * 1024)
 ///     .request_timeout(Duration::from_secs(10))
 ///     .cors_origins(["https://shop.example"])
-///     .compression(false)
-///     .rate_limit(RateLimitConfig::default().requests(100));
+///     .compression(false);
 /// assert_eq!(config.body_limit, 128 * 1024);
-/// assert!(config.rate_limit.enabled);
-/// assert!(!petstore_rest::RestConfig::default().rate_limit.enabled);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -40,13 +36,6 @@ pub struct RestConfig {
     pub compression: bool,
     /// Whether `GET /docs` serves the interactive API page (default true).
     pub docs: bool,
-    /// Per-caller rate limiting (default: off, [`RateLimitConfig::disabled`]). When on,
-    /// authenticated callers are counted per token subject and anonymous ones per
-    /// client IP, which the router reads from axum's `ConnectInfo<SocketAddr>`: serve
-    /// the app with `into_make_service_with_connect_info::<SocketAddr>()`, or every
-    /// anonymous caller shares one bucket. Over the quota: 429 with `Retry-After`;
-    /// every response carries `RateLimit-Policy` and `RateLimit`.
-    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for RestConfig {
@@ -58,7 +47,6 @@ impl Default for RestConfig {
             cors_origins: Vec::new(),
             compression: true,
             docs: true,
-            rate_limit: RateLimitConfig::disabled(),
         }
     }
 }
@@ -100,13 +88,6 @@ impl RestConfig {
     /// Sets [`RestConfig::docs`].
     pub fn docs(mut self, on: bool) -> Self {
         self.docs = on;
-        self
-    }
-
-    /// Sets [`RestConfig::rate_limit`] (e.g. `RateLimitConfig::default()` for the
-    /// generous default quotas).
-    pub fn rate_limit(mut self, config: RateLimitConfig) -> Self {
-        self.rate_limit = config;
         self
     }
 

@@ -5,43 +5,12 @@ use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use bytes::Bytes;
-use petstore_core::{Error, ErrorKind, FieldError, IfMatch, Principal};
+use petstore_core::{Error, FieldError, IfMatch};
+use petstore_http::{Problem, require_json};
 use serde::de::DeserializeOwned;
 
-use crate::problem::{ApiError, Problem};
-use crate::routes::AppState;
-
-/// The authenticated caller (anonymous without an `Authorization` header).
-#[derive(Debug, Clone)]
-pub(crate) struct Caller(pub(crate) Principal);
-
-impl Caller {
-    /// Authenticates the request's `Authorization` header.
-    pub(crate) fn authenticate(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
-        let value = match headers.get(header::AUTHORIZATION) {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                Error::new(
-                    ErrorKind::Unauthenticated,
-                    "the Authorization header is not valid text",
-                )
-            })?),
-        };
-        Ok(Caller(state.store.authenticate_header(value)?))
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The scope guard of a route may have authenticated already.
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
-        }
-        Self::authenticate(&parts.headers, state)
-    }
-}
+/// The caller, as the HTTP edge authenticated it (401 for a rejected token).
+pub(crate) use petstore_http::Caller;
 
 /// The path prefix this router is mounted under (empty unless nested), for `Location`.
 #[derive(Debug)]
@@ -67,9 +36,9 @@ impl<S: Send + Sync> FromRequestParts<S> for BasePath {
 pub(crate) struct Params<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de)
@@ -77,10 +46,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
             .map_err(|e| {
                 let field = e.path().to_string();
                 let message = e.into_inner().to_string();
-                ApiError::bad_request(
-                    format!("invalid query parameter `{field}`: {message}"),
-                    vec![FieldError::new(field, message)],
-                )
+                Problem::bad_request(format!("invalid query parameter `{field}`: {message}"))
+                    .with_errors(vec![FieldError::new(field, message)])
             })
     }
 }
@@ -95,80 +62,53 @@ pub(crate) struct JsonBody<T>(pub(crate) T);
 pub(crate) struct OptionalJsonBody<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        check_json_content_type(req.headers())?;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        require_json(req.headers())?;
         let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
-    type Rejection = ApiError;
+    type Rejection = Problem;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
         let headers = req.headers().clone();
         let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(T::default()));
         }
-        check_json_content_type(&headers)?;
+        require_json(&headers)?;
         parse_json(&bytes).map(OptionalJsonBody)
     }
 }
 
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::http(
+            Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request body is larger than the limit",
             )
         } else {
-            ApiError::bad_request(
-                format!("could not read the request body: {}", rejection.body_text()),
-                Vec::new(),
-            )
+            Problem::bad_request(format!(
+                "could not read the request body: {}",
+                rejection.body_text()
+            ))
         }
     })
 }
 
-fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let unsupported = |what: &str| {
-        ApiError::http(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("expected `Content-Type: application/json`, got {what}"),
-        )
-    };
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(unsupported("no Content-Type"));
-    };
-    let text = value.to_str().unwrap_or("");
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if json {
-        Ok(())
-    } else {
-        Err(unsupported(&format!("`{text}`")))
-    }
-}
-
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let malformed = |e: serde_json::Error| {
-        ApiError::from(Problem::new(
+        Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("malformed JSON: {e}"),
-        ))
+        )
     };
     // Every body is a JSON object. serde would also fill a struct from a positional
     // array (`["Rex","dog",...]`), and a merge patch that is not an object replaces
@@ -192,7 +132,7 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Err(Error::invalid(vec![FieldError::new("", "the body must be a JSON object")]).into())
 }
 
-fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> Problem {
     let path = e.path().to_string();
     let inner = e.into_inner();
     if !inner.is_data() {
@@ -200,8 +140,7 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("malformed JSON: {inner}"),
-        )
-        .into();
+        );
     }
     // serde reports "line 1 column 9" at the end of its messages; the field says where.
     let message = inner.to_string();
@@ -249,15 +188,18 @@ pub(crate) fn etag(version: impl std::fmt::Display) -> String {
 pub(crate) fn condition(
     headers: &HeaderMap,
     name: HeaderName,
-) -> Result<Option<Condition>, ApiError> {
+) -> Result<Option<Condition>, Problem> {
     let Some(value) = headers.get(&name) else {
         return Ok(None);
     };
     let bad = || {
-        ApiError::bad_request(
-            format!("`{name}` must be `*` or a list of quoted entity tags such as `\"3\"`"),
-            vec![FieldError::new(name.as_str(), "malformed entity tag list")],
-        )
+        Problem::bad_request(format!(
+            "`{name}` must be `*` or a list of quoted entity tags such as `\"3\"`"
+        ))
+        .with_errors(vec![FieldError::new(
+            name.as_str(),
+            "malformed entity tag list",
+        )])
     };
     let text = value.to_str().map_err(|_| bad())?.trim();
     if text == "*" {
@@ -320,7 +262,7 @@ impl Condition {
 
 /// The core precondition of an `If-Match` header: none without the header or for `*`,
 /// else the strong versions it lists (weak tags never match `If-Match`).
-pub(crate) fn if_match(headers: &HeaderMap) -> Result<IfMatch, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<IfMatch, Problem> {
     Ok(match condition(headers, header::IF_MATCH)? {
         None => IfMatch::none(),
         Some(condition) => match condition.strong_versions() {
@@ -335,7 +277,7 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn parse(v: &str) -> Result<Option<Condition>, ApiError> {
+    fn parse(v: &str) -> Result<Option<Condition>, Problem> {
         let mut h = HeaderMap::new();
         h.insert(header::IF_MATCH, HeaderValue::from_str(v).unwrap());
         condition(&h, header::IF_MATCH)

@@ -7,7 +7,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use crate::problem::{PROBLEM_JSON, Problem};
+use petstore_http::{PROBLEM_JSON, Problem};
 
 /// Produces the schema of a type while registering its dependencies.
 pub(crate) type SchemaFn = fn(&mut SchemaGenerator) -> Schema;

@@ -1,12 +1,9 @@
 //! The route table: one list of (method, path, handler, documentation) from which both
 //! the router and the OpenAPI document are built.
 
-use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,27 +18,22 @@ use bytes::Bytes;
 use futures_util::future::Either;
 use petstore_core::{
     AccessToken, Credentials, EventBatch, Inventory, NewOrder, NewPet, Order, OrderId, OrderQuery,
-    Payment, PaymentId, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStore, RateLimiter,
-    Scope,
+    Payment, PaymentId, PaymentRequest, Pet, PetId, PetPatch, PetQuery, PetStore, Scope,
 };
+use petstore_http::{
+    Caller, Edge, Problem, RATELIMIT, RATELIMIT_POLICY, X_REQUEST_ID, ensure_problem,
+};
+use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::RestConfig;
-use crate::extract::Caller;
 use crate::handlers::polling::{EventsQuery, PetChangesQuery};
 use crate::handlers::{auth, meta, orders, pets, polling};
 use crate::openapi::{self, Access, IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, Op, PageOf};
-use crate::problem::{Problem, ensure_problem, problem_response};
-use crate::rate::{Limit, RATELIMIT, RATELIMIT_POLICY, limit};
 
 /// What every handler gets.
 #[derive(Debug, Clone)]
@@ -49,6 +41,8 @@ pub(crate) struct AppState {
     pub(crate) store: PetStore,
     pub(crate) config: Arc<RestConfig>,
     pub(crate) openapi: Bytes,
+    /// Cancelled when the server shuts down: long polls end.
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// One operation: where it is served, what serves it, how it is documented.
@@ -375,12 +369,13 @@ fn table(config: &RestConfig) -> Vec<Route> {
     routes
 }
 
-/// The OpenAPI 3.1 document of the router [`router`] builds with `config`.
-pub fn openapi_document(config: &RestConfig) -> serde_json::Value {
+/// The OpenAPI 3.1 document of the router [`router`] builds with `config` and `edge`
+/// (429 and the `RateLimit` headers are documented when the edge limits requests).
+pub fn openapi_document(config: &RestConfig, edge: &Edge) -> serde_json::Value {
     let routes = table(config);
     openapi::document(
         routes.iter().map(|r| (&r.method, r.path, &r.op)),
-        config.rate_limit.enabled,
+        edge.limiter().is_some(),
     )
 }
 
@@ -399,26 +394,16 @@ struct GuardRule {
 }
 
 impl GuardRule {
-    /// Authenticates and authorises `request`, leaving the caller in its extensions;
-    /// the answer to send instead when the caller may not go on.
-    fn refusal(&self, request: &mut Request) -> Option<Response> {
-        // The rate limiter may have authenticated the request already.
-        let known = request.extensions().get::<Caller>().cloned();
-        let caller =
-            match known.map_or_else(|| Caller::authenticate(request.headers(), &self.state), Ok) {
-                Ok(caller) => caller,
-                Err(e) => return Some(e.into_response()),
-            };
-        let allowed = match self.access {
-            Access::Public | Access::Optional => Ok(()),
-            Access::Read(scope) => self.state.store.authorize_read(&caller.0, scope),
-            Access::Write(scope) => caller.0.require(scope),
-        };
-        if let Err(e) = allowed {
-            return Some(problem_response(&e));
-        }
-        request.extensions_mut().insert(caller);
-        None
+    /// Authorises `request` (the edge authenticated it); the answer to send instead
+    /// when the caller may not go on.
+    fn refusal(&self, request: &Request) -> Option<Response> {
+        let allowed =
+            Caller::from_extensions(request.extensions()).and_then(|who| match self.access {
+                Access::Public | Access::Optional => Ok(()),
+                Access::Read(scope) => self.state.store.authorize_read(&who, scope),
+                Access::Write(scope) => who.require(scope),
+            });
+        allowed.err().map(|e| Problem::from(e).into_response())
     }
 }
 
@@ -452,37 +437,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        match self.rule.refusal(&mut request) {
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.rule.refusal(&request) {
             None => Either::Right(self.inner.call(request)),
             Some(refused) => Either::Left(ready(Ok(refused))),
         }
-    }
-}
-
-/// `X-Request-Id` values for requests that come without one: 32 hex digits, a random
-/// prefix per router and a counter. Unique like a UUID, without asking the OS for
-/// randomness on every request.
-#[derive(Debug, Clone)]
-struct RequestIds {
-    prefix: u64,
-    next: Arc<AtomicU64>,
-}
-
-impl RequestIds {
-    fn new() -> Self {
-        Self {
-            prefix: RandomState::new().build_hasher().finish(),
-            next: Arc::default(),
-        }
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}{n:016x}", self.prefix);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }
 
@@ -530,7 +489,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
                 header::WWW_AUTHENTICATE,
                 h("idempotent-replayed"),
                 h("x-event-position"),
-                h("x-request-id"),
+                X_REQUEST_ID,
                 RATELIMIT,
                 RATELIMIT_POLICY,
             ])
@@ -538,39 +497,38 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "unexpected server error",
-    )
-    .into_response()
-}
-
 /// The REST API over `store`: every `/v1/...` route of the contract (pets, inventory,
 /// orders, payments, auth token, the polling feeds), `GET /openapi.json` and, unless
 /// disabled, `GET /docs` (with its script and stylesheet under `/docs/assets/`).
 ///
-/// Mount it with `app.merge(router(store, config))`. Every error is
+/// Mount it with `app.merge(router(store, config, &edge, shutdown))`. Every error is
 /// `application/problem+json`, including unknown paths (404) and methods (405) of this
-/// router. Body limit, timeouts, rate limiting, CORS, compression, request ids and
-/// tracing apply to these routes only.
+/// router. Body limit, timeouts, CORS and compression apply to these routes only; the
+/// [`Edge`] in front of them gives request ids, authentication, rate limiting (one
+/// budget with every adapter sharing the edge) and the bearer challenge. Cancelling
+/// `shutdown` ends the long polls in progress (503, retry).
 ///
-/// With [`RestConfig::rate_limit`] on, anonymous callers are counted per client IP,
-/// read from axum's `ConnectInfo<SocketAddr>`: serve the app with
+/// With a rate limiter on the edge, anonymous callers are counted per client IP, read
+/// from axum's `ConnectInfo<SocketAddr>`: serve the app with
 /// `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`. Without it
 /// every anonymous caller shares one bucket (authenticated callers are counted per
 /// token subject either way).
-pub fn router(store: PetStore, config: RestConfig) -> Router {
+pub fn router(
+    store: PetStore,
+    config: RestConfig,
+    edge: &Edge,
+    shutdown: CancellationToken,
+) -> Router {
     let routes = table(&config);
     let document = openapi::document(
         routes.iter().map(|r| (&r.method, r.path, &r.op)),
-        config.rate_limit.enabled,
+        edge.limiter().is_some(),
     );
     let state = AppState {
-        store,
+        store: store.clone(),
         config: Arc::new(config.clone()),
         openapi: Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default()),
+        shutdown,
     };
 
     let mut app = Router::new();
@@ -593,24 +551,16 @@ pub fn router(store: PetStore, config: RestConfig) -> Router {
         ));
         app = app.route(route.path, handler);
     }
-    let mut app = app
-        .with_state(state.clone())
+    let app = app
+        .with_state(state)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(RequestBodyLimitLayer::new(config.body_limit))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::map_response(ensure_problem));
-    if config.rate_limit.enabled {
-        let limiter = Arc::new(RateLimiter::new(config.rate_limit.clone()));
-        app = app.layer(middleware::from_fn_with_state(
-            Limit { state, limiter },
-            limit,
-        ));
+        .layer(middleware::map_response(ensure_problem))
+        .layer(CompressionLayer::new().gzip(config.compression))
+        .layer(edge.layer(store));
+    // CORS answers preflights before the edge: they are not requests of a caller.
+    match cors(&config.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
     }
-    let mut app = app.layer(CompressionLayer::new().gzip(config.compression));
-    if let Some(cors) = cors(&config.cors_origins) {
-        app = app.layer(cors);
-    }
-    app.layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
-        .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
 }

@@ -5,6 +5,6 @@ pub mod jwks;
 mod server;
 
 pub use server::{
-    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, build_store, http_router,
-    shutdown_signal, start, webhooks,
+    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, build_store, edge, health,
+    http_router, shutdown_signal, start, webhooks,
 };

@@ -2,13 +2,15 @@
 //! graceful shutdown.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
 use axum::serve::ListenerExt as _;
 use clap::{Args, Parser, Subcommand};
-use petstore_core::{PetStore, Scope, ServiceConfig, TokenAuthority};
+use petstore_core::{PetStore, RateLimiter, Scope, ServiceConfig, TokenAuthority};
+use petstore_http::{Edge, Health, TrustedProxies};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -90,12 +92,17 @@ pub struct ServerArgs {
     /// Standard Webhooks secret (`whsec_...`) that payment-provider webhooks are signed with.
     #[arg(long, env = "PETSTORE_PAYMENTS_WEBHOOK_SECRET", hide_env_values = true)]
     pub payments_webhook_secret: Option<String>,
-    /// Rate-limit REST, GraphQL and gRPC per client IP / token subject (429 and
+    /// Rate-limit every protocol with one budget per client IP / token subject (429 and
     /// RESOURCE_EXHAUSTED with `RateLimit` / `Retry-After` headers).
     #[arg(long, env = "PETSTORE_RATE_LIMIT")]
     pub rate_limit: bool,
-    /// At shutdown, seconds during which gRPC health reports NOT_SERVING while calls
-    /// are still served, so that load balancers stop sending traffic first.
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
+    /// (addresses or CIDR ranges, comma-separated; default: trust none).
+    #[arg(long, env = "PETSTORE_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// At shutdown, seconds during which `/readyz` answers 503 and gRPC health reports
+    /// NOT_SERVING while requests and calls are still served, so that load balancers
+    /// stop sending traffic first.
     #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
     pub drain_delay: f64,
 }
@@ -122,6 +129,7 @@ impl std::fmt::Debug for ServerArgs {
                 &redact(&self.payments_webhook_secret),
             )
             .field("rate_limit", &self.rate_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("drain_delay", &self.drain_delay)
             .finish()
     }
@@ -194,6 +202,8 @@ pub struct RunningServer {
     pub mqtt_broker: Option<petstore_mqtt::broker::EmbeddedBroker>,
     /// A development token with every scope.
     pub dev_token: String,
+    /// The one rate limiter of every protocol.
+    pub limiter: Arc<RateLimiter>,
     shutdown: CancellationToken,
     drain_delay: Duration,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
@@ -240,9 +250,17 @@ impl RunningServer {
         lines
     }
 
-    /// Stops every listener gracefully: gRPC health turns NOT_SERVING first, open SSE
-    /// streams end and WebSocket connections close with 1001, in-flight requests
-    /// finish, and the listeners stop within [`SHUTDOWN_GRACE`].
+    /// Starts the drain without waiting for it: `/readyz` answers 503 and gRPC health
+    /// NOT_SERVING, open SSE streams, WebSockets (1001), GraphQL WebSockets and MCP
+    /// sessions end, the MQTT bridge and the webhook dispatcher stop; the listeners keep
+    /// serving for the drain delay. [`RunningServer::shutdown`] finishes the job.
+    pub fn begin_drain(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops every listener gracefully: the drain starts ([`RunningServer::begin_drain`]),
+    /// in-flight requests finish, and the listeners stop after the drain delay, within
+    /// [`SHUTDOWN_GRACE`].
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let deadline = tokio::time::Instant::now() + self.drain_delay + SHUTDOWN_GRACE;
@@ -264,6 +282,7 @@ impl RunningServer {
 pub fn webhooks(
     store: &PetStore,
     args: &ServerArgs,
+    shutdown: &CancellationToken,
 ) -> anyhow::Result<petstore_webhooks::Webhooks> {
     let payments_secret = args
         .payments_webhook_secret
@@ -274,33 +293,86 @@ pub fn webhooks(
     let config = petstore_webhooks::WebhookConfig::default()
         .allow_loopback(true)
         .payments_secret(payments_secret);
-    Ok(petstore_webhooks::Webhooks::new(store.clone(), config))
+    Ok(petstore_webhooks::Webhooks::new(
+        store.clone(),
+        config,
+        shutdown.clone(),
+    ))
 }
 
-/// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`]).
-/// Cancelling `shutdown` ends open SSE streams and WebSocket connections.
-pub fn http_router(store: &PetStore, args: &ServerArgs, shutdown: &CancellationToken) -> Router {
+/// The HTTP edge every HTTP adapter of the server shares: the one rate limiter (gRPC
+/// gets the same one) and the trusted proxies.
+pub fn edge(args: &ServerArgs, limiter: &Arc<RateLimiter>) -> Edge {
+    Edge::new()
+        .rate_limiter(limiter.clone())
+        .trusted_proxies(args.trusted_proxies.clone())
+}
+
+/// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`],
+/// `/livez` and `/readyz` from the server's [`Health`]), each behind `edge`.
+/// Cancelling `shutdown` ends open SSE streams, WebSocket connections (GraphQL's too),
+/// MCP sessions and waiting long polls.
+pub fn http_router(store: &PetStore, edge: &Edge, shutdown: &CancellationToken) -> Router {
     Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
         .merge(crate::asyncapi::router())
-        .merge(petstore_realtime::router_with_shutdown(
+        .merge(petstore_realtime::router(
             store.clone(),
             petstore_realtime::RealtimeConfig::default(),
+            edge,
             shutdown.clone(),
         ))
         .merge(petstore_graphql::router(
             store.clone(),
-            petstore_graphql::GraphQlConfig::default().rate_limit(rate_limit(args)),
+            petstore_graphql::GraphQlConfig::default(),
+            edge,
+            shutdown.clone(),
         ))
         .merge(petstore_mcp::router(
             store.clone(),
             petstore_mcp::McpConfig::default(),
+            edge,
+            shutdown.clone(),
         ))
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
-            petstore_rest::RestConfig::default().rate_limit(rate_limit(args)),
+            petstore_rest::RestConfig::default(),
+            edge,
+            shutdown.clone(),
         ))
+}
+
+/// Liveness and readiness (`/livez`, `/readyz`, and `/healthz` as an alias of
+/// `/livez`): not ready from the moment `shutdown` is cancelled, nor while the store
+/// does not answer or the webhook dispatcher does not run.
+pub fn health(
+    store: &PetStore,
+    webhooks: &petstore_webhooks::Webhooks,
+    shutdown: &CancellationToken,
+) -> Health {
+    let health = Health::new(shutdown.clone());
+    let store = store.clone();
+    health.check("store", move || {
+        let store = store.clone();
+        async move { store.head().await.map(drop).map_err(|e| e.to_string()) }
+    });
+    let webhooks = webhooks.clone();
+    health.check("webhook_dispatcher", move || {
+        let running = webhooks.is_dispatching();
+        async move {
+            running
+                .then_some(())
+                .ok_or_else(|| "the webhook dispatcher is not running".to_owned())
+        }
+    });
+    health
+}
+
+/// `/livez`, `/readyz`, and the former `/healthz` (liveness, as it always answered).
+fn health_router(health: &Health) -> Router {
+    health
+        .router()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
 }
 
 /// Starts every protocol and returns once all listeners are bound.
@@ -310,22 +382,30 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         .context("--drain-delay: a number of seconds")?;
     let store = build_store(&args).await?;
     let shutdown = CancellationToken::new();
+    let limiter = Arc::new(RateLimiter::new(rate_limit(&args)));
+    let edge = edge(&args, &limiter);
     let mut tasks = Vec::new();
 
     let http = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let http_addr = http.local_addr()?;
-    let webhooks = webhooks(&store, &args)?;
+    let webhooks = webhooks(&store, &args, &shutdown)?;
+    let health = health(&store, &webhooks, &shutdown);
     let app = webhooks
-        .router()
-        .merge(http_router(&store, &args, &shutdown));
-    let stop = shutdown.clone().cancelled_owned();
+        .router(&edge)
+        .merge(http_router(&store, &edge, &shutdown))
+        .merge(health_router(&health));
     tasks.push(tokio::spawn(async move {
-        webhooks.run(stop).await;
+        webhooks.run().await;
         Ok(())
     }));
-    let stop = shutdown.clone().cancelled_owned();
+    // The listener keeps serving through the drain delay (readiness already says 503).
+    let draining = shutdown.clone();
+    let stop = async move {
+        draining.cancelled().await;
+        tokio::time::sleep(drain_delay).await;
+    };
     tasks.push(tokio::spawn(async move {
         // Connect info gives the rate limiter (and logs) the client address.
         // No Nagle delay: streamed SSE and WebSocket frames go out as they are written.
@@ -349,16 +429,12 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let grpc_addr = grpc.local_addr()?;
     let grpc_server = petstore_grpc::GrpcServer::new(
         store.clone(),
-        petstore_grpc::GrpcConfig::default()
-            .rate_limit(rate_limit(&args))
-            .drain_delay(drain_delay),
-    );
-    let stop = shutdown.clone().cancelled_owned();
+        petstore_grpc::GrpcConfig::default().drain_delay(drain_delay),
+        shutdown.clone(),
+    )
+    .rate_limiter(limiter.clone());
     tasks.push(tokio::spawn(async move {
-        grpc_server
-            .serve_with_incoming_shutdown(grpc, stop)
-            .await
-            .context("gRPC server")
+        grpc_server.serve(grpc).await.context("gRPC server")
     }));
 
     let mut mqtt_addr = None;
@@ -392,11 +468,25 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
             }
         };
         let url = config.url.clone();
-        let bridge = petstore_mqtt::Bridge::start(store.clone(), config)
+        let bridge = petstore_mqtt::Bridge::start(store.clone(), config, shutdown.clone())
             .with_context(|| format!("starting the MQTT bridge to {url}"))?;
-        let stop = shutdown.clone().cancelled_owned();
+        let status = bridge.status_updates();
+        health.check("mqtt_bridge", move || {
+            let status = status.borrow().clone();
+            async move {
+                if status.connected {
+                    Ok(())
+                } else {
+                    Err(status
+                        .last_error
+                        .unwrap_or_else(|| "not connected to the broker".to_owned()))
+                }
+            }
+        });
+        let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            stop.await;
+            // The token stops the bridge; this waits for its clean stop.
+            stop.cancelled().await;
             bridge.shutdown().await;
             Ok(())
         }));
@@ -414,6 +504,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         mqtt_addr,
         mqtt_broker,
         dev_token,
+        limiter,
         shutdown,
         drain_delay,
         tasks,

@@ -330,6 +330,7 @@ mod tests {
                 config.clone(),
                 Arc::new(store.clone()),
                 Lease::following(lease),
+                tokio_util::sync::CancellationToken::new(),
             )
         };
         let (a, b) = (instance(lease_a), instance(lease_b));

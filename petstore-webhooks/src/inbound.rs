@@ -20,22 +20,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use petstore_core::{Error, ErrorKind, FieldError, OrderId, PaymentNotice, PaymentStatus};
+use petstore_http::{Edge, Problem};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::problem::Problem;
 use crate::routes::{parse_json, read_body};
 use crate::signing::Signer;
 use crate::webhooks::Shared;
 
 const MAX_REFERENCE: usize = 255;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
     let limit = shared.config.max_body_size;
+    let store = shared.store.clone();
     Router::new()
         .route("/v1/payments/webhook", post(receive))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
+        .layer(edge.layer(store))
 }
 
 #[derive(Debug, Deserialize)]

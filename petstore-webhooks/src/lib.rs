@@ -14,7 +14,6 @@ mod local;
 mod memory;
 mod message_log;
 mod messages;
-mod problem;
 mod routes;
 mod signing;
 mod target;

@@ -13,13 +13,13 @@ use bytes::Bytes;
 use petstore_core::{
     Error, EventFilter, EventType, FieldError, Principal, ResumeToken, Scope, TypePattern,
 };
+use petstore_http::{Caller, Edge, Problem, require_json};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::endpoints::EndpointPatch;
 use crate::ids::EndpointId;
-use crate::problem::Problem;
 use crate::target::validate_url;
 use crate::webhooks::Shared;
 
@@ -30,8 +30,9 @@ const MAX_PATTERNS: usize = 50;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
     let limit = shared.config.max_body_size;
+    let store = shared.store.clone();
     Router::new()
         .route("/v1/webhooks", post(create).get(list))
         .route("/v1/webhooks/event-types", get(event_types))
@@ -48,17 +49,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/webhooks/{id}/test", post(test))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
+        .layer(edge.layer(store))
 }
 
 // ----- shared helpers ---------------------------------------------------------------
 
-fn admin(shared: &Shared, headers: &HeaderMap) -> Result<Principal, Problem> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let principal = shared.store.authenticate_header(header)?;
-    principal.require(Scope::Admin)?;
-    Ok(principal)
+/// Endpoint management is for admins only.
+fn admin(who: &Principal) -> Result<(), Problem> {
+    Ok(who.require(Scope::Admin)?)
 }
 
 /// The raw body, or 413 / 400 as a problem.
@@ -69,37 +67,15 @@ pub(crate) fn read_body(
     body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::http(
+            Problem::new(
                 status,
                 "payload_too_large",
                 format!("the body is larger than {limit} bytes"),
             )
         } else {
-            Problem::http(status, "bad_request", rejection.body_text())
+            Problem::new(status, "bad_request", rejection.body_text())
         }
     })
-}
-
-/// 415 unless the body is declared as JSON (`application/json`, or any `+json` type
-/// such as `application/merge-patch+json`).
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
-    let essence = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-    {
-        Ok(())
-    } else {
-        Err(Problem::http(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as `Content-Type: application/json`",
-        ))
-    }
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 (with the field) when it does not
@@ -117,7 +93,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem
                 .unwrap_or("body");
                 Problem::from(Error::invalid(vec![FieldError::new(field, text.clone())]))
             }
-            _ => Problem::http(
+            _ => Problem::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
                 format!("the body is not valid JSON: {e}"),
@@ -223,10 +199,11 @@ struct NewEndpoint {
 
 async fn create(
     State(shared): State<Arc<Shared>>,
+    Caller(who): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let new: NewEndpoint = parse_json(&body)?;
@@ -256,8 +233,8 @@ async fn create(
         .into_response())
 }
 
-async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
-    admin(&shared, &headers)?;
+async fn list(State(shared): State<Arc<Shared>>, Caller(who): Caller) -> Reply {
+    admin(&who)?;
     json_ok(
         StatusCode::OK,
         json!({ "data": core(shared.endpoints().list().await)?, "next_cursor": null }),
@@ -267,9 +244,9 @@ async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
 async fn fetch(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let id = endpoint_id(&id)?;
     json_ok(StatusCode::OK, core(shared.endpoints().get(&id).await)?)
 }
@@ -290,10 +267,11 @@ struct Patch {
 async fn update(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
+    Caller(who): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let patch: Patch = parse_json(&body)?;
@@ -324,9 +302,9 @@ async fn update(
 async fn remove(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let id = endpoint_id(&id)?;
     core(shared.endpoints().delete(&id).await)?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -335,9 +313,9 @@ async fn remove(
 async fn secret(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let id = endpoint_id(&id)?;
     json_ok(StatusCode::OK, core(shared.endpoints().secret(&id).await)?)
 }
@@ -345,9 +323,9 @@ async fn secret(
 async fn rotate(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let id = endpoint_id(&id)?;
     json_ok(StatusCode::OK, core(shared.endpoints().rotate(&id).await)?)
 }
@@ -355,10 +333,10 @@ async fn rotate(
 async fn messages(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
     q: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let q = query(q)?;
     if q.message_id.is_some() {
         return Err(Problem::from(Error::invalid_field(
@@ -377,10 +355,10 @@ async fn messages(
 async fn attempts(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
     q: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let q = query(q)?;
     let limit = page_limit(q.limit)?;
     let id = endpoint_id(&id)?;
@@ -396,9 +374,9 @@ async fn attempts(
 async fn redeliver(
     State(shared): State<Arc<Shared>>,
     Path((id, message_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let id = endpoint_id(&id)?;
     let message = core(shared.deliveries().redeliver(&id, &message_id).await)?;
     json_ok(StatusCode::ACCEPTED, message)
@@ -413,10 +391,11 @@ struct Replay {
 async fn replay(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
+    Caller(who): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     require_json(&headers)?;
     let body = read_body(body, shared.config.max_body_size)?;
     let request: Replay = parse_json(&body)?;
@@ -444,9 +423,9 @@ async fn replay(
 async fn test(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(who): Caller,
 ) -> Reply {
-    admin(&shared, &headers)?;
+    admin(&who)?;
     let id = endpoint_id(&id)?;
     let source = &shared.store.config().source;
     let message = core(shared.deliveries().test(&id, source).await)?;
@@ -454,8 +433,8 @@ async fn test(
 }
 
 /// The event types an endpoint can subscribe to, with the JSON Schema of their `data`.
-async fn event_types(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Reply {
-    admin(&shared, &headers)?;
+async fn event_types(Caller(who): Caller) -> Reply {
+    admin(&who)?;
     let schema_of = |t: EventType| {
         let name = t.as_str();
         if name.starts_with("pet.") {

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use axum::Router;
 use petstore_core::{PetStore, Principal};
-use tokio::sync::{Semaphore, oneshot};
+use petstore_http::Edge;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::WebhookStore;
 use crate::config::WebhookConfig;
@@ -40,12 +42,16 @@ pub(crate) struct Shared {
     pub(crate) follower: Principal,
     /// Who inbound payment notices act as.
     pub(crate) payments: Principal,
+    /// Cancelled when the server shuts down: the dispatcher stops.
+    shutdown: CancellationToken,
 }
 
 /// Signed outbound webhooks and the inbound payments webhook over a [`PetStore`].
 ///
 /// Cheap to clone. [`Webhooks::router`] serves the routes; deliveries happen only
-/// while the dispatcher runs ([`Webhooks::spawn_dispatcher`] or [`Webhooks::run`]).
+/// while the dispatcher runs ([`Webhooks::spawn_dispatcher`] or [`Webhooks::run`]),
+/// and stop when the shutdown token given to [`Webhooks::new`] is cancelled (pending
+/// messages stay pending and resume with the next run).
 #[derive(Clone)]
 pub struct Webhooks {
     shared: Arc<Shared>,
@@ -123,22 +129,24 @@ fn http_client(config: &WebhookConfig, policy: TargetPolicy) -> Result<reqwest::
 
 impl Webhooks {
     /// The adapter over `store`, keeping its endpoints, messages and attempts in memory
-    /// ([`MemoryWebhookStore`]): they are lost at exit.
-    pub fn new(store: PetStore, config: WebhookConfig) -> Self {
-        Self::with_store(store, config, MemoryWebhookStore::new())
+    /// ([`MemoryWebhookStore`]): they are lost at exit. Cancelling `shutdown` stops its
+    /// dispatcher.
+    pub fn new(store: PetStore, config: WebhookConfig, shutdown: CancellationToken) -> Self {
+        Self::with_store(store, config, MemoryWebhookStore::new(), shutdown)
     }
 
     /// The adapter over `store`, keeping its endpoints, messages and attempts in
     /// `webhook_store`. A dispatcher started on a store that another one used before
     /// goes on where that one stopped: each endpoint from its cursor, each pending
-    /// message with the same `webhook-id`.
+    /// message with the same `webhook-id`. Cancelling `shutdown` stops its dispatcher.
     pub fn with_store(
         store: PetStore,
         config: WebhookConfig,
         webhook_store: impl WebhookStore,
+        shutdown: CancellationToken,
     ) -> Self {
         let lease = Lease::of(store.clone(), config.lease_ttl);
-        Self::build(store, config, Arc::new(webhook_store), lease)
+        Self::build(store, config, Arc::new(webhook_store), lease, shutdown)
     }
 
     pub(crate) fn build(
@@ -146,6 +154,7 @@ impl Webhooks {
         config: WebhookConfig,
         webhook_store: Arc<dyn WebhookStore>,
         lease: Lease,
+        shutdown: CancellationToken,
     ) -> Self {
         let config = normalise(config);
         let policy = TargetPolicy {
@@ -172,6 +181,7 @@ impl Webhooks {
                 follower: Principal::system("petstore-webhooks"),
                 // The payment provider's notices are for any customer's order.
                 payments: Principal::system("payments-webhook"),
+                shutdown,
             }),
         }
     }
@@ -186,45 +196,45 @@ impl Webhooks {
         &self.shared.config
     }
 
-    /// The routes: endpoint management under `/v1/webhooks` (admin) and the inbound
-    /// `POST /v1/payments/webhook`. Merge it into an app with `Router::merge`.
-    pub fn router(&self) -> Router {
-        crate::routes::router(self.shared.clone())
-            .merge(crate::inbound::router(self.shared.clone()))
+    /// The routes behind `edge`: endpoint management under `/v1/webhooks` (admin) and
+    /// the inbound `POST /v1/payments/webhook`. Merge it into an app with
+    /// `Router::merge`.
+    pub fn router(&self, edge: &Edge) -> Router {
+        crate::routes::router(self.shared.clone(), edge)
+            .merge(crate::inbound::router(self.shared.clone(), edge))
     }
 
-    /// Runs the dispatcher ([`Webhooks::run`]) on the current Tokio runtime until
-    /// [`DispatcherHandle::shutdown`]. Dropping the handle leaves it running, like a
-    /// `JoinHandle`. When a dispatcher of this `Webhooks` already runs, the returned
-    /// handle is already finished.
+    /// Whether a dispatcher of this `Webhooks` runs (for readiness checks).
+    pub fn is_dispatching(&self) -> bool {
+        self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Runs the dispatcher ([`Webhooks::run`]) on the current Tokio runtime until the
+    /// shutdown token is cancelled or [`DispatcherHandle::shutdown`] is called.
+    /// Dropping the handle leaves it running, like a `JoinHandle`. When a dispatcher of
+    /// this `Webhooks` already runs, the returned handle is already finished.
     pub fn spawn_dispatcher(&self) -> DispatcherHandle {
-        let (stop, stopped) = oneshot::channel::<()>();
+        let stop = self.shared.shutdown.child_token();
         // Claimed before spawning, so a `run` started after this call is the second one.
         let claim = RunClaim::take(&self.shared);
         let this = self.clone();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
             let Some(claim) = claim else { return };
-            this.run_claimed(claim, async move {
-                // A dropped handle detaches: only an explicit shutdown stops the run.
-                if stopped.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            })
-            .await;
+            this.run_claimed(claim, stopped.cancelled_owned()).await;
         });
-        DispatcherHandle {
-            stop: Some(stop),
-            task,
-        }
+        DispatcherHandle { stop, task }
     }
 
-    /// Runs the dispatcher until `shutdown` completes: every enabled endpoint follows
-    /// the event log from its cursor, and messages are delivered with retries. Pending
-    /// messages of an earlier run (of this or another `Webhooks` on the same store) are
-    /// resumed. Only one run at a time: a second concurrent call returns at once.
-    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+    /// Runs the dispatcher until the shutdown token is cancelled: every enabled
+    /// endpoint follows the event log from its cursor, and messages are delivered with
+    /// retries. Pending messages of an earlier run (of this or another `Webhooks` on the
+    /// same store) are resumed. Only one run at a time: a second concurrent call returns
+    /// at once.
+    pub async fn run(&self) {
         if let Some(claim) = RunClaim::take(&self.shared) {
-            self.run_claimed(claim, shutdown).await;
+            let stop = self.shared.shutdown.clone().cancelled_owned();
+            self.run_claimed(claim, stop).await;
         }
     }
 
@@ -260,18 +270,16 @@ impl Drop for RunClaim {
 /// The dispatcher started by [`Webhooks::spawn_dispatcher`].
 #[derive(Debug)]
 pub struct DispatcherHandle {
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl DispatcherHandle {
     /// Stops following the log and delivering (pending messages stay pending and resume
     /// with the next run), and waits until every task has stopped.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Err(e) = (&mut self.task).await
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(e) = self.task.await
             && e.is_panic()
         {
             tracing::error!("the webhook dispatcher panicked: {e}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use petstore_core::{PetStore, Principal, Scope};
 use petstore_graphql::{GraphQlConfig, router};
+use petstore_http::Edge;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -14,6 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
 /// How long a test waits for any one expected thing.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -22,12 +24,14 @@ pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     pub(crate) store: PetStore,
     http: reqwest::Client,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -39,25 +43,55 @@ pub(crate) async fn start(config: GraphQlConfig) -> Server {
 }
 
 pub(crate) async fn start_with(store: PetStore, config: GraphQlConfig) -> Server {
+    start_full(store, config, &Edge::new(), CancellationToken::new()).await
+}
+
+/// A seeded store behind the GraphQL router and `edge`.
+pub(crate) async fn start_edge(config: GraphQlConfig, edge: &Edge) -> Server {
+    let store = PetStore::in_memory();
+    petstore_core::seed::seed(&store).await.expect("seed");
+    start_full(store, config, edge, CancellationToken::new()).await
+}
+
+pub(crate) async fn start_full(
+    store: PetStore,
+    config: GraphQlConfig,
+    edge: &Edge,
+    shutdown: CancellationToken,
+) -> Server {
     // Bound before serving: connections queue until `serve` accepts them.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     // With the client address, as rate limiting per IP needs.
-    let app = router(store.clone(), config).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(store.clone(), config, edge, shutdown.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .expect("serve");
     });
     Server {
         addr,
         store,
         http: reqwest::Client::new(),
-        task,
+        task: Some(task),
     }
 }
 
 impl Server {
+    /// Waits until the server has stopped (after its shutdown token was cancelled and
+    /// every connection ended).
+    pub(crate) async fn stopped(mut self) {
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("graceful shutdown finishes once the connections have closed")
+            .expect("serve");
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -8,4 +8,5 @@ mod http;
 mod limits;
 mod rate;
 mod sdl;
+mod shutdown;
 mod subscriptions;

@@ -1,26 +1,30 @@
 //! Rate limiting: HTTP 429 with `RATE_LIMITED` errors, `Retry-After` and the IETF
 //! `RateLimit` headers; WebSocket operations counted in the same buckets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use petstore_core::{RateLimitConfig, Scope};
+use petstore_core::{RateLimitConfig, RateLimiter, Scope};
 use petstore_graphql::GraphQlConfig;
+use petstore_http::Edge;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::common::{Server, bearer, codes, start};
+use crate::common::{Server, bearer, codes, start, start_edge};
 
 const CREATE: &str = "mutation($input: NewPetInput!) { createPet(input: $input) { id } }";
 
 /// Three requests a minute for anyone.
-fn tiny() -> GraphQlConfig {
-    GraphQlConfig::default().rate_limit(
+async fn tiny() -> Server {
+    let limiter = RateLimiter::new(
         RateLimitConfig::default()
             .requests(3)
             .authenticated_requests(3)
             .period(Duration::from_secs(60)),
-    )
+    );
+    let edge = Edge::new().rate_limiter(Arc::new(limiter));
+    start_edge(GraphQlConfig::default(), &edge).await
 }
 
 fn pet() -> Value {
@@ -86,7 +90,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_fourth_request_in_a_minute_is_429_rate_limited_and_creates_nothing() {
-    let server = start(tiny()).await;
+    let server = tiny().await;
     let client = server.client().clone();
     let alice = server
         .store
@@ -156,7 +160,7 @@ async fn the_fourth_request_in_a_minute_is_429_rate_limited_and_creates_nothing(
 
 #[tokio::test]
 async fn websocket_operations_count_against_the_connection_principal() {
-    let server = start(tiny()).await;
+    let server = tiny().await;
     let token = server
         .store
         .tokens()

@@ -20,7 +20,7 @@ fn system() -> Principal {
     Principal::system("test")
 }
 
-fn new_pet(name: &str) -> NewPet {
+pub(crate) fn new_pet(name: &str) -> NewPet {
     NewPet {
         name: name.to_owned(),
         species: "dog".to_owned(),

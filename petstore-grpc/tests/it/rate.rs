@@ -2,9 +2,10 @@
 //! quotas per token subject and per client IP.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use petstore_core::{PetQuery, Principal, RateLimitConfig, Scope};
+use petstore_core::{PetQuery, PetStore, Principal, RateLimitConfig, RateLimiter, Scope};
 use petstore_grpc::GrpcConfig;
 use petstore_grpc::pb;
 use petstore_grpc::pb::store_service_client::StoreServiceClient;
@@ -14,14 +15,20 @@ use tonic_types::StatusExt as _;
 
 use crate::support::{TestServer, authed};
 
-/// Three calls a minute for anyone.
-fn tiny() -> GrpcConfig {
-    GrpcConfig::default().rate_limit(
+/// A server allowing three calls a minute to anyone.
+async fn tiny() -> TestServer {
+    let limiter = RateLimiter::new(
         RateLimitConfig::default()
             .requests(3)
             .authenticated_requests(3)
             .period(Duration::from_secs(60)),
+    );
+    TestServer::start_limited(
+        PetStore::in_memory(),
+        GrpcConfig::default(),
+        Some(Arc::new(limiter)),
     )
+    .await
 }
 
 fn create() -> pb::CreatePetRequest {
@@ -57,7 +64,7 @@ fn metadata<'a>(status: &'a tonic::Status, key: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_fourth_call_in_a_minute_is_resource_exhausted_and_creates_nothing() {
-    let server = TestServer::start_with(tiny()).await;
+    let server = tiny().await;
     let alice = server.bearer("alice", [Scope::PetsWrite]);
     let mut pets = server.pets().await;
     for _ in 0..3 {
@@ -112,7 +119,7 @@ async fn the_fourth_call_in_a_minute_is_resource_exhausted_and_creates_nothing()
 
 #[tokio::test]
 async fn anonymous_callers_are_counted_per_client_ip() {
-    let server = TestServer::start_with(tiny()).await;
+    let server = tiny().await;
     let mut here = server.orders().await;
     for _ in 0..3 {
         here.get_inventory(pb::GetInventoryRequest {})

@@ -254,7 +254,9 @@ async fn a_dropped_client_frees_its_streams() {
 #[tokio::test]
 async fn routes_share_a_port_with_an_axum_app() {
     let store = petstore_core::PetStore::in_memory();
-    let grpc = petstore_grpc::GrpcServer::new(store.clone(), GrpcConfig::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let grpc =
+        petstore_grpc::GrpcServer::new(store.clone(), GrpcConfig::default(), shutdown.clone());
     let app = grpc
         .routes()
         .await
@@ -306,6 +308,21 @@ async fn routes_share_a_port_with_an_axum_app() {
         .into_inner()
         .status();
     assert_eq!(status, ServingStatus::Serving);
+    // Cancelling the shutdown token drains the routes too: health turns NOT_SERVING.
+    let mut watch = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        within(watch.message()).await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    shutdown.cancel();
+    assert_eq!(
+        within(watch.message()).await.unwrap().unwrap().status(),
+        ServingStatus::NotServing
+    );
     served.abort();
 }
 

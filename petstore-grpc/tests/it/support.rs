@@ -2,16 +2,17 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use petstore_core::{Currency, Money, NewPet, Pet, PetStore, Principal, Scope};
+use petstore_core::{Currency, Money, NewPet, Pet, PetStore, Principal, RateLimiter, Scope};
 use petstore_grpc::pb::chat_service_client::ChatServiceClient;
 use petstore_grpc::pb::pet_service_client::PetServiceClient;
 use petstore_grpc::pb::store_service_client::StoreServiceClient;
 use petstore_grpc::{GrpcConfig, GrpcServer, OpenStreams};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status, Streaming};
 
@@ -22,7 +23,7 @@ pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) store: PetStore,
     pub(crate) open: OpenStreams,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
@@ -36,19 +37,29 @@ impl TestServer {
     }
 
     pub(crate) async fn start_on(store: PetStore, config: GrpcConfig) -> Self {
+        Self::start_limited(store, config, None).await
+    }
+
+    /// With calls counted against `limiter`.
+    pub(crate) async fn start_limited(
+        store: PetStore,
+        config: GrpcConfig,
+        limiter: Option<Arc<RateLimiter>>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = GrpcServer::new(store.clone(), config);
+        let shutdown = CancellationToken::new();
+        let mut server = GrpcServer::new(store.clone(), config, shutdown.clone());
+        if let Some(limiter) = limiter {
+            server = server.rate_limiter(limiter);
+        }
         let open = server.open_streams();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve_with_incoming_shutdown(listener, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(server.serve(listener));
         Self {
             addr,
             store,
             open,
-            shutdown: Some(tx),
+            shutdown,
             task: Some(task),
         }
     }
@@ -91,11 +102,9 @@ impl TestServer {
             .unwrap()
     }
 
-    /// Signals shutdown and waits for `serve_with_incoming_shutdown` to return.
+    /// Cancels the shutdown token and waits for `serve` to return.
     pub(crate) async fn shut_down(&mut self) -> Result<(), tonic::transport::Error> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.shutdown.cancel();
         let task = self.task.take().expect("server still running");
         within(task).await.expect("server task panicked")
     }

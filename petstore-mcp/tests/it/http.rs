@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::support::{Http, Protocol, call, http_client, ok, store, tool_error, within, writer};
 
 /// A raw `initialize` POST, as a 2025-11-25 client sends it.
-fn initialize(http: &Http) -> reqwest::RequestBuilder {
+pub(crate) fn initialize(http: &Http) -> reqwest::RequestBuilder {
     reqwest::Client::new()
         .post(http.url())
         .header(ACCEPT, "application/json, text/event-stream")
@@ -128,9 +128,14 @@ async fn closed_reads_need_a_token_for_everything() {
     for (http, store) in [(&closed, &store), (&strict_http, &strict)] {
         let response = initialize(http).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        // No error code (no token was sent), and the pointer to the metadata.
         assert_eq!(
             response.headers()[WWW_AUTHENTICATE],
-            r#"Bearer realm="petstore""#
+            format!(
+                r#"Bearer realm="petstore", resource_metadata="http://{}/.well-known/oauth-protected-resource/mcp""#,
+                http.addr
+            )
+            .as_str()
         );
 
         let reader = crate::support::token(store, [petstore_core::Scope::PetsRead]);

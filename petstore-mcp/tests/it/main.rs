@@ -4,8 +4,10 @@
 
 mod access;
 mod http;
+mod metadata;
 mod prompts;
 mod resources;
+mod shutdown;
 mod stdio;
 mod support;
 mod tools;

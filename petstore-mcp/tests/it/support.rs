@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use petstore_core::{Pet, PetQuery, PetStore, Principal, Scope};
+use petstore_http::Edge;
 use petstore_mcp::McpConfig;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientConfig, JsonObject, ProtocolVersion,
@@ -17,6 +18,7 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, RoleClient};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// How long any expected message may take.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -63,28 +65,60 @@ pub(crate) fn writer(store: &PetStore) -> String {
 /// The MCP router served on 127.0.0.1:0; stops when dropped.
 pub(crate) struct Http {
     pub(crate) addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Http {
     pub(crate) async fn start(store: &PetStore, config: McpConfig) -> Self {
-        let app = axum::Router::new().merge(petstore_mcp::router(store.clone(), config));
+        Self::start_full(store, config, &Edge::new(), CancellationToken::new()).await
+    }
+
+    /// Served behind `edge`, stopping gracefully when `shutdown` is cancelled.
+    pub(crate) async fn start_full(
+        store: &PetStore,
+        config: McpConfig,
+        edge: &Edge,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let app = axum::Router::new().merge(petstore_mcp::router(
+            store.clone(),
+            config,
+            edge,
+            shutdown.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+                .unwrap();
         });
-        Self { addr, task }
+        Self {
+            addr,
+            task: Some(task),
+        }
     }
 
     pub(crate) fn url(&self) -> String {
         format!("http://{}/mcp", self.addr)
     }
+
+    /// Waits until the server has stopped (its shutdown token cancelled and every
+    /// connection closed).
+    pub(crate) async fn stopped(mut self) {
+        let task = self.task.take().expect("running");
+        within(task)
+            .await
+            .expect("graceful shutdown finishes once sessions and streams have ended");
+    }
 }
 
 impl Drop for Http {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

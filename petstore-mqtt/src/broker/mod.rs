@@ -176,7 +176,8 @@ fn secret() -> String {
 ///
 /// let store = petstore_core::PetStore::in_memory();
 /// let broker = EmbeddedBroker::start(store.clone(), BrokerConfig::default()).await?;
-/// let bridge = petstore_mqtt::Bridge::start(store, broker.bridge_config())
+/// let shutdown = tokio_util::sync::CancellationToken::new();
+/// let bridge = petstore_mqtt::Bridge::start(store, broker.bridge_config(), shutdown)
 ///     .map_err(std::io::Error::other)?;
 /// println!("MQTT broker on {}", broker.url());
 /// # drop(bridge); Ok(()) }

@@ -66,6 +66,35 @@ async fn presence_is_online_then_offline_after_shutdown() {
 }
 
 #[tokio::test]
+async fn cancelling_the_shutdown_token_stops_the_bridge_cleanly() {
+    let store = seeded_store().await;
+    let b = broker(&store, "token").await;
+    let p = b.prefix.clone();
+    let mut watcher = Client::connect(&b.url, &b.client_id("watch")).await;
+    watcher.subscribe(&format!("{p}status")).await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let bridge = Bridge::start(store.clone(), b.bridge_config(), shutdown.clone()).unwrap();
+    let mut updates = bridge.status_updates();
+    assert_eq!(
+        &watcher.next_on(&format!("{p}status")).await.payload[..],
+        b"online"
+    );
+    shutdown.cancel();
+    // The same clean stop as `BridgeHandle::shutdown`: `offline`, then not running.
+    assert_eq!(
+        &watcher.next_on(&format!("{p}status")).await.payload[..],
+        b"offline"
+    );
+    let stopped = tokio::time::timeout(WAIT, updates.wait_for(|s| !s.running))
+        .await
+        .expect("the bridge stops")
+        .map(|s| s.clone())
+        .unwrap_or_else(|_| updates.borrow().clone());
+    assert!(!stopped.running && !stopped.connected, "{stopped:?}");
+    drop(bridge);
+}
+
+#[tokio::test]
 async fn last_will_says_offline_when_the_bridge_vanishes() {
     let store = seeded_store().await;
     let b = broker(&store, "will").await;
@@ -220,7 +249,12 @@ async fn bad_configuration_fails_at_start() {
             .url("mqtts://127.0.0.1:8883")
             .ca_file("/nonexistent/ca.pem"),
     ] {
-        let err = Bridge::start(store.clone(), config.clone()).expect_err(&format!("{config:?}"));
+        let err = Bridge::start(
+            store.clone(),
+            config.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect_err(&format!("{config:?}"));
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     }
 }
@@ -235,6 +269,7 @@ async fn an_expired_resume_point_restarts_from_the_head_and_says_so() {
     let bridge = Bridge::start(
         store.clone(),
         b.bridge_config().start_from(StartFrom::After(foreign)),
+        tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
     let status = wait_status(&bridge, "a reset", |s| s.resets == 1 && s.connected).await;

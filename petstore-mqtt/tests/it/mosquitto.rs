@@ -149,6 +149,7 @@ async fn broker_credentials_are_used() {
             .client_id("pw-wrong")
             .credentials("bridge", "nope")
             .reconnect_delay(Duration::from_millis(50), Duration::from_millis(100)),
+        tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
     let status = wait_status(&wrong, "a refusal", |s| s.last_error.is_some()).await;
@@ -269,6 +270,7 @@ async fn mqtts_with_a_private_ca() {
             .url(&tls_url)
             .client_id("tls-untrusted")
             .ca_file(certs.join("other.pem")),
+        tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
     let status = wait_status(&untrusted, "a TLS failure", |s| s.last_error.is_some()).await;

@@ -13,7 +13,12 @@ use crate::brokers::Target;
 use crate::support::*;
 
 pub(crate) async fn start_bridge(store: &PetStore, config: MqttConfig) -> BridgeHandle {
-    let bridge = Bridge::start(store.clone(), config).expect("valid config");
+    let bridge = Bridge::start(
+        store.clone(),
+        config,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .expect("valid config");
     // Connected and following the log: events from now on are published.
     wait_status(&bridge, "connected and following the log", |s| {
         s.connected && s.resumed_from.is_some()

@@ -1,5 +1,5 @@
-//! Shutdown: cancelling the token given to `router_with_shutdown` ends open SSE
-//! streams and closes WebSockets with 1001, so that graceful shutdown finishes.
+//! Shutdown: cancelling the token given to `router` ends open SSE streams and closes
+//! WebSockets with 1001, so that graceful shutdown finishes.
 
 use futures_util::StreamExt;
 use petstore_core::PetStore;
@@ -16,9 +16,10 @@ async fn cancelling_ends_streams_and_lets_graceful_shutdown_finish() {
     let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = petstore_realtime::router_with_shutdown(
+    let app = petstore_realtime::router(
         store.clone(),
         RealtimeConfig::default(),
+        &petstore_http::Edge::new(),
         shutdown.clone(),
     );
     let server = tokio::spawn(

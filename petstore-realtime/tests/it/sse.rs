@@ -255,17 +255,17 @@ async fn bad_credentials_and_bad_channels_are_refused_with_problems() {
             "unauthenticated",
         ),
         (server.http("/v1/stream/chat"), None, 401, "unauthenticated"),
-        (server.http("/v1/stream/petz"), None, 400, "invalid_input"),
+        (server.http("/v1/stream/petz"), None, 422, "invalid_input"),
         (
             server.http("/v1/stream?channels=pets,nope"),
             None,
-            400,
+            422,
             "invalid_input",
         ),
         (
             server.http("/v1/stream?channels=pets&types=pet.exploded"),
             None,
-            400,
+            422,
             "invalid_input",
         ),
         (
@@ -288,7 +288,13 @@ async fn bad_credentials_and_bad_channels_are_refused_with_problems() {
             "{url}"
         );
         if status == 401 {
-            assert!(response.headers().contains_key("www-authenticate"));
+            let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+            // A rejected token (header or `?token=`) says so; a missing one does not.
+            assert_eq!(
+                challenge.contains(r#"error="invalid_token""#),
+                !url.ends_with("/chat"),
+                "{url}: {challenge}"
+            );
         }
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["code"], code, "{url}: {problem}");
@@ -306,7 +312,7 @@ async fn bad_credentials_and_bad_channels_are_refused_with_problems() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
+    assert_eq!(response.status(), 422);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "invalid_input");
     assert_eq!(problem["errors"][0]["field"], "channels");

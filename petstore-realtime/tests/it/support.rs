@@ -51,7 +51,12 @@ pub(crate) async fn serve(store: PetStore, config: RealtimeConfig) -> Server {
 
 pub(crate) fn serve_on(listener: TcpListener, store: PetStore, config: RealtimeConfig) -> Server {
     let addr = listener.local_addr().unwrap();
-    let app = petstore_realtime::router(store.clone(), config);
+    let app = petstore_realtime::router(
+        store.clone(),
+        config,
+        &petstore_http::Edge::new(),
+        tokio_util::sync::CancellationToken::new(),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server { addr, store }
 }

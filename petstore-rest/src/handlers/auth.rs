@@ -5,15 +5,15 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use petstore_core::Credentials;
+use petstore_http::Problem;
 
 use crate::extract::JsonBody;
-use crate::problem::ApiError;
 use crate::routes::AppState;
 
 pub(crate) async fn token(
     State(s): State<AppState>,
     JsonBody(credentials): JsonBody<Credentials>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let token = s.store.issue_token(&credentials).await?;
     let mut response = Json(token).into_response();
     // RFC 6749 5.1: token responses must not be cached.

@@ -10,10 +10,10 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{Page, ResumeToken};
+use petstore_http::Problem;
 use serde::Serialize;
 
 use crate::extract::{condition, etag};
-use crate::problem::ApiError;
 
 /// Response header naming the event-log position a read reflects.
 pub(crate) const X_EVENT_POSITION: HeaderName = HeaderName::from_static("x-event-position");
@@ -46,7 +46,7 @@ pub(crate) fn conditional<T: Serialize>(
     request: &HeaderMap,
     body: &T,
     tag: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     if let Some(cond) = condition(request, header::IF_NONE_MATCH)?
         && cond.matches_weakly(tag)
     {

@@ -5,9 +5,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewOrder, OrderId, OrderQuery, PaymentId, PaymentRequest, PaymentStatus};
 
+use petstore_http::Problem;
+
 use super::{IDEMPOTENT_REPLAYED, conditional, page, resource};
 use crate::extract::{BasePath, Caller, JsonBody, OptionalJsonBody, Params};
-use crate::problem::{ApiError, Problem};
 use crate::routes::AppState;
 
 pub(crate) async fn create(
@@ -16,17 +17,13 @@ pub(crate) async fn create(
     BasePath(base): BasePath,
     headers: HeaderMap,
     JsonBody(new): JsonBody<NewOrder>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
-            ApiError::bad_request(
-                "`Idempotency-Key` must be printable ASCII",
-                vec![petstore_core::FieldError::new(
-                    "Idempotency-Key",
-                    "not printable ASCII",
-                )],
-            )
+            Problem::bad_request("`Idempotency-Key` must be printable ASCII").with_errors(vec![
+                petstore_core::FieldError::new("Idempotency-Key", "not printable ASCII"),
+            ])
         })?),
     };
     let placed = s.store.place_order(&who, new, key).await?;
@@ -50,7 +47,7 @@ pub(crate) async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(query): Params<OrderQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(page(s.store.orders(&who, &query).await?))
 }
 
@@ -59,7 +56,7 @@ pub(crate) async fn get(
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let order = s.store.order(&who, &id).await?;
     conditional(&headers, &order, &order.version.to_string())
@@ -69,7 +66,7 @@ pub(crate) async fn cancel(
     State(s): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let order = s.store.cancel_order(&who, &id).await?;
     Ok(resource(
@@ -84,7 +81,7 @@ pub(crate) async fn deliver(
     State(s): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let order = s.store.deliver_order(&who, &id).await?;
     Ok(resource(
@@ -103,7 +100,7 @@ pub(crate) async fn pay(
     BasePath(base): BasePath,
     Path(id): Path<String>,
     OptionalJsonBody(request): OptionalJsonBody<PaymentRequest>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
     let payment = s.store.pay_order(&who, &id, request).await?;
     match payment.status {
@@ -118,12 +115,12 @@ pub(crate) async fn pay(
         }
         PaymentStatus::Failed => {
             let reason = payment.failure_reason.as_deref().unwrap_or("declined");
-            let mut problem = Problem::new(
+            let problem = Problem::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "payment_declined",
                 format!("the payment was declined: {reason}; the order is still placed"),
-            );
-            problem.payment = Some(payment);
+            )
+            .with_member("payment", &payment);
             Ok(problem.into_response())
         }
     }
@@ -134,7 +131,7 @@ pub(crate) async fn payment(
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: PaymentId = id.parse()?;
     let payment = s.store.payment(&who, &id).await?;
     // Payments never change: the id is a valid strong validator.

@@ -4,17 +4,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewPet, PetId, PetPatch, PetQuery};
+use petstore_http::Problem;
 
 use super::{conditional, page, resource, with_position};
 use crate::extract::{BasePath, Caller, JsonBody, Params, if_match};
-use crate::problem::ApiError;
 use crate::routes::AppState;
 
 pub(crate) async fn list(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(query): Params<PetQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     Ok(page(s.store.pets(&who, &query).await?))
 }
 
@@ -23,7 +23,7 @@ pub(crate) async fn create(
     Caller(who): Caller,
     BasePath(base): BasePath,
     JsonBody(new): JsonBody<NewPet>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let pet = s.store.create_pet(&who, new).await?;
     let location = format!("{base}/v1/pets/{}", pet.id);
     Ok(resource(
@@ -39,7 +39,7 @@ pub(crate) async fn get(
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let pet = s.store.pet(&who, &id).await?;
     conditional(&headers, &pet, &pet.version.to_string())
@@ -51,7 +51,7 @@ pub(crate) async fn replace(
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(new): JsonBody<NewPet>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let version = if_match(&headers)?;
     let pet = s.store.replace_pet(&who, &id, new, version).await?;
@@ -69,7 +69,7 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     headers: HeaderMap,
     JsonBody(patch): JsonBody<PetPatch>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let version = if_match(&headers)?;
     let pet = s.store.update_pet(&who, &id, patch, version).await?;
@@ -86,7 +86,7 @@ pub(crate) async fn delete(
     Caller(who): Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let version = if_match(&headers)?;
     s.store.delete_pet(&who, &id, version).await?;
@@ -97,7 +97,7 @@ pub(crate) async fn inventory(
     State(s): State<AppState>,
     Caller(who): Caller,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let snapshot = s.store.inventory(&who).await?;
     // The log position changes whenever the counts can: a valid (if eager) validator.
     let tag = snapshot.position.to_string();

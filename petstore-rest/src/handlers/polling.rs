@@ -7,11 +7,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use petstore_core::schemars::{self, JsonSchema, Schema, SchemaGenerator, json_schema};
-use petstore_core::{Channel, EventFilter, Principal, ResumeToken, TypePattern};
+use petstore_core::{Channel, Error, ErrorKind, EventFilter, Principal, ResumeToken, TypePattern};
+use petstore_http::Problem;
 use serde::{Deserialize, Deserializer};
 
 use crate::extract::{Caller, Params};
-use crate::problem::ApiError;
 use crate::routes::AppState;
 
 /// Events per response when `limit` is absent.
@@ -123,7 +123,7 @@ pub(crate) async fn events(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<EventsQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let filter = EventFilter::channels(q.channels.unwrap_or_default().0)
         .with_types(q.types.unwrap_or_default().0);
     feed(&s, &who, q.since, q.limit, filter, q.wait).await
@@ -133,7 +133,7 @@ pub(crate) async fn pet_changes(
     State(s): State<AppState>,
     Caller(who): Caller,
     Params(q): Params<PetChangesQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let filter = EventFilter::channels([Channel::Pets]).with_types(q.types.unwrap_or_default().0);
     feed(&s, &who, q.since, q.limit, filter, q.wait).await
 }
@@ -145,10 +145,19 @@ async fn feed(
     limit: Option<u32>,
     filter: EventFilter,
     wait: Option<u32>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Problem> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT) as usize;
     let wait = Duration::from_secs(wait.unwrap_or(0).into()).min(s.config.poll_wait_cap());
-    let batch = s.store.events(who, since, limit, filter, wait).await?;
+    // A long poll ends when the server shuts down (the client polls again elsewhere).
+    let batch = tokio::select! {
+        biased;
+        batch = s.store.events(who, since, limit, filter, wait) => batch?,
+        () = s.shutdown.cancelled() => {
+            return Err(Error::new(ErrorKind::Unavailable, "the server is shutting down; poll again")
+                .with_retry_after(Duration::from_secs(1))
+                .into());
+        }
+    };
     let mut response = Json(&batch).into_response();
     response
         .headers_mut()

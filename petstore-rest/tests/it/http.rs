@@ -5,8 +5,10 @@ use std::time::Duration;
 use axum::Router;
 use futures_util::StreamExt;
 use petstore_core::PetStore;
+use petstore_http::Edge;
 use petstore_rest::{RestConfig, router};
 use reqwest::{Method, header};
+use tokio_util::sync::CancellationToken;
 
 use crate::support::{Server, new_pet};
 
@@ -114,7 +116,15 @@ async fn request_ids_are_set_or_propagated() {
 #[tokio::test]
 async fn mounted_under_a_prefix_locations_keep_the_prefix() {
     let store = PetStore::in_memory();
-    let app = Router::new().nest("/api", router(store.clone(), RestConfig::default()));
+    let app = Router::new().nest(
+        "/api",
+        router(
+            store.clone(),
+            RestConfig::default(),
+            &Edge::new(),
+            CancellationToken::new(),
+        ),
+    );
     let s = Server::serve_at(store, app, "/api").await;
     let r = s
         .send(
@@ -137,7 +147,12 @@ async fn merged_into_an_app_beside_other_routes() {
     let store = PetStore::in_memory();
     let app = Router::new()
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .merge(router(store.clone(), RestConfig::default()));
+        .merge(router(
+            store.clone(),
+            RestConfig::default(),
+            &Edge::new(),
+            CancellationToken::new(),
+        ));
     let s = Server::serve(store, app).await;
     let r = s.send(s.get("/health")).await;
     assert_eq!(r.status, 200);

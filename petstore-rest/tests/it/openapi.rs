@@ -67,7 +67,10 @@ async fn the_document_is_valid_openapi_3_1() {
         .sum();
 
     let doc: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(doc, openapi_document(&RestConfig::default()));
+    assert_eq!(
+        doc,
+        openapi_document(&RestConfig::default(), &petstore_http::Edge::new())
+    );
     let ops = operations(&doc);
     assert_eq!(parsed_ops, ops.len());
 

@@ -206,6 +206,24 @@ async fn a_token_older_than_the_retained_log_is_gone() {
 }
 
 #[tokio::test]
+async fn long_polls_do_not_wait_once_shutdown_has_started() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let s = Server::with_shutdown(PetStore::in_memory(), shutdown.clone()).await;
+    let head = s.store.head().await.unwrap();
+    shutdown.cancel();
+    // A plain poll is still answered...
+    s.send(s.get(&format!("/v1/events?since={head}")))
+        .await
+        .expect(200);
+    // ...but one that would wait for news ends at once: 503, poll again (elsewhere).
+    let r = s
+        .send(s.get(&format!("/v1/events?since={head}&wait=30")))
+        .await;
+    assert_eq!(r.problem(503), "unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
+
+#[tokio::test]
 async fn pet_changes_and_long_polling() {
     let s = Server::with(
         PetStore::in_memory(),

@@ -3,19 +3,22 @@
 
 use std::time::Duration;
 
-use petstore_core::{PetQuery, PetStore, Principal, RateLimitConfig, Scope};
+use std::sync::Arc;
+
+use petstore_core::{PetQuery, PetStore, Principal, RateLimitConfig, RateLimiter, Scope};
+use petstore_http::Edge;
 use petstore_rest::RestConfig;
 
 use crate::support::{Resp, Server, new_pet};
 
 /// Three requests a minute for anyone.
-fn tiny() -> RestConfig {
-    RestConfig::default().rate_limit(
+fn tiny() -> Edge {
+    Edge::new().rate_limiter(Arc::new(RateLimiter::new(
         RateLimitConfig::default()
             .requests(3)
             .authenticated_requests(3)
             .period(Duration::from_secs(60)),
-    )
+    )))
 }
 
 async fn pet_count(store: &PetStore) -> usize {
@@ -70,7 +73,7 @@ fn retry_after(r: &Resp) -> u64 {
 
 #[tokio::test]
 async fn the_fourth_write_in_a_minute_is_429_and_creates_nothing() {
-    let s = Server::with_connect_info(PetStore::in_memory(), tiny()).await;
+    let s = Server::with_connect_info(PetStore::in_memory(), &tiny()).await;
     let alice = s.token("alice", &[Scope::PetsWrite]);
     let create = || {
         s.post("/v1/pets")
@@ -119,7 +122,7 @@ async fn the_fourth_write_in_a_minute_is_429_and_creates_nothing() {
 
 #[tokio::test]
 async fn anonymous_callers_are_counted_per_client_ip() {
-    let s = Server::with_connect_info(PetStore::in_memory(), tiny()).await;
+    let s = Server::with_connect_info(PetStore::in_memory(), &tiny()).await;
     // The harness read /openapi.json from 127.0.0.1: one of its three requests.
     let other = s.via_other_ip();
     for remaining in [2, 1, 0] {
@@ -153,7 +156,7 @@ async fn anonymous_callers_are_counted_per_client_ip() {
 
 #[tokio::test]
 async fn without_connect_info_anonymous_callers_share_one_bucket() {
-    let s = Server::with(PetStore::in_memory(), tiny()).await;
+    let s = Server::with_edge(PetStore::in_memory(), RestConfig::default(), &tiny()).await;
     let other = s.via_other_ip();
     // The document read, then two more from either address.
     s.send(s.get("/v1/inventory")).await.expect(200);
@@ -171,7 +174,7 @@ async fn without_connect_info_anonymous_callers_share_one_bucket() {
 
 #[tokio::test]
 async fn rate_limiting_is_off_by_default() {
-    let s = Server::with_connect_info(PetStore::in_memory(), RestConfig::default()).await;
+    let s = Server::with_connect_info(PetStore::in_memory(), &Edge::new()).await;
     for _ in 0..10 {
         let r = s.send(s.get("/v1/inventory")).await;
         r.expect(200);
@@ -185,7 +188,7 @@ async fn rate_limiting_is_off_by_default() {
         !ops.contains_key("429"),
         "429 is documented only when it can happen"
     );
-    let limited = Server::with(PetStore::in_memory(), tiny()).await;
+    let limited = Server::with_edge(PetStore::in_memory(), RestConfig::default(), &tiny()).await;
     let ops = limited.doc["paths"]["/v1/pets"]["post"]["responses"]
         .as_object()
         .unwrap();

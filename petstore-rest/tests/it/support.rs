@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use axum::Router;
 use petstore_core::{PetStore, Scope};
+use petstore_http::Edge;
 use petstore_rest::{RestConfig, router};
 use reqwest::{Method, RequestBuilder, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
@@ -72,7 +74,18 @@ impl Server {
     }
 
     pub(crate) async fn with(store: PetStore, config: RestConfig) -> Self {
-        Self::serve(store.clone(), router(store, config)).await
+        Self::with_edge(store, config, &Edge::new()).await
+    }
+
+    pub(crate) async fn with_edge(store: PetStore, config: RestConfig, edge: &Edge) -> Self {
+        let app = router(store.clone(), config, edge, CancellationToken::new());
+        Self::serve(store, app).await
+    }
+
+    /// A server whose router stops at `shutdown`.
+    pub(crate) async fn with_shutdown(store: PetStore, shutdown: CancellationToken) -> Self {
+        let app = router(store.clone(), RestConfig::default(), &Edge::new(), shutdown);
+        Self::serve(store, app).await
     }
 
     /// Serves any app (e.g. the router nested under a prefix); the document is read
@@ -87,8 +100,14 @@ impl Server {
 
     /// Serves with `ConnectInfo<SocketAddr>`, as a server that rate-limits per client
     /// IP must.
-    pub(crate) async fn with_connect_info(store: PetStore, config: RestConfig) -> Self {
-        Self::serve_inner(store.clone(), router(store, config), "", true).await
+    pub(crate) async fn with_connect_info(store: PetStore, edge: &Edge) -> Self {
+        let app = router(
+            store.clone(),
+            RestConfig::default(),
+            edge,
+            CancellationToken::new(),
+        );
+        Self::serve_inner(store, app, "", true).await
     }
 
     async fn serve_inner(

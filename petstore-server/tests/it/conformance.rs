@@ -37,7 +37,7 @@ use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
 use crate::support::mcp::{self, Mcp};
-use crate::support::state::snapshot;
+use crate::support::state::{snapshot, unchanged};
 use crate::support::ws;
 use crate::support::{grpc as grpc_client, mqtt as mqtt_client, serve, sse as sse_client};
 use crate::support::{start, system, within};
@@ -1488,4 +1488,226 @@ async fn mqtt_3_1_1_and_5_subscribers_get_the_same_event() {
     found.same("MQTT 3.1.1 vs MQTT 5 envelope", &seen[1].1, &seen[0].1);
     found.finish();
     s.shutdown().await.unwrap();
+}
+
+// ----- 6. ownership -----------------------------------------------------------------
+
+/// An order belongs to its customer. Alice (`orders:read orders:write`) acting on,
+/// reading and following the admin's order is told, on every protocol, what she would
+/// be told for an order that does not exist; nothing changes; and her own feeds carry
+/// her orders only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn someone_elses_order_is_unknown_on_every_protocol() {
+    let s = start().await;
+    let admin = Wire::connect(&s, Some(&s.dev_token)).await;
+    let alice_token = s
+        .store
+        .tokens()
+        .issue("alice", [Scope::OrdersRead, Scope::OrdersWrite])
+        .unwrap()
+        .access_token;
+    let alice = Wire::connect(&s, Some(&alice_token)).await;
+    let pet = core_pet(&s, "Owned").await;
+    let order = admin.place_order(Api::Rest, pet.id.as_str()).await;
+    let order = order.unwrap_or_else(|e| panic!("the admin's order: {}", e.wire));
+    let unknown = petstore_core::OrderId::generate().to_string();
+    let before = snapshot(&s.store).await;
+
+    // Act and read: NotFound, exactly as for an order that does not exist.
+    let mut found = Findings::default();
+    for api in APIS {
+        for (id, whose) in [(&order.id, "the admin's"), (&unknown, "no one's")] {
+            let read = alice.get_order(api, id).await;
+            found.refused(
+                format!("{api:?} read {whose}"),
+                read,
+                ErrorKind::NotFound,
+                &[],
+            );
+            let paid = alice.pay_order(api, id, "tok_visa").await;
+            found.refused(
+                format!("{api:?} pay {whose}"),
+                paid,
+                ErrorKind::NotFound,
+                &[],
+            );
+            let cancelled = alice.cancel_order(api, id).await;
+            let what = format!("{api:?} cancel {whose}");
+            found.refused(what, cancelled, ErrorKind::NotFound, &[]);
+        }
+    }
+
+    // Follow the order's own channel: refused as unknown on every streaming protocol.
+    let http = s.http_url();
+    let sse = reqwest::Client::new()
+        .get(format!("{http}/v1/stream/orders/{}", order.id))
+        .bearer_auth(&alice_token)
+        .send()
+        .await
+        .expect("SSE request");
+    found.same("SSE orders/{id} status", sse.status().as_u16(), 404);
+
+    let mut socket = ws::open(&ws::url(&http, &format!("/v1/ws?token={alice_token}"))).await;
+    let channel = format!("orders/{}", order.id);
+    ws::send(
+        &mut socket,
+        &json!({ "type": "subscribe", "channel": channel }),
+    )
+    .await;
+    let frame = ws::next_json(&mut socket, |f| f["type"] != "pong").await;
+    found.same(
+        "WebSocket subscribe orders/{id}",
+        (frame["type"].clone(), frame["code"].clone()),
+        (json!("error"), json!("not_found")),
+    );
+
+    let watch = pb::WatchOrdersRequest {
+        order_id: Some(order.id.clone()),
+        ..Default::default()
+    };
+    let watched = alice.orders().watch_orders(alice.authed(watch)).await;
+    found.same(
+        "gRPC WatchOrders(order_id)",
+        watched.err().map(|e| e.code()),
+        Some(Code::NotFound),
+    );
+
+    let gql = ws::graphql(&ws::url(&http, "/graphql"), "graphql-transport-ws").await;
+    let mut gql = gql.expect("GraphQL WebSocket");
+    let operation = |f: &Value| !matches!(f["type"].as_str(), Some("ping" | "pong"));
+    let init = json!({
+        "type": "connection_init",
+        "payload": { "authorization": format!("Bearer {alice_token}") },
+    });
+    ws::send(&mut gql, &init).await;
+    assert_eq!(
+        ws::next_json(&mut gql, operation).await["type"],
+        "connection_ack"
+    );
+    let query = "subscription($id: ID) { orderChanged(id: $id) { order { id } } }";
+    let payload = json!({ "query": query, "variables": { "id": order.id } });
+    ws::send(
+        &mut gql,
+        &json!({ "type": "subscribe", "id": "1", "payload": payload }),
+    )
+    .await;
+    let frame = ws::next_json(&mut gql, operation).await;
+    let code = match frame["type"].as_str() {
+        Some("error") => frame["payload"][0]["extensions"]["code"].clone(),
+        Some("next") => frame["payload"]["errors"][0]["extensions"]["code"].clone(),
+        _ => frame.clone(),
+    };
+    found.same("GraphQL orderChanged(id)", code, json!("NOT_FOUND"));
+
+    // The refused calls changed nothing.
+    if let Err(e) = unchanged(&before, &snapshot(&s.store).await) {
+        found
+            .0
+            .push(format!("the refused calls changed the store: {e}"));
+    }
+
+    // Alice's own order feeds: the admin's next order does not show; hers does, and
+    // is the first order event she sees.
+    let since = s.store.head().await.unwrap().to_string();
+    let sse = reqwest::Client::new()
+        .get(format!("{http}/v1/stream/orders"))
+        .bearer_auth(&alice_token)
+        .header("last-event-id", &since)
+        .send()
+        .await
+        .expect("SSE request");
+    assert_eq!(sse.status(), 200, "SSE orders");
+    let mut sse = sse.bytes_stream().eventsource();
+    let mut feed = ws::open(&ws::url(&http, &format!("/v1/ws?token={alice_token}"))).await;
+    ws::send(
+        &mut feed,
+        &json!({ "type": "subscribe", "channel": "orders", "since": since }),
+    )
+    .await;
+    let subscribed = ws::next_json(&mut feed, |f| f["type"] != "pong").await;
+    assert_eq!(subscribed["type"], "subscribed", "{subscribed}");
+    let watch = pb::WatchOrdersRequest {
+        since: Some(since.clone()),
+        ..Default::default()
+    };
+    let watch = within(
+        "WatchOrders",
+        alice.orders().watch_orders(alice.authed(watch)),
+    )
+    .await;
+    let mut grpc_feed = watch.expect("alice watches her orders").into_inner();
+
+    let other = core_pet(&s, "Theirs").await;
+    admin
+        .place_order(Api::Rest, other.id.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("the admin's second order: {}", e.wire));
+    let mine = core_pet(&s, "Mine").await;
+    let hers = alice.place_order(Api::Rest, mine.id.as_str()).await;
+    let hers = hers.unwrap_or_else(|e| panic!("alice's order: {}", e.wire));
+
+    let first_sse = within("alice's SSE order event", async {
+        loop {
+            let message = sse.next().await.expect("open").expect("an SSE event");
+            let envelope: Value = serde_json::from_str(&message.data).expect("an envelope");
+            if envelope["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("order."))
+            {
+                return envelope;
+            }
+        }
+    })
+    .await;
+    found.same(
+        "SSE orders: first order event",
+        first_sse["subject"].clone(),
+        json!(hers.id),
+    );
+    let frame = ws::next_json(&mut feed, |f| f["type"] == "event").await;
+    found.same(
+        "WebSocket orders: first event",
+        frame["event"]["subject"].clone(),
+        json!(hers.id),
+    );
+    let event = within("alice's WatchOrders event", grpc_feed.message()).await;
+    let event = event.expect("stream").expect("an event");
+    found.same(
+        "gRPC WatchOrders: first event",
+        event.subject,
+        hers.id.clone(),
+    );
+    let polled = alice
+        .rest(Method::GET, &format!("/v1/events?since={since}"), None)
+        .await
+        .unwrap_or_else(|e| panic!("polling: {}", e.wire));
+    let subjects: Vec<&Value> = polled["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("order.")))
+        .map(|e| &e["subject"])
+        .collect();
+    found.same("polling: order events", subjects, vec![&json!(hers.id)]);
+    let recent = alice
+        .mcp(
+            "recent_events",
+            json!({ "since": since, "types": ["order.*"] }),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("recent_events: {}", e.wire));
+    let subjects: Vec<Value> = recent["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].clone())
+        .collect();
+    found.same(
+        "MCP recent_events: order events",
+        subjects,
+        vec![json!(hers.id)],
+    );
+    found.finish();
+    admin.close().await;
+    alice.close().await;
 }

@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -451,11 +452,14 @@ async fn webhook_receiver_down_then_back_gets_every_event_once() {
         .retry_schedule(schedule)
         .jitter(0.0)
         .attempt_log_size(10_000);
-    let webhooks = Webhooks::new(store.clone(), config);
+    let webhooks = Webhooks::new(store.clone(), config, CancellationToken::new());
     let dispatcher = webhooks.spawn_dispatcher();
-    let app = webhooks.router().merge(petstore_rest::router(
+    let edge = petstore_http::Edge::new();
+    let app = webhooks.router(&edge).merge(petstore_rest::router(
         store.clone(),
         petstore_rest::RestConfig::default(),
+        &edge,
+        CancellationToken::new(),
     ));
     let (addr, server) = serve(app).await;
     let base = format!("http://{addr}");
@@ -1110,6 +1114,8 @@ async fn graceful_shutdown_under_load_loses_no_write_and_says_not_serving_first(
     let (addr, again) = serve(petstore_realtime::router(
         store.clone(),
         petstore_realtime::RealtimeConfig::default(),
+        &petstore_http::Edge::new(),
+        CancellationToken::new(),
     ))
     .await;
     let head = store.head().await.unwrap();

@@ -2,6 +2,7 @@
 //! conformance suite, the fault tests and the hostile-input matrix.
 
 mod conformance;
+mod edge;
 mod faults;
 mod hostile;
 mod identity;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use petstore_core::{EventFilter, NewOrder, PetQuery, Principal, Scope};
+use petstore_core::{EventFilter, NewOrder, PetQuery, PetStore, Principal, Scope};
+use petstore_webhooks::Webhooks;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -509,9 +510,37 @@ async fn events_wait_in_the_log_while_the_dispatcher_is_stopped() {
 #[tokio::test]
 async fn a_second_concurrent_dispatcher_run_returns_at_once() {
     let h = Harness::start(fast_config()).await;
-    tokio::time::timeout(WAIT, h.webhooks.run(std::future::pending()))
+    tokio::time::timeout(WAIT, h.webhooks.run())
         .await
         .expect("the second run returns immediately");
+}
+
+#[tokio::test]
+async fn cancelling_the_shutdown_token_stops_the_dispatcher() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let webhooks = Webhooks::new(PetStore::in_memory(), fast_config(), shutdown.clone());
+    let run = tokio::spawn({
+        let webhooks = webhooks.clone();
+        async move { webhooks.run().await }
+    });
+    tokio::time::timeout(WAIT, async {
+        while !webhooks.is_dispatching() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a dispatcher runs");
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .expect("run() returns at shutdown")
+        .unwrap();
+    assert!(!webhooks.is_dispatching());
+    // After shutdown a new dispatcher stops at once.
+    let late = webhooks.spawn_dispatcher();
+    tokio::time::timeout(WAIT, late.shutdown())
+        .await
+        .expect("a dispatcher spawned after shutdown ends");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use petstore_core::{NewPet, Pet, PetStore, Principal, Scope};
+use petstore_http::Edge;
 use petstore_webhooks::{
     DispatcherHandle, MemoryWebhookStore, WebhookConfig, WebhookSecret, Webhooks,
 };
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Upper bound for anything a test waits for.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -49,7 +51,7 @@ pub(crate) struct Harness {
 async fn serve(webhooks: &Webhooks) -> (String, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = webhooks.router();
+    let app = webhooks.router(&Edge::new());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{addr}"), server)
 }
@@ -67,7 +69,12 @@ impl Harness {
         let store = PetStore::in_memory();
         petstore_core::seed::seed(&store).await.unwrap();
         let webhook_store = MemoryWebhookStore::new();
-        let webhooks = Webhooks::with_store(store.clone(), config.clone(), webhook_store.clone());
+        let webhooks = Webhooks::with_store(
+            store.clone(),
+            config.clone(),
+            webhook_store.clone(),
+            CancellationToken::new(),
+        );
         let (base, server) = serve(&webhooks).await;
         let admin = store
             .tokens()
@@ -104,6 +111,7 @@ impl Harness {
             self.store.clone(),
             self.config.clone(),
             self.webhook_store.clone(),
+            CancellationToken::new(),
         );
         (self.base, self.server) = serve(&self.webhooks).await;
         self.dispatcher = Some(self.webhooks.spawn_dispatcher());

@@ -55,21 +55,21 @@ async fn sse_refuses_hostile_input_and_changes_nothing() {
         .join(",");
 
     let rows = vec![
-        get("unknown channel", "/v1/stream/admin").expect(400, "invalid_input"),
+        get("unknown channel", "/v1/stream/admin").expect(422, "invalid_input"),
         get(
             "path traversal channel",
             "/v1/stream/pets/..%2F..%2Fetc%2Fpasswd",
         )
-        .expect(400, "invalid_input"),
+        .expect(422, "invalid_input"),
         get(
             "SQL injection channel",
             "/v1/stream?channels=pets%27%3B%20DROP%20TABLE%20pets%3B--",
         )
-        .expect(400, "invalid_input"),
+        .expect(422, "invalid_input"),
         get("unknown event type", "/v1/stream/pets?types=order.shipped")
-            .expect(400, "invalid_input"),
+            .expect(422, "invalid_input"),
         get("100 channels", &format!("/v1/stream?channels={many}"))
-            .expect(400, "invalid_input")
+            .expect(422, "invalid_input")
             .field("channels"),
         get("chat without a token", "/v1/stream/chat").expect(401, "unauthenticated"),
         get("expired token", "/v1/stream/pets")
