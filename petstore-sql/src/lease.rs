@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use petstore_core::{Error, Result};
+use petstore_core::{Error, Result, ResumeToken};
 
-use crate::error::{db_error, to_i64};
+use crate::error::{corrupt, db_error, to_i64};
 use crate::store::Shared;
 
 /// Longest name or holder accepted.
@@ -81,6 +81,44 @@ pub(crate) async fn release(shared: &Shared, name: &str, holder: &str) -> Result
     sqlx::query(&sql)
         .bind(name)
         .bind(holder)
+        .execute(&shared.pool)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// The saved position `name`, if any.
+pub(crate) async fn cursor(shared: &Shared, name: &str) -> Result<Option<ResumeToken>> {
+    check("name", name)?;
+    let position: Option<String> =
+        sqlx::query_scalar("SELECT position FROM cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&shared.pool)
+            .await
+            .map_err(db_error)?;
+    position
+        .map(|p| p.parse().map_err(|_| corrupt("cursor", p)))
+        .transpose()
+}
+
+/// Saves `position` as `name`, unless the saved one is ahead of it in the same
+/// epoch (a late save of a deposed holder never moves a cursor back).
+pub(crate) async fn save_cursor(shared: &Shared, name: &str, position: ResumeToken) -> Result<()> {
+    check("name", name)?;
+    if let Some(saved) = cursor(shared, name).await?
+        && saved.epoch == position.epoch
+        && saved.offset > position.offset
+    {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO cursors (name, position, updated_at) VALUES ($1, $2, {now}) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        now = shared.dialect.now_ms()
+    );
+    sqlx::query(&sql)
+        .bind(name)
+        .bind(position.to_string())
         .execute(&shared.pool)
         .await
         .map_err(db_error)?;

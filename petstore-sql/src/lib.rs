@@ -7,6 +7,10 @@ mod lease;
 mod outbox;
 mod state;
 mod store;
+#[cfg(feature = "webhooks")]
+mod webhooks;
 
 pub use dialect::Dialect;
 pub use store::{SqlOptions, SqlStore};
+#[cfg(feature = "webhooks")]
+pub use webhooks::SqlWebhookStore;

@@ -108,7 +108,9 @@ impl Shared {
     /// Ends every live subscription and starts a new feed after `published`.
     pub(crate) fn restart_fanout(&self, published: u64) -> Option<Arc<Fanout>> {
         let mut fanout = self.fanout.write().unwrap_or_else(|p| p.into_inner());
-        if fanout.is_some() {
+        if let Some(old) = fanout.as_ref() {
+            // Its subscribers get `Lagged` when the last reference to it goes.
+            old.interrupt();
             *fanout = Some(Arc::new(Fanout::new(
                 self.token(published),
                 self.config.subscriber_buffer,
@@ -124,6 +126,21 @@ impl Shared {
 
     pub(crate) async fn conn(&self) -> Result<PoolConnection<Any>> {
         self.pool.acquire().await.map_err(db_error)
+    }
+
+    /// Opens a writing transaction: on SQLite after queueing behind this process's
+    /// other writers (the guard, held until the transaction ends).
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
+        let guard = match self.dialect {
+            Dialect::Sqlite => Some(self.writer.lock().await),
+            Dialect::Postgres => None,
+        };
+        let tx = self
+            .pool
+            .begin_with(self.dialect.begin_write())
+            .await
+            .map_err(db_error)?;
+        Ok(WriteTx { tx, _guard: guard })
     }
 
     fn token(&self, offset: u64) -> ResumeToken {
@@ -156,6 +173,12 @@ impl Shared {
     fn oldest_resumable(&self, head: u64) -> u64 {
         head.saturating_sub(self.config.retention as u64)
     }
+}
+
+/// A writing transaction and, on SQLite, this process's writer turn.
+pub(crate) struct WriteTx<'a> {
+    pub(crate) tx: sqlx::Transaction<'static, Any>,
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 /// Stops the background tasks with the last clone of the store.
@@ -259,6 +282,17 @@ impl SqlStore {
             }),
             shared,
         })
+    }
+
+    /// The position saved as `name` by [`SqlStore::save_cursor`], if any: where work
+    /// that follows the log once per cluster (under a lease) goes on after a failover.
+    pub async fn cursor(&self, name: &str) -> Result<Option<ResumeToken>> {
+        crate::lease::cursor(&self.shared, name).await
+    }
+
+    /// Saves `position` as `name` (never moving it back within an epoch).
+    pub async fn save_cursor(&self, name: &str, position: ResumeToken) -> Result<()> {
+        crate::lease::save_cursor(&self.shared, name, position).await
     }
 
     /// Which database this is.
@@ -482,15 +516,7 @@ impl Store for SqlStore {
         writes.sort_by_cached_key(state::lock_order);
 
         let shared = &self.shared;
-        let _writer = match shared.dialect {
-            Dialect::Sqlite => Some(shared.writer.lock().await),
-            Dialect::Postgres => None,
-        };
-        let mut tx = shared
-            .pool
-            .begin_with(shared.dialect.begin_write())
-            .await
-            .map_err(db_error)?;
+        let WriteTx { mut tx, _guard } = shared.begin_write().await?;
         let applied = async {
             for write in &writes {
                 state::apply(&mut tx, write).await?;

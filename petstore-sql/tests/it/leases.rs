@@ -15,7 +15,10 @@ on_both!(one_holder_at_a_time, |url| {
 
     assert!(a.acquire_lease("webhooks", "a", ttl).await.unwrap(), "free");
     assert!(!b.acquire_lease("webhooks", "b", ttl).await.unwrap());
-    assert!(a.acquire_lease("webhooks", "a", ttl).await.unwrap(), "renewal");
+    assert!(
+        a.acquire_lease("webhooks", "a", ttl).await.unwrap(),
+        "renewal"
+    );
     // Other names are independent.
     assert!(b.acquire_lease("mqtt", "b", ttl).await.unwrap());
 
@@ -23,7 +26,10 @@ on_both!(one_holder_at_a_time, |url| {
     b.release_lease("webhooks", "b").await.unwrap();
     assert!(!b.acquire_lease("webhooks", "b", ttl).await.unwrap());
     a.release_lease("webhooks", "a").await.unwrap();
-    assert!(b.acquire_lease("webhooks", "b", ttl).await.unwrap(), "released");
+    assert!(
+        b.acquire_lease("webhooks", "b", ttl).await.unwrap(),
+        "released"
+    );
     assert!(!a.acquire_lease("webhooks", "a", ttl).await.unwrap());
 });
 

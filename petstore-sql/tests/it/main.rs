@@ -10,3 +10,4 @@ mod listings;
 mod log_property;
 mod retention;
 mod support;
+mod webhooks;

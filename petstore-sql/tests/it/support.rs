@@ -24,10 +24,14 @@ pub(crate) fn sqlite_url() -> String {
     )
 }
 
-/// The cluster's URL, or `None` after saying that the test skips.
+/// The cluster's URL, or `None` after saying that the test skips. With
+/// `PETSTORE_REQUIRE_ALL` set (CI), a missing cluster fails the test instead.
 pub(crate) fn postgres_cluster() -> Option<String> {
     match std::env::var(PG_ENV) {
         Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("PETSTORE_REQUIRE_ALL").is_some_and(|v| !v.is_empty()) => {
+            panic!("{PG_ENV} is not set and PETSTORE_REQUIRE_ALL is: this test must run")
+        }
         _ => {
             eprintln!(
                 "skipping: {PG_ENV} is not set (CI sets it; locally: eval \"$(scripts/start-postgres)\")"
@@ -76,12 +80,6 @@ pub(crate) async fn connect(url: &str, config: LogConfig) -> SqlStore {
     SqlStore::connect_with(url, config, options())
         .await
         .expect("the store connects")
-}
-
-/// Builds a store from synchronous code running on a multi-threaded Tokio runtime
-/// (the behaviour suite's factories are synchronous).
-pub(crate) fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 /// Runs `$body` (an async block using the `url` it is given) as two tests: on a new
