@@ -3,8 +3,9 @@
 pub mod asyncapi;
 pub mod jwks;
 mod server;
+mod shared_bridge;
 
 pub use server::{
-    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, build_store, edge, health,
-    http_router, shutdown_signal, start, webhooks,
+    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, Storage, build_store, edge, health,
+    http_router, open_storage, shutdown_signal, start, webhooks,
 };
