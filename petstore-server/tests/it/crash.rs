@@ -1,7 +1,8 @@
 //! The binary on SQLite, killed with SIGKILL in the middle of a burst of writes and
 //! started again on the same file: nothing acknowledged is lost, the log goes on in
 //! the same epoch without a gap, a resume token from before the crash still resumes,
-//! and the webhook endpoint and the delivery that was due at the crash survive.
+//! the webhook endpoint and the delivery that was due at the crash survive, and the
+//! sample catalogue is not seeded again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -169,6 +170,21 @@ async fn sigkill_mid_burst_on_sqlite_loses_nothing_acknowledged() {
     for id in &acked {
         assert!(created.contains(id.as_str()), "no event for pet {id}");
     }
+    // The restart did not seed the catalogue again: every pet created since is the
+    // burst's.
+    for e in after.iter().filter(|e| e["type"] == "pet.created") {
+        let name = e["data"]["name"].as_str().unwrap_or_default();
+        assert!(name.starts_with('W'), "a pet created by the restart: {e}");
+    }
+    // Users (with their password hash) survived: the seeded user logs in.
+    let status = client
+        .post(format!("{}/v1/auth/token", b.url))
+        .json(&json!({ "username": "alice", "password": "alice-password" }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::OK, "alice logs in after the restart");
     // SSE resumes from the old token with the next event, no reset.
     let response = client
         .get(format!("{}/v1/stream/pets", b.url))
