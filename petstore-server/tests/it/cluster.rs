@@ -2,8 +2,9 @@
 //! the same event (id, offset, envelope) on both, over SSE and polling; each event
 //! reaches each webhook endpoint once; the pet state machine holds across them; and
 //! when the instance holding the webhook lease is killed, the other delivers within
-//! 10 s, losing nothing. Needs `PETSTORE_TEST_DATABASE_URL` (skips, saying so, without
-//! it; fails with `PETSTORE_REQUIRE_ALL` set).
+//! 10 s, losing nothing; the same for the MQTT bridge to a shared broker. Needs
+//! `PETSTORE_TEST_DATABASE_URL` (and `PETSTORE_TEST_MOSQUITTO_URL` for the bridge):
+//! without them the tests say that they skip; with `PETSTORE_REQUIRE_ALL` set they fail.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::support::new_pet;
 use crate::support::process::{
-    Instance, Receiver, all_events_after, events_page, new_postgres_database, next, offset,
-    postgres_cluster, sse_data,
+    Instance, Receiver, all_events_after, events_page, mosquitto, new_postgres_database, next,
+    offset, postgres_cluster, sse_data,
 };
 
 /// How long the surviving instance may take to deliver after the holder dies.
@@ -193,6 +194,112 @@ async fn two_instances_on_one_postgres_are_one_store() {
     let ok = successes(&deliveries);
     for id in &expected {
         assert_eq!(ok[id], 1, "event {id} delivered {} times", ok[id]);
+    }
+    b.kill().await;
+}
+
+/// `pet.created` publishes of the pets in `ids` on `petstore/events/pet.created`,
+/// counted per pet, until each was seen (within `limit`); returns the counts and when
+/// the last new one arrived.
+async fn count_publishes(
+    client: &mut crate::support::mqtt::Client,
+    ids: &[String],
+    counts: &mut HashMap<String, usize>,
+    limit: Duration,
+) -> tokio::time::Instant {
+    let mut last = tokio::time::Instant::now();
+    tokio::time::timeout(limit, async {
+        while !ids.iter().all(|id| counts.contains_key(id)) {
+            let publish = client.publishes.recv().await.expect("the client runs");
+            let event: Value = serde_json::from_slice(&publish.payload).expect("an envelope");
+            if let Some(subject) = event["subject"].as_str() {
+                if ids.iter().any(|id| id == subject) {
+                    *counts.entry(subject.to_owned()).or_default() += 1;
+                    last = tokio::time::Instant::now();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for MQTT publishes; seen {counts:?}"));
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_mqtt_bridge_per_cluster_with_failover() {
+    let Some(cluster) = postgres_cluster() else {
+        return;
+    };
+    let Some(broker) = mosquitto() else {
+        return;
+    };
+    let url = new_postgres_database(&cluster).await;
+    let client = reqwest::Client::new();
+    let broker_addr: std::net::SocketAddr = broker
+        .trim_start_matches("mqtt://")
+        .parse()
+        .expect("mqtt://host:port");
+    let mut mqtt = crate::support::mqtt::Client::start(
+        crate::support::mqtt::options(
+            &format!("cluster-{}", uuid::Uuid::new_v4().simple()),
+            broker_addr,
+        ),
+        None,
+    );
+    mqtt.subscribe("petstore/events/pet.created").await;
+
+    // A first: it takes the bridge lease; B stands by.
+    let a = Instance::start_with(&url, &["--mqtt-url", &broker]).await;
+    let first = vec![create_pet(&client, &a, "Before B").await];
+    let mut counts = HashMap::new();
+    count_publishes(&mut mqtt, &first, &mut counts, Duration::from_secs(20)).await;
+    let b = Instance::start_with(&url, &["--mqtt-url", &broker]).await;
+    let ready = client
+        .get(format!("{}/readyz", b.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(ready, StatusCode::OK, "standing by is ready");
+    let mut before: Vec<String> = first;
+    for i in 0..6 {
+        let on = if i % 2 == 0 { &a } else { &b };
+        before.push(create_pet(&client, on, &format!("Both {i}")).await);
+    }
+    count_publishes(&mut mqtt, &before, &mut counts, Duration::from_secs(20)).await;
+    // Long enough for the holder to save the acknowledged position.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    a.kill().await;
+    let killed = tokio::time::Instant::now();
+    let mut after = Vec::new();
+    for i in 0..3 {
+        after.push(create_pet(&client, &b, &format!("After {i}")).await);
+    }
+    let last = count_publishes(
+        &mut mqtt,
+        &after,
+        &mut counts,
+        TAKEOVER + Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        last - killed <= TAKEOVER,
+        "B published {:?} after the kill",
+        last - killed
+    );
+    // Give a duplicate time to show, then: every event published exactly once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(publish) = mqtt.publishes.try_recv() {
+        let event: Value = serde_json::from_slice(&publish.payload).unwrap();
+        if let Some(subject) = event["subject"].as_str() {
+            if let Some(n) = counts.get_mut(subject) {
+                *n += 1;
+            }
+        }
+    }
+    for id in before.iter().chain(&after) {
+        assert_eq!(counts[id], 1, "pet {id} published {} times", counts[id]);
     }
     b.kill().await;
 }

@@ -34,18 +34,23 @@ impl Instance {
     /// Starts the binary on `database_url` (every listener on a free port, MQTT off)
     /// and waits for its banner.
     pub(crate) async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &["--no-mqtt"]).await
+    }
+
+    /// Like [`Instance::start`], with `extra` arguments instead of `--no-mqtt`.
+    pub(crate) async fn start_with(database_url: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_petstore-server"))
             .args([
                 "--http-addr",
                 "127.0.0.1:0",
                 "--grpc-addr",
                 "127.0.0.1:0",
-                "--no-mqtt",
                 "--database-url",
                 database_url,
                 "--jwt-secret",
                 JWT_SECRET,
             ])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -257,6 +262,23 @@ pub(crate) fn postgres_cluster() -> Option<String> {
             eprintln!(
                 "skipping: {PG_ENV} is not set (CI sets it; locally: eval \"$(scripts/start-postgres)\")"
             );
+            None
+        }
+    }
+}
+
+/// The Mosquitto broker of `PETSTORE_TEST_MOSQUITTO_URL` (`mqtt://host:port`), or
+/// `None` after saying that the test skips; with `PETSTORE_REQUIRE_ALL` set, a missing
+/// broker fails the test.
+pub(crate) fn mosquitto() -> Option<String> {
+    const ENV: &str = "PETSTORE_TEST_MOSQUITTO_URL";
+    match std::env::var(ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("PETSTORE_REQUIRE_ALL").is_some_and(|v| !v.is_empty()) => {
+            panic!("{ENV} is not set and PETSTORE_REQUIRE_ALL is: this test must run")
+        }
+        _ => {
+            eprintln!("skipping: {ENV} is not set (.ci/run starts a Mosquitto broker)");
             None
         }
     }
