@@ -212,11 +212,11 @@ async fn count_publishes(
         while !ids.iter().all(|id| counts.contains_key(id)) {
             let publish = client.publishes.recv().await.expect("the client runs");
             let event: Value = serde_json::from_slice(&publish.payload).expect("an envelope");
-            if let Some(subject) = event["subject"].as_str() {
-                if ids.iter().any(|id| id == subject) {
-                    *counts.entry(subject.to_owned()).or_default() += 1;
-                    last = tokio::time::Instant::now();
-                }
+            if let Some(subject) = event["subject"].as_str()
+                && ids.iter().any(|id| id == subject)
+            {
+                *counts.entry(subject.to_owned()).or_default() += 1;
+                last = tokio::time::Instant::now();
             }
         }
     })
@@ -292,10 +292,8 @@ async fn one_mqtt_bridge_per_cluster_with_failover() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     while let Ok(publish) = mqtt.publishes.try_recv() {
         let event: Value = serde_json::from_slice(&publish.payload).unwrap();
-        if let Some(subject) = event["subject"].as_str() {
-            if let Some(n) = counts.get_mut(subject) {
-                *n += 1;
-            }
+        if let Some(n) = event["subject"].as_str().and_then(|s| counts.get_mut(s)) {
+            *n += 1;
         }
     }
     for id in before.iter().chain(&after) {
