@@ -8,14 +8,21 @@ use anyhow::Context as _;
 use petstore_core::{PetStore, Principal, Scope};
 use petstore_server::{RunningServer, ServerArgs};
 
-/// Options of a full stack.
-#[derive(Debug, Clone, Copy, Default)]
+/// Options of a full stack. The default is the server as a user starts it, every
+/// default component on (the embedded MQTT broker and its bridge included).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct StackOptions {
     /// Run the MQTT bridge (and the embedded broker).
     pub(crate) mqtt: bool,
 }
 
-/// Options of a full stack.
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self { mqtt: true }
+    }
+}
+
+/// Where a full stack keeps its data.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Storage {
     /// `--database-url` (`None`: in memory).

@@ -91,6 +91,10 @@ struct Operations {
     /// runs before the next client message is read). Before it, juniper refuses every
     /// operation itself.
     acked: bool,
+    /// Whether the `connection_ack` frame has gone into the output, and its signal:
+    /// a refusal waits for it, so that no frame about an operation precedes the ack.
+    ack_out: bool,
+    ack_signal: Arc<tokio::sync::Notify>,
     /// Ids of the operations running.
     active: HashSet<String>,
     /// Who the connection acts as, once `connection_init` is accepted (the key of its
@@ -105,6 +109,21 @@ type Shared = Arc<Mutex<Operations>>;
 
 fn lock(ops: &Shared) -> std::sync::MutexGuard<'_, Operations> {
     ops.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Notes that the `connection_ack` frame is in the output.
+fn ack_out(ops: &Shared) {
+    let mut ops = lock(ops);
+    ops.ack_out = true;
+    ops.ack_signal.notify_one();
+}
+
+/// Waits until the `connection_ack` frame is in the output.
+async fn after_ack(ops: &Shared) {
+    let signal = lock(ops).ack_signal.clone();
+    while !lock(ops).ack_out {
+        signal.notified().await;
+    }
 }
 
 /// The credentials of `connection_init`: `{"authorization": "Bearer <jwt>"}` (or
@@ -376,6 +395,7 @@ fn transport_frame(
     match output {
         Output::Message(message) => {
             match &message {
+                ServerMessage::ConnectionAck => ack_out(ops),
                 ServerMessage::Complete { id } => {
                     lock(ops).active.remove(id);
                 }
@@ -399,6 +419,7 @@ fn transport_frame(
 fn legacy_frame(message: graphql_ws::ServerMessage<DefaultScalarValue>, ops: &Shared) -> Message {
     use graphql_ws::ServerMessage;
     match &message {
+        ServerMessage::ConnectionAck => ack_out(ops),
         ServerMessage::Complete { id } => {
             lock(ops).active.remove(id);
         }
@@ -501,6 +522,9 @@ async fn pump<M>(
                     }
                 }
                 Err(frames) => {
+                    // Refusals are only made once the connection is accepted; juniper's
+                    // ack may still be on its way out, and must come first.
+                    after_ack(ops).await;
                     for frame in frames {
                         if refusals_tx.send(frame).await.is_err() {
                             return;

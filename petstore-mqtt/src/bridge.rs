@@ -1,19 +1,21 @@
 //! The bridge task: follows the event log, publishes each event, tracks what the
 //! broker acknowledged, resumes after outages and answers commands.
 //!
-//! Reading the log: behind it (after connecting, or after falling behind the live
-//! feed) the bridge reads pages with the log's `read` API as fast as its in-flight
-//! window frees up; once a page comes back short it is caught up and follows the live
-//! subscription, taking whatever the subscription has buffered in one batch.
+//! Reading the log: the bridge follows it with core's [`Follower`] from its last
+//! acknowledged event, taking the next events only while its in-flight window has
+//! room, and whatever the follower already holds in one batch. The follower re-reads
+//! by itself when the live feed outruns the bridge, and when the bridge's position has
+//! left the log's retention it goes on from the oldest retained event and reports the
+//! gap, which the bridge logs and counts (`BridgeStatus::resets`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use petstore_core::{
-    Error, ErrorKind, Event, EventFilter, Inventory, MAX_EVENT_READ, PetStore, Principal, Result,
-    ResumeToken, Subscription,
+    Error, ErrorKind, Event, EventFilter, Followed, Follower, Inventory, MAX_EVENT_READ, PetStore,
+    Principal, ResetReason, Result, ResumeToken,
 };
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -61,13 +63,12 @@ pub struct BridgeStatus {
     /// Where the latest connection resumed the log from.
     pub resumed_from: Option<ResumeToken>,
     /// Times the resume point was gone from the log: an outage or a backlog outlasted
-    /// the log's retention, and the events the log no longer held were not published
-    /// (the bridge went on from the oldest retained event; counted once until it
-    /// caught up again), or the position was from another log (the bridge went on
-    /// from its head).
+    /// the log's retention, or the position was from another log. The events the log
+    /// no longer held were not published; the bridge went on from the oldest retained
+    /// event (core's [`Follower`] policy).
     pub resets: u64,
-    /// Times the bridge fell behind the live log and went back to reading it page by
-    /// page.
+    /// Times the live log outran the bridge and it re-read the log from its position
+    /// (nothing lost).
     pub lagged: u64,
     /// Messages the broker refused (MQTT 5 reason codes); they are not retried.
     pub rejected: u64,
@@ -135,8 +136,8 @@ impl Bridge {
             retry_delay: config.reconnect_delay.max(Duration::from_millis(100)),
             link,
             inflight: Inflight::default(),
-            reader: Reader::Idle,
-            loss: None,
+            reader: None,
+            follower_lagged: 0,
             retry_at: None,
             connected: false,
             last_acked: None,
@@ -243,32 +244,10 @@ enum Step {
     Stop,
     Link(LinkEvent),
     LinkGone,
-    Live(Option<Result<Arc<Event>>>),
-    Page,
+    Live(Result<Followed>),
     Reply(Reply),
     Retry,
     Tick,
-}
-
-/// How the bridge reads the log.
-enum Reader {
-    /// Not reading: not connected, the log closed, or a failed read waits for
-    /// `retry_at`.
-    Idle,
-    /// Behind the log: reading pages after this position (`None`: from the oldest
-    /// event the log retains) as fast as the window frees up.
-    Paging(Option<ResumeToken>),
-    /// Caught up: following the live log.
-    Live(Subscription),
-}
-
-/// Events lost since the bridge fell further behind than the log retains, until it
-/// catches up again.
-struct Loss {
-    /// The position that was gone from the log last.
-    gap_from: ResumeToken,
-    /// Log positions skipped so far.
-    lost: u64,
 }
 
 /// The retained inventory snapshot: the counts and the log position they are at.
@@ -292,8 +271,11 @@ struct Runner {
     retry_delay: Duration,
     link: Link,
     inflight: Inflight,
-    reader: Reader,
-    loss: Option<Loss>,
+    /// Following the log (`None`: not connected, or a failed read waits for
+    /// `retry_at`).
+    reader: Option<Follower>,
+    /// The follower's lag count already added to the status.
+    follower_lagged: u64,
     /// When to retry a log read that failed.
     retry_at: Option<Instant>,
     connected: bool,
@@ -309,10 +291,10 @@ struct Runner {
     command_slots: Arc<Semaphore>,
 }
 
-async fn next_live(reader: &mut Reader) -> Option<Result<Arc<Event>>> {
+async fn next_followed(reader: &mut Option<Follower>) -> Result<Followed> {
     match reader {
-        Reader::Live(sub) => sub.next().await,
-        Reader::Idle | Reader::Paging(_) => std::future::pending().await,
+        Some(follower) => follower.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -329,15 +311,10 @@ impl Runner {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let room = self.connected && self.inflight.len() < self.queue_len;
-            // Pages are read once half the window is free, so that they are not tiny.
-            let page = self.connected
-                && matches!(self.reader, Reader::Paging(_))
-                && self.inflight.len() <= self.queue_len / 2;
             let step = tokio::select! {
                 () = stop.cancelled() => Step::Stop,
                 event = link.recv() => event.map_or(Step::LinkGone, Step::Link),
-                item = next_live(&mut self.reader), if room => Step::Live(item),
-                () = std::future::ready(()), if page => Step::Page,
+                item = next_followed(&mut self.reader), if room => Step::Live(item),
                 Some(reply) = self.reply_rx.recv() => Step::Reply(reply),
                 _ = sleep_until(self.retry_at), if self.connected => Step::Retry,
                 _ = tick.tick() => Step::Tick,
@@ -359,10 +336,7 @@ impl Runner {
                         self.on_link(event).await;
                     }
                 }
-                Step::Live(Some(Ok(event))) => self.on_live(event).await,
-                Step::Live(Some(Err(e))) => self.fell_behind(&e),
-                Step::Live(None) => self.log_closed(),
-                Step::Page => self.read_page().await,
+                Step::Live(item) => self.on_followed(item).await,
                 Step::Reply(reply) => self.publish_reply(reply),
                 Step::Retry => {
                     self.retry_at = None;
@@ -426,7 +400,7 @@ impl Runner {
                     tracing::debug!(%error, "MQTT broker unreachable");
                 }
                 self.connected = false;
-                self.reader = Reader::Idle;
+                self.reader = None;
                 self.retry_at = None;
                 self.inflight.clear();
                 self.last_sent = self.last_acked;
@@ -482,7 +456,22 @@ impl Runner {
             s.last_acked = Some(from);
             s.last_sent = Some(from);
         });
-        self.reader = Reader::Paging(Some(from));
+        self.follow_from(from).await;
+    }
+
+    /// Follows the log after `from`.
+    async fn follow_from(&mut self, from: ResumeToken) {
+        match self
+            .store
+            .follow(self.who.clone(), EventFilter::all(), Some(from))
+            .await
+        {
+            Ok(follower) => {
+                self.follower_lagged = follower.lagged();
+                self.reader = Some(follower);
+            }
+            Err(e) => self.read_failed(&e),
+        }
     }
 
     /// The position before the first event to publish.
@@ -507,134 +496,36 @@ impl Runner {
     /// connection is up: what is in flight still gets acknowledged).
     async fn reread(&mut self) {
         match self.last_sent.or(self.last_acked) {
-            Some(from) => self.reader = Reader::Paging(Some(from)),
+            Some(from) => self.follow_from(from).await,
             None => self.resume().await,
         }
     }
 
-    /// The live subscription lagged: read pages from what was sent until caught up.
-    fn fell_behind(&mut self, e: &Error) {
-        tracing::warn!(error = %e, "MQTT bridge fell behind the event log; re-reading it");
-        self.status.send_modify(|s| s.lagged += 1);
-        self.reader = match self.last_sent.or(self.last_acked) {
-            Some(from) => Reader::Paging(Some(from)),
-            // Not possible once connected (the start position is known); retry anyway.
-            None => {
-                self.retry_at = Some(Instant::now());
-                Reader::Idle
-            }
-        };
+    /// The events after `after` were gone from the log: the follower goes on after
+    /// `resumed_at`, and what lay between was never published.
+    fn on_gap(&mut self, after: ResumeToken, resumed_at: ResumeToken, reason: ResetReason) {
+        let lost = (after.epoch == resumed_at.epoch)
+            .then(|| resumed_at.offset.saturating_sub(after.offset));
+        tracing::error!(%after, %resumed_at, ?reason, lost,
+            "MQTT bridge resumed further back than the event log retains: events were lost for MQTT subscribers; going on from the oldest retained event");
+        self.skip_to(resumed_at);
+        self.status.send_modify(|s| {
+            s.resets += 1;
+            s.last_error = Some(format!(
+                "cannot resume after {after} ({reason:?}): going on after {resumed_at}"
+            ));
+        });
     }
 
-    fn log_closed(&mut self) {
-        tracing::warn!("the event log closed; the MQTT bridge publishes nothing more");
-        self.reader = Reader::Idle;
-    }
-
-    /// Publishes the next page of the log, and follows the live log once a page comes
-    /// back short (nothing more to read).
-    async fn read_page(&mut self) {
-        let Reader::Paging(from) = self.reader else {
-            return;
-        };
-        let limit = self
-            .queue_len
-            .saturating_sub(self.inflight.len())
-            .clamp(1, MAX_EVENT_READ);
-        let page = self
-            .store
-            .events(&self.who, from, limit, EventFilter::all(), Duration::ZERO)
-            .await;
-        let page = match page {
-            Ok(page) => page,
-            Err(e) if e.kind() == ErrorKind::ResumeExpired => return self.expired(from, &e).await,
-            Err(e) => return self.read_failed(&e),
-        };
-        if from.is_none() {
-            // Going on from the oldest retained event after a loss: everything before
-            // it is gone, and the resume point moves past the gap.
-            let before = page.events.first().map_or(page.next, |e| {
-                ResumeToken::new(e.offset().epoch, e.offset().offset.saturating_sub(1))
-            });
-            if let Some(loss) = &mut self.loss {
-                loss.lost += before.offset.saturating_sub(loss.gap_from.offset);
-            }
-            self.skip_to(before);
-        }
-        let caught_up = page.events.len() < limit;
-        self.publish_batch(&page.events).await;
-        if caught_up {
-            self.follow_live(page.next).await;
-        } else {
-            self.reader = Reader::Paging(Some(page.next));
-        }
-    }
-
-    /// Follows the live log after `from`.
-    async fn follow_live(&mut self, from: ResumeToken) {
-        match self
-            .store
-            .subscribe(&self.who, Some(from), EventFilter::all())
-            .await
-        {
-            Ok(sub) => {
-                self.reader = Reader::Live(sub);
-                if let Some(loss) = self.loss.take() {
-                    tracing::warn!(
-                        lost = loss.lost,
-                        "MQTT bridge caught up with the event log; `lost` log positions were never published"
-                    );
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::ResumeExpired => self.expired(Some(from), &e).await,
-            Err(e) => self.read_failed(&e),
-        }
-    }
-
-    /// The position `from` is gone from the log.
-    async fn expired(&mut self, from: Option<ResumeToken>, e: &Error) {
-        let head = match self.store.head().await {
-            Ok(head) => head,
-            Err(e) => return self.read_failed(&e),
-        };
-        match from {
-            Some(from) if from.epoch == head.epoch => {
-                // Behind by more than the log retains (a long outage, or writers
-                // outrunning the broker for long): what the log dropped is lost, what it
-                // still holds is published, oldest first. While writers keep outrunning
-                // the bridge this repeats; it counts and logs once until caught up.
-                match &mut self.loss {
-                    Some(loss) => {
-                        loss.gap_from = from;
-                        tracing::debug!(error = %e, %from, %head, "MQTT bridge still further behind than the event log retains");
-                    }
-                    None => {
-                        self.loss = Some(Loss {
-                            gap_from: from,
-                            lost: 0,
-                        });
-                        tracing::error!(error = %e, %from, %head,
-                            "MQTT bridge fell further behind than the event log retains: events were lost for MQTT subscribers; going on from the oldest retained event");
-                        self.status.send_modify(|s| {
-                            s.resets += 1;
-                            s.last_error = Some(e.to_string());
-                        });
-                    }
-                }
-                self.reader = Reader::Paging(None);
-            }
-            _ => {
-                // A position from another log: nothing in this one follows it.
-                tracing::error!(error = %e, "MQTT bridge cannot resume: the position is from another event log; restarting from the log head");
-                self.last_acked = Some(head);
-                self.last_sent = Some(head);
-                self.status.send_modify(|s| {
-                    s.resets += 1;
-                    s.resumed_from = Some(head);
-                    s.last_error = Some(e.to_string());
-                });
-                self.reader = Reader::Paging(Some(head));
-            }
+    /// Adds the follower's new re-reads to the status.
+    fn sync_lagged(&mut self) {
+        let Some(follower) = &self.reader else { return };
+        let lagged = follower.lagged();
+        if lagged > self.follower_lagged {
+            let more = lagged - self.follower_lagged;
+            self.follower_lagged = lagged;
+            tracing::debug!("MQTT bridge fell behind the live event log; re-read it");
+            self.status.send_modify(|s| s.lagged += more);
         }
     }
 
@@ -653,7 +544,7 @@ impl Runner {
         tracing::error!(error = %e, "MQTT bridge cannot follow the event log; retrying");
         self.status
             .send_modify(|s| s.last_error = Some(e.to_string()));
-        self.reader = Reader::Idle;
+        self.reader = None;
         self.retry_at = Some(Instant::now() + self.retry_delay);
     }
 
@@ -690,11 +581,18 @@ impl Runner {
         }
     }
 
-    /// The live feed delivered `first`: publish it with whatever else the feed
-    /// already holds, as far as the window allows.
-    async fn on_live(&mut self, first: Arc<Event>) {
-        let Reader::Live(sub) = &mut self.reader else {
-            return;
+    /// The follower yielded `item`: an event is published with whatever else the
+    /// follower already holds, as far as the window allows.
+    async fn on_followed(&mut self, item: Result<Followed>) {
+        let first = match item {
+            Ok(Followed::Event(event)) => event,
+            Ok(Followed::Gap {
+                after,
+                resumed_at,
+                reason,
+            }) => return self.on_gap(after, resumed_at, reason),
+            Ok(_) => return,
+            Err(e) => return self.read_failed(&e),
         };
         let room = self
             .queue_len
@@ -702,21 +600,28 @@ impl Runner {
             .clamp(1, MAX_EVENT_READ);
         let mut batch = vec![first];
         let mut end = None;
-        while batch.len() < room {
-            match sub.next().now_or_never() {
-                Some(Some(Ok(event))) => batch.push(event),
-                Some(item) => {
-                    end = Some(item);
-                    break;
+        if let Some(follower) = &mut self.reader {
+            while batch.len() < room {
+                match follower.next().now_or_never() {
+                    Some(Ok(Followed::Event(event))) => batch.push(event),
+                    Some(other) => {
+                        end = Some(other);
+                        break;
+                    }
+                    None => break,
                 }
-                None => break,
             }
         }
+        self.sync_lagged();
         self.publish_batch(&batch).await;
         match end {
-            Some(Some(Err(e))) => self.fell_behind(&e),
-            Some(None) => self.log_closed(),
-            Some(Some(Ok(_))) | None => {}
+            Some(Ok(Followed::Gap {
+                after,
+                resumed_at,
+                reason,
+            })) => self.on_gap(after, resumed_at, reason),
+            Some(Err(e)) => self.read_failed(&e),
+            Some(Ok(_)) | None => {}
         }
     }
 
@@ -931,7 +836,7 @@ impl Runner {
 
     /// Graceful stop: drain the window, publish `offline`, disconnect.
     async fn finish(&mut self, link: &mut mpsc::Receiver<LinkEvent>) {
-        self.reader = Reader::Idle;
+        self.reader = None;
         if !self.connected {
             return;
         }

@@ -102,6 +102,12 @@ pub struct ServerArgs {
     /// RESOURCE_EXHAUSTED with `RateLimit` / `Retry-After` headers).
     #[arg(long, env = "PETSTORE_RATE_LIMIT")]
     pub rate_limit: bool,
+    /// With `--rate-limit`: requests per minute of one anonymous client (per IP).
+    #[arg(long, env = "PETSTORE_RATE_LIMIT_ANONYMOUS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_anonymous: u32,
+    /// With `--rate-limit`: requests per minute of one token subject, from any address.
+    #[arg(long, env = "PETSTORE_RATE_LIMIT_AUTHENTICATED", default_value_t = 1200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_authenticated: u32,
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client
     /// (addresses or CIDR ranges, comma-separated; default: trust none).
     #[arg(long, env = "PETSTORE_TRUSTED_PROXIES", default_value = "")]
@@ -139,6 +145,8 @@ impl std::fmt::Debug for ServerArgs {
                 &redact(&self.payments_webhook_secret),
             )
             .field("rate_limit", &self.rate_limit)
+            .field("rate_limit_anonymous", &self.rate_limit_anonymous)
+            .field("rate_limit_authenticated", &self.rate_limit_authenticated)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("drain_delay", &self.drain_delay)
             .finish()
@@ -148,6 +156,8 @@ impl std::fmt::Debug for ServerArgs {
 fn rate_limit(args: &ServerArgs) -> petstore_core::RateLimitConfig {
     if args.rate_limit {
         petstore_core::RateLimitConfig::default()
+            .requests(args.rate_limit_anonymous)
+            .authenticated_requests(args.rate_limit_authenticated)
     } else {
         petstore_core::RateLimitConfig::disabled()
     }

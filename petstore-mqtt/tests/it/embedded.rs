@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use petstore_core::{ErrorKind, MemoryStore, PetStatus, PetStore, ResumeToken, ServiceConfig};
+use petstore_core::{
+    ErrorKind, EventFilter, EventType, MemoryStore, PetStatus, PetStore, ResumeToken, ServiceConfig,
+};
 use petstore_mqtt::{Bridge, BridgeHandle, MqttConfig, MqttVersion, StartFrom};
 
 use crate::brokers::{Broker, Target};
@@ -260,25 +262,42 @@ async fn bad_configuration_fails_at_start() {
 }
 
 #[tokio::test]
-async fn an_expired_resume_point_restarts_from_the_head_and_says_so() {
+async fn a_position_from_another_log_goes_on_from_the_oldest_retained_event_and_says_so() {
     let store = seeded_store().await;
     let b = broker(&store, "expired").await;
     let p = b.prefix.clone();
-    // A token from another log epoch can never resume.
-    let foreign = ResumeToken::new(store.head().await.unwrap().epoch ^ 1, 1);
+    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
+    sub.subscribe(&format!("{p}events/pet.created")).await;
+    // A token from another log epoch can never resume: the follower's policy is to go
+    // on from the oldest event this log retains, publishing everything it holds.
+    let head = store.head().await.unwrap();
+    let foreign = ResumeToken::new(head.epoch ^ 1, 1);
     let bridge = Bridge::start(
         store.clone(),
         b.bridge_config().start_from(StartFrom::After(foreign)),
         tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
-    let status = wait_status(&bridge, "a reset", |s| s.resets == 1 && s.connected).await;
-    let head = store.head().await.unwrap();
-    assert_eq!(status.last_acked, Some(head));
-    assert!(status.last_error.unwrap().contains("resume"));
+    let status = wait_status(&bridge, "caught up after a reset", |s| {
+        s.resets == 1 && s.connected && s.last_acked == Some(head)
+    })
+    .await;
+    assert!(status.last_error.unwrap().contains("cannot resume"));
+    // Every retained pet.created went out, oldest first, once each.
+    let created = store
+        .events(&admin(), None, 1000, EventFilter::all(), Duration::ZERO)
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .filter(|e| e.event_type() == EventType::PetCreated)
+        .map(|e| e.id().to_string())
+        .collect::<Vec<_>>();
+    assert!(!created.is_empty());
+    for id in &created {
+        assert_eq!(sub.next().await.json()["id"].as_str(), Some(id.as_str()));
+    }
     // And it goes on publishing from there.
-    let mut sub = Client::connect(&b.url, &b.client_id("sub")).await;
-    sub.subscribe(&format!("{p}events/pet.created")).await;
     let pet = create_pet(&store, "AfterReset").await;
     assert_eq!(sub.next().await.json()["subject"], pet.id.as_str());
     scenarios::wait_all_acked(&store, &bridge).await;
