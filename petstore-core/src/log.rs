@@ -25,7 +25,7 @@ pub struct LogConfig {
     /// How many of the newest events stay readable for resume and polling.
     pub retention: usize,
     /// How many live events a subscriber may fall behind before it is cut off with
-    /// [`ErrorKind::Lagged`] (writers never wait for subscribers).
+    /// [`ErrorKind::Lagged`](crate::ErrorKind::Lagged) (writers never wait for subscribers).
     pub subscriber_buffer: usize,
 }
 
@@ -62,7 +62,7 @@ pub struct EventBatch {
 }
 
 /// Reading and following the log. Appends happen only through
-/// [`crate::Store::commit`], together with the state change they describe.
+/// [`crate::backend::Store::commit`], together with the state change they describe.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// The position just after the newest event.
@@ -80,8 +80,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// - `next` is the position of the last event examined, so filtered-out events are
     ///   not examined again.
     /// - A token from another epoch, or older than the retained log, fails with
-    ///   [`ErrorKind::ResumeExpired`]; a token ahead of the log fails with
-    ///   [`ErrorKind::InvalidInput`].
+    ///   [`ErrorKind::ResumeExpired`](crate::ErrorKind::ResumeExpired); a token ahead of the log fails with
+    ///   [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput).
     async fn read(
         &self,
         since: Option<ResumeToken>,
@@ -95,7 +95,7 @@ pub trait EventLog: Send + Sync + 'static {
     /// # Behavior
     /// - Same token rules as [`EventLog::read`].
     /// - A subscriber more than [`LogConfig::subscriber_buffer`] events behind receives
-    ///   one [`ErrorKind::Lagged`] error, then the stream ends; writers never wait.
+    ///   one [`ErrorKind::Lagged`](crate::ErrorKind::Lagged) error, then the stream ends; writers never wait.
     async fn subscribe(
         &self,
         since: Option<ResumeToken>,
@@ -164,7 +164,7 @@ pub trait EventLogExt: EventLog {
 impl<T: EventLog + ?Sized> EventLogExt for T {}
 
 /// A live feed of events: `Ok(event)` items, and at most one final `Err`
-/// ([`ErrorKind::Lagged`]) after which it ends.
+/// ([`ErrorKind::Lagged`](crate::ErrorKind::Lagged)) after which it ends.
 pub struct Subscription {
     inner: Pin<Box<dyn Stream<Item = Result<Arc<Event>>> + Send>>,
 }

@@ -1,5 +1,7 @@
 //! Settings of the MCP-over-HTTP router.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Settings of [`crate::router`]: which `Host` and `Origin` headers are accepted,
@@ -50,6 +52,14 @@ pub struct McpConfig {
     /// resource, listed in the metadata as `authorization_servers` (default: none; the
     /// server's own `POST /v1/auth/token` issues them).
     pub authorization_servers: Vec<String>,
+    /// Sessions ([`McpConfig::legacy_sessions`]) open at once. One more `initialize`
+    /// is refused with 503, a `Retry-After` and a JSON-RPC error saying so, until a
+    /// session ends or expires (default 1000).
+    pub max_sessions: usize,
+    /// A session that receives no request for this long expires and its id answers
+    /// 404 (the client starts a new one), so abandoned sessions give their place back
+    /// (default 5 minutes).
+    pub session_idle_timeout: Duration,
 }
 
 impl Default for McpConfig {
@@ -70,6 +80,8 @@ impl Default for McpConfig {
             require_auth_for_reads: false,
             resource: None,
             authorization_servers: Vec::new(),
+            max_sessions: 1000,
+            session_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -111,6 +123,18 @@ impl McpConfig {
         issuers: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
         self.authorization_servers = issuers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`McpConfig::max_sessions`] (at least 1).
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions.max(1);
+        self
+    }
+
+    /// Sets [`McpConfig::session_idle_timeout`] (at least 1 ms).
+    pub fn session_idle_timeout(mut self, after: Duration) -> Self {
+        self.session_idle_timeout = after.max(Duration::from_millis(1));
         self
     }
 }

@@ -56,14 +56,21 @@ pub fn router(
         .with_cancellation_token(shutdown.child_token());
     // One server value per session (or per request when stateless): cloning starts a
     // fresh set of resource subscriptions.
-    let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
-        Arc::new(LocalSessionManager::default()),
-        http,
-    );
+    let mut sessions = LocalSessionManager::default();
+    // rmcp ends a session whose worker hears nothing for `keep_alive`, and drops it
+    // from the map: its id then answers 404.
+    sessions.session_config.keep_alive = Some(config.session_idle_timeout);
+    let sessions = Arc::new(sessions);
+    let cap = SessionCap {
+        sessions: sessions.clone(),
+        max: config.max_sessions,
+    };
+    let service = StreamableHttpService::new(move || Ok(server.clone()), sessions, http);
     Router::new()
         .route_service(PATH, service)
-        .layer(middleware::from_fn(check_json_rpc))
+        .layer(middleware::from_fn(move |request, next| {
+            check_json_rpc(cap.clone(), request, next)
+        }))
         .layer(middleware::from_fn(move |request, next| {
             authenticate(require_token, request, next)
         }))
@@ -87,10 +94,53 @@ fn json_rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
         .into_response()
 }
 
+/// The bound on open sessions: rmcp's session map, read before an `initialize` that
+/// would open one more.
+#[derive(Clone)]
+struct SessionCap {
+    sessions: Arc<LocalSessionManager>,
+    max: usize,
+}
+
+impl SessionCap {
+    /// The refusal of an `initialize` that would open more than `max` sessions (503,
+    /// like any capacity limit of the server, with a JSON-RPC error saying which). The
+    /// count is read, not reserved: initializes racing at the cap can pass it by the
+    /// few that are in flight at once.
+    async fn refuse_new_session(&self, opens_session: bool) -> Option<Response> {
+        if !opens_session {
+            return None;
+        }
+        let open = self.sessions.sessions.read().await.len();
+        if open < self.max {
+            return None;
+        }
+        tracing::warn!(
+            open,
+            max = self.max,
+            "MCP session cap reached: initialize refused"
+        );
+        let mut response = json_rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            -32000,
+            &format!(
+                "too many MCP sessions open (at most {}): retry later, or use the stateless protocol",
+                self.max
+            ),
+        );
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("30"),
+        );
+        Some(response)
+    }
+}
+
 /// Reads POST bodies before rmcp does, so that a body that is not JSON-RPC 2.0 gets
 /// 400 with a JSON-RPC error (`-32700` parse error, `-32600` invalid request) and an
-/// oversize one 413; rmcp 3.11 itself answers 415 with plain text.
-async fn check_json_rpc(request: Request, next: Next) -> Response {
+/// oversize one 413 (rmcp 3.11 itself answers 415 with plain text), and an
+/// `initialize` over the session cap 503.
+async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Response {
     if request.method() != http::Method::POST {
         return next.run(request).await;
     }
@@ -123,7 +173,7 @@ async fn check_json_rpc(request: Request, next: Next) -> Response {
             "the message is larger than 1 MiB",
         );
     }
-    let valid = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+    let message = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Err(_) => {
             return json_rpc_error(
                 StatusCode::BAD_REQUEST,
@@ -131,17 +181,21 @@ async fn check_json_rpc(request: Request, next: Next) -> Response {
                 "parse error: the body is not JSON",
             );
         }
-        Ok(serde_json::Value::Object(message)) => {
-            message.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0")
-        }
-        Ok(_) => false,
+        Ok(message) => message,
     };
+    let valid =
+        message.is_object() && message.get("jsonrpc").and_then(|v| v.as_str()) == Some("2.0");
     if !valid {
         return json_rpc_error(
             StatusCode::BAD_REQUEST,
             -32600,
             "invalid request: expected one JSON-RPC 2.0 message object",
         );
+    }
+    let opens_session = message.get("method").and_then(|m| m.as_str()) == Some("initialize")
+        && !parts.headers.contains_key("mcp-session-id");
+    if let Some(refused) = cap.refuse_new_session(opens_session).await {
+        return refused;
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Settings of [`crate::router`]. Every limit is per connection.
+/// Settings of [`crate::router`]. Every limit is per connection, except
+/// [`RealtimeConfig::max_streams_per_caller`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -43,6 +44,10 @@ pub struct RealtimeConfig {
     /// How long the server waits for a WebSocket client to take the final close frame
     /// and answer it before the connection is dropped.
     pub write_timeout: Duration,
+    /// How many SSE streams one caller (a token's subject, or a client address when
+    /// anonymous) may have open at once; one more is refused with 429
+    /// (`too_many_streams`).
+    pub max_streams_per_caller: usize,
 }
 
 impl Default for RealtimeConfig {
@@ -55,6 +60,7 @@ impl Default for RealtimeConfig {
             max_subscriptions: 64,
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(10),
+            max_streams_per_caller: 16,
         }
     }
 }
@@ -99,6 +105,12 @@ impl RealtimeConfig {
     /// Sets [`RealtimeConfig::write_timeout`].
     pub fn write_timeout(mut self, after: Duration) -> Self {
         self.write_timeout = after;
+        self
+    }
+
+    /// Sets [`RealtimeConfig::max_streams_per_caller`] (at least 1).
+    pub fn max_streams_per_caller(mut self, streams: usize) -> Self {
+        self.max_streams_per_caller = streams.max(1);
         self
     }
 }

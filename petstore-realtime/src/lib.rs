@@ -4,6 +4,7 @@ mod config;
 mod error;
 mod feed;
 mod frame;
+mod quota;
 mod recent;
 mod routes;
 mod sse;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RealtimeConfig;
 use crate::error::WireError;
 use crate::frame::FrameCache;
+use crate::quota::StreamQuota;
 use crate::{sse, ws};
 
 /// The state of every endpoint.
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) frames: FrameCache,
     /// Event messages shared by the SSE streams.
     pub(crate) sse_messages: Arc<sse::MessageCache>,
+    /// Open SSE streams per caller.
+    pub(crate) sse_quota: Arc<StreamQuota>,
 }
 
 /// The SSE and WebSocket endpoints over `store`, behind `edge`:
@@ -68,6 +71,7 @@ pub fn router(
         shutdown,
         frames: FrameCache::default(),
         sse_messages: Arc::default(),
+        sse_quota: Arc::default(),
     });
     Router::new()
         .route("/v1/stream", get(sse::stream))

@@ -5,16 +5,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
-use petstore_core::{Channel, Error, Event, EventFilter, ResumeToken};
+use petstore_core::{Channel, Error, Event, EventFilter, RequestContext, ResumeToken};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::WireError;
 use crate::feed::{self, Feed, Since};
+use crate::quota::{StreamPlace, StreamQuota};
 use crate::recent::Recent;
 use crate::routes::{HeaderCredential, Shared, principal};
 
@@ -90,6 +91,15 @@ async fn open(
 ) -> Result<Response, WireError> {
     let config = &shared.config;
     let who = principal(&shared.store, credential, query.token.as_deref())?;
+    let key = StreamQuota::key(&who, RequestContext::current().client_ip());
+    let max = config.max_streams_per_caller;
+    let Some(place) = shared.sse_quota.take(key, max) else {
+        return Err(WireError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!("at most {max} open streams per caller: close one first"),
+        ));
+    };
     let mut filter = EventFilter::channels(parse_channels(channels)?);
     if filter.channels.len() > config.max_subscriptions {
         let e = Error::invalid_field(
@@ -108,7 +118,7 @@ async fn open(
     let feed = feed::open(&shared.store, &who, Since::parse(since), filter)
         .await
         .map_err(|e| WireError::from_core(&e))?;
-    Ok(into_response(feed, shared))
+    Ok(into_response(feed, shared, place))
 }
 
 /// Distinct channels of a comma-separated list.
@@ -131,7 +141,10 @@ fn parse_channels(list: &str) -> Result<Vec<Channel>, WireError> {
 /// as fast as the client reads, so a client that falls more than the log's
 /// `subscriber_buffer` behind is cut off by the core (`Lagged`). It then gets a final
 /// `event: error` naming the position to resume from, and the stream ends.
-fn into_response(feed: Feed, shared: &Shared) -> Response {
+///
+/// `place` is the stream's place in its caller's quota, given back when the response
+/// body is dropped (the client left, or the stream ended).
+fn into_response(feed: Feed, shared: &Shared, place: StreamPlace) -> Response {
     let config = &shared.config;
     let Feed {
         events,
@@ -172,6 +185,10 @@ fn into_response(feed: Feed, shared: &Shared) -> Response {
     });
     // At shutdown the response ends, so that graceful shutdown can finish.
     let live = live.take_until(shared.shutdown.clone().cancelled_owned());
+    let live = live.map(move |message| {
+        let _held = &place;
+        message
+    });
     let body = stream::iter(opening).chain(live).map(Ok::<_, Infallible>);
     let mut response = Sse::new(body)
         .keep_alive(

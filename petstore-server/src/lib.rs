@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod asyncapi;
+mod connections;
+mod http;
 pub mod jwks;
 mod server;
 mod shared_bridge;

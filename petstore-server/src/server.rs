@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::serve::ListenerExt as _;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse as _, Response};
 use clap::{Args, Parser, Subcommand};
 use petstore_core::{PetStore, RateLimiter, Scope, ServiceConfig, TokenAuthority};
-use petstore_http::{Edge, Health, TrustedProxies};
+use petstore_http::{Edge, Health, Problem, TrustedProxies};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -117,6 +120,80 @@ pub struct ServerArgs {
     /// stop sending traffic first.
     #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
     pub drain_delay: f64,
+    /// Seconds an HTTP client may take to send a request's head, counted from when the
+    /// connection starts waiting for it: a new connection's first request, and the next
+    /// one on a kept-alive connection, so this is the idle keep-alive timeout too. The
+    /// connection is closed when it passes.
+    #[arg(long, env = "PETSTORE_HTTP_HEADER_TIMEOUT", default_value = "15", value_parser = seconds)]
+    pub http_header_timeout: Duration,
+    /// Seconds an HTTP request may take until its response starts, reading its body
+    /// included: 408 (a `timeout` problem) after it, and the connection is closed. Long
+    /// polls get their wait on top; SSE, WebSocket and MCP streams are not cut once
+    /// their response has started.
+    #[arg(long, env = "PETSTORE_HTTP_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub http_request_timeout: Duration,
+    /// HTTP connections open at once, WebSockets and streams included. Beyond it a new
+    /// connection is closed as soon as it is accepted, and the log says so once until
+    /// the count falls again.
+    #[arg(long, env = "PETSTORE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// SSE streams one caller (a token's subject, or a client address when anonymous)
+    /// may have open at once; one more gets 429.
+    #[arg(
+        long,
+        env = "PETSTORE_SSE_MAX_STREAMS_PER_CALLER",
+        default_value_t = 16
+    )]
+    pub sse_max_streams_per_caller: usize,
+    /// MCP sessions (clients of protocol 2025-11-25 and older) open at once; one more
+    /// `initialize` gets 503 with a JSON-RPC error until a session ends or expires.
+    #[arg(long, env = "PETSTORE_MCP_MAX_SESSIONS", default_value_t = 1000)]
+    pub mcp_max_sessions: usize,
+    /// Seconds after which an MCP session that received no request expires.
+    #[arg(long, env = "PETSTORE_MCP_SESSION_IDLE_TIMEOUT", default_value = "300", value_parser = seconds)]
+    pub mcp_session_idle_timeout: Duration,
+    /// Seconds between HTTP/2 keepalive pings on gRPC connections; a client that does
+    /// not answer within `--grpc-keepalive-timeout` is dropped and its streams freed.
+    #[arg(long, env = "PETSTORE_GRPC_KEEPALIVE_INTERVAL", default_value = "30", value_parser = seconds)]
+    pub grpc_keepalive_interval: Duration,
+    /// Seconds a gRPC keepalive ping may go unanswered.
+    #[arg(long, env = "PETSTORE_GRPC_KEEPALIVE_TIMEOUT", default_value = "10", value_parser = seconds)]
+    pub grpc_keepalive_timeout: Duration,
+    /// gRPC calls (HTTP/2 streams, open streaming calls included) one connection may
+    /// have open at once; the client is told in the HTTP/2 settings.
+    #[arg(
+        long,
+        env = "PETSTORE_GRPC_MAX_CONCURRENT_STREAMS",
+        default_value_t = 256
+    )]
+    pub grpc_max_concurrent_streams: u32,
+    /// gRPC requests one connection may have in service at once; more wait.
+    #[arg(
+        long,
+        env = "PETSTORE_GRPC_CONCURRENCY_PER_CONNECTION",
+        default_value_t = 64
+    )]
+    pub grpc_concurrency_per_connection: usize,
+    /// Largest gRPC message received or sent, in bytes; a larger request fails with
+    /// `OUT_OF_RANGE` before it reaches the store.
+    #[arg(long, env = "PETSTORE_GRPC_MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024)]
+    pub grpc_max_message_size: usize,
+    /// Seconds a unary gRPC call (reading its request included) or the opening of a
+    /// stream may take; a client's shorter `grpc-timeout` wins.
+    #[arg(long, env = "PETSTORE_GRPC_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
+    pub grpc_request_timeout: Duration,
+}
+
+/// A positive number of seconds (fractions allowed).
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("`{value}`: the number of seconds must be above 0"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{value}`: {e}"))
 }
 
 impl std::fmt::Debug for ServerArgs {
@@ -149,6 +226,27 @@ impl std::fmt::Debug for ServerArgs {
             .field("rate_limit_authenticated", &self.rate_limit_authenticated)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("drain_delay", &self.drain_delay)
+            .field("http_header_timeout", &self.http_header_timeout)
+            .field("http_request_timeout", &self.http_request_timeout)
+            .field("http_max_connections", &self.http_max_connections)
+            .field(
+                "sse_max_streams_per_caller",
+                &self.sse_max_streams_per_caller,
+            )
+            .field("mcp_max_sessions", &self.mcp_max_sessions)
+            .field("mcp_session_idle_timeout", &self.mcp_session_idle_timeout)
+            .field("grpc_keepalive_interval", &self.grpc_keepalive_interval)
+            .field("grpc_keepalive_timeout", &self.grpc_keepalive_timeout)
+            .field(
+                "grpc_max_concurrent_streams",
+                &self.grpc_max_concurrent_streams,
+            )
+            .field(
+                "grpc_concurrency_per_connection",
+                &self.grpc_concurrency_per_connection,
+            )
+            .field("grpc_max_message_size", &self.grpc_max_message_size)
+            .field("grpc_request_timeout", &self.grpc_request_timeout)
             .finish()
     }
 }
@@ -379,6 +477,22 @@ pub fn webhooks(
     })
 }
 
+/// 408 (as a `timeout` problem) for a request whose response has not started within
+/// `--http-request-timeout`: a slow body, most often. REST has its own timeout, with
+/// the waits of long polls on top; streams are not cut, as their response starts at
+/// once.
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request did not complete within {limit:?}"),
+        )
+        .into_response(),
+    }
+}
+
 /// The HTTP edge every HTTP adapter of the server shares: the one rate limiter (gRPC
 /// gets the same one) and the trusted proxies.
 pub fn edge(args: &ServerArgs, limiter: &Arc<RateLimiter>) -> Edge {
@@ -388,15 +502,22 @@ pub fn edge(args: &ServerArgs, limiter: &Arc<RateLimiter>) -> Edge {
 }
 
 /// The HTTP router of every HTTP protocol (webhook routes come from [`webhooks`],
-/// `/livez` and `/readyz` from the server's [`Health`]), each behind `edge`.
+/// `/livez` and `/readyz` from the server's [`Health`]), each behind `edge`, with the
+/// request timeout and stream limits of `args`.
 /// Cancelling `shutdown` ends open SSE streams, WebSocket connections (GraphQL's too),
 /// MCP sessions and waiting long polls.
-pub fn http_router(store: &PetStore, edge: &Edge, shutdown: &CancellationToken) -> Router {
+pub fn http_router(
+    store: &PetStore,
+    args: &ServerArgs,
+    edge: &Edge,
+    shutdown: &CancellationToken,
+) -> Router {
     Router::new()
         .merge(crate::asyncapi::router())
         .merge(petstore_realtime::router(
             store.clone(),
-            petstore_realtime::RealtimeConfig::default(),
+            petstore_realtime::RealtimeConfig::default()
+                .max_streams_per_caller(args.sse_max_streams_per_caller),
             edge,
             shutdown.clone(),
         ))
@@ -408,17 +529,35 @@ pub fn http_router(store: &PetStore, edge: &Edge, shutdown: &CancellationToken) 
         ))
         .merge(petstore_mcp::router(
             store.clone(),
-            petstore_mcp::McpConfig::default(),
+            petstore_mcp::McpConfig::default()
+                .max_sessions(args.mcp_max_sessions)
+                .session_idle_timeout(args.mcp_session_idle_timeout),
             edge,
             shutdown.clone(),
+        ))
+        .layer(from_fn_with_state(
+            args.http_request_timeout,
+            request_timeout,
         ))
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
-            petstore_rest::RestConfig::default(),
+            petstore_rest::RestConfig::default().request_timeout(args.http_request_timeout),
             edge,
             shutdown.clone(),
         ))
+}
+
+/// The gRPC settings of `args`: keepalive, concurrency limits, message sizes and the
+/// request timeout.
+fn grpc_config(args: &ServerArgs) -> petstore_grpc::GrpcConfig {
+    petstore_grpc::GrpcConfig::default()
+        .keepalive_interval(Some(args.grpc_keepalive_interval))
+        .keepalive_timeout(args.grpc_keepalive_timeout)
+        .max_concurrent_streams(Some(args.grpc_max_concurrent_streams))
+        .concurrency_limit_per_connection(Some(args.grpc_concurrency_per_connection))
+        .max_message_size(args.grpc_max_message_size)
+        .request_timeout(Some(args.grpc_request_timeout))
 }
 
 /// Liveness and readiness (`/livez`, `/readyz`, and `/healthz` as an alias of
@@ -477,7 +616,11 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let health = health(&store, &webhooks, &shutdown);
     let app = webhooks
         .router(&edge)
-        .merge(http_router(&store, &edge, &shutdown))
+        .layer(from_fn_with_state(
+            args.http_request_timeout,
+            request_timeout,
+        ))
+        .merge(http_router(&store, &args, &edge, &shutdown))
         .merge(health_router(&health));
     tasks.push(tokio::spawn(async move {
         webhooks.run().await;
@@ -489,21 +632,13 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
         draining.cancelled().await;
         tokio::time::sleep(drain_delay).await;
     };
+    let limits = crate::http::HttpLimits {
+        header_timeout: args.http_header_timeout,
+        max_connections: args.http_max_connections,
+    };
     tasks.push(tokio::spawn(async move {
-        // Connect info gives the rate limiter (and logs) the client address.
-        // No Nagle delay: streamed SSE and WebSocket frames go out as they are written.
-        let http = http.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await
-        .context("HTTP server")
+        crate::http::serve(http, app, limits, stop).await;
+        Ok(())
     }));
 
     let grpc = TcpListener::bind(args.grpc_addr)
@@ -512,7 +647,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     let grpc_addr = grpc.local_addr()?;
     let grpc_server = petstore_grpc::GrpcServer::new(
         store.clone(),
-        petstore_grpc::GrpcConfig::default().drain_delay(drain_delay),
+        grpc_config(&args).drain_delay(drain_delay),
         shutdown.clone(),
     )
     .rate_limiter(limiter.clone());

@@ -26,7 +26,7 @@ async fn compose(store: &PetStore, edge: &Edge, shutdown: &CancellationToken) ->
     let webhooks = server::webhooks(store, None, &args, shutdown).expect("webhooks");
     let app = webhooks
         .router(edge)
-        .merge(server::http_router(store, edge, shutdown));
+        .merge(server::http_router(store, &args, edge, shutdown));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! System tests of the whole server: the binary's start/stop, the cross-protocol
-//! conformance suite, the fault tests, the hostile-input matrix, and durability: the
-//! binary killed and restarted on SQLite, two instances on one PostgreSQL.
+//! conformance suite, the fault tests, the hostile-input matrix, the connection and
+//! resource limits, and durability: the binary killed and restarted on SQLite, two
+//! instances on one PostgreSQL.
 
 mod cluster;
 mod conformance;
@@ -9,5 +10,6 @@ mod edge;
 mod faults;
 mod hostile;
 mod identity;
+mod limits;
 mod smoke;
 mod support;

@@ -1,7 +1,8 @@
 //! What every system suite shares, once: a server on free ports, bounded waits, a small
 //! HTTP server for receivers, the store's state, and a client per protocol (`grpc`,
-//! `mcp`, `mqtt`, `sse`, `ws`).
+//! `mcp`, `mqtt`, `sse`, `ws`), and the server binary as a child process (`binary`).
 
+pub(crate) mod binary;
 pub(crate) mod grpc;
 pub(crate) mod mcp;
 pub(crate) mod mqtt;
