@@ -68,6 +68,7 @@ enum Scenario {
     GrpcGet,
     RestGet,
     RestPost,
+    RestPostSqlite,
     GraphqlGet,
     SseFanout,
     SseIdle,
@@ -154,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Scenario::GrpcGet => scenario::grpc::run(&cfg, &mut rows).await,
                 Scenario::RestGet => scenario::rest::run_get(&cfg, &mut rows).await,
                 Scenario::RestPost => scenario::rest::run_post(&cfg, &mut rows).await,
+                Scenario::RestPostSqlite => scenario::rest::run_post_sqlite(&cfg, &mut rows).await,
                 Scenario::GraphqlGet => scenario::rest::run_graphql(&cfg, &mut rows).await,
                 Scenario::SseFanout => scenario::fanout::run(&cfg, Proto::Sse, &mut rows).await,
                 Scenario::SseIdle => {

@@ -22,6 +22,13 @@ impl Default for StackOptions {
     }
 }
 
+/// Where a full stack keeps its data.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Storage {
+    /// `--database-url` (`None`: in memory).
+    pub(crate) database_url: Option<String>,
+}
+
 /// A running full stack.
 pub(crate) struct Stack {
     server: Option<RunningServer>,
@@ -41,8 +48,14 @@ pub(crate) struct Stack {
 
 impl Stack {
     pub(crate) async fn start(opts: StackOptions) -> anyhow::Result<Self> {
+        Self::start_on(opts, Storage::default()).await
+    }
+
+    /// A full stack keeping its data where `storage` says.
+    pub(crate) async fn start_on(opts: StackOptions, storage: Storage) -> anyhow::Result<Self> {
         let args = ServerArgs {
             no_mqtt: !opts.mqtt,
+            database_url: storage.database_url,
             ..ServerArgs::ephemeral()
         };
         let server = petstore_server::start(args)

@@ -6,10 +6,14 @@
 //! ```
 //!
 //! The factory gets a [`LogConfig`] and returns a fresh, empty store; for a backend
-//! that connects asynchronously, write `async` before it and return a future:
+//! that connects asynchronously, write `async` before it and return a future (with
+//! `optional async`, a future of `Option<store>`: `None` skips the rule, for a backend
+//! whose database is not configured):
 //!
 //! ```ignore
-//! petstore_core::store_behaviour_tests!(async |config| my_backend::Store::connect(url, config).await.unwrap());
+//! petstore_core::store_behaviour_tests!(async |config| async move {
+//!     my_backend::Store::connect(url, config).await.unwrap()
+//! });
 //! ```
 //!
 //! The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a
@@ -568,7 +572,8 @@ pub async fn position_at_finds_the_events_after_a_time<S: Store>(store: S) {
 /// one), while a subscriber per entry of `starts` follows from a position in the first
 /// history (spread over the services too). Every subscriber sees exactly the offsets
 /// after its start, in order, with no gap and no duplicate, and polling with small
-/// pages reassembles the same sequence. The store must be empty.
+/// pages reassembles the same sequence; every service delivers the same envelope,
+/// byte for byte, for each offset. The store must be empty.
 pub async fn log_has_no_gap_or_duplicate(
     services: &[crate::PetStore],
     writers: usize,
@@ -612,6 +617,18 @@ pub async fn log_has_no_gap_or_duplicate(
         })
         .collect();
     let end = history + total;
+    // Offset -> the envelope first seen for it.
+    let mut envelopes = std::collections::BTreeMap::<u64, Arc<str>>::new();
+    let mut same_envelope = |event: &Event| {
+        let seen = envelopes
+            .entry(event.offset().offset)
+            .or_insert_with(|| event.json().clone());
+        assert_eq!(
+            seen,
+            event.json(),
+            "one envelope per offset on every service"
+        );
+    };
     for (from, mut sub) in subs {
         let mut expect = from + 1;
         while expect <= end {
@@ -621,6 +638,7 @@ pub async fn log_has_no_gap_or_duplicate(
                 expect,
                 "no gap, no duplicate, in order"
             );
+            same_envelope(&event);
             expect += 1;
         }
     }
@@ -637,6 +655,9 @@ pub async fn log_has_no_gap_or_duplicate(
                 .expect("poll");
             if batch.events.is_empty() {
                 break;
+            }
+            for event in &batch.events {
+                same_envelope(event);
             }
             seen.extend(batch.events.iter().map(|e| e.offset().offset));
             since = Some(batch.next);
@@ -664,30 +685,21 @@ pub fn small_config() -> LogConfig {
 }
 
 /// Generates one `#[tokio::test]` per behaviour rule for the store built by
-/// `$factory: Fn(LogConfig) -> impl Store`.
+/// `$factory: Fn(LogConfig) -> impl Store`; with `async` before it, by a factory that
+/// returns a future of the store; with `optional async`, of `Option<store>`, the test
+/// passing without running the rule on `None` (a backend whose database is not
+/// configured says so and returns `None`). The list of rules is here once, so a new
+/// rule reaches every backend.
 #[macro_export]
 macro_rules! store_behaviour_tests {
-    ($factory:expr) => {
-        $crate::store_behaviour_tests!(@tests $factory;
-            head_starts_at_zero_and_counts_events: default,
-            commit_assigns_consecutive_offsets: default,
-            failed_expectation_changes_nothing: default,
-            idempotency_keys_are_write_once: default,
-            listings_page_in_id_order: default,
-            inventory_matches_pets: default,
-            read_pages_without_gap_or_duplicate: default,
-            filtered_read_advances_past_skipped_events: default,
-            stale_tokens_are_refused: small,
-            subscribe_replays_then_follows: default,
-            subscribe_without_token_is_live_only: default,
-            subscriptions_filter_by_channel: default,
-            slow_subscriber_lags_without_blocking_writers: small,
-            leases_have_one_holder: default,
-            position_at_finds_the_events_after_a_time: small,
-        );
-    };
     (async $factory:expr) => {
-        $crate::store_behaviour_tests!(@tests_async $factory;
+        $crate::store_behaviour_tests!(@rules tests_async $factory);
+    };
+    (optional async $factory:expr) => {
+        $crate::store_behaviour_tests!(@rules tests_optional $factory);
+    };
+    (@rules $arm:ident $factory:expr) => {
+        $crate::store_behaviour_tests!(@$arm $factory;
             head_starts_at_zero_and_counts_events: default,
             commit_assigns_consecutive_offsets: default,
             failed_expectation_changes_nothing: default,
@@ -733,6 +745,26 @@ macro_rules! store_behaviour_tests {
             )*
         }
     };
+    (@tests_optional $factory:expr; $($name:ident : $config:ident),* $(,)?) => {
+        mod store_behaviour {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let factory = $factory;
+                    let config = $crate::store_behaviour_tests!(@config $config);
+                    let Some(store) = factory(config).await else {
+                        return;
+                    };
+                    $crate::testing::$name(store).await;
+                }
+            )*
+        }
+    };
     (@config default) => { $crate::LogConfig::default() };
     (@config small) => { $crate::testing::small_config() };
+    ($factory:expr) => {
+        $crate::store_behaviour_tests!(@rules tests $factory);
+    };
 }

@@ -6,9 +6,10 @@ mod connections;
 mod http;
 pub mod jwks;
 mod server;
+mod shared_bridge;
 pub mod telemetry;
 
 pub use server::{
-    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, Stopped, build_store, edge, health,
-    http_router, shutdown_signal, start, start_with_store, webhooks,
+    Cli, Command, RunningServer, SHUTDOWN_GRACE, ServerArgs, Stopped, Storage, build_store, edge,
+    health, http_router, open_storage, shutdown_signal, start, start_with_store, webhooks,
 };

@@ -1,4 +1,5 @@
-//! The composition: every protocol over one in-memory `PetStore`, its settings and its
+//! The composition: every protocol over one `PetStore` (in memory, or on SQLite or
+//! PostgreSQL with `--database-url`), its settings and its
 //! graceful shutdown.
 
 use std::net::SocketAddr;
@@ -77,6 +78,11 @@ pub struct ServerArgs {
         requires = "mqtt_username"
     )]
     pub mqtt_password: Option<String>,
+    /// Keep the data in this database: `sqlite://PATH` (the file is created if
+    /// missing) or `postgres://...` (several instances on one database are one store).
+    /// Without it the store is in memory and lost at exit.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Do not start the MQTT bridge (nor the embedded broker).
     #[arg(long)]
     pub no_mqtt: bool,
@@ -211,6 +217,10 @@ impl std::fmt::Debug for ServerArgs {
             .field("mqtt_url", &self.mqtt_url)
             .field("mqtt_username", &self.mqtt_username)
             .field("mqtt_password", &redact(&self.mqtt_password))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(storage_name),
+            )
             .field("no_mqtt", &self.no_mqtt)
             .field("seed", &self.seed)
             .field("jwt_secret", &redact(&self.jwt_secret))
@@ -282,8 +292,35 @@ impl ServerArgs {
     }
 }
 
-/// Builds the service the server exposes.
-pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
+/// Where the data lives, as the banner says it (never the URL's password).
+fn storage_name(url: &str) -> String {
+    match url.split_once(':') {
+        Some(("sqlite", rest)) => format!("SQLite {}", rest.trim_start_matches("//")),
+        Some(("postgres" | "postgresql", rest)) => {
+            // `//user:password@host:port/db?...`: keep host, port and database.
+            let rest = rest.trim_start_matches("//");
+            let at_host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            let host_db = at_host.split('?').next().unwrap_or_default();
+            format!("PostgreSQL {host_db}")
+        }
+        _ => "an unknown database".to_owned(),
+    }
+}
+
+/// What the server keeps its data in.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// The service over the store.
+    pub service: PetStore,
+    /// The database store (`--database-url`); `None` when the data is in memory.
+    pub sql: Option<petstore_sql::SqlStore>,
+    /// What the banner says about it.
+    pub description: String,
+}
+
+/// Opens the store of `args` (the database of `--database-url`, else memory) and
+/// builds the service over it; seeds the sample catalogue once per store.
+pub async fn open_storage(args: &ServerArgs) -> anyhow::Result<Storage> {
     let config = ServiceConfig::default().require_auth_for_reads(args.require_auth_for_reads);
     let mut auth = match &args.jwt_secret {
         Some(secret) => TokenAuthority::new(secret.as_bytes(), config.token_ttl),
@@ -296,13 +333,36 @@ pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
         };
         auth = auth.with_verifier(crate::jwks::verifier(url, issuer, audience).await?);
     }
-    let store = PetStore::new(petstore_core::MemoryStore::default(), auth, config);
+    let (store, sql, description) = match &args.database_url {
+        Some(url) => {
+            let sql = petstore_sql::SqlStore::connect(url, petstore_core::LogConfig::default())
+                .await
+                .with_context(|| format!("opening the database ({})", storage_name(url)))?;
+            let store = PetStore::new(sql.clone(), auth, config);
+            (store, Some(sql), storage_name(url))
+        }
+        None => (
+            PetStore::new(petstore_core::MemoryStore::default(), auth, config),
+            None,
+            "in memory (lost at exit; --database-url sqlite://FILE keeps it)".to_owned(),
+        ),
+    };
     if args.seed {
+        // Once per store: a restart on the same database does not add it again.
         petstore_core::seed::seed(&store)
             .await
             .context("seeding the sample catalogue")?;
     }
-    Ok(store)
+    Ok(Storage {
+        service: store,
+        sql,
+        description,
+    })
+}
+
+/// Builds the service the server exposes ([`open_storage`]'s service).
+pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
+    Ok(open_storage(args).await?.service)
 }
 
 /// A running server.
@@ -310,6 +370,8 @@ pub async fn build_store(args: &ServerArgs) -> anyhow::Result<PetStore> {
 pub struct RunningServer {
     /// The service behind every protocol.
     pub store: PetStore,
+    /// Where the data lives, as the banner says it.
+    pub storage: String,
     /// Where HTTP protocols listen.
     pub http_addr: SocketAddr,
     /// Where gRPC listens.
@@ -367,6 +429,7 @@ impl RunningServer {
                 "MQTT        mqtt://{mqtt}   (topics under petstore/; a token as the password for orders and chat)"
             ));
         }
+        lines.push(format!("store       {}", self.storage));
         lines
     }
 
@@ -411,9 +474,11 @@ pub struct Stopped {
 }
 
 /// The webhook service of the server: loopback targets are allowed (dev mode;
-/// the library default refuses private addresses).
+/// the library default refuses private addresses). With a database (`sql`), endpoints,
+/// secrets, cursors, pending deliveries and attempts live in it.
 pub fn webhooks(
     store: &PetStore,
+    sql: Option<&petstore_sql::SqlStore>,
     args: &ServerArgs,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<petstore_webhooks::Webhooks> {
@@ -426,11 +491,15 @@ pub fn webhooks(
     let config = petstore_webhooks::WebhookConfig::default()
         .allow_loopback(true)
         .payments_secret(payments_secret);
-    Ok(petstore_webhooks::Webhooks::new(
-        store.clone(),
-        config,
-        shutdown.clone(),
-    ))
+    Ok(match sql {
+        Some(sql) => petstore_webhooks::Webhooks::with_store(
+            store.clone(),
+            config,
+            petstore_sql::SqlWebhookStore::new(sql),
+            shutdown.clone(),
+        ),
+        None => petstore_webhooks::Webhooks::new(store.clone(), config, shutdown.clone()),
+    })
 }
 
 /// 408 (as a `timeout` problem) for a request whose response has not started within
@@ -553,15 +622,30 @@ fn health_router(health: &Health) -> Router {
 pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     // Checked before anything starts: a bad value must not leave tasks running.
     Duration::try_from_secs_f64(args.drain_delay).context("--drain-delay: a number of seconds")?;
-    let store = build_store(&args).await?;
-    start_with_store(store, args).await
+    let storage = open_storage(&args).await?;
+    start_with_storage(storage, args).await
 }
 
 /// Like [`start`], over a service built by the caller (a backend of its own, or one
-/// that tests observe); the store options of `args` are not used.
+/// that tests observe); the store options of `args` are not used, and webhook state
+/// stays in memory.
 pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Result<RunningServer> {
+    let storage = Storage {
+        service: store,
+        sql: None,
+        description: "a store given by the caller".to_owned(),
+    };
+    start_with_storage(storage, args).await
+}
+
+async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Result<RunningServer> {
     let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
         .context("--drain-delay: a number of seconds")?;
+    let Storage {
+        service: store,
+        sql,
+        description: storage,
+    } = storage;
     let shutdown = CancellationToken::new();
     let limiter = Arc::new(RateLimiter::new(rate_limit(&args)));
     let edge = edge(&args, &limiter);
@@ -571,7 +655,7 @@ pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Resu
         .await
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let http_addr = http.local_addr()?;
-    let webhooks = webhooks(&store, &args, &shutdown)?;
+    let webhooks = webhooks(&store, sql.as_ref(), &args, &shutdown)?;
     let health = health(&store, &webhooks, &shutdown);
     let mut app = webhooks
         .router(&edge)
@@ -650,28 +734,52 @@ pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Resu
             }
         };
         let url = config.url.clone();
-        let bridge = petstore_mqtt::Bridge::start(store.clone(), config, shutdown.clone())
-            .with_context(|| format!("starting the MQTT bridge to {url}"))?;
-        let status = bridge.status_updates();
-        health.check("mqtt_bridge", move || {
-            let status = status.borrow().clone();
-            async move {
-                if status.connected {
+        let status: crate::shared_bridge::Status = Default::default();
+        match (&args.mqtt_url, &sql) {
+            // A broker other instances of the database may share: one bridge among
+            // them, under a lease (standing by counts as healthy).
+            (Some(_), Some(sql)) => {
+                let run = crate::shared_bridge::run(
+                    store.clone(),
+                    sql.clone(),
+                    config,
+                    status.clone(),
+                    shutdown.clone(),
+                );
+                tasks.push(tokio::spawn(async move {
+                    run.await;
                     Ok(())
-                } else {
-                    Err(status
+                }));
+            }
+            _ => {
+                let bridge = petstore_mqtt::Bridge::start(store.clone(), config, shutdown.clone())
+                    .with_context(|| format!("starting the MQTT bridge to {url}"))?;
+                *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(bridge.status_updates());
+                let stop = shutdown.clone();
+                tasks.push(tokio::spawn(async move {
+                    // The token stops the bridge; this waits for its clean stop.
+                    stop.cancelled().await;
+                    bridge.shutdown().await;
+                    Ok(())
+                }));
+            }
+        }
+        health.check("mqtt_bridge", move || {
+            let status = status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|s| s.borrow().clone());
+            async move {
+                match status {
+                    None => Ok(()),
+                    Some(status) if status.connected => Ok(()),
+                    Some(status) => Err(status
                         .last_error
-                        .unwrap_or_else(|| "not connected to the broker".to_owned()))
+                        .unwrap_or_else(|| "not connected to the broker".to_owned())),
                 }
             }
         });
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            // The token stops the bridge; this waits for its clean stop.
-            stop.cancelled().await;
-            bridge.shutdown().await;
-            Ok(())
-        }));
     }
 
     let dev_token = store
@@ -681,6 +789,7 @@ pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Resu
         .access_token;
     Ok(RunningServer {
         store,
+        storage,
         http_addr,
         grpc_addr: Some(grpc_addr),
         mqtt_addr,

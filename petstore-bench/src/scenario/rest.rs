@@ -11,7 +11,7 @@ use super::{Config, new_pet, new_pet_json};
 use crate::load::{Call, Check, closed_loop, contains, expect, open_loop};
 use crate::measure::alternate;
 use crate::report::{Row, Target, fig};
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{Stack, StackOptions, Storage};
 
 /// Closed-loop connections of the HTTP throughput rows.
 const CONNS: usize = 32;
@@ -155,6 +155,55 @@ async fn post(cfg: &Config, s: &Setup, rows: &mut Vec<Row>) -> anyhow::Result<()
             tp.ratio(),
             "x",
             Target::AtLeast(0.75),
+        )
+        .rounds(&tp.ratios()),
+    );
+    Ok(())
+}
+
+/// `POST /v1/pets` through the full stack on SQLite (a new file, WAL, synchronous
+/// FULL) against the same stack in memory, in the same run.
+pub(crate) async fn run_post_sqlite(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let memory = Stack::start(StackOptions::default()).await?;
+    let dir = std::env::temp_dir().join(format!("petstore-bench-{}", std::process::id()));
+    let storage = Storage {
+        database_url: Some(format!("sqlite://{}/petstore.db", dir.display())),
+    };
+    let sqlite = match Stack::start_on(StackOptions::default(), storage).await {
+        Ok(stack) => stack,
+        Err(e) => {
+            memory.stop().await;
+            return Err(e);
+        }
+    };
+    let result = post_sqlite(cfg, &memory, &sqlite, rows).await;
+    memory.stop().await;
+    sqlite.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+    result
+}
+
+async fn post_sqlite(
+    cfg: &Config,
+    memory: &Stack,
+    sqlite: &Stack,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    eprintln!("  REST POST /v1/pets: SQLite vs in memory");
+    let body = new_pet_json("Rex");
+    let check = || expect(201, &["\"id\":\"pet_", "\"name\":\"Rex\""]);
+    let a = Call::post_json(memory.http, "/v1/pets", body.clone(), check()).bearer(&memory.token);
+    let b = Call::post_json(sqlite.http, "/v1/pets", body, check()).bearer(&sqlite.token);
+    let tp = throughput(cfg, &a, &b).await?;
+    rows.push(
+        Row::new(
+            "rest-post-sqlite",
+            "POST throughput (32 conns), SQLite vs in memory",
+            fig(tp.median_a(), "req/s (memory)"),
+            fig(tp.median_b(), "req/s (SQLite)"),
+            tp.ratio(),
+            "x",
+            Target::AtLeast(0.3),
         )
         .rounds(&tp.ratios()),
     );

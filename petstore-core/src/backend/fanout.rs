@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -34,6 +34,8 @@ pub struct Fanout {
     /// Offset of the newest published event. Stored before the event is sent, so a
     /// subscriber that reads it has either the event in its receiver or in its replay.
     published: AtomicU64,
+    /// Set by [`Fanout::interrupt`]: subscribers whose feed then closes missed events.
+    interrupted: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for Fanout {
@@ -55,7 +57,17 @@ impl Fanout {
             epoch: published.epoch,
             live,
             published: AtomicU64::new(published.offset),
+            interrupted: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Marks this feed as broken (the backend could not publish every event, e.g. its
+    /// tail fell out of the log's retention): once the fan-out is dropped, each of its
+    /// subscribers gets one [`ErrorKind::Lagged`] item instead of a plain end, so that
+    /// nobody mistakes the gap for a shutdown. The backend starts a new `Fanout` for
+    /// new subscribers.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::Release);
     }
 
     /// The position of the newest published event.
@@ -102,6 +114,7 @@ impl Fanout {
             last: since.map_or(until.offset, |s| s.offset),
             until: until.offset,
             epoch: self.epoch,
+            interrupted: self.interrupted.clone(),
             done: false,
         };
         Subscription::from_stream(futures_util::stream::unfold(state, Follow::next))
@@ -122,6 +135,7 @@ struct Follow {
     /// The end of the replay.
     until: u64,
     epoch: u64,
+    interrupted: Arc<AtomicBool>,
     done: bool,
 }
 
@@ -177,7 +191,20 @@ impl Follow {
                     );
                     return Some((Err(err), self));
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.done = true;
+                    if !self.interrupted.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    let at = ResumeToken::new(self.epoch, self.last);
+                    let err = Error::new(
+                        ErrorKind::Lagged,
+                        format!(
+                            "the live feed was interrupted and this subscriber missed events; resume from `{at}`"
+                        ),
+                    );
+                    return Some((Err(err), self));
+                }
             }
         }
     }

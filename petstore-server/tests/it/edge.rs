@@ -23,7 +23,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// behind `edge`, on a free port.
 async fn compose(store: &PetStore, edge: &Edge, shutdown: &CancellationToken) -> String {
     let args = ServerArgs::ephemeral();
-    let webhooks = server::webhooks(store, &args, shutdown).expect("webhooks");
+    let webhooks = server::webhooks(store, None, &args, shutdown).expect("webhooks");
     let app = webhooks
         .router(edge)
         .merge(server::http_router(store, &args, edge, shutdown));

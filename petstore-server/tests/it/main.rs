@@ -1,8 +1,11 @@
 //! System tests of the whole server: the binary's start/stop, the cross-protocol
-//! conformance suite, the fault tests, the hostile-input matrix and the connection and
-//! resource limits.
+//! conformance suite, the fault tests, the hostile-input matrix, the connection and
+//! resource limits, and durability: the binary killed and restarted on SQLite, two
+//! instances on one PostgreSQL.
 
+mod cluster;
 mod conformance;
+mod crash;
 mod edge;
 mod faults;
 mod hostile;

@@ -6,6 +6,7 @@ pub(crate) mod binary;
 pub(crate) mod grpc;
 pub(crate) mod mcp;
 pub(crate) mod mqtt;
+pub(crate) mod process;
 pub(crate) mod sse;
 pub(crate) mod state;
 pub(crate) mod ws;
