@@ -183,6 +183,27 @@ impl GrpcServer {
     /// [`GrpcConfig::drain_delay`], stop accepting, and wait up to
     /// [`GrpcConfig::shutdown_grace`] for the calls in flight.
     pub async fn serve(self, listener: TcpListener) -> Result<(), tonic::transport::Error> {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_with_incoming(incoming).await
+    }
+
+    /// Like [`GrpcServer::serve`], over connections the caller accepts (for example
+    /// through a cap on open connections, or TLS).
+    pub async fn serve_with_incoming<I, IO, IE>(
+        self,
+        incoming: I,
+    ) -> Result<(), tonic::transport::Error>
+    where
+        I: futures_util::Stream<Item = Result<IO, IE>>,
+        IO: tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + tonic::transport::server::Connected
+            + Unpin
+            + Send
+            + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let routes = self.routes().await;
         let config = &self.config;
         let mut builder = Server::builder()
@@ -196,7 +217,6 @@ impl GrpcServer {
         if let Some(timeout) = config.request_timeout {
             builder = builder.timeout(timeout);
         }
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let this = &self;

@@ -157,6 +157,35 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Limited<IO> {
     }
 }
 
+/// The connections `listener` accepts, as far as `limit` admits them (the others are
+/// closed at once), with `TCP_NODELAY` set: the incoming stream of a server that takes
+/// one (gRPC). Accept errors such as `Too many open files` are logged and backed off by
+/// axum's listener, never ending the stream.
+pub(crate) fn limited_incoming(
+    listener: tokio::net::TcpListener,
+    limit: ConnectionLimit,
+) -> impl futures_util::Stream<Item = io::Result<Limited<tokio::net::TcpStream>>> + Send {
+    futures_util::stream::unfold((listener, limit), |(mut listener, limit)| async move {
+        loop {
+            let (tcp, _) = axum::serve::Listener::accept(&mut listener).await;
+            if let Some(conn) = limit.admit(tcp) {
+                if let Err(e) = conn.get_ref().set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+                return Some((Ok(conn), (listener, limit)));
+            }
+        }
+    })
+}
+
+impl tonic::transport::server::Connected for Limited<tokio::net::TcpStream> {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,6 +193,10 @@ pub struct ServerArgs {
     /// stream may take; a client's shorter `grpc-timeout` wins.
     #[arg(long, env = "PETSTORE_GRPC_REQUEST_TIMEOUT", default_value = "30", value_parser = seconds)]
     pub grpc_request_timeout: Duration,
+    /// gRPC connections open at once; one more is closed as soon as it is accepted, and
+    /// the log says so once until the count falls again.
+    #[arg(long, env = "PETSTORE_GRPC_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub grpc_max_connections: usize,
 }
 
 /// A positive number of seconds (fractions allowed).
@@ -258,6 +262,7 @@ impl std::fmt::Debug for ServerArgs {
                 &self.grpc_concurrency_per_connection,
             )
             .field("grpc_max_message_size", &self.grpc_max_message_size)
+            .field("grpc_max_connections", &self.grpc_max_connections)
             .field("grpc_request_timeout", &self.grpc_request_timeout)
             .finish()
     }
@@ -699,8 +704,15 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
         shutdown.clone(),
     )
     .rate_limiter(limiter.clone());
+    let incoming = crate::connections::limited_incoming(
+        grpc,
+        crate::connections::ConnectionLimit::new("gRPC", args.grpc_max_connections),
+    );
     tasks.push(tokio::spawn(async move {
-        grpc_server.serve(grpc).await.context("gRPC server")
+        grpc_server
+            .serve_with_incoming(incoming)
+            .await
+            .context("gRPC server")
     }));
 
     let mut mqtt_addr = None;

@@ -133,3 +133,55 @@ async fn a_peer_that_does_not_answer_keepalive_pings_is_dropped() {
     .await;
     assert!(pinged, "the server never pinged (closed with {closed})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_connection_cap_closes_one_more_and_frees_its_places() {
+    let server = start_tuned(|a| a.grpc_max_connections = 2).await;
+    let addr = server.grpc_addr.expect("gRPC is served");
+    // Two connections, each admitted once a call has been answered on it.
+    let mut first = PetServiceClient::new(channel(&server).await);
+    let mut second = PetServiceClient::new(channel(&server).await);
+    for client in [&mut first, &mut second] {
+        let listed = within(
+            "a call on an admitted connection",
+            client.list_pets(pb::ListPetsRequest::default()),
+        )
+        .await;
+        assert!(listed.is_ok(), "{listed:?}");
+    }
+
+    // One more is closed at once: the client reads the end of the stream, not an
+    // HTTP/2 SETTINGS frame.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await;
+    let mut buf = [0u8; 64];
+    let read = within("the refused connection to be closed", third.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the third connection was served: {:?}",
+        read.map(|n| buf[..n].to_vec())
+    );
+
+    // A place frees when a connection ends, and a new client gets through.
+    drop(first);
+    within("a call once a place is free", async {
+        loop {
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .unwrap()
+                .connect()
+                .await
+                && PetServiceClient::new(channel)
+                    .list_pets(pb::ListPetsRequest::default())
+                    .await
+                    .is_ok()
+            {
+                break;
+            }
+            // Until the server has seen the close, the cap still holds.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
