@@ -29,7 +29,7 @@ use crate::schema::{Context, Schema};
 
 /// Everything a request handler needs.
 pub(crate) struct App {
-    pub(crate) store: PetStore,
+    pub(crate) service: PetStore,
     pub(crate) schema: Arc<Schema>,
     pub(crate) limits: Limits,
     pub(crate) config: GraphQlConfig,
@@ -75,7 +75,7 @@ pub fn router(
         schema.disable_introspection()
     };
     let app = Arc::new(App {
-        store: store.clone(),
+        service: store.clone(),
         schema: Arc::new(schema),
         limits: Limits::new(&config),
         limiter: edge.limiter().cloned(),
@@ -297,7 +297,7 @@ async fn execute(
         sub = principal.subject(),
     );
     let started = std::time::Instant::now();
-    let context = Context::new(app.store.clone(), principal);
+    let context = Context::new(app.service.clone(), principal);
     let (outcome, response) = match request
         .execute(&app.schema, &context)
         .instrument(span.clone())

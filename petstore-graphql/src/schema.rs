@@ -40,14 +40,17 @@ pub fn sdl() -> String {
 /// execute [`schema()`] outside the router.
 #[derive(Debug, Clone)]
 pub struct Context {
-    pub(crate) store: PetStore,
+    pub(crate) service: PetStore,
     pub(crate) principal: Principal,
 }
 
 impl Context {
     /// A context for `principal` calling `store`.
     pub fn new(store: PetStore, principal: Principal) -> Self {
-        Self { store, principal }
+        Self {
+            service: store,
+            principal,
+        }
     }
 
     /// The caller.
@@ -77,7 +80,7 @@ impl Query {
 
     /// One pet; null with a `NOT_FOUND` error when it does not exist.
     async fn pet(ctx: &Context, id: ID) -> ApiResult<Option<GqlPet>> {
-        let pet = ctx.store.pet(&ctx.principal, &pet_id(&id)?).await?;
+        let pet = ctx.service.pet(&ctx.principal, &pet_id(&id)?).await?;
         Ok(Some(GqlPet(pet)))
     }
 
@@ -99,7 +102,7 @@ impl Query {
         query.q = q;
         query.limit = Some(unsigned(first.unwrap_or(DEFAULT_PAGE), "first")?);
         query.cursor = after;
-        let page = ctx.store.pets(&ctx.principal, &query).await?;
+        let page = ctx.service.pets(&ctx.principal, &query).await?;
         Ok(GqlPetConnection {
             nodes: page.data.into_iter().map(GqlPet).collect(),
             page_info: GqlPageInfo {
@@ -112,7 +115,7 @@ impl Query {
 
     /// One order; null with a `NOT_FOUND` error when it does not exist.
     async fn order(ctx: &Context, id: ID) -> ApiResult<Option<GqlOrder>> {
-        let order = ctx.store.order(&ctx.principal, &order_id(&id)?).await?;
+        let order = ctx.service.order(&ctx.principal, &order_id(&id)?).await?;
         Ok(Some(GqlOrder(order)))
     }
 
@@ -129,7 +132,7 @@ impl Query {
         query.pet_id = pet_id.as_deref().map(crate::types::pet_id).transpose()?;
         query.limit = Some(unsigned(first.unwrap_or(DEFAULT_PAGE), "first")?);
         query.cursor = after;
-        let page = ctx.store.orders(&ctx.principal, &query).await?;
+        let page = ctx.service.orders(&ctx.principal, &query).await?;
         Ok(GqlOrderConnection {
             nodes: page.data.into_iter().map(GqlOrder).collect(),
             page_info: GqlPageInfo {
@@ -142,13 +145,16 @@ impl Query {
 
     /// One payment; null with a `NOT_FOUND` error when it does not exist.
     async fn payment(ctx: &Context, id: ID) -> ApiResult<Option<GqlPayment>> {
-        let payment = ctx.store.payment(&ctx.principal, &payment_id(&id)?).await?;
+        let payment = ctx
+            .service
+            .payment(&ctx.principal, &payment_id(&id)?)
+            .await?;
         Ok(Some(GqlPayment(payment)))
     }
 
     /// Pet counts per status.
     async fn inventory(ctx: &Context) -> ApiResult<GqlInventory> {
-        let snapshot = ctx.store.inventory(&ctx.principal).await?;
+        let snapshot = ctx.service.inventory(&ctx.principal).await?;
         GqlInventory::new(snapshot.items, snapshot.position)
     }
 
@@ -172,7 +178,7 @@ impl Query {
         let since = resume_token(since.as_deref())?;
         let limit = unsigned(first.unwrap_or(DEFAULT_EVENTS), "first")? as usize;
         let batch = ctx
-            .store
+            .service
             .events(&ctx.principal, since, limit, filter, Duration::ZERO)
             .await?;
         Ok(GqlEventPage {
@@ -198,7 +204,7 @@ impl Mutation {
         password: String,
     ) -> ApiResult<GqlAccessToken> {
         let token = ctx
-            .store
+            .service
             .issue_token(&Credentials { username, password })
             .await?;
         GqlAccessToken::new(token)
@@ -208,7 +214,7 @@ impl Mutation {
     async fn create_pet(ctx: &Context, input: GqlNewPetInput) -> ApiResult<GqlPet> {
         ctx.principal.require(Scope::PetsWrite)?;
         let pet = ctx
-            .store
+            .service
             .create_pet(&ctx.principal, input.try_into()?)
             .await?;
         Ok(GqlPet(pet))
@@ -225,7 +231,7 @@ impl Mutation {
         ctx.principal.require(Scope::PetsWrite)?;
         let if_match = if_version.map(|v| unsigned(v, "ifVersion")).transpose()?;
         let pet = ctx
-            .store
+            .service
             .update_pet(
                 &ctx.principal,
                 &pet_id(&id)?,
@@ -246,7 +252,7 @@ impl Mutation {
         ctx.principal.require(Scope::PetsWrite)?;
         let if_match = if_version.map(|v| unsigned(v, "ifVersion")).transpose()?;
         let pet = ctx
-            .store
+            .service
             .replace_pet(
                 &ctx.principal,
                 &pet_id(&id)?,
@@ -262,7 +268,7 @@ impl Mutation {
     async fn delete_pet(ctx: &Context, id: ID, if_version: Option<i32>) -> ApiResult<ID> {
         ctx.principal.require(Scope::PetsWrite)?;
         let if_match = if_version.map(|v| unsigned(v, "ifVersion")).transpose()?;
-        ctx.store
+        ctx.service
             .delete_pet(&ctx.principal, &pet_id(&id)?, if_match.map(u64::from))
             .await?;
         Ok(id)
@@ -283,7 +289,7 @@ impl Mutation {
             quantity: unsigned(quantity, "quantity")?,
         };
         let placed = ctx
-            .store
+            .service
             .place_order(&ctx.principal, new, idempotency_key.as_deref())
             .await?;
         Ok(GqlPlaceOrderResult {
@@ -302,7 +308,7 @@ impl Mutation {
     ) -> ApiResult<GqlPayment> {
         ctx.principal.require(Scope::OrdersWrite)?;
         let payment = ctx
-            .store
+            .service
             .pay_order(&ctx.principal, &order_id(&id)?, PaymentRequest { token })
             .await?;
         Ok(GqlPayment(payment))
@@ -312,7 +318,7 @@ impl Mutation {
     async fn cancel_order(ctx: &Context, id: ID) -> ApiResult<GqlOrder> {
         ctx.principal.require(Scope::OrdersWrite)?;
         let order = ctx
-            .store
+            .service
             .cancel_order(&ctx.principal, &order_id(&id)?)
             .await?;
         Ok(GqlOrder(order))
@@ -322,7 +328,7 @@ impl Mutation {
     async fn deliver_order(ctx: &Context, id: ID) -> ApiResult<GqlOrder> {
         ctx.principal.require(Scope::Admin)?;
         let order = ctx
-            .store
+            .service
             .deliver_order(&ctx.principal, &order_id(&id)?)
             .await?;
         Ok(GqlOrder(order))
@@ -336,7 +342,7 @@ impl Mutation {
     ) -> ApiResult<GqlChatMessage> {
         ctx.principal.require(Scope::ChatWrite)?;
         let msg = ctx
-            .store
+            .service
             .post_chat(&ctx.principal, NewChatMessage { room, text })
             .await?;
         Ok(msg.into())
@@ -448,7 +454,7 @@ async fn follow<T: Send + 'static>(
     view: impl Fn(Arc<Event>) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<Feed<T>> {
     let since = resume_token(since.as_deref())?;
-    let subscription = ctx.store.subscribe(&ctx.principal, since, filter).await?;
+    let subscription = ctx.service.subscribe(&ctx.principal, since, filter).await?;
     Ok(Box::pin(subscription.map(move |item| match item {
         Ok(event) => view(event),
         Err(e) => Err(e.into()),

@@ -248,7 +248,7 @@ impl GqlOrder {
     }
     /// The ordered pet; null if it was removed since.
     async fn pet(&self, ctx: &Context) -> ApiResult<Option<GqlPet>> {
-        Ok(found(ctx.store.pet(&ctx.principal, &self.0.pet_id).await)?.map(GqlPet))
+        Ok(found(ctx.service.pet(&ctx.principal, &self.0.pet_id).await)?.map(GqlPet))
     }
     /// Quantity, 1 to 10.
     fn quantity(&self) -> ApiResult<i32> {
@@ -275,7 +275,7 @@ impl GqlOrder {
         let Some(id) = &self.0.payment_id else {
             return Ok(None);
         };
-        Ok(found(ctx.store.payment(&ctx.principal, id).await)?.map(GqlPayment))
+        Ok(found(ctx.service.payment(&ctx.principal, id).await)?.map(GqlPayment))
     }
     /// When it was placed.
     fn created_at(&self) -> DateTime<Utc> {

@@ -155,10 +155,10 @@ fn connection_principal(
         )
     };
     if let Some(value) = string("authorization").or_else(|| string("Authorization")) {
-        return app.store.authenticate_header(Some(value?));
+        return app.service.authenticate_header(Some(value?));
     }
     if let Some(token) = string("token") {
-        return app.store.authenticate(Some(token?));
+        return app.service.authenticate(Some(token?));
     }
     Ok(header)
 }
@@ -192,7 +192,7 @@ fn init(
                 state.acked = true;
                 state.principal = Some(principal.clone());
                 drop(state);
-                ConnectionConfig::new(Context::new(app.store.clone(), principal))
+                ConnectionConfig::new(Context::new(app.service.clone(), principal))
                     .with_keep_alive_interval(app.config.keep_alive)
                     // Clients are not required to ping: never drop a quiet connection.
                     .with_keep_alive_timeout(Duration::ZERO)

@@ -22,13 +22,16 @@ use crate::error::status;
 /// call fails with `RESOURCE_EXHAUSTED` before any service code runs.
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticate {
-    store: PetStore,
+    service: PetStore,
     limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Authenticate {
     pub(crate) fn new(store: PetStore, limiter: Option<Arc<RateLimiter>>) -> Self {
-        Self { store, limiter }
+        Self {
+            service: store,
+            limiter,
+        }
     }
 
     fn principal(&self, request: &Request<()>) -> Result<Principal, Error> {
@@ -41,7 +44,7 @@ impl Authenticate {
                 )
             })?),
         };
-        self.store.authenticate_header(header)
+        self.service.authenticate_header(header)
     }
 }
 

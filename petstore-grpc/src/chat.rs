@@ -19,13 +19,16 @@ const SINCE: &str = "since";
 
 #[derive(Debug, Clone)]
 pub(crate) struct ChatApi {
-    store: PetStore,
+    service: PetStore,
     streams: Streams,
 }
 
 impl ChatApi {
     pub(crate) fn new(store: PetStore, streams: Streams) -> Self {
-        Self { store, streams }
+        Self {
+            service: store,
+            streams,
+        }
     }
 }
 
@@ -76,7 +79,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
     ) -> Result<Response<Self::ChatStream>, Status> {
         let who = principal(&request);
         // Chat needs a token: checked before the request's metadata is read.
-        self.store
+        self.service
             .authorize_channel(&who, &Channel::Chat)
             .await
             .map_err(status)?;
@@ -86,7 +89,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
         // Subscribing before the response goes out: nothing posted after the call is
         // open can be missed.
         let messages = self
-            .store
+            .service
             .subscribe(&who, since, EventFilter::channels(channels))
             .await
             .map_err(status)?
@@ -103,7 +106,7 @@ impl pb::chat_service_server::ChatService for ChatApi {
             });
 
         let metadata = request.metadata().clone();
-        let posts = posts(self.store.clone(), who, request.into_inner());
+        let posts = posts(self.service.clone(), who, request.into_inner());
         // Both directions live in the one response stream: when the client goes away the
         // stream is dropped, and with it the subscription and the reading of its sends.
         let both = stream::select(messages, posts);

@@ -18,13 +18,16 @@ const REPLAYED: &str = "idempotent-replayed";
 
 #[derive(Debug, Clone)]
 pub(crate) struct StoreApi {
-    store: PetStore,
+    service: PetStore,
     streams: Streams,
 }
 
 impl StoreApi {
     pub(crate) fn new(store: PetStore, streams: Streams) -> Self {
-        Self { store, streams }
+        Self {
+            service: store,
+            streams,
+        }
     }
 }
 
@@ -59,7 +62,7 @@ impl pb::store_service_server::StoreService for StoreApi {
             quantity: r.quantity.unwrap_or(1),
         };
         let placed = self
-            .store
+            .service
             .place_order(&who, new, key)
             .await
             .map_err(status)?;
@@ -78,7 +81,7 @@ impl pb::store_service_server::StoreService for StoreApi {
     ) -> Result<Response<pb::Order>, Status> {
         let who = principal(&request);
         let id = order_id("id", &request.get_ref().id)?;
-        let order = self.store.order(&who, &id).await.map_err(status)?;
+        let order = self.service.order(&who, &id).await.map_err(status)?;
         Ok(Response::new(convert::order(&order)))
     }
 
@@ -89,7 +92,7 @@ impl pb::store_service_server::StoreService for StoreApi {
         let who = principal(&request);
         who.require(Scope::OrdersWrite).map_err(status)?;
         let id = order_id("id", &request.get_ref().id)?;
-        let order = self.store.cancel_order(&who, &id).await.map_err(status)?;
+        let order = self.service.cancel_order(&who, &id).await.map_err(status)?;
         Ok(Response::new(convert::order(&order)))
     }
 
@@ -106,7 +109,7 @@ impl pb::store_service_server::StoreService for StoreApi {
             payment.token = token.clone();
         }
         let payment = self
-            .store
+            .service
             .pay_order(&who, &id, payment)
             .await
             .map_err(status)?;
@@ -118,7 +121,7 @@ impl pb::store_service_server::StoreService for StoreApi {
         request: Request<pb::GetInventoryRequest>,
     ) -> Result<Response<pb::Inventory>, Status> {
         let who = principal(&request);
-        let snapshot = self.store.inventory(&who).await.map_err(status)?;
+        let snapshot = self.service.inventory(&who).await.map_err(status)?;
         Ok(Response::new(convert::inventory(
             &snapshot.items,
             snapshot.position,
@@ -144,7 +147,7 @@ impl pb::store_service_server::StoreService for StoreApi {
         let events = self
             .streams
             .watch(
-                &self.store,
+                &self.service,
                 &who,
                 since,
                 &r.types,

@@ -19,13 +19,16 @@ const PAGE: u32 = 100;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PetApi {
-    store: PetStore,
+    service: PetStore,
     streams: Streams,
 }
 
 impl PetApi {
     pub(crate) fn new(store: PetStore, streams: Streams) -> Self {
-        Self { store, streams }
+        Self {
+            service: store,
+            streams,
+        }
     }
 }
 
@@ -205,7 +208,7 @@ impl pb::pet_service_server::PetService for PetApi {
     ) -> Result<Response<pb::Pet>, Status> {
         let who = principal(&request);
         let id = pet_id("id", &request.get_ref().id)?;
-        let pet = self.store.pet(&who, &id).await.map_err(status)?;
+        let pet = self.service.pet(&who, &id).await.map_err(status)?;
         Ok(Response::new(convert::pet(&pet)))
     }
 
@@ -217,9 +220,9 @@ impl pb::pet_service_server::PetService for PetApi {
     ) -> Result<Response<Self::ListPetsStream>, Status> {
         let who = principal(&request);
         let query = list_query(request.get_ref()).map_err(status)?;
-        let first = self.store.pets(&who, &query).await.map_err(status)?;
+        let first = self.service.pets(&who, &query).await.map_err(status)?;
         let position = first.position;
-        let pets = list_stream(self.store.clone(), who, first, query);
+        let pets = list_stream(self.service.clone(), who, first, query);
         let pets = match request.get_ref().limit {
             Some(limit) => pets.take(limit as usize).left_stream(),
             None => pets.right_stream(),
@@ -242,7 +245,7 @@ impl pb::pet_service_server::PetService for PetApi {
         // scope learns nothing about the validation rules.
         who.require(Scope::PetsWrite).map_err(status)?;
         let new = new_pet(request.into_inner()).map_err(status)?;
-        let pet = self.store.create_pet(&who, new).await.map_err(status)?;
+        let pet = self.service.create_pet(&who, new).await.map_err(status)?;
         Ok(Response::new(convert::pet(&pet)))
     }
 
@@ -259,7 +262,7 @@ impl pb::pet_service_server::PetService for PetApi {
         let id = pet_id("pet.id", &pet.id)?;
         let patch = pet_patch(&pet, r.update_mask.as_ref()).map_err(status)?;
         let pet = self
-            .store
+            .service
             .update_pet(&who, &id, patch, r.expected_version)
             .await
             .map_err(|e| status(nest_fields(e, "pet.")))?;
@@ -274,7 +277,7 @@ impl pb::pet_service_server::PetService for PetApi {
         who.require(Scope::PetsWrite).map_err(status)?;
         let r = request.get_ref();
         let id = pet_id("id", &r.id)?;
-        self.store
+        self.service
             .delete_pet(&who, &id, r.expected_version)
             .await
             .map_err(status)?;
@@ -300,7 +303,7 @@ impl pb::pet_service_server::PetService for PetApi {
         let events = self
             .streams
             .watch(
-                &self.store,
+                &self.service,
                 &who,
                 since,
                 &r.types,

@@ -44,7 +44,7 @@ const SERVICES: [&str; 4] = [
 /// [`GrpcServer::new`] starts the drain ([`GrpcServer::begin_shutdown`]).
 #[derive(Debug)]
 pub struct GrpcServer {
-    store: PetStore,
+    service: PetStore,
     config: GrpcConfig,
     health: HealthReporter,
     streams: Streams,
@@ -58,7 +58,7 @@ impl GrpcServer {
     /// workspace's one shutdown convention).
     pub fn new(store: PetStore, config: GrpcConfig, shutdown: CancellationToken) -> Self {
         Self {
-            store,
+            service: store,
             config,
             health: HealthReporter::new(),
             streams: Streams::new(),
@@ -121,17 +121,17 @@ impl GrpcServer {
             shutdown.cancelled().await;
             drain(&health, &streams).await;
         });
-        let auth = Authenticate::new(self.store.clone(), self.limiter.clone());
+        let auth = Authenticate::new(self.service.clone(), self.limiter.clone());
         let limit = self.config.max_message_size;
 
-        let pets = PetServiceServer::new(PetApi::new(self.store.clone(), self.streams.clone()))
+        let pets = PetServiceServer::new(PetApi::new(self.service.clone(), self.streams.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let orders =
-            StoreServiceServer::new(StoreApi::new(self.store.clone(), self.streams.clone()))
+            StoreServiceServer::new(StoreApi::new(self.service.clone(), self.streams.clone()))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit);
-        let chat = ChatServiceServer::new(ChatApi::new(self.store.clone(), self.streams.clone()))
+        let chat = ChatServiceServer::new(ChatApi::new(self.service.clone(), self.streams.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let health = HealthServer::new(DrainingHealth::new(

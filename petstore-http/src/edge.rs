@@ -165,7 +165,7 @@ impl Edge {
         EdgeLayer {
             shared: Arc::new(Shared {
                 edge: self.clone(),
-                store,
+                service: store,
                 render,
             }),
         }
@@ -188,7 +188,7 @@ impl Edge {
 
 struct Shared {
     edge: Edge,
-    store: PetStore,
+    service: PetStore,
     render: Render,
 }
 
@@ -350,7 +350,7 @@ where
             .or_else(|| request.uri().authority().map(|a| a.as_str()))
             .map(str::to_owned);
     }
-    let auth = match Authentication::read(&shared.store, request.headers()) {
+    let auth = match Authentication::read(&shared.service, request.headers()) {
         Ok(auth) => auth,
         Err(problem) => return (shared.render)(problem),
     };

@@ -72,7 +72,7 @@ impl Drop for AbortOnDrop {
 impl fmt::Debug for PetStoreMcp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PetStoreMcp")
-            .field("store", &self.tools.store)
+            .field("store", &self.tools.service)
             .field("principal", &self.tools.principal)
             .field("legacy_sessions", &self.legacy_sessions)
             .finish_non_exhaustive()
@@ -96,7 +96,7 @@ impl PetStoreMcp {
     pub fn new(store: PetStore) -> Self {
         Self {
             tools: Tools {
-                store,
+                service: store,
                 principal: Principal::anonymous(),
             },
             legacy_sessions: true,
@@ -120,7 +120,7 @@ impl PetStoreMcp {
     }
 
     fn store(&self) -> &PetStore {
-        &self.tools.store
+        &self.tools.service
     }
 
     fn caller(&self, context: &RequestContext<RoleServer>) -> Principal {

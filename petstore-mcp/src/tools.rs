@@ -27,7 +27,7 @@ use crate::error::{Input, bad_arguments, tool_error};
 /// items rmcp's `#[tool]` generates stay out of the public API.
 #[derive(Debug, Clone)]
 pub(crate) struct Tools {
-    pub(crate) store: PetStore,
+    pub(crate) service: PetStore,
     pub(crate) principal: Principal,
 }
 
@@ -262,7 +262,7 @@ impl Tools {
         Caller(who): Caller,
         Input(query): Input<PetQuery>,
     ) -> Result<Json<Page<Pet>>, CallToolResult> {
-        reply(self.store.pets(&who, &query).await)
+        reply(self.service.pets(&who, &query).await)
     }
 
     #[tool(
@@ -275,7 +275,7 @@ impl Tools {
         Caller(who): Caller,
         Input(args): Input<PetRef>,
     ) -> Result<Json<Pet>, CallToolResult> {
-        reply(self.store.pet(&who, &args.id).await)
+        reply(self.service.pet(&who, &args.id).await)
     }
 
     #[tool(
@@ -294,7 +294,7 @@ impl Tools {
         Caller(who): Caller,
         Input(new): Input<NewPet>,
     ) -> Result<Json<Pet>, CallToolResult> {
-        reply(self.store.create_pet(&who, new).await)
+        reply(self.service.create_pet(&who, new).await)
     }
 
     #[tool(
@@ -314,7 +314,7 @@ impl Tools {
         Input(args): Input<UpdatePet>,
     ) -> Result<Json<Pet>, CallToolResult> {
         reply(
-            self.store
+            self.service
                 .update_pet(&who, &args.id, args.changes, args.expected_version)
                 .await,
         )
@@ -336,7 +336,11 @@ impl Tools {
         Caller(who): Caller,
         Input(args): Input<SetPetStatus>,
     ) -> Result<Json<Pet>, CallToolResult> {
-        reply(self.store.set_pet_status(&who, &args.id, args.status).await)
+        reply(
+            self.service
+                .set_pet_status(&who, &args.id, args.status)
+                .await,
+        )
     }
 
     #[tool(
@@ -356,7 +360,7 @@ impl Tools {
         Input(args): Input<DeletePet>,
     ) -> Result<Json<Deleted>, CallToolResult> {
         let deleted = self
-            .store
+            .service
             .delete_pet(&who, &args.id, args.expected_version)
             .await;
         reply(deleted.map(|()| Deleted { id: args.id }))
@@ -383,7 +387,7 @@ impl Tools {
             quantity: args.quantity,
         };
         let placed = self
-            .store
+            .service
             .place_order(&who, new, args.idempotency_key.as_deref())
             .await;
         reply(placed.map(|p| PlacedOrder {
@@ -402,7 +406,7 @@ impl Tools {
         Caller(who): Caller,
         Input(args): Input<OrderRef>,
     ) -> Result<Json<Order>, CallToolResult> {
-        reply(self.store.order(&who, &args.id).await)
+        reply(self.service.order(&who, &args.id).await)
     }
 
     #[tool(
@@ -421,7 +425,7 @@ impl Tools {
         Caller(who): Caller,
         Input(args): Input<OrderRef>,
     ) -> Result<Json<Order>, CallToolResult> {
-        reply(self.store.cancel_order(&who, &args.id).await)
+        reply(self.service.cancel_order(&who, &args.id).await)
     }
 
     #[tool(
@@ -444,7 +448,7 @@ impl Tools {
             Some(token) => PaymentRequest { token },
             None => PaymentRequest::default(),
         };
-        reply(self.store.pay_order(&who, &args.id, request).await)
+        reply(self.service.pay_order(&who, &args.id, request).await)
     }
 
     #[tool(
@@ -453,7 +457,7 @@ impl Tools {
     )]
     async fn get_inventory(&self, Caller(who): Caller) -> Result<Json<Inventory>, CallToolResult> {
         reply(
-            self.store
+            self.service
                 .inventory(&who)
                 .await
                 .map(|snapshot| snapshot.items),
@@ -494,7 +498,7 @@ impl Tools {
             ));
         }
         let read = |since, limit| {
-            self.store
+            self.service
                 .events(who, since, limit, filter.clone(), Duration::ZERO)
         };
         if let Some(since) = args.since {
@@ -503,7 +507,7 @@ impl Tools {
         // The latest matching events: read the newest window of the log (all of it
         // when it holds fewer events, or when the window reaches past what it retains)
         // and keep the last `limit` matches.
-        let head = self.store.head().await?;
+        let head = self.service.head().await?;
         let window = ResumeToken::new(
             head.epoch,
             head.offset.saturating_sub(MAX_EVENT_READ as u64),

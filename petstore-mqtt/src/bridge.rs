@@ -126,7 +126,7 @@ impl Bridge {
         let stop = shutdown.child_token();
         let (reply_tx, reply_rx) = mpsc::channel(MAX_CONCURRENT_COMMANDS);
         let runner = Runner {
-            store: store.clone(),
+            service: store.clone(),
             who,
             topics,
             qos: config.qos,
@@ -157,7 +157,7 @@ impl Bridge {
             status: status_rx,
             stop,
             task: Some(task),
-            store,
+            service: store,
         })
     }
 }
@@ -171,7 +171,7 @@ pub struct BridgeHandle {
     status: watch::Receiver<BridgeStatus>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
-    store: PetStore,
+    service: PetStore,
 }
 
 impl Drop for BridgeHandle {
@@ -211,7 +211,7 @@ impl BridgeHandle {
 
     /// How many events the log holds beyond the last one the broker acknowledged.
     pub async fn lag(&self) -> Result<u64> {
-        let head = self.store.head().await?;
+        let head = self.service.head().await?;
         Ok(lag(head, self.status.borrow().last_acked))
     }
 
@@ -261,7 +261,7 @@ struct InventoryMessage<'a> {
 }
 
 struct Runner {
-    store: PetStore,
+    service: PetStore,
     who: Principal,
     topics: Arc<Topics>,
     qos: QoS,
@@ -470,7 +470,7 @@ impl Runner {
     /// Follows the log after `from`.
     async fn follow_from(&mut self, from: ResumeToken) {
         match self
-            .store
+            .service
             .follow(self.who.clone(), EventFilter::all(), Some(from))
             .await
         {
@@ -486,10 +486,10 @@ impl Runner {
     async fn start_position(&mut self) -> Result<ResumeToken> {
         match self.start_from {
             StartFrom::After(token) => Ok(token),
-            StartFrom::Head => self.store.head().await,
+            StartFrom::Head => self.service.head().await,
             StartFrom::Oldest => {
                 let first = self
-                    .store
+                    .service
                     .events(&self.who, None, 1, EventFilter::all(), Duration::ZERO)
                     .await?;
                 Ok(match first.events.first() {
@@ -640,7 +640,7 @@ impl Runner {
 
     /// The inventory snapshot message, or `None` when it cannot be read.
     async fn inventory_snapshot(&mut self) -> Option<Bytes> {
-        match self.store.inventory(&self.who).await {
+        match self.service.inventory(&self.who).await {
             Ok(snapshot) => {
                 let message = InventoryMessage {
                     items: &snapshot.items,
@@ -770,7 +770,7 @@ impl Runner {
             });
             return;
         };
-        let store = self.store.clone();
+        let store = self.service.clone();
         let prefix = self.topics.prefix().to_owned();
         let replies = self.reply_tx.clone();
         let operation = match crate::topics::command_topic(&prefix, &message.topic) {
@@ -852,7 +852,7 @@ impl Runner {
     }
 
     async fn log_lag(&mut self) {
-        let Ok(head) = self.store.head().await else {
+        let Ok(head) = self.service.head().await else {
             return;
         };
         let lag = lag(head, self.last_acked);

@@ -21,7 +21,7 @@ use crate::{sse, ws};
 /// The state of every endpoint.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: PetStore,
+    pub(crate) service: PetStore,
     pub(crate) config: RealtimeConfig,
     /// Cancelled when the server shuts down: streams end, WebSockets close with 1001.
     pub(crate) shutdown: CancellationToken,
@@ -66,7 +66,7 @@ pub fn router(
     shutdown: CancellationToken,
 ) -> Router {
     let shared = Arc::new(Shared {
-        store: store.clone(),
+        service: store.clone(),
         config,
         shutdown,
         frames: FrameCache::default(),

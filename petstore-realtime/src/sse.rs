@@ -120,7 +120,7 @@ async fn open(
     query: StreamQuery,
 ) -> Result<Response, WireError> {
     let config = &shared.config;
-    let who = principal(&shared.store, credential, query.token.as_deref())?;
+    let who = principal(&shared.service, credential, query.token.as_deref())?;
     let key = StreamQuota::key(&who, RequestContext::current().client_ip());
     let max = config.max_streams_per_caller;
     let Some(place) = shared.sse_quota.take(key, max) else {
@@ -145,7 +145,7 @@ async fn open(
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("\u{fffd}"))
         .or(query.last_event_id.as_deref());
-    let feed = feed::open(&shared.store, &who, Since::parse(since), filter)
+    let feed = feed::open(&shared.service, &who, Since::parse(since), filter)
         .await
         .map_err(|e| WireError::from_core(&e))?;
     let form = if query.named_events {

@@ -96,7 +96,7 @@ fn handshake(
         Ok(Query(q)) => q,
         Err(e) => return WireError::bad_request(e.body_text()).into_response(),
     };
-    let who = match principal(&shared.store, credential, query.token.as_deref()) {
+    let who = match principal(&shared.service, credential, query.token.as_deref()) {
         Ok(who) => who,
         Err(e) => return e.into_response(),
     };
@@ -342,7 +342,7 @@ impl Connection {
             ClientFrame::ChatSend { room, text } => {
                 match self
                     .shared
-                    .store
+                    .service
                     .post_chat(&self.who, NewChatMessage { room, text })
                     .await
                 {
@@ -368,7 +368,7 @@ impl Connection {
                 &WireError::bad_request("the connection is already authenticated"),
             );
         }
-        match authenticate_token(&self.shared.store, Some(token)) {
+        match authenticate_token(&self.shared.service, Some(token)) {
             Ok(who) if who.is_authenticated() => self.who = who,
             Ok(_) => {
                 return self.error(id, None, &WireError::bad_request("`token` is empty"));
@@ -428,7 +428,7 @@ impl Connection {
         }
         let asked_to_resume = matches!(since, Since::Token(_));
         let filter = EventFilter::channels([channel.clone()]);
-        let feed = match feed::open(&self.shared.store, &self.who, since, filter).await {
+        let feed = match feed::open(&self.shared.service, &self.who, since, filter).await {
             Ok(feed) => feed,
             Err(e) => return self.core_error(id, Some(&channel), &e),
         };

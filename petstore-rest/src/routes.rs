@@ -38,7 +38,7 @@ use crate::openapi::{self, Access, IDEMPOTENCY_KEY, IF_MATCH, IF_NONE_MATCH, Op,
 /// What every handler gets.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub(crate) store: PetStore,
+    pub(crate) service: PetStore,
     pub(crate) config: Arc<RestConfig>,
     pub(crate) openapi: Bytes,
     /// Cancelled when the server shuts down: long polls end.
@@ -410,7 +410,7 @@ impl GuardRule {
         let allowed =
             Caller::from_extensions(request.extensions()).and_then(|who| match self.access {
                 Access::Public | Access::Optional => Ok(()),
-                Access::Read(scope) => self.state.store.authorize_read(&who, scope),
+                Access::Read(scope) => self.state.service.authorize_read(&who, scope),
                 Access::Write(scope) => who.require(scope),
             });
         allowed.err().map(|e| Problem::from(e).into_response())
@@ -536,7 +536,7 @@ pub fn router(
         &config.openapi_fragments,
     );
     let state = AppState {
-        store: store.clone(),
+        service: store.clone(),
         config: Arc::new(config.clone()),
         openapi: Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default()),
         shutdown,

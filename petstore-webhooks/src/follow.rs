@@ -60,7 +60,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, id: EndpointId) {
         // re-reads after a lag, and reports a cursor the log no longer retains as a
         // gap (it goes on from the oldest retained event: the policy of the core).
         let followed = shared
-            .store
+            .service
             .follow(shared.follower.clone(), EventFilter::all(), Some(cursor))
             .await;
         let flow = match followed {

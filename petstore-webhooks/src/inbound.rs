@@ -32,7 +32,7 @@ const MAX_REFERENCE: usize = 255;
 
 pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
     let limit = shared.config.max_body_size;
-    let store = shared.store.clone();
+    let store = shared.service.clone();
     Router::new()
         .route("/v1/payments/webhook", post(receive))
         .layer(DefaultBodyLimit::max(limit))
@@ -142,7 +142,7 @@ async fn receive(
             .filter(|_| status == PaymentStatus::Failed),
     };
     let outcome = shared
-        .store
+        .service
         .apply_payment_notice(&shared.payments, &verified.id, notice)
         .await?;
     Ok(ok(json!({

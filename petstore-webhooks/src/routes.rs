@@ -32,7 +32,7 @@ const MAX_LIMIT: usize = 1_000;
 
 pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
     let limit = shared.config.max_body_size;
-    let store = shared.store.clone();
+    let store = shared.service.clone();
     Router::new()
         .route("/v1/webhooks", post(create).get(list))
         .route("/v1/webhooks/event-types", get(event_types))
@@ -215,7 +215,7 @@ async fn create(
     let Some(url) = url else {
         return Err(Problem::from(Error::invalid_field("url", "is required")));
     };
-    let head = core(shared.store.head().await)?;
+    let head = core(shared.service.head().await)?;
     let endpoint = core(
         shared
             .endpoints()
@@ -286,7 +286,7 @@ async fn update(
         check_description(d, &mut fields);
     }
     finish_validation(fields)?;
-    let head = core(shared.store.head().await)?;
+    let head = core(shared.service.head().await)?;
     let patch = EndpointPatch {
         url,
         description: patch.description,
@@ -404,7 +404,7 @@ async fn replay(
     // epoch, 422 when ahead of the log.
     core(
         shared
-            .store
+            .service
             .events(
                 &shared.follower,
                 Some(since),
@@ -425,7 +425,7 @@ async fn test(
 ) -> Reply {
     admin(&who)?;
     let id = endpoint_id(&id)?;
-    let source = &shared.store.config().source;
+    let source = &shared.service.config().source;
     let message = core(shared.deliveries().test(&id, source).await)?;
     json_ok(StatusCode::ACCEPTED, message)
 }

@@ -26,7 +26,7 @@ use crate::target::{GuardedResolver, TargetPolicy};
 
 /// State shared by the routes and the dispatcher.
 pub(crate) struct Shared {
-    pub(crate) store: PetStore,
+    pub(crate) service: PetStore,
     pub(crate) config: WebhookConfig,
     /// Endpoints, messages and attempts.
     pub(crate) webhook_store: Arc<dyn WebhookStore>,
@@ -167,7 +167,7 @@ impl Webhooks {
         }
         Self {
             shared: Arc::new(Shared {
-                store,
+                service: store,
                 webhook_store,
                 local: Local::new(config.endpoint_concurrency),
                 bodies: Bodies::default(),

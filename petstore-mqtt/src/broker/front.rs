@@ -349,7 +349,7 @@ async fn connection(
         .map(|(_, password)| password)
         .filter(|p| !p.is_empty())
         .map(str::to_owned);
-    let Ok(who) = shared.store.authenticate(token.as_deref()) else {
+    let Ok(who) = shared.service.authenticate(token.as_deref()) else {
         tracing::debug!("MQTT CONNECT refused: bad token");
         return client.write_all(&refuse(Refusal::BadCredentials)).await;
     };
@@ -544,7 +544,7 @@ impl Client {
         if filters.len() > MAX_FILTERS {
             return Ok(refused);
         }
-        let store = &self.shared.store;
+        let store = &self.shared.service;
         // The token may have expired since CONNECT.
         let Ok(who) = store.authenticate(self.token.as_deref()) else {
             return Ok(refused);

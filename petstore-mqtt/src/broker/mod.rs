@@ -90,7 +90,7 @@ impl BrokerConfig {
 
 /// What the front, rumqttd's authentication hook and the handle share.
 struct Shared {
-    store: PetStore,
+    service: PetStore,
     /// The prefix with one trailing `/` (or empty).
     prefix: String,
     bridge_secret: String,
@@ -215,7 +215,7 @@ impl EmbeddedBroker {
             .topic_prefix(&config.topic_prefix)
             .prefix();
         let shared = Arc::new(Shared {
-            store,
+            service: store,
             prefix,
             bridge_secret: secret(),
             front_secret: secret(),

@@ -14,7 +14,7 @@ pub(crate) async fn token(
     State(s): State<AppState>,
     JsonBody(credentials): JsonBody<Credentials>,
 ) -> Result<Response, Problem> {
-    let token = s.store.issue_token(&credentials).await?;
+    let token = s.service.issue_token(&credentials).await?;
     let mut response = Json(token).into_response();
     // RFC 6749 5.1: token responses must not be cached.
     response

@@ -27,7 +27,7 @@ pub(crate) async fn create(
             ])
         })?),
     };
-    let placed = s.store.place_order(&who, new, key).await?;
+    let placed = s.service.place_order(&who, new, key).await?;
     let order = &placed.order;
     let location = format!("{base}/v1/orders/{}", order.id);
     let mut response = resource(
@@ -49,7 +49,7 @@ pub(crate) async fn list(
     Caller(who): Caller,
     Params(query): Params<OrderQuery>,
 ) -> Result<Response, Problem> {
-    Ok(page(s.store.orders(&who, &query).await?))
+    Ok(page(s.service.orders(&who, &query).await?))
 }
 
 pub(crate) async fn get(
@@ -59,7 +59,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
-    let order = s.store.order(&who, &id).await?;
+    let order = s.service.order(&who, &id).await?;
     conditional(&headers, &order, &order.version.to_string())
 }
 
@@ -69,7 +69,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
-    let order = s.store.cancel_order(&who, &id).await?;
+    let order = s.service.cancel_order(&who, &id).await?;
     Ok(resource(
         StatusCode::OK,
         &order,
@@ -84,7 +84,7 @@ pub(crate) async fn deliver(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
-    let order = s.store.deliver_order(&who, &id).await?;
+    let order = s.service.deliver_order(&who, &id).await?;
     Ok(resource(
         StatusCode::OK,
         &order,
@@ -103,7 +103,7 @@ pub(crate) async fn pay(
     OptionalJsonBody(request): OptionalJsonBody<PaymentRequest>,
 ) -> Result<Response, Problem> {
     let id: OrderId = id.parse()?;
-    let payment = s.store.pay_order(&who, &id, request).await?;
+    let payment = s.service.pay_order(&who, &id, request).await?;
     match payment.status {
         PaymentStatus::Succeeded => {
             let location = format!("{base}/v1/payments/{}", payment.id);
@@ -134,7 +134,7 @@ pub(crate) async fn payment(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let id: PaymentId = id.parse()?;
-    let payment = s.store.payment(&who, &id).await?;
+    let payment = s.service.payment(&who, &id).await?;
     // Payments never change: the id is a valid strong validator.
     conditional(&headers, &payment, payment.id.as_str())
 }

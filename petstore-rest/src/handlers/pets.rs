@@ -15,7 +15,7 @@ pub(crate) async fn list(
     Caller(who): Caller,
     Params(query): Params<PetQuery>,
 ) -> Result<Response, Problem> {
-    Ok(page(s.store.pets(&who, &query).await?))
+    Ok(page(s.service.pets(&who, &query).await?))
 }
 
 pub(crate) async fn create(
@@ -24,7 +24,7 @@ pub(crate) async fn create(
     BasePath(base): BasePath,
     JsonBody(new): JsonBody<NewPet>,
 ) -> Result<Response, Problem> {
-    let pet = s.store.create_pet(&who, new).await?;
+    let pet = s.service.create_pet(&who, new).await?;
     let location = format!("{base}/v1/pets/{}", pet.id);
     Ok(resource(
         StatusCode::CREATED,
@@ -41,7 +41,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
-    let pet = s.store.pet(&who, &id).await?;
+    let pet = s.service.pet(&who, &id).await?;
     conditional(&headers, &pet, &pet.version.to_string())
 }
 
@@ -54,7 +54,7 @@ pub(crate) async fn replace(
 ) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let version = if_match(&headers)?;
-    let pet = s.store.replace_pet(&who, &id, new, version).await?;
+    let pet = s.service.replace_pet(&who, &id, new, version).await?;
     Ok(resource(
         StatusCode::OK,
         &pet,
@@ -72,7 +72,7 @@ pub(crate) async fn update(
 ) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let version = if_match(&headers)?;
-    let pet = s.store.update_pet(&who, &id, patch, version).await?;
+    let pet = s.service.update_pet(&who, &id, patch, version).await?;
     Ok(resource(
         StatusCode::OK,
         &pet,
@@ -89,7 +89,7 @@ pub(crate) async fn delete(
 ) -> Result<Response, Problem> {
     let id: PetId = id.parse()?;
     let version = if_match(&headers)?;
-    s.store.delete_pet(&who, &id, version).await?;
+    s.service.delete_pet(&who, &id, version).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -98,7 +98,7 @@ pub(crate) async fn inventory(
     Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let snapshot = s.store.inventory(&who).await?;
+    let snapshot = s.service.inventory(&who).await?;
     // The log position changes whenever the counts can: a valid (if eager) validator.
     let tag = snapshot.position.to_string();
     let response = conditional(&headers, &snapshot.items, &tag)?;

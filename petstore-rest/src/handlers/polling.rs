@@ -245,7 +245,7 @@ impl Since {
     async fn position(self, s: &AppState, who: &Principal) -> Result<ResumeToken, Problem> {
         Ok(match self {
             Since::Token(token) => token,
-            Since::Time(time) => s.store.position_at(who, time).await?,
+            Since::Time(time) => s.service.position_at(who, time).await?,
         })
     }
 }
@@ -357,7 +357,7 @@ async fn feed(
     // A long poll ends when the server shuts down (the client polls again elsewhere).
     let batch = tokio::select! {
         biased;
-        batch = s.store.events(who, since, limit, filter, wait) => batch?,
+        batch = s.service.events(who, since, limit, filter, wait) => batch?,
         () = s.shutdown.cancelled() => {
             return Err(Error::new(ErrorKind::Unavailable, "the server is shutting down; poll again")
                 .with_retry_after(Duration::from_secs(1))
