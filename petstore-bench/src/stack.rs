@@ -56,6 +56,11 @@ impl Stack {
         let args = ServerArgs {
             no_mqtt: !opts.mqtt,
             database_url: storage.database_url,
+            // Every default component on, but the per-client caps sized for a load
+            // generator that opens thousands of streams from one address, as a
+            // deployer serving that many subscribers would set them.
+            http_max_connections: 20_000,
+            sse_max_streams_per_caller: 20_000,
             ..ServerArgs::ephemeral()
         };
         let server = petstore_server::start(args)
