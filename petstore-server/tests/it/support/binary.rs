@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{until, within};
+use super::{read_banner, until};
 
 /// A running `petstore-server` process (killed when dropped).
 pub(crate) struct Binary {
@@ -48,20 +48,7 @@ impl Binary {
                     .push(line);
             }
         });
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut banner = Vec::new();
-        within("the server's banner", async {
-            while let Some(line) = stdout.next_line().await.expect("stdout") {
-                let done = line.contains("Press Ctrl-C");
-                banner.push(line);
-                if done {
-                    break;
-                }
-            }
-        })
-        .await;
-        // Keep reading stdout so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        let banner = read_banner(child.stdout.take().expect("stdout")).await;
         let http = banner
             .iter()
             .find_map(|l| l.trim_start().strip_prefix("REST"))

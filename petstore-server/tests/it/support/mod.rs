@@ -93,3 +93,24 @@ pub(crate) fn system() -> Principal {
 pub(crate) fn new_pet(name: &str) -> Value {
     json!({ "name": name, "species": "dog", "price": { "amount": "10.00", "currency": "USD" } })
 }
+
+/// Reads a `petstore-server` child's stdout up to the end of its banner (the line
+/// saying "Press Ctrl-C"), bounded, then keeps draining it in the background so that
+/// the child never blocks on a full pipe. Returns the banner's lines.
+pub(crate) async fn read_banner(stdout: tokio::process::ChildStdout) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    within("the server's banner", async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            let done = line.contains("Press Ctrl-C");
+            banner.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    banner
+}

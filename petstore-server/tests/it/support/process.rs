@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, StatusCode};
 use petstore_core::ResumeToken;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use super::within;
+use super::{read_banner, within};
 
 /// The HS256 secret every instance of a suite shares (one store, one token).
 pub(crate) const JWT_SECRET: &str = "durability-suite-secret-0123456789abcdef";
@@ -57,20 +56,7 @@ impl Instance {
             .kill_on_drop(true)
             .spawn()
             .expect("the server binary starts");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut printed = Vec::new();
-        within("the server's banner", async {
-            while let Some(line) = lines.next_line().await.expect("stdout") {
-                let done = line.contains("Press Ctrl-C");
-                printed.push(line);
-                if done {
-                    break;
-                }
-            }
-        })
-        .await;
-        // Keep draining stdout so that the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let printed = read_banner(child.stdout.take().expect("stdout")).await;
         let text = printed.join("\n");
         let rest = text
             .split_whitespace()
