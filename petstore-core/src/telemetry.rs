@@ -14,6 +14,7 @@
 //! drop(stream); // and - 1 again
 //! ```
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Requests, calls and operations served: counter with `protocol` (`http`, `grpc`,
@@ -77,6 +78,129 @@ pub fn record_request(
     metrics::histogram!(REQUEST_DURATION_SECONDS, &labels).record(elapsed.as_secs_f64());
 }
 
+/// Most (operation, outcome) pairs a [`RequestMetrics`] keeps handles for; beyond it
+/// (a protocol whose operations are not a fixed set) requests are recorded through the
+/// recorder's own lookup, as [`record_request`] does.
+const MAX_CACHED: usize = 1024;
+
+/// [`REQUESTS_TOTAL`] and [`REQUEST_DURATION_SECONDS`] for one protocol, with the
+/// recorder's handles registered once per (operation, outcome) and kept: recording a
+/// request that was seen before costs a hash of its labels, a shared read lock and
+/// two atomic updates, with no allocation and no lookup in the recorder's registry
+/// (which builds an owned key per call). Share one per protocol (e.g. in an `Arc`).
+///
+/// The operation is given in parts that are joined with a space (`["GET",
+/// "/v1/pets/{id}"]` is `GET /v1/pets/{id}`), so that callers need not build the
+/// string.
+///
+/// ```
+/// use std::time::Duration;
+/// use petstore_core::telemetry::RequestMetrics;
+///
+/// let http = RequestMetrics::new("http");
+/// http.record(&["GET", "/v1/pets/{id}"], "200", Duration::from_millis(2));
+/// ```
+pub struct RequestMetrics {
+    protocol: &'static str,
+    hasher: std::hash::RandomState,
+    handles: std::sync::RwLock<HashMap<u64, Vec<Handles>>>,
+}
+
+/// The handles of one (operation, outcome).
+struct Handles {
+    operation: Box<str>,
+    outcome: Box<str>,
+    requests: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl std::fmt::Debug for RequestMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestMetrics")
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestMetrics {
+    /// Handles for `protocol` (the `protocol` label), registered as requests come.
+    pub fn new(protocol: &'static str) -> Self {
+        Self {
+            protocol,
+            hasher: std::hash::RandomState::new(),
+            handles: Default::default(),
+        }
+    }
+
+    /// Counts one finished request of `operation` (its parts joined by spaces) with
+    /// `outcome`, and records its latency.
+    pub fn record(&self, operation: &[&str], outcome: &str, elapsed: Duration) {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let mut hasher = self.hasher.build_hasher();
+        for part in operation {
+            hasher.write(part.as_bytes());
+            hasher.write_u8(0xff);
+        }
+        hasher.write(outcome.as_bytes());
+        let hash = hasher.finish();
+        let seconds = elapsed.as_secs_f64();
+        let matches = |h: &Handles| &*h.outcome == outcome && joined(&h.operation, operation);
+        {
+            let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = handles
+                .get(&hash)
+                .and_then(|v| v.iter().find(|h| matches(h)))
+            {
+                h.requests.increment(1);
+                h.latency.record(seconds);
+                return;
+            }
+        }
+        let operation = operation.join(" ");
+        let mut handles = self.handles.write().unwrap_or_else(|p| p.into_inner());
+        if handles.len() >= MAX_CACHED {
+            drop(handles);
+            record_request(self.protocol, operation, outcome, elapsed);
+            return;
+        }
+        let labels = [
+            ("protocol", self.protocol.to_owned()),
+            ("operation", operation.clone()),
+            ("outcome", outcome.to_owned()),
+        ];
+        let h = Handles {
+            requests: metrics::counter!(REQUESTS_TOTAL, &labels),
+            latency: metrics::histogram!(REQUEST_DURATION_SECONDS, &labels),
+            operation: operation.into(),
+            outcome: outcome.into(),
+        };
+        h.requests.increment(1);
+        h.latency.record(seconds);
+        let same = handles.entry(hash).or_default();
+        // Another task may have registered the same pair meanwhile: keep one.
+        if !same.iter().any(|h| matches(h)) {
+            same.push(h);
+        }
+    }
+}
+
+/// Whether `joined` is `parts` joined with single spaces.
+fn joined(mut joined: &str, parts: &[&str]) -> bool {
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            match joined.strip_prefix(' ') {
+                Some(rest) => joined = rest,
+                None => return false,
+            }
+        }
+        match joined.strip_prefix(part) {
+            Some(rest) => joined = rest,
+            None => return false,
+        }
+    }
+    joined.is_empty()
+}
+
 /// One open stream of `kind`, counted in [`OPEN_STREAMS`] for as long as this guard
 /// lives (and once in [`STREAMS_OPENED_TOTAL`]), with its own `stream` span (kind and
 /// request id) and one INFO line when it ends. Keep it in the stream's state, so that
@@ -126,4 +250,20 @@ impl Drop for OpenStream {
 pub(crate) fn subscriber_cut_off(missed: u64) {
     metrics::counter!(SUBSCRIBER_CUTOFFS_TOTAL).increment(1);
     metrics::histogram!(SUBSCRIBER_LAG_EVENTS).record(missed as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::joined;
+
+    #[test]
+    fn joined_parts_match_only_the_joined_string() {
+        assert!(joined("GET /v1/pets", &["GET", "/v1/pets"]));
+        assert!(joined("/a.B/C", &["/a.B/C"]));
+        assert!(!joined("GET /v1/pets", &["GET", "/v1/pet"]));
+        assert!(!joined("GET /v1/pets", &["GET /v1", "pets"]));
+        assert!(!joined("GET  /v1/pets", &["GET", "/v1/pets"]));
+        assert!(!joined("GET", &["GET", ""]));
+        assert!(joined("GET ", &["GET", ""]));
+    }
 }

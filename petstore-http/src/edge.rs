@@ -167,6 +167,7 @@ impl Edge {
                 edge: self.clone(),
                 service: store,
                 render,
+                metrics: telemetry::RequestMetrics::new("http"),
             }),
         }
     }
@@ -190,6 +191,8 @@ struct Shared {
     edge: Edge,
     service: PetStore,
     render: Render,
+    /// The request counter and latency handles, registered once per route and status.
+    metrics: telemetry::RequestMetrics,
 }
 
 /// The tower layer of an [`Edge`] ([`Edge::layer`]).
@@ -278,20 +281,22 @@ where
         }
         // The route template, never the path or the query: `?token=` stays out of logs
         // and metrics, and one label value per route keeps their cardinality bounded.
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", |p| p.as_str())
-            .to_owned();
+        // (`MatchedPath` is a shared string: cloning it allocates nothing.)
+        let matched = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         let span = tracing::info_span!(
             "http_request",
             %method,
-            route = %route,
+            route = %matched.as_ref().map_or("unmatched", MatchedPath::as_str),
             request_id = %id,
             sub = tracing::field::Empty,
         );
+        #[cfg(feature = "opentelemetry")]
+        if let Some(traceparent) = context.traceparent() {
+            crate::otel::continue_trace(&span, traceparent);
+        }
         let serve = async move {
+            let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
             let started = Instant::now();
             let mut exit = Exit {
                 id,
@@ -310,10 +315,9 @@ where
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
                 "request finished"
             );
-            telemetry::record_request(
-                "http",
-                format!("{method} {route}"),
-                status.to_string(),
+            shared.metrics.record(
+                &[method.as_str(), route],
+                response.status().as_str(),
                 elapsed,
             );
             response

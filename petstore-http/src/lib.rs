@@ -5,6 +5,8 @@ mod client;
 mod edge;
 mod health;
 mod json;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod problem;
 mod rate;
 mod request_id;

@@ -5,6 +5,9 @@ pub mod config;
 mod connections;
 mod http;
 pub mod jwks;
+mod log_writer;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod server;
 mod shared_bridge;
 pub mod telemetry;

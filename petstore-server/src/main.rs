@@ -11,7 +11,9 @@ use petstore_server::Command;
 async fn main() -> anyhow::Result<()> {
     let cli = petstore_server::config::parse_cli()?;
     // Logs go to stderr: stdout is the MCP channel in `mcp-stdio` mode.
-    petstore_server::telemetry::init_logging(cli.log_format);
+    // Held until `main` returns: dropping it writes out the queued log lines.
+    let _log =
+        petstore_server::telemetry::init_logging(cli.log_format, cli.otlp_endpoint.as_deref())?;
 
     if let Some(Command::McpStdio) = cli.command {
         // stdio is the local user's own process: it acts with every scope, unless a

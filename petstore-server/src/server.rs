@@ -35,6 +35,11 @@ pub struct Cli {
     /// How log lines are written to stderr (`RUST_LOG` sets what is logged).
     #[arg(long, env = "PETSTORE_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: crate::telemetry::LogFormat,
+    /// Also export spans over OTLP/HTTP (protobuf) to this OpenTelemetry collector
+    /// (its base URL, e.g. `http://localhost:4318`: spans go to `/v1/traces`). Needs
+    /// the `otlp` cargo feature.
+    #[arg(long, env = "PETSTORE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Server settings.
     #[command(flatten)]
     pub args: ServerArgs,

@@ -11,6 +11,10 @@ use axum::response::IntoResponse as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use petstore_core::telemetry as names;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -28,20 +32,106 @@ pub enum LogFormat {
 /// (`RUST_LOG=info,rumqttd=info`).
 pub const DEFAULT_LOG_FILTER: &str = "info,rumqttd=off";
 
+/// Keeps the log writer's thread (and, with OTLP export, the exporter) running;
+/// dropping it sends the spans still batched, writes out the queued log lines (hold it
+/// until the process ends) and reports on stderr how many lines were dropped, if any.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    // Dropped in this order: the exporter may still log.
+    #[cfg(feature = "otlp")]
+    otlp: Option<crate::otlp::Exporter>,
+    writer: crate::log_writer::Stop,
+}
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogGuard")
+            .field("dropped_lines", &self.dropped_lines())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogGuard {
+    /// Lines dropped so far because the writer's queue was full.
+    pub fn dropped_lines(&self) -> usize {
+        self.writer.dropped_lines()
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        drop(self.otlp.take());
+        let dropped = self.dropped_lines();
+        if dropped > 0 {
+            eprintln!(
+                "petstore-server: {dropped} log lines were dropped (the log output could not keep up)"
+            );
+        }
+    }
+}
+
+/// The log line layer of the process's subscriber: `format`, ANSI colour when `ansi`,
+/// written to `out` by a writer thread of its own.
+///
+/// A request's task only formats its line and appends it to a queue in memory (at
+/// most 4 MiB); the writer thread writes the queue out in batches, woken by the first
+/// line of each and waiting 10 ms for the rest, so that a busy server makes a few
+/// `write` calls per second rather than one per line, and a slow or stalled `out` (a
+/// full pipe, a paused terminal) never stalls a request. The price: lines reach `out`
+/// up to 10 ms late, and when the queue is full, new lines are dropped (counted, see
+/// [`LogGuard`]) rather than waited for.
+pub fn log_layer<S>(
+    format: LogFormat,
+    ansi: bool,
+    out: impl std::io::Write + Send + 'static,
+) -> std::io::Result<(Box<dyn Layer<S> + Send + Sync>, LogGuard)>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    let (writer, stop) = crate::log_writer::start(out)?;
+    let guard = LogGuard {
+        #[cfg(feature = "otlp")]
+        otlp: None,
+        writer: stop,
+    };
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    let layer = match format {
+        LogFormat::Pretty => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    Ok((layer, guard))
+}
+
 /// Installs the process's log subscriber, writing to stderr (stdout is the MCP channel
-/// in `mcp-stdio` mode): `RUST_LOG` or [`DEFAULT_LOG_FILTER`], ANSI colour only when
-/// stderr is a terminal.
-pub fn init_logging(format: LogFormat) {
+/// in `mcp-stdio` mode) through [`log_layer`]: `RUST_LOG` or [`DEFAULT_LOG_FILTER`],
+/// ANSI colour only when stderr is a terminal. With `otlp_endpoint` (the `otlp` cargo
+/// feature), the spans the filter lets through are also exported over OTLP/HTTP
+/// (protobuf) to that collector's `/v1/traces`. Keep the guard until the process ends.
+pub fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> anyhow::Result<LogGuard> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let (layer, guard) = log_layer(format, std::io::stderr().is_terminal(), std::io::stderr())?;
+    let registry = tracing_subscriber::registry().with(filter).with(layer);
+    match otlp_endpoint {
+        None => registry.init(),
+        #[cfg(feature = "otlp")]
+        Some(endpoint) => {
+            let (otlp, exporter) = crate::otlp::layer(endpoint)?;
+            registry.with(otlp).init();
+            let mut guard = guard;
+            guard.otlp = Some(exporter);
+            return Ok(guard);
+        }
+        #[cfg(not(feature = "otlp"))]
+        Some(_) => anyhow::bail!(
+            "--otlp-endpoint: this petstore-server was built without the `otlp` feature \
+             (cargo install petstore-server --features otlp)"
+        ),
     }
+    Ok(guard)
 }
 
 /// Latency buckets (seconds) of every duration histogram.
@@ -51,6 +141,16 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Buckets of the subscriber lag (events) at cut-off.
 const LAG_BUCKETS: [f64; 6] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 
+/// The Prometheus exporter's settings: the buckets of every histogram.
+pub fn prometheus_builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets(&LATENCY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(names::SUBSCRIBER_LAG_EVENTS.to_owned()),
+            &LAG_BUCKETS,
+        )
+}
+
 /// The process's Prometheus recorder, installed as the global `metrics` recorder on
 /// the first call (a process has one; servers started in the same process share it).
 /// `None` when another recorder was installed first.
@@ -58,15 +158,7 @@ pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets(&LATENCY_BUCKETS)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(names::SUBSCRIBER_LAG_EVENTS.to_owned()),
-                        &LAG_BUCKETS,
-                    )
-                });
-            let builder = match builder {
+            let builder = match prometheus_builder() {
                 Ok(builder) => builder,
                 Err(e) => {
                     tracing::error!(error = %e, "invalid metric buckets; no metrics");

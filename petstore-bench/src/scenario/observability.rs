@@ -3,23 +3,37 @@
 //! between rounds, so that both sides share the server, its connections and the
 //! machine's moment.
 //!
-//! "On" is what a deployed server does: the Prometheus recorder records every metric,
-//! and the log subscriber at `info,rumqttd=off` formats the per-request INFO line and
-//! its spans and writes them to `/dev/null`. "Off" is no recorder and a subscriber
-//! that enables nothing. Both switches are installed for the whole process before any
-//! scenario runs (a process has one recorder and one subscriber); outside this
-//! scenario metrics stay on and logs off, as the other rows always measured.
+//! "On" is what a deployed server does, built by the server's own functions: the
+//! Prometheus recorder with the server's buckets (and its upkeep every 5 s), and the
+//! server's log layer (`telemetry::log_layer`: the per-request INFO line formatted on
+//! the request's task, queued for the writer thread, which writes batches, here to
+//! `/dev/null`) at `info,rumqttd=off`. "Off" is a recorder whose handles do nothing
+//! but read the switch, and every log callsite disabled. Both are installed for the
+//! whole process before any scenario runs (a process has one recorder and one
+//! subscriber); outside this scenario metrics stay on and logs off, as the other rows
+//! always measured.
+//!
+//! The switches cost the "on" side nothing that a server does not pay: the log switch
+//! is a layer that answers callsite registration (re-run at each switch with
+//! `rebuild_interest_cache`), not a lock taken on every span and event; the metric
+//! handles are registered once and each checks an atomic flag.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
-use tracing_subscriber::layer::SubscriberExt as _;
+use metrics::{
+    Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+    SharedString, Unit,
+};
+use metrics_exporter_prometheus::PrometheusRecorder;
+use petstore_server::telemetry;
+use tracing::subscriber::Interest;
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{EnvFilter, Layer};
 
 use super::{Config, new_pet};
 use crate::load::{Call, closed_loop, expect};
@@ -29,95 +43,147 @@ use crate::stack::{Stack, StackOptions};
 
 const CONNS: usize = 32;
 
-/// The process's recorder: Prometheus while on, no-op handles while off.
-struct Switch {
-    on: Arc<AtomicBool>,
-    inner: PrometheusRecorder,
+/// Whether metrics are recorded (on outside this scenario).
+static METRICS_ON: AtomicBool = AtomicBool::new(true);
+/// Whether logs are written (off outside this scenario).
+static LOGS_ON: AtomicBool = AtomicBool::new(false);
+/// Keeps the log writer's thread.
+static LOG_GUARD: OnceLock<telemetry::LogGuard> = OnceLock::new();
+
+/// A handle of the Prometheus recorder that records only while metrics are on.
+struct Switched<T>(T);
+
+impl CounterFn for Switched<Counter> {
+    fn increment(&self, value: u64) {
+        if METRICS_ON.load(Ordering::Relaxed) {
+            self.0.increment(value);
+        }
+    }
+
+    fn absolute(&self, value: u64) {
+        if METRICS_ON.load(Ordering::Relaxed) {
+            self.0.absolute(value);
+        }
+    }
 }
+
+impl GaugeFn for Switched<Gauge> {
+    fn increment(&self, value: f64) {
+        if METRICS_ON.load(Ordering::Relaxed) {
+            self.0.increment(value);
+        }
+    }
+
+    fn decrement(&self, value: f64) {
+        if METRICS_ON.load(Ordering::Relaxed) {
+            self.0.decrement(value);
+        }
+    }
+
+    fn set(&self, value: f64) {
+        if METRICS_ON.load(Ordering::Relaxed) {
+            self.0.set(value);
+        }
+    }
+}
+
+impl HistogramFn for Switched<Histogram> {
+    fn record(&self, value: f64) {
+        if METRICS_ON.load(Ordering::Relaxed) {
+            self.0.record(value);
+        }
+    }
+}
+
+/// The process's recorder: the server's Prometheus recorder behind [`Switched`] handles.
+struct Switch(PrometheusRecorder);
 
 impl Recorder for Switch {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe_counter(key, unit, description);
+        self.0.describe_counter(key, unit, description);
     }
 
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe_gauge(key, unit, description);
+        self.0.describe_gauge(key, unit, description);
     }
 
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.inner.describe_histogram(key, unit, description);
+        self.0.describe_histogram(key, unit, description);
     }
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        if self.on.load(Ordering::Relaxed) {
-            self.inner.register_counter(key, metadata)
-        } else {
-            Counter::noop()
-        }
+        Counter::from_arc(Arc::new(Switched(self.0.register_counter(key, metadata))))
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        if self.on.load(Ordering::Relaxed) {
-            self.inner.register_gauge(key, metadata)
-        } else {
-            Gauge::noop()
-        }
+        Gauge::from_arc(Arc::new(Switched(self.0.register_gauge(key, metadata))))
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        if self.on.load(Ordering::Relaxed) {
-            self.inner.register_histogram(key, metadata)
-        } else {
-            Histogram::noop()
-        }
+        Histogram::from_arc(Arc::new(Switched(self.0.register_histogram(key, metadata))))
     }
 }
 
-struct Switches {
-    metrics: Arc<AtomicBool>,
-    logs: reload::Handle<EnvFilter, Registry>,
-}
+/// The log switch: every callsite disabled while logs are off.
+struct LogSwitch;
 
-static SWITCHES: OnceLock<Switches> = OnceLock::new();
+impl<S: tracing::Subscriber> Layer<S> for LogSwitch {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> Interest {
+        if LOGS_ON.load(Ordering::Relaxed) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        LOGS_ON.load(Ordering::Relaxed)
+    }
+}
 
 /// Installs the recorder (on) and the log subscriber (off) for the whole process.
 pub(crate) fn install() -> anyhow::Result<()> {
-    let on = Arc::new(AtomicBool::new(true));
-    let recorder = PrometheusBuilder::new().build_recorder();
-    metrics::set_global_recorder(Switch {
-        on: on.clone(),
-        inner: recorder,
-    })
-    .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
-    let (filter, logs) = reload::Layer::new(EnvFilter::new("off"));
+    let recorder = telemetry::prometheus_builder()
+        .context("the server's metric buckets")?
+        .build_recorder();
+    // What `install_recorder` does in the server: drain the histograms every 5 s.
+    let handle = recorder.handle();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(5));
+                handle.run_upkeep();
+            }
+        })
+        .context("starting the metrics upkeep thread")?;
+    metrics::set_global_recorder(Switch(recorder))
+        .map_err(|e| anyhow::anyhow!("installing the metrics recorder: {e}"))?;
     let null = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
         .context("opening /dev/null")?;
+    let (logs, guard) = telemetry::log_layer(telemetry::LogFormat::Pretty, false, null)
+        .context("starting the log writer")?;
+    let _ = LOG_GUARD.set(guard);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(Arc::new(null)),
-        )
+        .with(EnvFilter::new(telemetry::DEFAULT_LOG_FILTER))
+        .with(LogSwitch)
+        .with(logs)
         .try_init()
         .context("installing the log subscriber (unset RUST_LOG for this scenario)")?;
-    let _ = SWITCHES.set(Switches { metrics: on, logs });
     Ok(())
 }
 
 fn set(on: bool) -> anyhow::Result<()> {
-    let s = SWITCHES
-        .get()
-        .context("the observability switches are not installed")?;
-    s.metrics.store(on, Ordering::Relaxed);
-    let filter = if on {
-        petstore_server::telemetry::DEFAULT_LOG_FILTER
-    } else {
-        "off"
-    };
-    s.logs.reload(EnvFilter::new(filter))?;
+    anyhow::ensure!(
+        LOG_GUARD.get().is_some(),
+        "the observability switches are not installed"
+    );
+    METRICS_ON.store(on, Ordering::Relaxed);
+    if LOGS_ON.swap(on, Ordering::Relaxed) != on {
+        tracing::callsite::rebuild_interest_cache();
+    }
     Ok(())
 }
 
@@ -126,9 +192,7 @@ pub(crate) async fn run(cfg: &Config, rows: &mut Vec<Row>) -> anyhow::Result<()>
     let result = measure(cfg, &stack, rows).await;
     set(false).ok();
     // The other scenarios measure with metrics on, logs off.
-    if let Some(s) = SWITCHES.get() {
-        s.metrics.store(true, Ordering::Relaxed);
-    }
+    METRICS_ON.store(true, Ordering::Relaxed);
     stack.stop().await;
     result
 }

@@ -12,6 +12,7 @@ mod hostile;
 mod identity;
 mod limits;
 mod observability;
+mod otlp;
 mod smoke;
 mod snapshots;
 mod support;

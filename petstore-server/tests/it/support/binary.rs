@@ -14,6 +14,8 @@ pub(crate) struct Binary {
     child: Child,
     /// The HTTP base URL (`http://127.0.0.1:port`).
     pub(crate) http: String,
+    /// The development token from the banner.
+    pub(crate) dev_token: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -56,7 +58,18 @@ impl Binary {
             .unwrap_or_else(|| panic!("no REST line in the banner: {banner:?}"))
             .trim_end_matches("/v1/pets")
             .to_owned();
-        Binary { child, http, log }
+        let dev_token = banner
+            .iter()
+            .skip_while(|l| !l.starts_with("Development token"))
+            .nth(1)
+            .map(|l| l.trim().to_owned())
+            .unwrap_or_else(|| panic!("no development token in the banner: {banner:?}"));
+        Binary {
+            child,
+            http,
+            dev_token,
+            log,
+        }
     }
 
     /// The log lines (stderr) that contain `needle`.
@@ -76,6 +89,18 @@ impl Binary {
             !self.logged(needle).is_empty()
         })
         .await;
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
+    pub(crate) async fn interrupt(mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -INT failed");
+        super::within("the server's exit after SIGINT", self.child.wait())
+            .await
+            .expect("waiting for the server")
     }
 
     /// The process's resident memory (`VmRSS`), in bytes.
