@@ -178,7 +178,7 @@ impl RequestMetrics {
         h.latency.record(seconds);
         let same = handles.entry(hash).or_default();
         // Another task may have registered the same pair meanwhile: keep one.
-        if !same.iter().any(|h| matches(h)) {
+        if !same.iter().any(matches) {
             same.push(h);
         }
     }
