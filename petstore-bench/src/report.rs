@@ -194,3 +194,25 @@ pub(crate) fn fig(v: f64, unit: &str) -> String {
         format!("{v:.2} {unit}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_not_run_says_so_and_never_passes() {
+        let row = Row::not_run(
+            "rest-post-postgres",
+            "POST throughput",
+            "x",
+            Target::AtLeast(0.7),
+            "not run: no cluster",
+        );
+        assert!(row.not_run);
+        assert_ne!(row.pass, Some(true));
+        let table = table(&[row]);
+        assert!(table.contains("| **not run** | not run: no cluster |"), "{table}");
+        assert!(table.contains("| >= 0.7 x |"), "{table}");
+        assert!(!table.contains("| pass |"), "{table}");
+    }
+}
