@@ -20,7 +20,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 
 use crate::error::protocol_error;
 use crate::prompt;
-use crate::resources::{self, ResourceFeed, ResourceUri};
+use crate::resources::{self, ListenFrom, ResourceFeed, ResourceUri};
 use crate::tools::{self, AppState};
 
 const INSTRUCTIONS: &str = "The Pet Store: browse the catalogue with search_pets and get_pet, \
@@ -394,9 +394,19 @@ impl ServerHandler for PetStoreMcp {
             context.cancelled().await;
             return Ok(());
         }
-        let mut feed = ResourceFeed::start(self.store().clone())
-            .await
-            .map_err(|e| protocol_error(&e))?;
+        // From the log head when the request arrived: rmcp has acknowledged the
+        // subscription already, and the client may have committed a change since.
+        let from = context
+            .request_context()
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ListenFrom>())
+            .map(|from| from.0);
+        let feed = match from {
+            Some(position) => ResourceFeed::after(self.store().clone(), position).await,
+            None => ResourceFeed::start(self.store().clone()).await,
+        };
+        let mut feed = feed.map_err(|e| protocol_error(&e))?;
         let sink = context.sink();
         loop {
             let changes = tokio::select! {
