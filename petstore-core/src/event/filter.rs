@@ -77,8 +77,20 @@ impl JsonSchema for TypePattern {
         "TypePattern".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Every pattern the parser accepts: `*`, each family and each type.
+        let mut values = vec!["*".to_owned()];
+        for t in EventType::ALL {
+            if let Some((family, _)) = t.as_str().split_once('.') {
+                let family = format!("{family}.*");
+                if !values.contains(&family) {
+                    values.push(family);
+                }
+            }
+        }
+        values.extend(EventType::ALL.iter().map(|t| t.as_str().to_owned()));
         schemars::json_schema!({
             "type": "string",
+            "enum": values,
             "description": "An event type (`order.created`), a family (`pet.*`) or `*`."
         })
     }
