@@ -211,7 +211,10 @@ mod tests {
         assert!(row.not_run);
         assert_ne!(row.pass, Some(true));
         let table = table(&[row]);
-        assert!(table.contains("| **not run** | not run: no cluster |"), "{table}");
+        assert!(
+            table.contains("| **not run** | not run: no cluster |"),
+            "{table}"
+        );
         assert!(table.contains("| >= 0.7 x |"), "{table}");
         assert!(!table.contains("| pass |"), "{table}");
     }
