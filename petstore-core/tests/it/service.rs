@@ -113,6 +113,57 @@ async fn invalid_input_changes_nothing() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(err.field_errors()[0].field, "name");
     assert_eq!(store.head().await.unwrap(), head);
+
+    let mut old = new_pet("Methuselah");
+    old.age = Some(101); // the oldest is 100
+    let err = store.create_pet(&staff(), old).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.field_errors()[0].field, "age");
+    assert_eq!(store.head().await.unwrap(), head);
+
+    // A payment token of the wrong shape is refused before the processor sees it.
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let order = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
+    let head = store.head().await.unwrap();
+    let bad = PaymentRequest {
+        token: "visa".into(),
+    };
+    let err = store.pay_order(&staff(), &order.id, bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.field_errors()[0].field, "token");
+    assert_eq!(store.head().await.unwrap(), head);
+    assert_eq!(
+        store.order(&staff(), &order.id).await.unwrap().status,
+        OrderStatus::Placed
+    );
+}
+
+/// Events name the service's configured source.
+#[tokio::test]
+async fn events_carry_the_configured_source() {
+    let store = PetStore::new(
+        MemoryStore::default(),
+        TokenAuthority::random(Duration::from_secs(60)),
+        ServiceConfig::default().source("/shop-7"),
+    );
+    let head = store.head().await.unwrap();
+    store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let batch = store
+        .events(
+            &Principal::system("t"),
+            Some(head),
+            10,
+            EventFilter::all(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(batch.events.len(), 1);
+    assert_eq!(batch.events[0].source(), "/shop-7");
 }
 
 #[tokio::test]
