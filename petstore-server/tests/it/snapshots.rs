@@ -137,8 +137,7 @@ fn websocket_messages_come_from_the_frame_types() {
 fn the_openapi_document_has_the_webhook_routes_and_deliveries() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
     let document: Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("openapi.json"))
-            .expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("openapi.json")).expect("JSON");
     let routes = [
         ("/v1/webhooks", &["get", "post"][..]),
         ("/v1/webhooks/event-types", &["get"]),
@@ -146,7 +145,10 @@ fn the_openapi_document_has_the_webhook_routes_and_deliveries() {
         ("/v1/webhooks/{id}/secret", &["get"]),
         ("/v1/webhooks/{id}/rotate-secret", &["post"]),
         ("/v1/webhooks/{id}/messages", &["get"]),
-        ("/v1/webhooks/{id}/messages/{message_id}/redeliver", &["post"]),
+        (
+            "/v1/webhooks/{id}/messages/{message_id}/redeliver",
+            &["post"],
+        ),
         ("/v1/webhooks/{id}/attempts", &["get"]),
         ("/v1/webhooks/{id}/replay", &["post"]),
         ("/v1/webhooks/{id}/test", &["post"]),
@@ -155,7 +157,10 @@ fn the_openapi_document_has_the_webhook_routes_and_deliveries() {
     for (route, methods) in routes {
         for method in methods {
             let op = &document["paths"][route][method];
-            assert!(op["operationId"].is_string(), "{method} {route} is not documented");
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {route} is not documented"
+            );
             assert!(op["responses"]["default"].is_object(), "{method} {route}");
         }
     }
@@ -165,7 +170,9 @@ fn the_openapi_document_has_the_webhook_routes_and_deliveries() {
         create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/NewWebhookEndpoint"
     );
-    let deliveries = document["webhooks"].as_object().expect("a webhooks section");
+    let deliveries = document["webhooks"]
+        .as_object()
+        .expect("a webhooks section");
     let mut expected: Vec<&str> = petstore_core::EventType::ALL
         .iter()
         .map(|t| t.as_str())
