@@ -236,6 +236,30 @@ async fn order_lifecycle_moves_the_pet_and_emits_events() {
             PetStatusChanged
         ]
     );
+    // Each status change names the status before it.
+    let events = store
+        .events(
+            &Principal::system("t"),
+            Some(head),
+            100,
+            EventFilter::all(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+        .events;
+    let previous: Vec<Option<&str>> = events.iter().map(|e| e.data().previous_status()).collect();
+    assert_eq!(
+        previous,
+        [
+            None,
+            Some("available"),
+            None,
+            Some("placed"),
+            Some("approved"),
+            Some("pending")
+        ]
+    );
     let inv = store.inventory(&staff()).await.unwrap().items;
     assert_eq!((inv.available, inv.pending, inv.sold), (0, 0, 1));
 }
