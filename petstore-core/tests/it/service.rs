@@ -735,3 +735,33 @@ async fn anonymous_event_reads_skip_channels_it_cannot_read() {
     assert_eq!(batch.events.len(), 1, "chat is not readable anonymously");
     assert_eq!(batch.next.offset, 2, "but the cursor moved past it");
 }
+
+/// Only an admin creates users, and a name is taken once: the second answer says the
+/// user exists (not that something "was changed concurrently").
+#[tokio::test]
+async fn users_are_created_by_admins_once_per_name() {
+    let store = PetStore::in_memory();
+    let admin = Principal::new("root", [Scope::Admin]);
+    let err = store
+        .create_user(&staff(), "carol", "correct horse battery", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    let carol = store
+        .create_user(
+            &admin,
+            "carol",
+            "correct horse battery",
+            vec![Scope::PetsWrite],
+        )
+        .await
+        .unwrap();
+    assert_eq!(carol.username, "carol");
+    let again = store
+        .create_user(&admin, "carol", "another password", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Conflict);
+    assert_eq!(again.to_string(), "conflict: user `carol` exists");
+    assert!(!again.is_stale_write());
+}
