@@ -6,10 +6,13 @@
 //! (`-- --quick` for a one-minute smoke run, `-- --scenario rest-get,grpc-get` for some rows).
 
 mod bare;
+mod bare_sql;
 mod load;
 mod measure;
+mod pg;
 mod report;
 mod scenario;
+mod server_process;
 mod stack;
 
 use std::path::PathBuf;
@@ -43,7 +46,8 @@ struct Cli {
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Exit with an error when a row misses its target (a failed scenario always does).
+    /// Exit with an error when a row misses its target or is not run (a failed
+    /// scenario always does).
     #[arg(long)]
     strict: bool,
     #[command(subcommand)]
@@ -69,6 +73,7 @@ enum Scenario {
     RestGet,
     RestPost,
     RestPostSqlite,
+    RestPostPostgres,
     GraphqlGet,
     SseFanout,
     SseIdle,
@@ -78,6 +83,8 @@ enum Scenario {
     Webhooks,
     Core,
     Observability,
+    CrossInstance,
+    Restart,
 }
 
 impl Scenario {
@@ -156,6 +163,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Scenario::RestGet => scenario::rest::run_get(&cfg, &mut rows).await,
                 Scenario::RestPost => scenario::rest::run_post(&cfg, &mut rows).await,
                 Scenario::RestPostSqlite => scenario::rest::run_post_sqlite(&cfg, &mut rows).await,
+                Scenario::RestPostPostgres => {
+                    scenario::rest::run_post_postgres(&cfg, &mut rows).await
+                }
                 Scenario::GraphqlGet => scenario::rest::run_graphql(&cfg, &mut rows).await,
                 Scenario::SseFanout => scenario::fanout::run(&cfg, Proto::Sse, &mut rows).await,
                 Scenario::SseIdle => {
@@ -167,6 +177,8 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 Scenario::Webhooks => scenario::webhooks::run(&cfg, &mut rows).await,
                 Scenario::Core => scenario::core_benches::run(&cfg, &mut rows).await,
                 Scenario::Observability => scenario::observability::run(&cfg, &mut rows).await,
+                Scenario::CrossInstance => scenario::cluster::run(&cfg, &mut rows).await,
+                Scenario::Restart => scenario::restart::run(&cfg, &mut rows).await,
             }
         });
         if let Err(e) = result {
@@ -191,8 +203,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     ));
     text.push_str(&report::table(&rows));
     let missed = rows.iter().filter(|r| r.failed()).count();
+    let not_run = rows.iter().filter(|r| r.not_run).count();
     text.push_str(&format!(
-        "\n{} rows, {} missed their target or failed, {errors} scenarios failed\n",
+        "\n{} rows, {} missed their target or failed, {not_run} not run, {errors} scenarios failed\n",
         rows.len(),
         missed
     ));
@@ -202,7 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     }
     // Servers, brokers and subscribers may still hold tasks: do not wait for them.
     rt.shutdown_timeout(Duration::from_secs(1));
-    Ok(if errors > 0 || (cli.strict && missed > 0) {
+    Ok(if errors > 0 || (cli.strict && missed + not_run > 0) {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS

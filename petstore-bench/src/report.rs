@@ -51,6 +51,8 @@ pub(crate) struct Row {
     pub(crate) unit: &'static str,
     pub(crate) target: Target,
     pub(crate) pass: Option<bool>,
+    /// The row was not measured (what it needs is missing: the note says what).
+    pub(crate) not_run: bool,
     /// Per-round ratios, where adapters were composed, errors.
     pub(crate) note: String,
 }
@@ -74,7 +76,33 @@ impl Row {
             unit,
             target,
             pass: target.judge(value),
+            not_run: false,
             note: String::new(),
+        }
+    }
+
+    /// A row that could not be measured, and `why`: it shows as "not run", never as a
+    /// pass, and `--strict` counts it as missed.
+    pub(crate) fn not_run(
+        scenario: &str,
+        metric: &str,
+        unit: &'static str,
+        target: Target,
+        why: &str,
+    ) -> Self {
+        Self {
+            pass: None,
+            not_run: true,
+            note: why.to_owned(),
+            ..Self::new(
+                scenario,
+                metric,
+                "-".to_owned(),
+                "-".to_owned(),
+                f64::NAN,
+                unit,
+                target,
+            )
         }
     }
 
@@ -88,6 +116,7 @@ impl Row {
             unit: "",
             target: Target::Info,
             pass: Some(false),
+            not_run: false,
             note: format!("ERROR: {error:#}"),
         }
     }
@@ -129,6 +158,7 @@ pub(crate) fn table(rows: &[Row]) -> String {
             format!("{:.2} {}", r.value, r.unit)
         };
         let result = match r.pass {
+            _ if r.not_run => "**not run**",
             Some(true) => "pass",
             Some(false) => "**FAIL**",
             None => "-",
@@ -162,5 +192,30 @@ pub(crate) fn fig(v: f64, unit: &str) -> String {
         format!("{v:.1} {unit}")
     } else {
         format!("{v:.2} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_not_run_says_so_and_never_passes() {
+        let row = Row::not_run(
+            "rest-post-postgres",
+            "POST throughput",
+            "x",
+            Target::AtLeast(0.7),
+            "not run: no cluster",
+        );
+        assert!(row.not_run);
+        assert_ne!(row.pass, Some(true));
+        let table = table(&[row]);
+        assert!(
+            table.contains("| **not run** | not run: no cluster |"),
+            "{table}"
+        );
+        assert!(table.contains("| >= 0.7 x |"), "{table}");
+        assert!(!table.contains("| pass |"), "{table}");
     }
 }

@@ -513,6 +513,22 @@ mod tests {
             cache.insert(&format!("t{i}"), entry(200), 150);
         }
         assert!(cache.len() <= VerifiedTokens::CAPACITY);
+
+        // A full cache drops its expired entries first and keeps the live ones.
+        let cache = VerifiedTokens::default();
+        cache.insert("expired", entry(100), 50);
+        for i in 1..VerifiedTokens::CAPACITY {
+            cache.insert(&format!("live{i}"), entry(300), 50);
+        }
+        assert_eq!(cache.len(), VerifiedTokens::CAPACITY);
+        cache.insert("new", entry(300), 200);
+        assert_eq!(
+            cache.len(),
+            VerifiedTokens::CAPACITY,
+            "only the expired one went"
+        );
+        assert!(cache.get("live1", 200).is_some());
+        assert!(cache.get("new", 200).is_some());
     }
 
     #[test]

@@ -394,6 +394,37 @@ pub async fn stale_tokens_are_refused<S: Store>(store: S) {
         ),
         [7, 8, 9, 10]
     );
+    // Exactly at the boundary of what the backend still holds (it may keep more than
+    // the retention): just before its oldest event resumes from that event, one
+    // further back is expired.
+    let held = store
+        .read(None, 100, &EventFilter::all())
+        .await
+        .unwrap()
+        .events;
+    let first = held.first().expect("retained events").offset().offset;
+    assert!(first > 2, "token 2 was refused, so event 3 is gone");
+    let boundary = store
+        .read(
+            Some(ResumeToken::new(head.epoch, first - 1)),
+            1,
+            &EventFilter::all(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(offsets(&boundary.events), [first]);
+    assert_eq!(
+        store
+            .read(
+                Some(ResumeToken::new(head.epoch, first - 2)),
+                1,
+                &EventFilter::all()
+            )
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::ResumeExpired
+    );
 }
 
 /// A subscription replays after `since`, then goes live, with no gap or duplicate.

@@ -28,7 +28,7 @@ use crate::limits::{Limits, OperationKind};
 use crate::schema::{Context, Schema};
 
 /// Everything a request handler needs.
-pub(crate) struct App {
+pub(crate) struct AppState {
     pub(crate) service: PetStore,
     pub(crate) schema: Arc<Schema>,
     pub(crate) limits: Limits,
@@ -74,7 +74,7 @@ pub fn router(
     } else {
         schema.disable_introspection()
     };
-    let app = Arc::new(App {
+    let app = Arc::new(AppState {
         service: store.clone(),
         schema: Arc::new(schema),
         limits: Limits::new(&config),
@@ -135,7 +135,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Who {
 }
 
 async fn post_graphql(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<AppState>>,
     Who(who): Who,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -201,7 +201,7 @@ struct GetParams {
     variables: Option<String>,
 }
 
-async fn get_graphql(State(app): State<Arc<App>>, request: Request<Body>) -> Response {
+async fn get_graphql(State(app): State<Arc<AppState>>, request: Request<Body>) -> Response {
     let (parts, _) = request.into_parts();
     let who = Caller::from_extensions(&parts.extensions);
     let upgrade = parts
@@ -235,7 +235,7 @@ async fn get_graphql(State(app): State<Arc<App>>, request: Request<Body>) -> Res
 }
 
 async fn execute(
-    app: &App,
+    app: &AppState,
     who: Result<Principal, Error>,
     method: Method,
     request: GraphQLRequest,

@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::error::{core_error, graphql_errors, request_error};
-use crate::http::App;
+use crate::http::AppState;
 use crate::schema::Context;
 
 const TRANSPORT_WS: &str = "graphql-transport-ws";
@@ -36,7 +36,7 @@ const LEGACY_WS: &str = "graphql-ws";
 
 /// Accepts the upgrade: a bad `Authorization` header is refused here with 401.
 pub(crate) async fn upgrade(
-    app: Arc<App>,
+    app: Arc<AppState>,
     who: Result<Principal, Error>,
     mut parts: Parts,
 ) -> Response {
@@ -136,7 +136,7 @@ async fn after_ack(ops: &Shared) {
 /// `Authorization`), or `{"token": "<jwt>"}`; without them, the upgrade request's
 /// `Authorization` header.
 fn connection_principal(
-    app: &App,
+    app: &AppState,
     params: &Variables<DefaultScalarValue>,
     header: Principal,
 ) -> Result<Principal, Error> {
@@ -178,7 +178,7 @@ impl std::error::Error for InitError {}
 type Config = ConnectionConfig<Context, DefaultScalarValue>;
 
 fn init(
-    app: Arc<App>,
+    app: Arc<AppState>,
     header: Principal,
     ops: Shared,
 ) -> impl FnOnce(Variables<DefaultScalarValue>) -> future::Ready<Result<Config, InitError>>
@@ -338,7 +338,12 @@ fn view_legacy(message: &LegacyIn) -> Op<'_> {
 
 /// Decides whether a client message goes on to juniper; `Err` holds the frames that
 /// refuse it instead.
-fn screen(app: &App, protocol: Protocol, ops: &Shared, op: Op<'_>) -> Result<(), Vec<Message>> {
+fn screen(
+    app: &AppState,
+    protocol: Protocol,
+    ops: &Shared,
+    op: Op<'_>,
+) -> Result<(), Vec<Message>> {
     let mut ops = lock(ops);
     let (id, query, operation_name, variables) = match op {
         Op::Stop { id } => {
@@ -451,7 +456,7 @@ fn serialize(message: &impl serde::Serialize) -> Message {
 
 async fn serve(
     socket: WebSocket,
-    app: Arc<App>,
+    app: Arc<AppState>,
     header: Principal,
     protocol: Protocol,
     ip: Option<IpAddr>,
@@ -500,7 +505,7 @@ struct Wire<M> {
 /// Moves frames between the socket and juniper until either side ends.
 async fn pump<M>(
     socket: WebSocket,
-    app: &App,
+    app: &AppState,
     wire: Wire<M>,
     ops: &Shared,
     mut juniper_in: impl Sink<Incoming<M>, Error = Infallible> + Unpin,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use petstore_core::{
     Channel, Event, EventFilter, EventType, Followed, Follower, OrderId, Pet, PetId, PetQuery,
-    PetStore, Principal, Scope,
+    PetStore, Principal, ResumeToken, Scope,
 };
 use rmcp::model::{
     ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, Resource,
@@ -204,15 +204,38 @@ impl fmt::Debug for ResourceFeed {
     }
 }
 
+/// The log head when a `subscriptions/listen` request reached the MCP router (a
+/// request extension). rmcp acknowledges the subscription before it calls the handler,
+/// so a feed started by the handler "from now" would miss a change the client commits
+/// right after the acknowledgement; the feed starts from here instead
+/// ([`ResourceFeed::after`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListenFrom(pub(crate) ResumeToken);
+
 impl ResourceFeed {
     /// Follows the live log from now on: every change committed after this returns is
     /// reported.
     pub(crate) async fn start(store: PetStore) -> petstore_core::Result<Self> {
-        let reader = Principal::system("petstore-mcp");
         let filter = EventFilter::channels([Channel::Pets, Channel::Orders]);
         Ok(Self {
-            follower: store.follow(reader, filter, None).await?,
+            follower: store.follow(Self::reader(), filter, None).await?,
         })
+    }
+
+    /// Follows the log after `position`: every change committed after it is reported.
+    pub(crate) async fn after(
+        store: PetStore,
+        position: ResumeToken,
+    ) -> petstore_core::Result<Self> {
+        let filter = EventFilter::channels([Channel::Pets, Channel::Orders]);
+        Ok(Self {
+            follower: store.follow(Self::reader(), filter, Some(position)).await?,
+        })
+    }
+
+    /// The feed reads the log as an internal reader (see the type's documentation).
+    fn reader() -> Principal {
+        Principal::system("petstore-mcp")
     }
 
     /// The next change. A lag loses nothing (the follower re-reads); when the log no
@@ -227,5 +250,40 @@ impl ResourceFeed {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A change committed after a `subscriptions/listen` request arrived, but before its
+    /// feed started (rmcp acknowledges first), is reported; a feed started "from now"
+    /// would not see it.
+    #[tokio::test]
+    async fn a_feed_since_the_arrival_sees_a_change_made_before_it_started() {
+        let store = PetStore::in_memory();
+        let system = Principal::system("test");
+        let arrived = store.head().await.unwrap();
+        let pet = petstore_core::seed::sample_pets().remove(0);
+        let pet = store.create_pet(&system, pet).await.unwrap();
+
+        let mut since = ResourceFeed::after(store.clone(), arrived).await.unwrap();
+        let mut now = ResourceFeed::start(store.clone()).await.unwrap();
+        let changes = tokio::time::timeout(std::time::Duration::from_secs(10), since.next())
+            .await
+            .expect("the change made before the feed started")
+            .expect("a change");
+        assert!(changes.list_changed);
+        assert!(changes.touches(&format!("{PETS}{}", pet.id)));
+        // The feed from now reports only what comes next.
+        let later = petstore_core::seed::sample_pets().remove(1);
+        let later = store.create_pet(&system, later).await.unwrap();
+        let changes = tokio::time::timeout(std::time::Duration::from_secs(10), now.next())
+            .await
+            .expect("the next change")
+            .expect("a change");
+        assert!(changes.touches(&format!("{PETS}{}", later.id)));
+        assert!(!changes.touches(&format!("{PETS}{}", pet.id)));
     }
 }

@@ -20,8 +20,8 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 
 use crate::error::protocol_error;
 use crate::prompt;
-use crate::resources::{self, ResourceFeed, ResourceUri};
-use crate::tools::{self, Tools};
+use crate::resources::{self, ListenFrom, ResourceFeed, ResourceUri};
+use crate::tools::{self, AppState};
 
 const INSTRUCTIONS: &str = "The Pet Store: browse the catalogue with search_pets and get_pet, \
 check stock with get_inventory, buy with place_order then pay_order, follow what happens \
@@ -46,7 +46,7 @@ petstore://orders/{id}. The recommend_pet prompt matches a household to the avai
 /// # let _ = server;
 /// ```
 pub struct PetStoreMcp {
-    tools: Tools,
+    tools: AppState,
     /// Whether this value lives as long as a session of the 2025-11-25 protocol (stdio,
     /// HTTP with sessions), so that `resources/subscribe` can be honoured.
     legacy_sessions: bool,
@@ -95,7 +95,7 @@ impl PetStoreMcp {
     /// [`PetStoreMcp::with_principal`] says otherwise.
     pub fn new(store: PetStore) -> Self {
         Self {
-            tools: Tools {
+            tools: AppState {
                 service: store,
                 principal: Principal::anonymous(),
             },
@@ -394,9 +394,19 @@ impl ServerHandler for PetStoreMcp {
             context.cancelled().await;
             return Ok(());
         }
-        let mut feed = ResourceFeed::start(self.store().clone())
-            .await
-            .map_err(|e| protocol_error(&e))?;
+        // From the log head when the request arrived: rmcp has acknowledged the
+        // subscription already, and the client may have committed a change since.
+        let from = context
+            .request_context()
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ListenFrom>())
+            .map(|from| from.0);
+        let feed = match from {
+            Some(position) => ResourceFeed::after(self.store().clone(), position).await,
+            None => ResourceFeed::start(self.store().clone()).await,
+        };
+        let mut feed = feed.map_err(|e| protocol_error(&e))?;
         let sink = context.sink();
         loop {
             let changes = tokio::select! {

@@ -26,12 +26,12 @@ use crate::error::{Input, bad_arguments, tool_error};
 /// a tool call runs against. A private type, so that the `pub fn <tool>_tool_attr()`
 /// items rmcp's `#[tool]` generates stay out of the public API.
 #[derive(Debug, Clone)]
-pub(crate) struct Tools {
+pub(crate) struct AppState {
     pub(crate) service: PetStore,
     pub(crate) principal: Principal,
 }
 
-impl Tools {
+impl AppState {
     /// The caller of a request: over HTTP the principal the auth middleware put in
     /// the request's parts (anonymous when it sent no token), otherwise the
     /// principal this server was built with.
@@ -49,8 +49,8 @@ impl Tools {
 
 /// The tool set, built once: every server instance (one per HTTP session or
 /// stateless request) dispatches through it.
-pub(crate) fn router() -> &'static ToolRouter<Tools> {
-    static ROUTER: LazyLock<ToolRouter<Tools>> = LazyLock::new(Tools::tool_router);
+pub(crate) fn router() -> &'static ToolRouter<AppState> {
+    static ROUTER: LazyLock<ToolRouter<AppState>> = LazyLock::new(AppState::tool_router);
     &ROUTER
 }
 
@@ -61,7 +61,7 @@ pub(crate) fn router() -> &'static ToolRouter<Tools> {
 /// that guessed a filter must learn that it was not applied rather than get
 /// unfiltered results.
 pub(crate) async fn call(
-    tools: &Tools,
+    tools: &AppState,
     request: CallToolRequestParams,
     context: RequestContext<RoleServer>,
 ) -> Result<CallToolResponse, ErrorData> {
@@ -106,11 +106,11 @@ fn unknown_argument(schema: &JsonObject, arguments: &JsonObject) -> Option<CallT
     )]))
 }
 
-/// The caller of a tool call (see [`Tools::caller`]).
+/// The caller of a tool call (see [`AppState::caller`]).
 struct Caller(Principal);
 
-impl FromContextPart<ToolCallContext<'_, Tools>> for Caller {
-    fn from_context_part(context: &mut ToolCallContext<'_, Tools>) -> Result<Self, ErrorData> {
+impl FromContextPart<ToolCallContext<'_, AppState>> for Caller {
+    fn from_context_part(context: &mut ToolCallContext<'_, AppState>) -> Result<Self, ErrorData> {
         Ok(Caller(
             context.service.caller(&context.request_context.extensions),
         ))
@@ -251,7 +251,7 @@ struct RecentEvents {
 const DEFAULT_EVENTS: usize = 50;
 
 #[tool_router(router = tool_router)]
-impl Tools {
+impl AppState {
     #[tool(
         description = "Search the pet catalogue. Filters (all optional): status (available, pending, sold), species, tag, and q (text in name, species, breed or tags). Results come in pages of `limit` (1 to 100, default 20); pass `next_cursor` back as `cursor` for the next page.",
         input_schema = input::<PetQuery>(),
@@ -478,7 +478,7 @@ impl Tools {
     }
 }
 
-impl Tools {
+impl AppState {
     async fn events(
         &self,
         who: &Principal,

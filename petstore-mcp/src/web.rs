@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::McpConfig;
 use crate::metadata::ProtectedResource;
+use crate::resources::ListenFrom;
 use crate::server::PetStoreMcp;
 
 /// The path MCP is served at.
@@ -64,6 +65,7 @@ pub fn router(
     let cap = SessionCap {
         sessions: sessions.clone(),
         max: config.max_sessions,
+        store: store.clone(),
     };
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions, http);
     Router::new()
@@ -100,6 +102,8 @@ fn json_rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 struct SessionCap {
     sessions: Arc<LocalSessionManager>,
     max: usize,
+    /// Read for the log head where a `subscriptions/listen` starts ([`ListenFrom`]).
+    store: PetStore,
 }
 
 impl SessionCap {
@@ -196,6 +200,16 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
         && !parts.headers.contains_key("mcp-session-id");
     if let Some(refused) = cap.refuse_new_session(opens_session).await {
         return refused;
+    }
+    let mut parts = parts;
+    if message.get("method").and_then(|m| m.as_str()) == Some("subscriptions/listen") {
+        // Where its feed starts: rmcp acknowledges before the handler runs.
+        match cap.store.head().await {
+            Ok(head) => {
+                parts.extensions.insert(ListenFrom(head));
+            }
+            Err(e) => tracing::warn!(error = %e, "MCP listen: the log head cannot be read"),
+        }
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await

@@ -20,7 +20,7 @@ use crate::{sse, ws};
 
 /// The state of every endpoint.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct AppState {
     pub(crate) service: PetStore,
     pub(crate) config: RealtimeConfig,
     /// Cancelled when the server shuts down: streams end, WebSockets close with 1001.
@@ -65,7 +65,7 @@ pub fn router(
     edge: &Edge,
     shutdown: CancellationToken,
 ) -> Router {
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(AppState {
         service: store.clone(),
         config,
         shutdown,

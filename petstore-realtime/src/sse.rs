@@ -24,7 +24,7 @@ use crate::error::WireError;
 use crate::feed::{self, Feed, Since};
 use crate::quota::{StreamPlace, StreamQuota};
 use crate::recent::Recent;
-use crate::routes::{HeaderCredential, Shared, principal};
+use crate::routes::{AppState, HeaderCredential, principal};
 
 /// Query parameters of both SSE routes.
 #[derive(Debug, Default, Deserialize)]
@@ -64,7 +64,7 @@ impl Form {
 
 /// `GET /v1/stream`.
 pub(crate) async fn stream(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     credential: HeaderCredential,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, QueryRejection>,
@@ -79,7 +79,7 @@ pub(crate) async fn stream(
 
 /// `GET /v1/stream/{*channel}` (channels such as `pets/pet_…` contain a slash).
 pub(crate) async fn stream_channel(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(channel): Path<String>,
     credential: HeaderCredential,
     headers: HeaderMap,
@@ -100,7 +100,7 @@ pub(crate) async fn stream_channel(
 }
 
 async fn respond(
-    shared: &Shared,
+    shared: &AppState,
     credential: HeaderCredential,
     headers: &HeaderMap,
     channels: &str,
@@ -113,7 +113,7 @@ async fn respond(
 }
 
 async fn open(
-    shared: &Shared,
+    shared: &AppState,
     credential: HeaderCredential,
     headers: &HeaderMap,
     channels: &str,
@@ -180,7 +180,7 @@ fn parse_channels(list: &str) -> Result<Vec<Channel>, WireError> {
 ///
 /// `place` is the stream's place in its caller's quota, given back when the response
 /// body is dropped (the client left, or the stream ended).
-fn into_response(feed: Feed, form: Form, shared: &Shared, place: StreamPlace) -> Response {
+fn into_response(feed: Feed, form: Form, shared: &AppState, place: StreamPlace) -> Response {
     let config = &shared.config;
     let Feed {
         events,

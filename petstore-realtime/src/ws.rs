@@ -36,7 +36,7 @@ use crate::config::RealtimeConfig;
 use crate::error::WireError;
 use crate::feed::{self, Since};
 use crate::frame::{self, ClientFrame, ServerFrame};
-use crate::routes::{HeaderCredential, Shared, authenticate_token, principal};
+use crate::routes::{AppState, HeaderCredential, authenticate_token, principal};
 
 /// Close codes (RFC 6455 section 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
@@ -65,7 +65,7 @@ pub(crate) struct WsQuery {
 
 /// `GET /v1/ws`.
 pub(crate) async fn connect(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     credential: HeaderCredential,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -75,7 +75,7 @@ pub(crate) async fn connect(
 
 /// `GET /v1/ws/chat`: subscribes to `chat` once authenticated.
 pub(crate) async fn connect_chat(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     credential: HeaderCredential,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -86,7 +86,7 @@ pub(crate) async fn connect_chat(
 /// Checks the credential before upgrading: a bad one is refused with 401 and no
 /// upgrade happens.
 fn handshake(
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
     credential: HeaderCredential,
     query: Result<Query<WsQuery>, QueryRejection>,
     upgrade: WebSocketUpgrade,
@@ -164,7 +164,7 @@ impl Outbound {
 
 async fn serve(
     socket: WebSocket,
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
     who: Principal,
     chat: bool,
     _gauge: OpenStream,
@@ -204,7 +204,7 @@ async fn serve(
 
 /// The reader half's state.
 struct Connection {
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
     who: Principal,
     /// `/v1/ws/chat`: subscribe to `chat` once authenticated.
     chat: bool,

@@ -577,7 +577,9 @@ pub fn http_router(
         // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
-            petstore_rest::RestConfig::default().request_timeout(args.http_request_timeout),
+            petstore_rest::RestConfig::default()
+                .request_timeout(args.http_request_timeout)
+                .openapi_fragment(petstore_webhooks::openapi_fragment()),
             edge,
             shutdown.clone(),
         ))

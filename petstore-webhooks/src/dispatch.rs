@@ -22,7 +22,7 @@ use crate::backend::MessageStatus;
 use crate::delivery::{AttemptPlan, AttemptReport, Next};
 use crate::ids::EndpointId;
 use crate::local::Handles;
-use crate::webhooks::Shared;
+use crate::webhooks::AppState;
 
 /// How much of a receiver's answer is logged.
 const RESPONSE_SNIPPET: usize = 1024;
@@ -31,7 +31,7 @@ const RESPONSE_SNIPPET: usize = 1024;
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Resolves once the endpoint is deleted or disabled.
-async fn stopped(control: &mut watch::Receiver<u64>, shared: &Shared, id: &EndpointId) {
+async fn stopped(control: &mut watch::Receiver<u64>, shared: &AppState, id: &EndpointId) {
     loop {
         if control.changed().await.is_err() {
             return;
@@ -47,7 +47,7 @@ async fn stopped(control: &mut watch::Receiver<u64>, shared: &Shared, id: &Endpo
 
 /// Delivers one pending message with retries, until it is finished (or the endpoint
 /// is gone, or a storage error leaves it to the dispatcher's next sync).
-pub(crate) async fn deliver(shared: Arc<Shared>, id: EndpointId, message_id: String) {
+pub(crate) async fn deliver(shared: Arc<AppState>, id: EndpointId, message_id: String) {
     let _queued = Queued::new();
     let Some(Handles {
         mut control,
@@ -125,7 +125,7 @@ pub(crate) async fn deliver(shared: Arc<Shared>, id: EndpointId, message_id: Str
 }
 
 /// Makes one signed request and reports how it went.
-async fn send(shared: &Shared, message: &str, plan: &AttemptPlan) -> AttemptReport {
+async fn send(shared: &AppState, message: &str, plan: &AttemptPlan) -> AttemptReport {
     let started = Utc::now();
     let clock = Instant::now();
     let mut report = AttemptReport {
@@ -234,7 +234,7 @@ impl Drop for Queued {
 
 /// A one-line description of a request error including its causes (reqwest's own
 /// message hides them).
-fn describe(e: &reqwest::Error, shared: &Shared) -> String {
+fn describe(e: &reqwest::Error, shared: &AppState) -> String {
     let mut text = if e.is_timeout() {
         format!(
             "timed out (connect timeout {:?}, response timeout {:?})",

@@ -15,11 +15,11 @@ use tokio::time::MissedTickBehavior;
 use crate::backend::WebhookStoreExt;
 use crate::endpoints::disable;
 use crate::ids::EndpointId;
-use crate::webhooks::Shared;
+use crate::webhooks::AppState;
 use crate::{dispatch, follow};
 
 /// Runs until `shutdown` completes, delivering only while the lease is held.
-pub(crate) async fn run(shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn run(shared: Arc<AppState>, shutdown: impl Future<Output = ()>) {
     let mut lease = shared.lease.clone();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -52,7 +52,7 @@ enum Job {
 
 /// The tasks of one term of the lease.
 struct Jobs {
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
     tasks: JoinSet<()>,
     running: HashMap<Id, Job>,
     followed: HashSet<EndpointId>,
@@ -64,7 +64,7 @@ struct Jobs {
 }
 
 impl Jobs {
-    fn new(shared: Arc<Shared>) -> Self {
+    fn new(shared: Arc<AppState>) -> Self {
         Self {
             shared,
             tasks: JoinSet::new(),

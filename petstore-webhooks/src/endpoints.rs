@@ -13,7 +13,8 @@ use crate::local::Local;
 use crate::signing::WebhookSecret;
 
 /// What the client sees of an endpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "WebhookEndpoint")]
 pub(crate) struct EndpointView {
     id: EndpointId,
     url: String,
@@ -60,7 +61,8 @@ impl EndpointView {
 }
 
 /// The secret of an endpoint (and the previous one during a rotation's grace period).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "WebhookSecret")]
 pub(crate) struct SecretView {
     secret: String,
     previous_secret_expires_at: Option<DateTime<Utc>>,

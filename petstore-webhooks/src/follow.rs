@@ -16,14 +16,14 @@ use crate::delivery::first_due;
 use crate::ids::EndpointId;
 use crate::local::Handles;
 use crate::messages::new_message;
-use crate::webhooks::Shared;
+use crate::webhooks::AppState;
 
 /// Pause after an unexpected failure to follow the log, and the longest wait for room
 /// in a full backlog between two looks.
 const FOLLOW_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Follows the log for endpoint `id` until it is deleted.
-pub(crate) async fn follow(shared: Arc<Shared>, id: EndpointId) {
+pub(crate) async fn follow(shared: Arc<AppState>, id: EndpointId) {
     let Some(Handles {
         mut control, freed, ..
     }) = shared.local.handles(&id)
@@ -136,7 +136,7 @@ async fn pause_flow(
 
 /// Takes events for one endpoint, as of one revision of it.
 struct Taker<'a> {
-    shared: &'a Shared,
+    shared: &'a AppState,
     endpoint: Endpoint,
     control: &'a mut watch::Receiver<u64>,
     freed: &'a Notify,

@@ -26,11 +26,11 @@ use serde_json::json;
 
 use crate::routes::{parse_json, read_body};
 use crate::signing::Signer;
-use crate::webhooks::Shared;
+use crate::webhooks::AppState;
 
 const MAX_REFERENCE: usize = 255;
 
-pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
+pub(crate) fn router(shared: Arc<AppState>, edge: &Edge) -> Router {
     let limit = shared.config.max_body_size;
     let store = shared.service.clone();
     Router::new()
@@ -60,7 +60,7 @@ struct PaymentData {
 }
 
 async fn receive(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {

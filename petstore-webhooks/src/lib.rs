@@ -14,6 +14,7 @@ mod local;
 mod memory;
 mod message_log;
 mod messages;
+mod openapi;
 mod routes;
 mod signing;
 mod target;
@@ -25,6 +26,7 @@ pub use backend::WebhookStore;
 pub use config::WebhookConfig;
 pub use ids::{AttemptId, EndpointId};
 pub use memory::MemoryWebhookStore;
+pub use openapi::openapi_fragment;
 pub use signing::{
     InvalidSecret, Signer, Verified, VerifyError, WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
     WebhookSecret,

@@ -18,7 +18,8 @@ use crate::ids::{AttemptId, EndpointId};
 pub(crate) const TEST_EVENT_TYPE: &str = "webhook.test";
 
 /// What the client sees of a message owed to an endpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "WebhookMessage")]
 pub(crate) struct MessageView {
     /// The `webhook-id`: the event id (`evt_...`), or `test_...` for test events.
     id: String,
@@ -54,7 +55,8 @@ impl From<&Message> for MessageView {
 }
 
 /// One delivery attempt, as the client sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "WebhookAttempt")]
 pub(crate) struct AttemptView {
     id: AttemptId,
     message_id: String,

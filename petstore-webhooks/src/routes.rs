@@ -14,6 +14,7 @@ use petstore_core::{
     Error, EventFilter, EventType, FieldError, Principal, ResumeToken, Scope, TypePattern,
 };
 use petstore_http::{Caller, Edge, Problem, require_json};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -21,16 +22,17 @@ use serde_json::json;
 use crate::endpoints::EndpointPatch;
 use crate::ids::EndpointId;
 use crate::target::validate_url;
-use crate::webhooks::Shared;
+use crate::webhooks::AppState;
 
 type Reply = Result<Response, Problem>;
 
 const MAX_DESCRIPTION: usize = 500;
 const MAX_PATTERNS: usize = 50;
+const MAX_URL: usize = crate::target::MAX_URL;
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
 
-pub(crate) fn router(shared: Arc<Shared>, edge: &Edge) -> Router {
+pub(crate) fn router(shared: Arc<AppState>, edge: &Edge) -> Router {
     let limit = shared.config.max_body_size;
     let store = shared.service.clone();
     Router::new()
@@ -79,9 +81,23 @@ pub(crate) fn read_body(
 }
 
 /// Parses a JSON body: 400 when it is not JSON, 422 (with the field) when it does not
-/// fit the expected shape.
+/// fit the expected shape, which is always an object (serde would also read a struct
+/// from an array of its fields in order: `[null, null]` must not be a valid patch).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let body: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !body.is_object() {
+        return Err(Problem::from(Error::invalid_field(
+            "body",
+            "must be a JSON object",
+        )));
+    }
+    serde_json::from_value(body).map_err(|e| {
         use serde_json::error::Category;
         match e.classify() {
             Category::Data => {
@@ -159,13 +175,26 @@ fn json_ok(status: StatusCode, value: impl serde::Serialize) -> Reply {
     Ok((status, Json(value)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of the message and attempt listings.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LimitQuery {
+pub(crate) struct LimitQuery {
+    /// How many entries to return, newest first (default 100).
     #[serde(default)]
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     limit: Option<usize>,
+    /// Only the attempts of this message (`evt_...` or `test_...`); attempts only.
     #[serde(default)]
     message_id: Option<String>,
+}
+
+/// The query of the message listing: a limit only.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // Only its schema is used: the listing reads `LimitQuery`.
+pub(crate) struct MessagesQuery {
+    /// How many messages to return, newest first (default 100).
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
+    limit: Option<usize>,
 }
 
 fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
@@ -185,18 +214,29 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
 
 // ----- handlers --------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/webhooks`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewEndpoint {
+#[schemars(rename = "NewWebhookEndpoint")]
+pub(crate) struct NewEndpoint {
+    /// Where deliveries are POSTed: an absolute `http` or `https` URL without a
+    /// fragment. Private, link-local and (outside development) loopback addresses are
+    /// refused, literally and when the name resolves to one.
+    #[schemars(url, length(max = MAX_URL))]
     url: String,
+    /// Event types or patterns to deliver (`order.created`, `pet.*`, `*`); empty or
+    /// absent means every type.
     #[serde(default)]
+    #[schemars(with = "Vec<TypePattern>", length(max = MAX_PATTERNS))]
     events: Vec<String>,
+    /// Free text for the people who manage the endpoint.
     #[serde(default)]
+    #[schemars(length(max = MAX_DESCRIPTION))]
     description: String,
 }
 
 async fn create(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Caller(who): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -231,7 +271,7 @@ async fn create(
         .into_response())
 }
 
-async fn list(State(shared): State<Arc<Shared>>, Caller(who): Caller) -> Reply {
+async fn list(State(shared): State<Arc<AppState>>, Caller(who): Caller) -> Reply {
     admin(&who)?;
     json_ok(
         StatusCode::OK,
@@ -240,7 +280,7 @@ async fn list(State(shared): State<Arc<Shared>>, Caller(who): Caller) -> Reply {
 }
 
 async fn fetch(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
 ) -> Reply {
@@ -249,21 +289,31 @@ async fn fetch(
     json_ok(StatusCode::OK, core(shared.endpoints().get(&id).await)?)
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `PATCH /v1/webhooks/{id}`: the members to change.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Patch {
+#[schemars(rename = "WebhookEndpointPatch")]
+pub(crate) struct Patch {
+    /// A new target URL (the rules of `NewWebhookEndpoint.url`).
     #[serde(default)]
+    #[schemars(url, length(max = MAX_URL))]
     url: Option<String>,
+    /// New event types or patterns (empty: every type).
     #[serde(default)]
+    #[schemars(with = "Option<Vec<TypePattern>>", length(max = MAX_PATTERNS))]
     events: Option<Vec<String>>,
+    /// A new description.
     #[serde(default)]
+    #[schemars(length(max = MAX_DESCRIPTION))]
     description: Option<String>,
+    /// `true` re-enables a disabled endpoint (clearing its failure state); `false`
+    /// disables it.
     #[serde(default)]
     enabled: Option<bool>,
 }
 
 async fn update(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
     headers: HeaderMap,
@@ -298,7 +348,7 @@ async fn update(
 }
 
 async fn remove(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
 ) -> Reply {
@@ -309,7 +359,7 @@ async fn remove(
 }
 
 async fn secret(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
 ) -> Reply {
@@ -319,7 +369,7 @@ async fn secret(
 }
 
 async fn rotate(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
 ) -> Reply {
@@ -329,7 +379,7 @@ async fn rotate(
 }
 
 async fn messages(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
     q: Result<Query<LimitQuery>, QueryRejection>,
@@ -351,7 +401,7 @@ async fn messages(
 }
 
 async fn attempts(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
     q: Result<Query<LimitQuery>, QueryRejection>,
@@ -370,7 +420,7 @@ async fn attempts(
 }
 
 async fn redeliver(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path((id, message_id)): Path<(String, String)>,
     Caller(who): Caller,
 ) -> Reply {
@@ -380,14 +430,19 @@ async fn redeliver(
     json_ok(StatusCode::ACCEPTED, message)
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/webhooks/{id}/replay`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Replay {
+#[schemars(rename = "WebhookReplay")]
+pub(crate) struct Replay {
+    /// Deliver again every retained event after this position (an event's `offset`,
+    /// or an endpoint's `cursor`).
+    #[schemars(with = "ResumeToken")]
     since: String,
 }
 
 async fn replay(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
     headers: HeaderMap,
@@ -419,7 +474,7 @@ async fn replay(
 }
 
 async fn test(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AppState>>,
     Path(id): Path<String>,
     Caller(who): Caller,
 ) -> Reply {

@@ -154,11 +154,14 @@ fn literal_ip(url: &Url) -> Option<IpAddr> {
     host.parse().ok()
 }
 
+/// The longest webhook URL accepted, in characters.
+pub(crate) const MAX_URL: usize = 2048;
+
 /// Validates a webhook URL given by a user: absolute `http`/`https`, a host, no
 /// fragment, and a literal IP host only when the policy allows it.
 pub(crate) fn validate_url(raw: &str, policy: &TargetPolicy) -> Result<Url, String> {
-    if raw.len() > 2048 {
-        return Err("must be at most 2048 characters".to_owned());
+    if raw.chars().count() > MAX_URL {
+        return Err(format!("must be at most {MAX_URL} characters"));
     }
     let url = Url::parse(raw.trim()).map_err(|e| format!("is not an absolute URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {

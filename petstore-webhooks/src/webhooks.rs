@@ -25,7 +25,7 @@ use crate::messages::{Bodies, Log};
 use crate::target::{GuardedResolver, TargetPolicy};
 
 /// State shared by the routes and the dispatcher.
-pub(crate) struct Shared {
+pub(crate) struct AppState {
     pub(crate) service: PetStore,
     pub(crate) config: WebhookConfig,
     /// Endpoints, messages and attempts.
@@ -54,7 +54,7 @@ pub(crate) struct Shared {
 /// messages stay pending and resume with the next run).
 #[derive(Clone)]
 pub struct Webhooks {
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
 }
 
 impl fmt::Debug for Webhooks {
@@ -66,7 +66,7 @@ impl fmt::Debug for Webhooks {
     }
 }
 
-impl Shared {
+impl AppState {
     /// Endpoint management.
     pub(crate) fn endpoints(&self) -> Endpoints<'_> {
         Endpoints {
@@ -166,7 +166,7 @@ impl Webhooks {
             tracing::error!("webhook deliveries will fail: {e}");
         }
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(AppState {
                 service: store,
                 webhook_store,
                 local: Local::new(config.endpoint_concurrency),
@@ -187,7 +187,7 @@ impl Webhooks {
     }
 
     #[cfg(test)]
-    pub(crate) fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &AppState {
         &self.shared
     }
 
@@ -246,11 +246,11 @@ impl Webhooks {
 
 /// The right to be the one running dispatcher; released when dropped.
 struct RunClaim {
-    shared: Arc<Shared>,
+    shared: Arc<AppState>,
 }
 
 impl RunClaim {
-    fn take(shared: &Arc<Shared>) -> Option<Self> {
+    fn take(shared: &Arc<AppState>) -> Option<Self> {
         if shared.running.swap(true, Ordering::AcqRel) {
             tracing::warn!("the webhook dispatcher is already running");
             return None;

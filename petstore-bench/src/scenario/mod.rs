@@ -1,12 +1,14 @@
 //! One module per scenario; shared pieces (settings, the event tracker, publishers
 //! driven closed-loop or at a fixed rate) live here.
 
+pub(crate) mod cluster;
 pub(crate) mod core_benches;
 pub(crate) mod fanout;
 pub(crate) mod grpc;
 pub(crate) mod mqtt;
 pub(crate) mod observability;
 pub(crate) mod rest;
+pub(crate) mod restart;
 pub(crate) mod webhooks;
 
 use std::future::Future;
@@ -99,8 +101,13 @@ const TRACKED: u64 = 1 << 20;
 
 impl Tracker {
     pub(crate) fn new(receivers: usize) -> Self {
+        Self::with_clock(receivers, Clock::new())
+    }
+
+    /// A tracker on `clock` (shared with others, so that one stamp serves them all).
+    pub(crate) fn with_clock(receivers: usize, clock: Clock) -> Self {
         Self {
-            clock: Clock::new(),
+            clock,
             published: (0..TRACKED).map(|_| AtomicU64::new(0)).collect(),
             received: (0..TRACKED).map(|_| AtomicU32::new(0)).collect(),
             receivers: u32::try_from(receivers).expect("receiver count fits u32"),

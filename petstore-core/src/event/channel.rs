@@ -170,4 +170,43 @@ mod tests {
             assert!(bad.parse::<Channel>().is_err(), "{bad}");
         }
     }
+
+    /// The inventory channel carries the pet events that change the counts: a pet
+    /// added, removed or changing status; not a rename.
+    #[test]
+    fn the_inventory_channel_carries_the_events_that_change_the_counts() {
+        use crate::backend::NewEvent;
+        use crate::event::EventData;
+        use crate::{Currency, Money, NewPet, PetStatus, ResumeToken};
+        let pet = NewPet {
+            name: "Rex".into(),
+            species: "dog".into(),
+            breed: None,
+            age: None,
+            status: None,
+            tags: vec![],
+            photo_urls: vec![],
+            price: Money::parse("1.00", Currency::USD).unwrap(),
+        }
+        .into_pet(chrono::Utc::now());
+        let event = |data| {
+            NewEvent::new(data).sequenced("/petstore", chrono::Utc::now(), ResumeToken::new(1, 1))
+        };
+        let counted = [
+            EventData::PetCreated(pet.clone()),
+            EventData::PetStatusChanged {
+                pet: pet.clone(),
+                previous_status: PetStatus::Available,
+            },
+            EventData::PetDeleted(pet.clone()),
+        ];
+        for data in counted {
+            let e = event(data);
+            assert!(Channel::Inventory.carries(&e), "{:?}", e.event_type());
+            assert!(e.channels().contains(&Channel::Inventory));
+        }
+        let e = event(EventData::PetUpdated(pet));
+        assert!(!Channel::Inventory.carries(&e));
+        assert!(!e.channels().contains(&Channel::Inventory));
+    }
 }

@@ -77,8 +77,20 @@ impl JsonSchema for TypePattern {
         "TypePattern".into()
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Every pattern the parser accepts: `*`, each family and each type.
+        let mut values = vec!["*".to_owned()];
+        for t in EventType::ALL {
+            if let Some((family, _)) = t.as_str().split_once('.') {
+                let family = format!("{family}.*");
+                if !values.contains(&family) {
+                    values.push(family);
+                }
+            }
+        }
+        values.extend(EventType::ALL.iter().map(|t| t.as_str().to_owned()));
         schemars::json_schema!({
             "type": "string",
+            "enum": values,
             "description": "An event type (`order.created`), a family (`pet.*`) or `*`."
         })
     }
@@ -174,5 +186,39 @@ mod tests {
         );
         assert!("pets.*".parse::<TypePattern>().is_err());
         assert!("order.shipped".parse::<TypePattern>().is_err());
+    }
+
+    /// The schema lists exactly what the parser accepts: `*`, every family, every type.
+    #[test]
+    fn the_type_pattern_schema_lists_every_accepted_pattern() {
+        let schema = schemars::schema_for!(TypePattern);
+        let listed: Vec<&str> = schema
+            .get("enum")
+            .and_then(|v| v.as_array())
+            .expect("an enum")
+            .iter()
+            .map(|v| v.as_str().expect("a string"))
+            .collect();
+        for value in &listed {
+            assert!(value.parse::<TypePattern>().is_ok(), "{value}");
+        }
+        for t in EventType::ALL {
+            assert!(listed.contains(&t.as_str()), "{t}");
+        }
+        for family in ["*", "pet.*", "order.*", "payment.*", "chat.*"] {
+            assert!(listed.contains(&family), "{family}");
+        }
+        assert_eq!(listed.len(), 5 + EventType::ALL.len());
+    }
+
+    /// A filter narrowed to a customer says so (the SQL backends push it into their
+    /// query); an open one does not.
+    #[test]
+    fn a_narrowed_filter_names_its_customer() {
+        assert_eq!(EventFilter::all().customer(), None);
+        assert_eq!(
+            EventFilter::all().only_customer("alice").customer(),
+            Some("alice")
+        );
     }
 }

@@ -376,6 +376,19 @@ mod tests {
         assert!(json.get("traceparent").is_none());
         let back: Event = serde_json::from_str(event.json()).unwrap();
         assert_eq!(back, event);
+        // An event that differs in one part only is another event.
+        for (from, to) in [
+            ("0000000000000007-3", "0000000000000007-4"),
+            ("\"source\":\"/petstore\"", "\"source\":\"/elsewhere\""),
+            (
+                "\"previous_status\":\"available\"",
+                "\"previous_status\":\"pending\"",
+            ),
+        ] {
+            assert!(event.json().contains(from), "{from}");
+            let other: Event = serde_json::from_str(&event.json().replace(from, to)).unwrap();
+            assert_ne!(other, event, "{from} -> {to}");
+        }
         assert!(
             event
                 .json()

@@ -179,6 +179,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn truncation_counts_characters_not_bytes() {
+        assert_eq!(truncate("héllo wörld", 4), "héll");
+        assert_eq!(truncate("ab", 5), "ab");
+        assert_eq!(truncate("", 3), "");
+    }
+
+    #[test]
     fn tokens_round_trip_and_reject_garbage() {
         let t = ResumeToken::new(0xdead_beef, 42);
         assert_eq!(t.to_string(), "00000000deadbeef-42");

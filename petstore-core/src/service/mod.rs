@@ -324,3 +324,42 @@ impl PetStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lease another instance holds is not this instance's until released.
+    #[tokio::test]
+    async fn a_lease_held_by_another_instance_is_not_held() {
+        let service = PetStore::in_memory();
+        let ttl = Duration::from_secs(60);
+        assert!(
+            service
+                .store()
+                .acquire_lease("dispatch", "inst_other", ttl)
+                .await
+                .unwrap()
+        );
+        assert!(!service.hold_lease("dispatch", ttl).await.unwrap());
+        service
+            .store()
+            .release_lease("dispatch", "inst_other")
+            .await
+            .unwrap();
+        assert!(service.hold_lease("dispatch", ttl).await.unwrap());
+        assert!(
+            service.hold_lease("dispatch", ttl).await.unwrap(),
+            "renewed"
+        );
+        service.release_lease("dispatch").await.unwrap();
+        assert!(
+            service
+                .store()
+                .acquire_lease("dispatch", "inst_other", ttl)
+                .await
+                .unwrap(),
+            "released"
+        );
+    }
+}

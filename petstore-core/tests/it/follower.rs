@@ -159,3 +159,30 @@ async fn it_follows_as_its_principal() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Only an expired position is a gap: a follower its principal may not run gets the
+/// authorization error, and keeps its position.
+#[tokio::test]
+async fn a_refused_subscription_is_an_error_not_a_gap() {
+    let config = ServiceConfig::default().require_auth_for_reads(true);
+    let store = PetStore::new(
+        MemoryStore::default(),
+        TokenAuthority::random(config.token_ttl),
+        config,
+    );
+    let start = store.head().await.unwrap();
+    let mut follower = store
+        .follow(
+            Principal::anonymous(),
+            EventFilter::channels([Channel::Pets]),
+            Some(start),
+        )
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), follower.next())
+        .await
+        .expect("no hang")
+        .expect_err("reads are closed to anonymous callers");
+    assert_eq!(err.kind(), ErrorKind::Unauthenticated);
+    assert_eq!(follower.position(), start);
+}

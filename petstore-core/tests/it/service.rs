@@ -113,6 +113,57 @@ async fn invalid_input_changes_nothing() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(err.field_errors()[0].field, "name");
     assert_eq!(store.head().await.unwrap(), head);
+
+    let mut old = new_pet("Methuselah");
+    old.age = Some(101); // the oldest is 100
+    let err = store.create_pet(&staff(), old).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.field_errors()[0].field, "age");
+    assert_eq!(store.head().await.unwrap(), head);
+
+    // A payment token of the wrong shape is refused before the processor sees it.
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let order = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
+    let head = store.head().await.unwrap();
+    let bad = PaymentRequest {
+        token: "visa".into(),
+    };
+    let err = store.pay_order(&staff(), &order.id, bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(err.field_errors()[0].field, "token");
+    assert_eq!(store.head().await.unwrap(), head);
+    assert_eq!(
+        store.order(&staff(), &order.id).await.unwrap().status,
+        OrderStatus::Placed
+    );
+}
+
+/// Events name the service's configured source.
+#[tokio::test]
+async fn events_carry_the_configured_source() {
+    let store = PetStore::new(
+        MemoryStore::default(),
+        TokenAuthority::random(Duration::from_secs(60)),
+        ServiceConfig::default().source("/shop-7"),
+    );
+    let head = store.head().await.unwrap();
+    store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let batch = store
+        .events(
+            &Principal::system("t"),
+            Some(head),
+            10,
+            EventFilter::all(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(batch.events.len(), 1);
+    assert_eq!(batch.events[0].source(), "/shop-7");
 }
 
 #[tokio::test]
@@ -183,6 +234,30 @@ async fn order_lifecycle_moves_the_pet_and_emits_events() {
             OrderStatusChanged,
             OrderStatusChanged,
             PetStatusChanged
+        ]
+    );
+    // Each status change names the status before it.
+    let events = store
+        .events(
+            &Principal::system("t"),
+            Some(head),
+            100,
+            EventFilter::all(),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+        .events;
+    let previous: Vec<Option<&str>> = events.iter().map(|e| e.data().previous_status()).collect();
+    assert_eq!(
+        previous,
+        [
+            None,
+            Some("available"),
+            None,
+            Some("placed"),
+            Some("approved"),
+            Some("pending")
         ]
     );
     let inv = store.inventory(&staff()).await.unwrap().items;
@@ -659,4 +734,34 @@ async fn anonymous_event_reads_skip_channels_it_cannot_read() {
         .unwrap();
     assert_eq!(batch.events.len(), 1, "chat is not readable anonymously");
     assert_eq!(batch.next.offset, 2, "but the cursor moved past it");
+}
+
+/// Only an admin creates users, and a name is taken once: the second answer says the
+/// user exists (not that something "was changed concurrently").
+#[tokio::test]
+async fn users_are_created_by_admins_once_per_name() {
+    let store = PetStore::in_memory();
+    let admin = Principal::new("root", [Scope::Admin]);
+    let err = store
+        .create_user(&staff(), "carol", "correct horse battery", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Forbidden);
+    let carol = store
+        .create_user(
+            &admin,
+            "carol",
+            "correct horse battery",
+            vec![Scope::PetsWrite],
+        )
+        .await
+        .unwrap();
+    assert_eq!(carol.username, "carol");
+    let again = store
+        .create_user(&admin, "carol", "another password", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::Conflict);
+    assert_eq!(again.to_string(), "conflict: user `carol` exists");
+    assert!(!again.is_stale_write());
 }

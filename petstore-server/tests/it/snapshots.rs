@@ -129,3 +129,73 @@ fn websocket_messages_come_from_the_frame_types() {
         );
     }
 }
+
+/// The webhooks management API and the outbound deliveries are in the OpenAPI document
+/// (issue 19): every route of the webhooks router, with its operation, and one entry of
+/// the `webhooks` section per event type the server delivers.
+#[test]
+fn the_openapi_document_has_the_webhook_routes_and_deliveries() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("openapi.json")).expect("JSON");
+    let routes = [
+        ("/v1/webhooks", &["get", "post"][..]),
+        ("/v1/webhooks/event-types", &["get"]),
+        ("/v1/webhooks/{id}", &["get", "patch", "delete"]),
+        ("/v1/webhooks/{id}/secret", &["get"]),
+        ("/v1/webhooks/{id}/rotate-secret", &["post"]),
+        ("/v1/webhooks/{id}/messages", &["get"]),
+        (
+            "/v1/webhooks/{id}/messages/{message_id}/redeliver",
+            &["post"],
+        ),
+        ("/v1/webhooks/{id}/attempts", &["get"]),
+        ("/v1/webhooks/{id}/replay", &["post"]),
+        ("/v1/webhooks/{id}/test", &["post"]),
+        ("/v1/payments/webhook", &["post"]),
+    ];
+    for (route, methods) in routes {
+        for method in methods {
+            let op = &document["paths"][route][method];
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {route} is not documented"
+            );
+            assert!(op["responses"]["default"].is_object(), "{method} {route}");
+        }
+    }
+    let create = &document["paths"]["/v1/webhooks"]["post"];
+    assert_eq!(create["security"][0]["bearerAuth"][0], "admin");
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/NewWebhookEndpoint"
+    );
+    let deliveries = document["webhooks"]
+        .as_object()
+        .expect("a webhooks section");
+    let mut expected: Vec<&str> = petstore_core::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .chain(["webhook.test"])
+        .collect();
+    expected.sort_unstable();
+    let mut documented: Vec<&str> = deliveries.keys().map(String::as_str).collect();
+    documented.sort_unstable();
+    assert_eq!(documented, expected);
+    for (name, item) in deliveries {
+        let post = &item["post"];
+        let names: Vec<&str> = post["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for header in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            assert!(names.contains(&header), "{name} lacks {header}");
+        }
+        assert!(
+            post["requestBody"]["content"]["application/json"]["schema"].is_object(),
+            "{name}"
+        );
+    }
+}

@@ -11,9 +11,6 @@ use sqlx::Connection;
 /// Generous bound for anything that should happen "soon".
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
-/// The variable naming the PostgreSQL cluster for the tests.
-pub(crate) const PG_ENV: &str = "PETSTORE_TEST_DATABASE_URL";
-
 /// A URL for a new SQLite file (in Cargo's temporary folder for integration tests).
 pub(crate) fn sqlite_url() -> String {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("petstore-sql");
@@ -24,21 +21,12 @@ pub(crate) fn sqlite_url() -> String {
     )
 }
 
-/// The cluster's URL, or `None` after saying that the test skips. With
-/// `PETSTORE_REQUIRE_ALL` set (CI), a missing cluster fails the test instead.
+/// The cluster's URL (`PETSTORE_TEST_DATABASE_URL`), or `None` after saying that the
+/// test skips. With `PETSTORE_REQUIRE_ALL` set (CI), a missing cluster fails the test
+/// instead (`petstore_core::testing::database_url`).
+#[track_caller]
 pub(crate) fn postgres_cluster() -> Option<String> {
-    match std::env::var(PG_ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("PETSTORE_REQUIRE_ALL").is_some_and(|v| !v.is_empty()) => {
-            panic!("{PG_ENV} is not set and PETSTORE_REQUIRE_ALL is: this test must run")
-        }
-        _ => {
-            eprintln!(
-                "skipping: {PG_ENV} is not set (CI sets it; locally: eval \"$(scripts/start-postgres)\")"
-            );
-            None
-        }
-    }
+    petstore_core::testing::database_url()
 }
 
 /// Creates a new, empty database on the cluster at `cluster` and returns its URL.

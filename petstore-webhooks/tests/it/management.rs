@@ -210,6 +210,8 @@ async fn bad_input_is_rejected_and_changes_nothing() {
             json!({ "url": "https://example.com/", "secret": "whsec_abc" }),
             "secret",
         ),
+        // serde reads a struct from an array of its fields too: the body is an object.
+        (json!(["https://example.com/"]), "body"),
     ];
     for (body, field) in cases {
         let (status, headers, problem) = h
@@ -263,6 +265,9 @@ async fn bad_input_is_rejected_and_changes_nothing() {
         json!({ "events": ["nope"] }),
         json!({ "enabled": "yes" }),
         json!({ "colour": "blue" }),
+        // Found by the OpenAPI fuzzer: an array of the fields in order was a patch.
+        json!([null, null]),
+        json!(["https://example.com/changed", null, null, false]),
     ] {
         let (status, problem) = h.patch(&format!("/v1/webhooks/{id}"), body.clone()).await;
         assert_eq!(

@@ -25,6 +25,8 @@ pub(crate) struct Instance {
     pub(crate) url: String,
     /// The development token (every scope).
     pub(crate) token: String,
+    /// The gRPC listener, `http://127.0.0.1:PORT`.
+    pub(crate) grpc: String,
     /// What the banner says about the store.
     pub(crate) store_line: String,
 }
@@ -69,6 +71,12 @@ impl Instance {
             .nth(1)
             .map(|l| l.trim().to_owned())
             .unwrap_or_else(|| panic!("no token in the banner:\n{text}"));
+        let grpc = printed
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix("gRPC"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no gRPC address in the banner:\n{text}"))
+            .to_owned();
         let store_line = printed
             .iter()
             .find(|l| l.trim_start().starts_with("store "))
@@ -78,6 +86,7 @@ impl Instance {
             child,
             url,
             token,
+            grpc,
             store_line,
         }
     }
@@ -235,39 +244,23 @@ impl Receiver {
     }
 }
 
-/// The PostgreSQL cluster for the tests, or `None` after saying that the test skips;
-/// with `PETSTORE_REQUIRE_ALL` set, a missing cluster fails the test.
+/// The PostgreSQL cluster for the tests (`PETSTORE_TEST_DATABASE_URL`), or `None`
+/// after saying that the test skips; with `PETSTORE_REQUIRE_ALL` set, a missing
+/// cluster fails the test (`petstore_core::testing::database_url`).
+#[track_caller]
 pub(crate) fn postgres_cluster() -> Option<String> {
-    const PG_ENV: &str = "PETSTORE_TEST_DATABASE_URL";
-    match std::env::var(PG_ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("PETSTORE_REQUIRE_ALL").is_some_and(|v| !v.is_empty()) => {
-            panic!("{PG_ENV} is not set and PETSTORE_REQUIRE_ALL is: this test must run")
-        }
-        _ => {
-            eprintln!(
-                "skipping: {PG_ENV} is not set (CI sets it; locally: eval \"$(scripts/start-postgres)\")"
-            );
-            None
-        }
-    }
+    petstore_core::testing::database_url()
 }
 
 /// The Mosquitto broker of `PETSTORE_TEST_MOSQUITTO_URL` (`mqtt://host:port`), or
 /// `None` after saying that the test skips; with `PETSTORE_REQUIRE_ALL` set, a missing
 /// broker fails the test.
+#[track_caller]
 pub(crate) fn mosquitto() -> Option<String> {
-    const ENV: &str = "PETSTORE_TEST_MOSQUITTO_URL";
-    match std::env::var(ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("PETSTORE_REQUIRE_ALL").is_some_and(|v| !v.is_empty()) => {
-            panic!("{ENV} is not set and PETSTORE_REQUIRE_ALL is: this test must run")
-        }
-        _ => {
-            eprintln!("skipping: {ENV} is not set (.ci/run starts a Mosquitto broker)");
-            None
-        }
-    }
+    petstore_core::testing::env_or_skip(
+        "PETSTORE_TEST_MOSQUITTO_URL",
+        "petstore-mqtt/scripts/with-mosquitto.sh sets it; .ci/run starts a broker",
+    )
 }
 
 /// A new, empty database on the cluster at `cluster`; its URL.
