@@ -467,3 +467,82 @@ fn the_dashboard_and_the_readme_name_the_recorded_metrics() {
         assert!(known.contains(&name.as_str()), "the README lists `{name}`");
     }
 }
+
+/// Refusals of the rate limiter and live subscribers cut off for falling behind, by
+/// exact count: a token subject allowed 2 requests a minute makes 6 (every 429 is one
+/// `authenticated` rejection; scrapes are anonymous, under their own budget), and a
+/// subscriber of a log whose subscribers hold 4 events, not reading while 10 are
+/// appended, is cut off once, 6 events behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_rejections_and_subscriber_cutoffs_by_exact_count() {
+    use petstore_core::{
+        EventFilter, LogConfig, MemoryStore, NewPet, PetStore, ServiceConfig, TokenAuthority,
+    };
+
+    let s = petstore_server::start_with_store(
+        PetStore::in_memory(),
+        petstore_server::ServerArgs {
+            rate_limit: true,
+            rate_limit_authenticated: 2,
+            ..petstore_server::ServerArgs::ephemeral()
+        },
+    )
+    .await
+    .expect("server starts");
+    let base = s.http_url();
+    const REJECTIONS: &str = "petstore_rate_limit_rejections_total";
+    let before = scrape(&base).await;
+    assert_eq!(before.get(REJECTIONS, &[("caller", "authenticated")]), 0.0);
+
+    let client = reqwest::Client::new();
+    let mut refused = 0;
+    for _ in 0..6 {
+        let answer = client
+            .get(format!("{base}/v1/pets"))
+            .bearer_auth(&s.dev_token)
+            .send()
+            .await
+            .unwrap();
+        match answer.status().as_u16() {
+            200 => {}
+            429 => refused += 1,
+            other => panic!("GET /v1/pets answered {other}"),
+        }
+    }
+    assert!(refused >= 3, "only {refused} of 6 refused at 2 a minute");
+    let m = scrape(&base).await;
+    assert_eq!(
+        m.get(REJECTIONS, &[("caller", "authenticated")]),
+        f64::from(refused)
+    );
+    assert_eq!(m.get(REJECTIONS, &[("caller", "anonymous")]), 0.0);
+
+    // A live subscriber that does not read while 10 events are appended, on a store of
+    // its own (the server's dispatcher and bridge follow the server's store, and could
+    // fall behind too): the recorder is the process's, so /metrics shows it.
+    let config = ServiceConfig::default();
+    let store = PetStore::new(
+        MemoryStore::new(LogConfig::default().subscriber_buffer(4)),
+        TokenAuthority::random(config.token_ttl),
+        config,
+    );
+    let admin = support::system();
+    let mut subscription = store
+        .subscribe(&admin, None, EventFilter::default())
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let pet: NewPet = serde_json::from_value(new_pet(&format!("Flood {i}"))).unwrap();
+        store.create_pet(&admin, pet).await.unwrap();
+    }
+    let cut = within("the lagging subscriber's end", subscription.next())
+        .await
+        .expect("an item");
+    let error = cut.expect_err("cut off");
+    assert_eq!(error.kind(), petstore_core::ErrorKind::Lagged, "{error}");
+    let m = scrape(&base).await;
+    assert_eq!(m.get("petstore_subscriber_cutoffs_total", &[]), 1.0);
+    assert_eq!(m.get("petstore_subscriber_lag_events_count", &[]), 1.0);
+    assert_eq!(m.get("petstore_subscriber_lag_events_sum", &[]), 6.0);
+    s.shutdown().await.unwrap();
+}
