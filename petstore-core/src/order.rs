@@ -340,6 +340,15 @@ pub struct PaymentNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An order that does not say how many is for one.
+    #[test]
+    fn the_quantity_defaults_to_one() {
+        let id = crate::PetId::generate();
+        let new: NewOrder = serde_json::from_value(serde_json::json!({ "pet_id": id })).unwrap();
+        assert_eq!(new.quantity, 1);
+        assert_eq!(NewOrder::new(id).quantity, 1);
+    }
     use OrderStatus::*;
 
     #[test]

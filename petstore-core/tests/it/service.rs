@@ -765,3 +765,36 @@ async fn users_are_created_by_admins_once_per_name() {
     assert_eq!(again.to_string(), "conflict: user `carol` exists");
     assert!(!again.is_stale_write());
 }
+
+/// Orders page by their id: every order once, in placement order, however small the
+/// page.
+#[tokio::test]
+async fn orders_page_with_a_cursor() {
+    let store = PetStore::in_memory();
+    let mut placed = Vec::new();
+    for name in ["A", "B", "C"] {
+        let pet = store.create_pet(&staff(), new_pet(name)).await.unwrap();
+        let order = store
+            .place_order(&staff(), NewOrder::new(pet.id), None)
+            .await
+            .unwrap()
+            .order;
+        placed.push(order.id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let mut query = OrderQuery::default();
+        query.limit = Some(1);
+        query.cursor = cursor.take();
+        let page = store.orders(&staff(), &query).await.unwrap();
+        assert!(page.data.len() <= 1);
+        seen.extend(page.data.into_iter().map(|o| o.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(seen.len() <= placed.len(), "the pages repeat: {seen:?}");
+    }
+    assert_eq!(seen, placed);
+}
