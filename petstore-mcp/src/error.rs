@@ -93,6 +93,48 @@ impl<S, T: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Input<T
 mod tests {
     use super::*;
 
+    /// The one mapping to JSON-RPC codes: invalid params, resource not found (the MCP
+    /// spec's -32002), internal error, invalid request for the rest; `data` carries
+    /// the core code and the fields.
+    #[test]
+    fn each_kind_has_its_json_rpc_code() {
+        use rmcp::model::ErrorCode;
+        let cases = [
+            (
+                Error::invalid_field("name", "is required"),
+                ErrorCode::INVALID_PARAMS,
+            ),
+            (
+                Error::not_found("pet", "pet_x"),
+                ErrorCode::RESOURCE_NOT_FOUND,
+            ),
+            (
+                Error::new(ErrorKind::Internal, "boom"),
+                ErrorCode::INTERNAL_ERROR,
+            ),
+            (
+                Error::new(ErrorKind::Unavailable, "down"),
+                ErrorCode::INTERNAL_ERROR,
+            ),
+            (
+                Error::new(ErrorKind::Conflict, "taken"),
+                ErrorCode::INVALID_REQUEST,
+            ),
+            (
+                Error::new(ErrorKind::Forbidden, "no"),
+                ErrorCode::INVALID_REQUEST,
+            ),
+        ];
+        for (error, code) in cases {
+            let mapped = protocol_error(&error);
+            assert_eq!(mapped.code, code, "{error}");
+            let data = mapped.data.expect("data");
+            assert_eq!(data["code"], error.kind().code(), "{error}");
+        }
+        let mapped = protocol_error(&Error::invalid_field("name", "is required"));
+        assert_eq!(mapped.data.unwrap()["errors"][0]["field"], "name");
+    }
+
     #[test]
     fn internal_details_are_withheld() {
         let text = describe(&Error::new(ErrorKind::Internal, "db password is hunter2"));
