@@ -320,6 +320,77 @@ impl Validator {
 mod tests {
     use super::*;
 
+    const KINDS: [ErrorKind; 11] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::PreconditionFailed,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
+        ErrorKind::ResumeExpired,
+        ErrorKind::Lagged,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+
+    /// The HTTP status of each kind: the contract's table (ARCHITECTURE.md, "Errors"),
+    /// which every HTTP adapter answers through `petstore-http`.
+    #[test]
+    fn each_kind_has_the_contract_status_and_a_title_of_its_own() {
+        let statuses: Vec<u16> = KINDS.iter().map(|k| k.http_status()).collect();
+        assert_eq!(
+            statuses,
+            [422, 404, 409, 412, 401, 403, 429, 410, 503, 503, 500]
+        );
+        let titles: Vec<&str> = KINDS.iter().map(|k| k.title()).collect();
+        assert_eq!(titles[0], "Invalid input");
+        assert_eq!(titles[6], "Too many requests");
+        let mut distinct = titles.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), KINDS.len(), "{titles:?}");
+        assert!(titles.iter().all(|t| !t.is_empty() && !t.contains("xyzzy")));
+    }
+
+    /// An internal error's message is never shown to a caller; every other one is.
+    #[test]
+    fn only_internal_messages_are_withheld() {
+        for kind in KINDS {
+            let error = Error::new(kind, "the text");
+            let expected = (kind != ErrorKind::Internal).then_some("the text");
+            assert_eq!(error.public_message(), expected, "{kind}");
+        }
+    }
+
+    /// `Retry-After` is whole seconds, rounded up, and absent when unknown.
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        let error = Error::new(ErrorKind::RateLimited, "slow down");
+        assert_eq!(error.retry_after_secs(), None);
+        let error = error.with_retry_after(Duration::from_millis(2_100));
+        assert_eq!(error.retry_after_secs(), Some(3));
+        let error =
+            Error::new(ErrorKind::Unavailable, "busy").with_retry_after(Duration::from_secs(7));
+        assert_eq!(error.retry_after_secs(), Some(7));
+    }
+
+    /// The debug form names the kind and message, the fields only when there are some.
+    #[test]
+    fn the_debug_form_shows_what_is_there() {
+        let plain = format!("{:?}", Error::new(ErrorKind::Conflict, "taken"));
+        assert!(
+            plain.contains("Conflict") && plain.contains("taken"),
+            "{plain}"
+        );
+        assert!(!plain.contains("fields"), "{plain}");
+        let invalid = format!("{:?}", Error::invalid_field("name", "is required"));
+        assert!(
+            invalid.contains("fields") && invalid.contains("is required"),
+            "{invalid}"
+        );
+    }
+
     #[test]
     fn invalid_names_the_single_field() {
         let e = Error::invalid_field("name", "must not be empty");
