@@ -44,6 +44,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 11] = [
+        Self::InvalidInput,
+        Self::NotFound,
+        Self::Conflict,
+        Self::PreconditionFailed,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::RateLimited,
+        Self::ResumeExpired,
+        Self::Lagged,
+        Self::Unavailable,
+        Self::Internal,
+    ];
+
     /// A stable, machine-readable code (`snake_case`), e.g. `"not_found"`.
     pub const fn code(self) -> &'static str {
         match self {
@@ -320,43 +335,29 @@ impl Validator {
 mod tests {
     use super::*;
 
-    const KINDS: [ErrorKind; 11] = [
-        ErrorKind::InvalidInput,
-        ErrorKind::NotFound,
-        ErrorKind::Conflict,
-        ErrorKind::PreconditionFailed,
-        ErrorKind::Unauthenticated,
-        ErrorKind::Forbidden,
-        ErrorKind::RateLimited,
-        ErrorKind::ResumeExpired,
-        ErrorKind::Lagged,
-        ErrorKind::Unavailable,
-        ErrorKind::Internal,
-    ];
-
     /// The HTTP status of each kind: the contract's table (ARCHITECTURE.md, "Errors"),
     /// which every HTTP adapter answers through `petstore-http`.
     #[test]
     fn each_kind_has_the_contract_status_and_a_title_of_its_own() {
-        let statuses: Vec<u16> = KINDS.iter().map(|k| k.http_status()).collect();
+        let statuses: Vec<u16> = ErrorKind::ALL.iter().map(|k| k.http_status()).collect();
         assert_eq!(
             statuses,
             [422, 404, 409, 412, 401, 403, 429, 410, 503, 503, 500]
         );
-        let titles: Vec<&str> = KINDS.iter().map(|k| k.title()).collect();
+        let titles: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.title()).collect();
         assert_eq!(titles[0], "Invalid input");
         assert_eq!(titles[6], "Too many requests");
         let mut distinct = titles.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        assert_eq!(distinct.len(), KINDS.len(), "{titles:?}");
+        assert_eq!(distinct.len(), ErrorKind::ALL.len(), "{titles:?}");
         assert!(titles.iter().all(|t| !t.is_empty() && !t.contains("xyzzy")));
     }
 
     /// An internal error's message is never shown to a caller; every other one is.
     #[test]
     fn only_internal_messages_are_withheld() {
-        for kind in KINDS {
+        for kind in ErrorKind::ALL {
             let error = Error::new(kind, "the text");
             let expected = (kind != ErrorKind::Internal).then_some("the text");
             assert_eq!(error.public_message(), expected, "{kind}");

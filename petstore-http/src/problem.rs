@@ -362,23 +362,9 @@ pub async fn ensure_problem(response: Response) -> Response {
 mod tests {
     use super::*;
 
-    const KINDS: [ErrorKind; 11] = [
-        ErrorKind::InvalidInput,
-        ErrorKind::NotFound,
-        ErrorKind::Conflict,
-        ErrorKind::PreconditionFailed,
-        ErrorKind::Unauthenticated,
-        ErrorKind::Forbidden,
-        ErrorKind::RateLimited,
-        ErrorKind::ResumeExpired,
-        ErrorKind::Lagged,
-        ErrorKind::Unavailable,
-        ErrorKind::Internal,
-    ];
-
     #[test]
     fn every_kind_gets_the_status_of_the_core_table_and_its_type() {
-        for kind in KINDS {
+        for kind in ErrorKind::ALL {
             let problem = Problem::from(Error::new(kind, "x"));
             assert_eq!(problem.status().as_u16(), kind.http_status(), "{kind}");
             assert_eq!(

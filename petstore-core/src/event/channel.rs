@@ -177,18 +177,10 @@ mod tests {
     fn the_inventory_channel_carries_the_events_that_change_the_counts() {
         use crate::backend::NewEvent;
         use crate::event::EventData;
-        use crate::{Currency, Money, NewPet, PetStatus, ResumeToken};
-        let pet = NewPet {
-            name: "Rex".into(),
-            species: "dog".into(),
-            breed: None,
-            age: None,
-            status: None,
-            tags: vec![],
-            photo_urls: vec![],
-            price: Money::parse("1.00", Currency::USD).unwrap(),
-        }
-        .into_pet(chrono::Utc::now());
+        use crate::{PetStatus, ResumeToken};
+        let pet = crate::seed::sample_pets()
+            .remove(0)
+            .into_pet(chrono::Utc::now());
         let event = |data| {
             NewEvent::new(data).sequenced("/petstore", chrono::Utc::now(), ResumeToken::new(1, 1))
         };

@@ -31,8 +31,9 @@ pub(crate) fn staff() -> Principal {
     )
 }
 
-async fn types_since(store: &PetStore, since: ResumeToken) -> Vec<EventType> {
-    let batch = store
+/// The events after `since` (at most 100), as an internal reader sees them.
+async fn events_since(store: &PetStore, since: ResumeToken) -> Vec<std::sync::Arc<Event>> {
+    store
         .events(
             &Principal::system("t"),
             Some(since),
@@ -41,8 +42,13 @@ async fn types_since(store: &PetStore, since: ResumeToken) -> Vec<EventType> {
             Duration::ZERO,
         )
         .await
-        .unwrap();
-    batch.events.iter().map(|e| e.event_type()).collect()
+        .unwrap()
+        .events
+}
+
+async fn types_since(store: &PetStore, since: ResumeToken) -> Vec<EventType> {
+    let events = events_since(store, since).await;
+    events.iter().map(|e| e.event_type()).collect()
 }
 
 #[tokio::test]
@@ -152,18 +158,9 @@ async fn events_carry_the_configured_source() {
     );
     let head = store.head().await.unwrap();
     store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let batch = store
-        .events(
-            &Principal::system("t"),
-            Some(head),
-            10,
-            EventFilter::all(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
-    assert_eq!(batch.events.len(), 1);
-    assert_eq!(batch.events[0].source(), "/shop-7");
+    let events = events_since(&store, head).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].source(), "/shop-7");
 }
 
 #[tokio::test]
@@ -237,17 +234,7 @@ async fn order_lifecycle_moves_the_pet_and_emits_events() {
         ]
     );
     // Each status change names the status before it.
-    let events = store
-        .events(
-            &Principal::system("t"),
-            Some(head),
-            100,
-            EventFilter::all(),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap()
-        .events;
+    let events = events_since(&store, head).await;
     let previous: Vec<Option<&str>> = events.iter().map(|e| e.data().previous_status()).collect();
     assert_eq!(
         previous,
