@@ -184,6 +184,22 @@ mod tests {
         headers.insert(header::AUTHORIZATION, good.clone());
         let alice = Authentication::read(&store, &headers).unwrap();
         assert_eq!(alice.result().unwrap().subject(), Some("alice"));
+        assert_eq!(alice.subject(), Some("alice"));
+        assert_eq!(bad.subject(), None, "a rejected token has no subject");
+        assert_eq!(anonymous.subject(), None);
+
+        // What an adapter with another way to send a credential asks.
+        let mut extensions = Extensions::new();
+        assert!(!Caller::presented(&extensions), "no edge, no header");
+        extensions.insert(anonymous);
+        assert!(!Caller::presented(&extensions));
+        extensions.insert(bad);
+        assert!(
+            Caller::presented(&extensions),
+            "a rejected header was presented"
+        );
+        extensions.insert(alice);
+        assert!(Caller::presented(&extensions));
 
         // Two headers, even two good ones: 400.
         headers.append(header::AUTHORIZATION, good);

@@ -362,6 +362,144 @@ pub async fn ensure_problem(response: Response) -> Response {
 mod tests {
     use super::*;
 
+    /// The bare error responses of axum and tower-http become problems with the
+    /// status's code, keeping their headers and (but for 405 and 5xx) their text.
+    #[tokio::test]
+    async fn framework_errors_become_problems() {
+        async fn run(status: StatusCode, text: &str) -> (StatusCode, HeaderMap, Value) {
+            let mut response = (status, text.to_owned()).into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            let response = ensure_problem(response).await;
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 16).await.unwrap();
+            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            (parts.status, parts.headers, json)
+        }
+        let cases = [
+            (
+                StatusCode::NOT_FOUND,
+                "",
+                "no_route",
+                "no route matches this path",
+            ),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "ignored",
+                "method_not_allowed",
+                "this path does not support that method (allowed: GET, POST)",
+            ),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "",
+                "payload_too_large",
+                "the request body is larger than the limit",
+            ),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "",
+                "timeout",
+                "the request did not complete in time",
+            ),
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "",
+                "timeout",
+                "the request did not complete in time",
+            ),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "",
+                "unsupported_media_type",
+                "unsupported content type",
+            ),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stack trace",
+                "internal",
+                INTERNAL_ERROR_TEXT,
+            ),
+            (StatusCode::BAD_GATEWAY, "", "internal", INTERNAL_ERROR_TEXT),
+            (
+                StatusCode::BAD_REQUEST,
+                "Failed to parse the path",
+                "bad_request",
+                "Failed to parse the path",
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "",
+                "bad_request",
+                "the request is malformed",
+            ),
+        ];
+        for (status, text, code, detail) in cases {
+            let (got, headers, body) = run(status, text).await;
+            assert_eq!(got, status);
+            assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON, "{status}");
+            assert_eq!(
+                headers[header::ALLOW],
+                "GET, POST",
+                "headers kept: {status}"
+            );
+            assert_eq!(body["code"], code, "{status}");
+            assert_eq!(body["detail"], detail, "{status}");
+        }
+        // A success, and a problem already, pass untouched.
+        for status in [StatusCode::OK, StatusCode::NOT_MODIFIED] {
+            let (got, headers, body) = run(status, "fine").await;
+            assert_eq!(got, status);
+            assert!(
+                headers.get(header::CONTENT_TYPE) != Some(&HeaderValue::from_static(PROBLEM_JSON))
+            );
+            assert_eq!(body, Value::Null);
+        }
+        let problem = Problem::new(StatusCode::CONFLICT, "mine", "kept as it is").into_response();
+        let response = ensure_problem(problem).await;
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "mine");
+    }
+
+    /// What a problem made from a core error says, member by member.
+    #[test]
+    fn a_problem_exposes_what_it_was_made_from() {
+        let limited = Error::new(ErrorKind::RateLimited, "slow down")
+            .with_retry_after(std::time::Duration::from_millis(1_500));
+        let problem = Problem::from(&limited);
+        assert_eq!(problem.title(), ErrorKind::RateLimited.title());
+        assert_eq!(problem.retry_after(), Some(2));
+        assert_eq!(problem.request_id(), None);
+        assert_eq!(
+            Problem::from(Error::new(ErrorKind::Conflict, "x")).retry_after(),
+            None
+        );
+        assert_eq!(
+            Problem::from(Error::new(ErrorKind::Unauthenticated, "who?")).challenge(),
+            Some(Challenge::Required)
+        );
+        assert_eq!(
+            Problem::from(Error::new(ErrorKind::Forbidden, "no")).challenge(),
+            Some(Challenge::InsufficientScope)
+        );
+        assert_eq!(
+            Problem::from(Error::new(ErrorKind::Conflict, "x")).challenge(),
+            None
+        );
+        let inside = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(
+                RequestContext::new()
+                    .with_request_id("req-9")
+                    .scope(async { Problem::bad_request("no") }),
+            );
+        assert_eq!(inside.request_id(), Some("req-9"));
+    }
+
     #[test]
     fn every_kind_gets_the_status_of_the_core_table_and_its_type() {
         for kind in ErrorKind::ALL {
