@@ -137,6 +137,75 @@ mod tests {
     use super::*;
     use petstore_core::FieldError as CoreFieldError;
 
+    /// Every core kind has a code of its own; only internal errors share the generic one.
+    #[test]
+    fn each_kind_has_its_code() {
+        let codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| code(*k)).collect();
+        assert_eq!(
+            codes,
+            [
+                "BAD_USER_INPUT",
+                "NOT_FOUND",
+                "CONFLICT",
+                "PRECONDITION_FAILED",
+                "UNAUTHENTICATED",
+                "FORBIDDEN",
+                "RATE_LIMITED",
+                "RESUME_EXPIRED",
+                "LAGGED",
+                "UNAVAILABLE",
+                "INTERNAL_SERVER_ERROR"
+            ]
+        );
+    }
+
+    /// Juniper's pre-execution errors get the Apollo-style code of their cause, and
+    /// every error object of a validation failure is kept.
+    #[test]
+    fn pre_execution_errors_have_their_codes() {
+        use juniper::parser::{ParseError, Spanning};
+        let codes = |err: &GraphQLError| -> Vec<String> {
+            graphql_errors(err)
+                .iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned())
+                .collect()
+        };
+        let parse = |e: ParseError| GraphQLError::ParseError(Spanning::unlocated(e));
+        assert_eq!(
+            codes(&parse(ParseError::DepthLimitExceeded(3))),
+            ["QUERY_TOO_DEEP"]
+        );
+        assert_eq!(
+            codes(&parse(ParseError::FieldLimitExceeded(3))),
+            ["QUERY_TOO_COMPLEX"]
+        );
+        assert_eq!(
+            codes(&parse(ParseError::TokenLimitExceeded(3))),
+            ["QUERY_TOO_COMPLEX"]
+        );
+        assert_eq!(
+            codes(&parse(ParseError::UnexpectedEndOfFile)),
+            ["GRAPHQL_PARSE_FAILED"]
+        );
+        for err in [
+            GraphQLError::NoOperationProvided,
+            GraphQLError::MultipleOperationsProvided,
+            GraphQLError::UnknownOperationName,
+        ] {
+            assert_eq!(codes(&err), ["OPERATION_RESOLUTION_FAILURE"], "{err}");
+        }
+        assert_eq!(codes(&GraphQLError::IsSubscription), ["BAD_REQUEST"]);
+        let origin = juniper::parser::SourcePosition::new_origin();
+        let two = GraphQLError::ValidationError(vec![
+            juniper::RuleError::new("first", &[origin]),
+            juniper::RuleError::new("second", &[origin]),
+        ]);
+        let errors = graphql_errors(&two);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[1]["message"], "second");
+        assert_eq!(errors[1]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+    }
+
     #[test]
     fn invalid_input_carries_camel_case_fields() {
         let err = Error::invalid(vec![
