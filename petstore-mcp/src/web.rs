@@ -1,6 +1,7 @@
 //! MCP over streamable HTTP at `/mcp`, with bearer authentication.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::Request;
@@ -65,6 +66,7 @@ pub fn router(
     let cap = SessionCap {
         sessions: sessions.clone(),
         max: config.max_sessions,
+        pending: Arc::new(AtomicUsize::new(0)),
         store: store.clone(),
     };
     let service = StreamableHttpService::new(move || Ok(server.clone()), sessions, http);
@@ -102,23 +104,33 @@ fn json_rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
 struct SessionCap {
     sessions: Arc<LocalSessionManager>,
     max: usize,
+    /// `initialize` requests admitted whose session is not in `sessions` yet: each
+    /// holds a place until rmcp has answered it.
+    pending: Arc<AtomicUsize>,
     /// Read for the log head where a `subscriptions/listen` starts ([`ListenFrom`]).
     store: PetStore,
 }
 
 impl SessionCap {
-    /// The refusal of an `initialize` that would open more than `max` sessions (503,
-    /// like any capacity limit of the server, with a JSON-RPC error saying which). The
-    /// count is read, not reserved: initializes racing at the cap can pass it by the
-    /// few that are in flight at once.
-    async fn refuse_new_session(&self, opens_session: bool) -> Option<Response> {
+    /// A place for a new session, or the refusal of an `initialize` that would open
+    /// more than `max` sessions (503, like any capacity limit of the server, with a
+    /// JSON-RPC error saying which). The place is reserved until the returned guard
+    /// drops (after rmcp answered, when the session is in its map), so initializes
+    /// racing at the cap cannot pass it together. Between rmcp adding the session and
+    /// the guard dropping, the session counts twice: an `initialize` racing that
+    /// moment at the cap is refused (503 with `Retry-After`), never admitted beyond it.
+    /// `Ok(None)` for other requests.
+    async fn reserve(&self, opens_session: bool) -> Result<Option<Reserved>, Response> {
         if !opens_session {
-            return None;
+            return Ok(None);
         }
+        let reserved = Reserved(self.pending.clone());
+        let pending = self.pending.fetch_add(1, Ordering::SeqCst) + 1;
         let open = self.sessions.sessions.read().await.len();
-        if open < self.max {
-            return None;
+        if open + pending <= self.max {
+            return Ok(Some(reserved));
         }
+        drop(reserved);
         tracing::warn!(
             open,
             max = self.max,
@@ -136,7 +148,16 @@ impl SessionCap {
             http::header::RETRY_AFTER,
             http::HeaderValue::from_static("30"),
         );
-        Some(response)
+        Err(response)
+    }
+}
+
+/// A session place held by an `initialize` in flight (see [`SessionCap::reserve`]).
+struct Reserved(Arc<AtomicUsize>);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -198,9 +219,10 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
     }
     let opens_session = message.get("method").and_then(|m| m.as_str()) == Some("initialize")
         && !parts.headers.contains_key("mcp-session-id");
-    if let Some(refused) = cap.refuse_new_session(opens_session).await {
-        return refused;
-    }
+    let place = match cap.reserve(opens_session).await {
+        Ok(place) => place,
+        Err(refused) => return refused,
+    };
     let mut parts = parts;
     if message.get("method").and_then(|m| m.as_str()) == Some("subscriptions/listen") {
         // Where its feed starts: rmcp acknowledges before the handler runs.
@@ -211,8 +233,11 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
             Err(e) => tracing::warn!(error = %e, "MCP listen: the log head cannot be read"),
         }
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await;
+    drop(place);
+    response
 }
 
 /// Puts the caller the edge authenticated into the request's extensions as the core
