@@ -465,6 +465,19 @@ mod tests {
     }
 
     #[test]
+    fn issued_tokens_last_the_configured_lifetime() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(90));
+        assert_eq!(auth.ttl(), Duration::from_secs(90));
+        assert_eq!(
+            auth.issue("alice", [Scope::PetsRead]).unwrap().expires_in,
+            90
+        );
+        // The maximum accepted lifetime is never below the issued one.
+        let auth = auth.with_max_lifetime(Duration::from_secs(10));
+        assert_eq!(auth.max_lifetime(), Duration::from_secs(90));
+    }
+
+    #[test]
     fn issued_tokens_verify_with_their_scopes() {
         let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
         let token = auth

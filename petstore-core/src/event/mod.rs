@@ -349,6 +349,14 @@ mod tests {
     use crate::{Currency, Money, NewPet};
 
     #[test]
+    fn event_types_print_as_their_wire_names() {
+        for t in EventType::ALL {
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_eq!(EventType::OrderCreated.to_string(), "order.created");
+    }
+
+    #[test]
     fn the_envelope_round_trips_with_its_typed_payload() {
         let mut pet = NewPet {
             name: "Rex".into(),
