@@ -384,6 +384,10 @@ mod tests {
         assert!(json.get("traceparent").is_none());
         let back: Event = serde_json::from_str(event.json()).unwrap();
         assert_eq!(back, event);
+        let debug = format!("{event:?}");
+        for part in [event.id().as_str(), "PetStatusChanged", "previous_status"] {
+            assert!(debug.contains(part), "{part} in {debug}");
+        }
         // An event that differs in one part only is another event.
         for (from, to) in [
             ("0000000000000007-3", "0000000000000007-4"),
