@@ -413,3 +413,31 @@ impl Store for MemoryStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full idempotency table drops only the records older than the time to live:
+    /// the fresh ones stay.
+    #[test]
+    fn a_full_idempotency_table_drops_only_expired_records() {
+        let store = MemoryStore::default();
+        let mut state = store.write();
+        let record = |age: chrono::TimeDelta| IdempotencyRecord {
+            fingerprint: "f".into(),
+            resource: "ord_x".into(),
+            created_at: Utc::now() - age,
+        };
+        let put = |key: String, record| Write::PutIdempotency { key, record };
+        state.apply(put("old".into(), record(IDEMPOTENCY_TTL * 2)));
+        for i in 1..10_000 {
+            state.apply(put(format!("k{i}"), record(chrono::TimeDelta::zero())));
+        }
+        assert_eq!(state.idempotency.len(), 10_000);
+        state.apply(put("new".into(), record(chrono::TimeDelta::zero())));
+        assert_eq!(state.idempotency.len(), 10_000, "only the old record went");
+        assert!(!state.idempotency.contains_key("old"));
+        assert!(state.idempotency.contains_key("k1") && state.idempotency.contains_key("new"));
+    }
+}

@@ -341,6 +341,15 @@ pub struct PaymentNotice {
 mod tests {
     use super::*;
 
+    #[test]
+    fn statuses_print_as_their_wire_names() {
+        assert_eq!(OrderStatus::Approved.to_string(), "approved");
+        assert_eq!(
+            OrderStatus::Cancelled.to_string(),
+            OrderStatus::Cancelled.as_str()
+        );
+    }
+
     /// An order that does not say how many is for one.
     #[test]
     fn the_quantity_defaults_to_one() {

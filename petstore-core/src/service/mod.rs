@@ -333,6 +333,12 @@ mod tests {
     #[tokio::test]
     async fn a_lease_held_by_another_instance_is_not_held() {
         let service = PetStore::in_memory();
+        assert!(
+            service.instance().starts_with("inst_"),
+            "{}",
+            service.instance()
+        );
+        assert_ne!(service.instance(), PetStore::in_memory().instance());
         let ttl = Duration::from_secs(60);
         assert!(
             service
