@@ -211,6 +211,15 @@ mod tests {
         assert_eq!(listed.len(), 5 + EventType::ALL.len());
     }
 
+    /// Adding types to a channel filter keeps the channels and requires a type.
+    #[test]
+    fn with_types_keeps_the_channels() {
+        let pattern: TypePattern = "pet.created".parse().unwrap();
+        let filter = EventFilter::channels([Channel::Pets]).with_types([pattern.clone()]);
+        assert_eq!(filter.channels, [Channel::Pets]);
+        assert_eq!(filter.types, [pattern]);
+    }
+
     /// A filter narrowed to a customer says so (the SQL backends push it into their
     /// query); an open one does not.
     #[test]

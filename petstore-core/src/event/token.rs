@@ -179,6 +179,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reset_reasons_print_as_their_wire_names() {
+        assert_eq!(
+            ResetReason::Expired.to_string(),
+            ResetReason::Expired.as_str()
+        );
+        assert!(!ResetReason::EpochMismatch.to_string().is_empty());
+    }
+
+    #[test]
     fn truncation_counts_characters_not_bytes() {
         assert_eq!(truncate("héllo wörld", 4), "héll");
         assert_eq!(truncate("ab", 5), "ab");

@@ -625,6 +625,84 @@ async fn payment_notices_apply_once_per_id() {
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(store.head().await.unwrap(), head);
+
+    // A notice id is 1 to 255 characters.
+    let long = "w".repeat(255);
+    let err = store
+        .apply_payment_notice(&staff(), &format!("{long}w"), again_notice(&order))
+        .await
+        .unwrap_err();
+    assert_eq!(err.field_errors()[0].field, "webhook-id");
+    // 255 is a valid id: the notice gets past it to the order, already approved.
+    let at_limit = store
+        .apply_payment_notice(&staff(), &long, again_notice(&order))
+        .await
+        .unwrap_err();
+    assert_eq!(at_limit.kind(), ErrorKind::Conflict, "{at_limit}");
+}
+
+fn again_notice(order: &Order) -> PaymentNotice {
+    PaymentNotice {
+        order_id: order.id.clone(),
+        status: PaymentStatus::Succeeded,
+        reference: "psp_2".into(),
+        failure_reason: None,
+    }
+}
+
+/// One read returns at most 1,000 events: 1,001 is invalid input, 1,000 is fine.
+#[tokio::test]
+async fn an_event_read_is_at_most_a_thousand() {
+    let store = PetStore::in_memory();
+    let reader = Principal::system("t");
+    let read = |limit| store.events(&reader, None, limit, EventFilter::all(), Duration::ZERO);
+    assert_eq!(
+        read(1_001).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(read(0).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert!(read(1_000).await.is_ok());
+}
+
+/// A status change moves the order's and the pet's `updated_at`.
+#[tokio::test]
+async fn a_transition_updates_both_timestamps() {
+    let store = PetStore::in_memory();
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let placed = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
+    let pending = store.pet(&staff(), &pet.id).await.unwrap();
+    let cancelled = store.cancel_order(&staff(), &placed.id).await.unwrap();
+    let freed = store.pet(&staff(), &pet.id).await.unwrap();
+    assert!(cancelled.updated_at > placed.updated_at);
+    assert!(freed.updated_at > pending.updated_at);
+    assert_eq!(
+        cancelled.updated_at, freed.updated_at,
+        "one change, one time"
+    );
+}
+
+/// A failed single-version precondition says which version it expected.
+#[tokio::test]
+async fn a_failed_precondition_names_the_expected_version() {
+    let store = PetStore::in_memory();
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let err = store
+        .delete_pet(&staff(), &pet.id, IfMatch::from(Some(pet.version + 5)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
+    assert_eq!(
+        err.message(),
+        format!(
+            "expected version {}, the current version is {}",
+            pet.version + 5,
+            pet.version
+        )
+    );
 }
 
 #[tokio::test]
