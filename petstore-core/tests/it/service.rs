@@ -677,6 +677,10 @@ async fn a_transition_updates_both_timestamps() {
     let pending = store.pet(&staff(), &pet.id).await.unwrap();
     let cancelled = store.cancel_order(&staff(), &placed.id).await.unwrap();
     let freed = store.pet(&staff(), &pet.id).await.unwrap();
+    assert!(
+        pending.updated_at > pet.updated_at,
+        "placing the order moved the pet"
+    );
     assert!(cancelled.updated_at > placed.updated_at);
     assert!(freed.updated_at > pending.updated_at);
     assert_eq!(
