@@ -46,6 +46,17 @@ async fn events_since(store: &PetStore, since: ResumeToken) -> Vec<std::sync::Ar
         .events
 }
 
+/// A new pet "Rex" and staff's order for it.
+async fn pet_and_order(store: &PetStore) -> (Pet, Order) {
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let order = store
+        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+        .await
+        .unwrap()
+        .order;
+    (pet, order)
+}
+
 async fn types_since(store: &PetStore, since: ResumeToken) -> Vec<EventType> {
     let events = events_since(store, since).await;
     events.iter().map(|e| e.event_type()).collect()
@@ -128,12 +139,7 @@ async fn invalid_input_changes_nothing() {
     assert_eq!(store.head().await.unwrap(), head);
 
     // A payment token of the wrong shape is refused before the processor sees it.
-    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store
-        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
-        .await
-        .unwrap()
-        .order;
+    let (_, order) = pet_and_order(&store).await;
     let head = store.head().await.unwrap();
     let bad = PaymentRequest {
         token: "visa".into(),
@@ -254,12 +260,7 @@ async fn order_lifecycle_moves_the_pet_and_emits_events() {
 #[tokio::test]
 async fn cancelling_frees_the_pet() {
     let store = PetStore::in_memory();
-    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store
-        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
-        .await
-        .unwrap()
-        .order;
+    let (pet, order) = pet_and_order(&store).await;
     let cancelled = store.cancel_order(&staff(), &order.id).await.unwrap();
     assert_eq!(cancelled.status, OrderStatus::Cancelled);
     assert_eq!(
@@ -276,12 +277,7 @@ async fn cancelling_frees_the_pet() {
 #[tokio::test]
 async fn declined_payment_keeps_the_order_placed() {
     let store = PetStore::in_memory();
-    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store
-        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
-        .await
-        .unwrap()
-        .order;
+    let (_, order) = pet_and_order(&store).await;
     let head = store.head().await.unwrap();
     let declined = PaymentRequest {
         token: PaymentRequest::DECLINED.into(),
@@ -668,12 +664,7 @@ async fn an_event_read_is_at_most_a_thousand() {
 #[tokio::test]
 async fn a_transition_updates_both_timestamps() {
     let store = PetStore::in_memory();
-    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let placed = store
-        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
-        .await
-        .unwrap()
-        .order;
+    let (pet, placed) = pet_and_order(&store).await;
     let pending = store.pet(&staff(), &pet.id).await.unwrap();
     let cancelled = store.cancel_order(&staff(), &placed.id).await.unwrap();
     let freed = store.pet(&staff(), &pet.id).await.unwrap();
