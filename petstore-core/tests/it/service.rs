@@ -596,12 +596,7 @@ async fn tokens_are_issued_for_valid_credentials_only() {
 #[tokio::test]
 async fn payment_notices_apply_once_per_id() {
     let store = PetStore::in_memory();
-    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
-    let order = store
-        .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
-        .await
-        .unwrap()
-        .order;
+    let (_, order) = pet_and_order(&store).await;
     let notice = PaymentNotice {
         order_id: order.id.clone(),
         status: PaymentStatus::Succeeded,
