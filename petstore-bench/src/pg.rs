@@ -23,16 +23,9 @@ pub(crate) fn cluster() -> Option<String> {
 
 /// Creates a new, empty database on `cluster`; returns its URL.
 pub(crate) async fn new_database(cluster: &str) -> anyhow::Result<String> {
-    let name = format!("petstore_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(cluster)
+    petstore_sql::testing::create_postgres_database(cluster, "petstore_bench")
         .await
-        .context("connecting to the PostgreSQL cluster")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .context("CREATE DATABASE")?;
-    admin.close().await.ok();
-    Ok(with_database(cluster, &name))
+        .context("CREATE DATABASE on the PostgreSQL cluster")
 }
 
 /// Drops the database of `url` (made by [`new_database`]), whoever is still connected.
@@ -48,21 +41,7 @@ pub(crate) async fn drop_database(cluster: &str, url: &str) {
     }
 }
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    }
-}
-
-/// The database a URL made by [`with_database`] names.
+/// The database a URL made by [`new_database`] names.
 fn database_of(url: &str) -> Option<&str> {
     let base = url.split('?').next()?;
     let name = base.split_once("://")?.1.split_once('/')?.1;
@@ -74,20 +53,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_names_replace_the_path() {
-        assert_eq!(
-            with_database("postgres://u@h:1/postgres", "petstore_bench_x"),
-            "postgres://u@h:1/petstore_bench_x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:1?sslmode=disable", "petstore_bench_x"),
-            "postgres://u@h:1/petstore_bench_x?sslmode=disable"
-        );
+    fn only_databases_the_bench_made_are_dropped() {
         assert_eq!(
             database_of("postgres://u@h:1/petstore_bench_x?sslmode=disable"),
             Some("petstore_bench_x")
         );
-        // Only databases the bench made are ever dropped.
         assert_eq!(database_of("postgres://u@h:1/postgres"), None);
     }
 }

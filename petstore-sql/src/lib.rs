@@ -7,6 +7,8 @@ mod lease;
 mod outbox;
 mod state;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "webhooks")]
 mod webhooks;
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use petstore_core::LogConfig;
 use petstore_sql::{SqlOptions, SqlStore};
-use sqlx::Connection;
 
 /// Generous bound for anything that should happen "soon".
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
@@ -31,32 +30,9 @@ pub(crate) fn postgres_cluster() -> Option<String> {
 
 /// Creates a new, empty database on the cluster at `cluster` and returns its URL.
 pub(crate) async fn postgres_url(cluster: &str) -> String {
-    let name = format!("petstore_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(cluster)
+    petstore_sql::testing::create_postgres_database(cluster, "petstore_test")
         .await
-        .expect("the test cluster accepts connections");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("CREATE DATABASE");
-    admin.close().await.ok();
-    with_database(cluster, &name)
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL");
-    let (authority, query) = match rest.split_once('/') {
-        Some((authority, path)) => (authority, path.split_once('?').map(|(_, q)| q)),
-        None => match rest.split_once('?') {
-            Some((authority, q)) => (authority, Some(q)),
-            None => (rest, None),
-        },
-    };
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    }
+        .expect("CREATE DATABASE on the test cluster")
 }
 
 /// Test stores poll rarely: a test that passes must have been woken, not polled.
@@ -96,23 +72,6 @@ macro_rules! on_both {
     };
 }
 pub(crate) use on_both;
-
-#[test]
-fn database_names_replace_the_path() {
-    assert_eq!(
-        with_database("postgres://u@h:1/postgres", "t"),
-        "postgres://u@h:1/t"
-    );
-    assert_eq!(
-        with_database("postgres://u@h:1/postgres?sslmode=disable", "t"),
-        "postgres://u@h:1/t?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "t"), "postgres://h/t");
-    assert_eq!(
-        with_database("postgres://h?sslmode=disable", "t"),
-        "postgres://h/t?sslmode=disable"
-    );
-}
 
 /// A service over `store` with a random token secret.
 pub(crate) fn service(store: SqlStore) -> petstore_core::PetStore {

@@ -265,26 +265,9 @@ pub(crate) fn mosquitto() -> Option<String> {
 
 /// A new, empty database on the cluster at `cluster`; its URL.
 pub(crate) async fn new_postgres_database(cluster: &str) -> String {
-    use sqlx::Connection as _;
-    let name = format!("petstore_server_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(cluster)
+    petstore_sql::testing::create_postgres_database(cluster, "petstore_server")
         .await
-        .expect("the test cluster accepts connections");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("CREATE DATABASE");
-    admin.close().await.ok();
-    let (base, query) = match cluster.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (cluster, None),
-    };
-    let (scheme, rest) = base.split_once("://").expect("a URL");
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match query {
-        Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
-        None => format!("{scheme}://{authority}/{name}"),
-    }
+        .expect("CREATE DATABASE on the test cluster")
 }
 
 /// The `data:` of each message of an SSE response, parsed.
