@@ -723,14 +723,18 @@ pub fn small_config() -> LogConfig {
 /// rule reaches every backend.
 #[macro_export]
 macro_rules! store_behaviour_tests {
+    // Every form becomes a factory of `Option<store>` futures, run by one test body.
     (async $factory:expr) => {
-        $crate::store_behaviour_tests!(@rules tests_async $factory);
+        $crate::store_behaviour_tests!(@rules |config: $crate::LogConfig| {
+            let store = ($factory)(config);
+            async move { Some(store.await) }
+        });
     };
     (optional async $factory:expr) => {
-        $crate::store_behaviour_tests!(@rules tests_optional $factory);
+        $crate::store_behaviour_tests!(@rules $factory);
     };
-    (@rules $arm:ident $factory:expr) => {
-        $crate::store_behaviour_tests!(@$arm $factory;
+    (@rules $factory:expr) => {
+        $crate::store_behaviour_tests!(@tests $factory;
             head_starts_at_zero_and_counts_events: default,
             commit_assigns_consecutive_offsets: default,
             failed_expectation_changes_nothing: default,
@@ -757,34 +761,6 @@ macro_rules! store_behaviour_tests {
                 async fn $name() {
                     let factory = $factory;
                     let config = $crate::store_behaviour_tests!(@config $config);
-                    $crate::testing::$name(factory(config)).await;
-                }
-            )*
-        }
-    };
-    (@tests_async $factory:expr; $($name:ident : $config:ident),* $(,)?) => {
-        mod store_behaviour {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let factory = $factory;
-                    let config = $crate::store_behaviour_tests!(@config $config);
-                    $crate::testing::$name(factory(config).await).await;
-                }
-            )*
-        }
-    };
-    (@tests_optional $factory:expr; $($name:ident : $config:ident),* $(,)?) => {
-        mod store_behaviour {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let factory = $factory;
-                    let config = $crate::store_behaviour_tests!(@config $config);
                     let Some(store) = factory(config).await else {
                         return;
                     };
@@ -796,6 +772,9 @@ macro_rules! store_behaviour_tests {
     (@config default) => { $crate::LogConfig::default() };
     (@config small) => { $crate::testing::small_config() };
     ($factory:expr) => {
-        $crate::store_behaviour_tests!(@rules tests $factory);
+        $crate::store_behaviour_tests!(@rules |config: $crate::LogConfig| {
+            let store = ($factory)(config);
+            async move { Some(store) }
+        });
     };
 }
