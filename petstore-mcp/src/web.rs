@@ -217,14 +217,15 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
             "invalid request: expected one JSON-RPC 2.0 message object",
         );
     }
-    let opens_session = message.get("method").and_then(|m| m.as_str()) == Some("initialize")
-        && !parts.headers.contains_key("mcp-session-id");
+    let method = message.get("method").and_then(|m| m.as_str());
+    let opens_session =
+        method == Some("initialize") && !parts.headers.contains_key("mcp-session-id");
     let place = match cap.reserve(opens_session).await {
         Ok(place) => place,
         Err(refused) => return refused,
     };
     let mut parts = parts;
-    if message.get("method").and_then(|m| m.as_str()) == Some("subscriptions/listen") {
+    if method == Some("subscriptions/listen") {
         // Where its feed starts: rmcp acknowledges before the handler runs.
         match cap.store.head().await {
             Ok(head) => {
