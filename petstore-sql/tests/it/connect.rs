@@ -7,7 +7,8 @@ use petstore_core::{ErrorKind, EventFilter, EventLog, LogConfig};
 use petstore_sql::{Dialect, SqlOptions, SqlStore};
 
 use crate::support::{
-    connect, new_pet, next_event, postgres_cluster, postgres_url, service, sqlite_url, staff,
+    connect, new_pet, next_event, on_both, postgres_cluster, postgres_url, service, sqlite_url,
+    staff,
 };
 
 #[tokio::test]
@@ -150,3 +151,70 @@ async fn a_schema_from_a_newer_release_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Internal, "{err:?}");
     assert!(err.message().contains("schema"), "{err:?}");
 }
+
+// A database written by a release before `pet_counts` (schema 3, pets of every
+// status) is upgraded at the next start: the migration counts the pets already there,
+// and its triggers keep counting the writes after it.
+on_both!(
+    the_pet_counts_migration_counts_the_pets_already_stored,
+    |url| {
+        use petstore_core::PetStatus;
+        use petstore_core::backend::Store as _;
+        use sqlx::Connection;
+
+        let store = connect(&url, LogConfig::default()).await;
+        let svc = service(store.clone());
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(
+                svc.create_pet(&staff(), new_pet(&format!("P{i}")))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        for (id, status) in [
+            (&ids[0], PetStatus::Sold),
+            (&ids[1], PetStatus::Pending),
+            (&ids[2], PetStatus::Sold),
+        ] {
+            let mut row = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::query("UPDATE pets SET status = $1 WHERE id = $2")
+                .bind(status.as_str())
+                .bind(id.as_str())
+                .execute(&mut row)
+                .await
+                .unwrap();
+        }
+        store.close().await;
+
+        // Back to schema 3: no counts, no triggers, migration 4 not applied.
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let downgrade = if url.starts_with("sqlite:") {
+            "DROP TRIGGER pets_counted_on_insert; DROP TRIGGER pets_counted_on_delete; \
+         DROP TRIGGER pets_counted_on_update; DROP TABLE pet_counts; \
+         DELETE FROM _sqlx_migrations WHERE version = 4"
+        } else {
+            "DROP TRIGGER pets_counted ON pets; DROP FUNCTION pet_counts_follow(); \
+         DROP TABLE pet_counts; DELETE FROM _sqlx_migrations WHERE version = 4"
+        };
+        sqlx::raw_sql(downgrade).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+
+        let store = connect(&url, LogConfig::default()).await;
+        let inventory = store.inventory().await.unwrap().items;
+        assert_eq!(
+            (inventory.available, inventory.pending, inventory.sold),
+            (2, 1, 2)
+        );
+        // And writes after the upgrade are counted.
+        let svc = service(store.clone());
+        svc.create_pet(&staff(), new_pet("after")).await.unwrap();
+        svc.delete_pet(&staff(), &ids[0], None).await.unwrap();
+        let inventory = store.inventory().await.unwrap().items;
+        assert_eq!(
+            (inventory.available, inventory.pending, inventory.sold),
+            (3, 1, 1)
+        );
+    }
+);
