@@ -6,9 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use petstore_core::backend::{EventParts, NewEvent};
 use petstore_core::{Event, EventData, EventId, EventType, Result, ResumeToken, TraceParent};
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AnyConnection, Row};
 
+use crate::dialect::Dialect;
 use crate::error::{corrupt, db_error, to_i64, to_u64};
 
 /// Rows per statement when a reader, a replay or the follower walks the log.
@@ -74,9 +75,13 @@ pub(crate) async fn head_and_oldest(conn: &mut AnyConnection) -> Result<(u64, Op
 /// Updating the single head row takes its row lock until the transaction ends, so
 /// committers that append are serialised here: the next one reads the head this one
 /// committed. Offsets therefore have no gap (a rolled-back transaction gives its
-/// numbers back with its update) and grow in commit order.
+/// numbers back with its update) and grow in commit order. On PostgreSQL the update
+/// and the insert are one statement (a data-modifying `WITH`), so the lock is held for
+/// that statement and the commit only; SQLite has no such statement and serialises
+/// its writers anyway.
 pub(crate) async fn append(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     events: Vec<NewEvent>,
     source: &str,
     time: DateTime<Utc>,
@@ -87,53 +92,55 @@ pub(crate) async fn append(
         return Ok(Vec::new());
     }
     let n = events.len() as u64;
-    let new_head: i64 =
-        sqlx::query_scalar("UPDATE log_head SET head = head + $1 WHERE id = 1 RETURNING head")
+    let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
+    // Stored with every digit chrono keeps, so the envelope read back is the same text.
+    let time_text = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let new_head = match dialect {
+        Dialect::Postgres => {
+            // $1 is the count; each event's eight values follow, the first of them its
+            // place in the batch (1..=n), from which SQL numbers it.
+            let mut sql = String::from(
+                "WITH head AS (UPDATE log_head SET head = head + $1 WHERE id = 1 RETURNING head) \
+                 INSERT INTO events (log_offset, id, type, subject, source, time, data, traceparent) \
+                 SELECT head.head - $1 + v.k, v.id, v.type, v.subject, v.source, v.time, v.data, v.traceparent \
+                 FROM head, (VALUES ",
+            );
+            push_rows(&mut sql, events.len(), 2, "::BIGINT");
+            sql.push_str(
+                ") AS v (k, id, type, subject, source, time, data, traceparent) RETURNING log_offset",
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(to_i64(n)?);
+            for (k, (event, id)) in (1..).zip(events.iter().zip(&ids)) {
+                query = bind_event(query.bind(k), event, id, source, &time_text);
+            }
+            let offsets = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            let last = offsets
+                .into_iter()
+                .max()
+                .ok_or_else(|| corrupt("appended events", n))?;
+            to_u64(last, "log head")?
+        }
+        Dialect::Sqlite => {
+            let new_head: i64 = sqlx::query_scalar(
+                "UPDATE log_head SET head = head + $1 WHERE id = 1 RETURNING head",
+            )
             .bind(to_i64(n)?)
             .fetch_one(&mut *conn)
             .await
             .map_err(db_error)?;
-    let new_head = to_u64(new_head, "log head")?;
+            let new_head = to_u64(new_head, "log head")?;
+            let mut sql = format!("INSERT INTO events ({COLUMNS}) VALUES ");
+            push_rows(&mut sql, events.len(), 1, "");
+            sql.push_str(" RETURNING log_offset");
+            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            for (offset, (event, id)) in (new_head + 1 - n..).zip(events.iter().zip(&ids)) {
+                query = bind_event(query.bind(to_i64(offset)?), event, id, source, &time_text);
+            }
+            query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            new_head
+        }
+    };
     let first = new_head + 1 - n;
-
-    let mut sql = String::from(
-        "INSERT INTO events (log_offset, id, type, subject, source, time, data, traceparent) VALUES ",
-    );
-    for i in 0..events.len() {
-        let p = i * 8;
-        let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(
-            sql,
-            "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8
-        );
-    }
-    // Stored with every digit chrono keeps, so the envelope read back is the same text.
-    let time_text = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let appended: Vec<Event> = (first..)
-        .zip(events)
-        .map(|(offset, new)| new.sequenced(source, time, ResumeToken::new(epoch, offset)))
-        .collect();
-    let mut query = sqlx::query(&sql);
-    for event in &appended {
-        query = query
-            .bind(to_i64(event.offset().offset)?)
-            .bind(event.id().to_string())
-            .bind(event.event_type().as_str())
-            .bind(event.subject().to_owned())
-            .bind(event.source().to_owned())
-            .bind(time_text.clone())
-            .bind(event.data().to_json())
-            .bind(event.traceparent().map(|t| t.as_str().to_owned()));
-    }
-    query.execute(&mut *conn).await.map_err(db_error)?;
 
     if (first - 1) / DELETE_EVERY != new_head / DELETE_EVERY && new_head > retention {
         sqlx::query("DELETE FROM events WHERE log_offset <= $1")
@@ -142,7 +149,60 @@ pub(crate) async fn append(
             .await
             .map_err(db_error)?;
     }
-    Ok(appended)
+    let source: Arc<str> = source.into();
+    Ok((first..)
+        .zip(events.into_iter().zip(ids))
+        .map(|(offset, (new, id))| {
+            EventParts {
+                id,
+                source: Arc::clone(&source),
+                time,
+                offset: ResumeToken::new(epoch, offset),
+                data: new.data,
+                traceparent: new.traceparent,
+            }
+            .build()
+        })
+        .collect())
+}
+
+/// Appends `rows` groups of eight placeholders, numbered from `$first`, to `sql`; the
+/// first placeholder of each group gets `cast`.
+fn push_rows(sql: &mut String, rows: usize, first: usize, cast: &str) {
+    for i in 0..rows {
+        let p = first + i * 8;
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(
+            sql,
+            "{sep}(${}{cast}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p,
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        );
+    }
+}
+
+/// Binds an event's columns after its offset (or its place in the batch).
+fn bind_event<'q, O>(
+    query: sqlx::query::QueryScalar<'q, Any, O, AnyArguments<'q>>,
+    event: &NewEvent,
+    id: &EventId,
+    source: &str,
+    time: &str,
+) -> sqlx::query::QueryScalar<'q, Any, O, AnyArguments<'q>> {
+    query
+        .bind(id.to_string())
+        .bind(event.data.event_type().as_str())
+        .bind(event.data.subject().to_owned())
+        .bind(source.to_owned())
+        .bind(time.to_owned())
+        .bind(event.data.to_json())
+        .bind(event.traceparent.as_ref().map(|t| t.as_str().to_owned()))
 }
 
 /// Up to `limit` events with offsets in `(after, until]`, in offset order. Offsets are

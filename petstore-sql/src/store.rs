@@ -523,6 +523,7 @@ impl Store for SqlStore {
             }
             let appended = outbox::append(
                 &mut tx,
+                shared.dialect,
                 events,
                 source,
                 now,
@@ -530,14 +531,8 @@ impl Store for SqlStore {
                 shared.config.retention as u64,
             )
             .await?;
-            if shared.dialect == Dialect::Postgres && !appended.is_empty() {
-                // Delivered to every listening instance when (and only if) this commits.
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(follow::CHANNEL)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
+            // On PostgreSQL, the `events` insert NOTIFYs every listening instance (a
+            // statement trigger, migration 0005), delivered when and only if this commits.
             Ok::<_, Error>(appended)
         }
         .await;
