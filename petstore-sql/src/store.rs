@@ -15,7 +15,7 @@ use petstore_core::{
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::dialect::Dialect;
@@ -77,6 +77,9 @@ impl SqlOptions {
 pub struct SqlStore {
     shared: Arc<Shared>,
     tasks: Arc<Tasks>,
+    /// The SQLite committer's queue (`None` on PostgreSQL, where each commit runs in
+    /// the caller's task).
+    committer: Option<mpsc::Sender<Queued>>,
 }
 
 /// What the store, its background tasks and its subscriptions share.
@@ -268,14 +271,23 @@ impl SqlStore {
             options.poll_interval,
             cancel.clone(),
         ));
-        if dialect == Dialect::Postgres {
-            tokio::spawn(follow::run_listener(
-                url,
-                shared.wake.clone(),
-                cancel.clone(),
-            ));
-        }
+        let committer = match dialect {
+            Dialect::Postgres => {
+                tokio::spawn(follow::run_listener(
+                    url,
+                    shared.wake.clone(),
+                    cancel.clone(),
+                ));
+                None
+            }
+            Dialect::Sqlite => {
+                let (queue, queued) = mpsc::channel(4 * MAX_GROUP);
+                tokio::spawn(run_committer(shared.clone(), queued, cancel.clone()));
+                Some(queue)
+            }
+        };
         Ok(Self {
+            committer,
             tasks: Arc::new(Tasks {
                 cancel,
                 shared: shared.clone(),
@@ -510,33 +522,22 @@ impl Store for SqlStore {
     }
 
     async fn commit(&self, change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
-        let now = Utc::now();
-        let events = change.events;
-        let mut writes = change.writes;
-        writes.sort_by_cached_key(state::lock_order);
-
+        if let Some(queue) = &self.committer {
+            let (reply, answer) = oneshot::channel();
+            let closed = || Error::new(ErrorKind::Unavailable, "the store is closed");
+            queue
+                .send(Queued {
+                    change,
+                    source: source.to_owned(),
+                    reply,
+                })
+                .await
+                .map_err(|_| closed())?;
+            return answer.await.map_err(|_| closed())?;
+        }
         let shared = &self.shared;
         let WriteTx { mut tx, _guard } = shared.begin_write().await?;
-        let applied = async {
-            for write in &writes {
-                state::apply(&mut tx, write).await?;
-            }
-            let appended = outbox::append(
-                &mut tx,
-                shared.dialect,
-                events,
-                source,
-                now,
-                shared.epoch,
-                shared.config.retention as u64,
-            )
-            .await?;
-            // On PostgreSQL, the `events` insert NOTIFYs every listening instance (a
-            // statement trigger, migration 0005), delivered when and only if this commits.
-            Ok::<_, Error>(appended)
-        }
-        .await;
-        let events = match applied {
+        let events = match apply_change(&mut tx, shared, change, source).await {
             Ok(events) => {
                 tx.commit().await.map_err(db_error)?;
                 events
@@ -561,4 +562,119 @@ impl Store for SqlStore {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         crate::lease::release(&self.shared, name, holder).await
     }
+}
+
+/// Applies `change` (its writes in lock order, then its events) inside `tx`; returns
+/// the events as appended.
+async fn apply_change(
+    tx: &mut AnyConnection,
+    shared: &Shared,
+    change: Change,
+    source: &str,
+) -> Result<Vec<Event>> {
+    let mut writes = change.writes;
+    writes.sort_by_cached_key(state::lock_order);
+    for write in &writes {
+        state::apply(tx, write).await?;
+    }
+    outbox::append(
+        tx,
+        shared.dialect,
+        change.events,
+        source,
+        Utc::now(),
+        shared.epoch,
+        shared.config.retention as u64,
+    )
+    .await
+}
+
+/// Most commits one SQLite transaction takes.
+const MAX_GROUP: usize = 64;
+
+/// A commit waiting for the SQLite committer.
+struct Queued {
+    change: Change,
+    source: String,
+    reply: oneshot::Sender<Result<Vec<Arc<Event>>>>,
+}
+
+/// The SQLite committer: group commit. SQLite takes one writer at a time and each
+/// commit is one synchronous WAL write, so the commits that queued while a transaction
+/// ran go into the next one together (up to [`MAX_GROUP`]): one `BEGIN IMMEDIATE`,
+/// one flush and one writer turn for all of them. Each runs in its own savepoint, so
+/// one that fails (a stale write) is rolled back alone and the others commit. A
+/// caller learns its outcome after the transaction commits; one that stopped waiting
+/// may still have committed, as with any database once the commit is sent.
+async fn run_committer(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<Queued>,
+    cancel: CancellationToken,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            n = queue.recv_many(&mut group, MAX_GROUP) => if n == 0 { return },
+        }
+        let (changes, replies): (Vec<_>, Vec<_>) = group
+            .drain(..)
+            .map(|q| ((q.change, q.source), q.reply))
+            .unzip();
+        let outcomes = match commit_group(&shared, changes).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => replies
+                .iter()
+                .map(|_| Err(Error::new(e.kind(), e.message().to_owned())))
+                .collect(),
+        };
+        if outcomes
+            .iter()
+            .any(|o| o.as_ref().is_ok_and(|e| !e.is_empty()))
+        {
+            shared.wake.notify_one();
+        }
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome.map(|events| events.into_iter().map(Arc::new).collect()));
+        }
+    }
+}
+
+/// One transaction for `changes`; the outcome of each, in order. `Err` when the
+/// transaction itself failed (nothing committed).
+async fn commit_group(
+    shared: &Shared,
+    changes: Vec<(Change, String)>,
+) -> Result<Vec<Result<Vec<Event>>>> {
+    let WriteTx { mut tx, _guard } = shared.begin_write().await?;
+    let alone = changes.len() == 1;
+    let mut outcomes = Vec::with_capacity(changes.len());
+    for (change, source) in changes {
+        if alone {
+            let outcome = apply_change(&mut tx, shared, change, &source).await;
+            if outcome.is_err() {
+                let _ = tx.rollback().await;
+                return Ok(vec![outcome]);
+            }
+            outcomes.push(outcome);
+            continue;
+        }
+        savepoint(&mut tx, "SAVEPOINT petstore_change").await?;
+        let outcome = apply_change(&mut tx, shared, change, &source).await;
+        if outcome.is_err() {
+            savepoint(&mut tx, "ROLLBACK TO petstore_change").await?;
+        }
+        savepoint(&mut tx, "RELEASE petstore_change").await?;
+        outcomes.push(outcome);
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(outcomes)
+}
+
+async fn savepoint(tx: &mut AnyConnection, sql: &str) -> Result<()> {
+    sqlx::query(sql)
+        .execute(tx)
+        .await
+        .map(drop)
+        .map_err(db_error)
 }
