@@ -678,6 +678,75 @@ mod tests {
     }
 
     #[test]
+    fn only_the_two_read_scopes_are_reads_and_scopes_print_their_wire_names() {
+        let reads: Vec<Scope> = Scope::ALL.into_iter().filter(|s| s.is_read()).collect();
+        assert_eq!(reads, [Scope::PetsRead, Scope::OrdersRead]);
+        assert_eq!(Scope::OrdersWrite.to_string(), "orders:write");
+        assert_eq!(Scope::Admin.to_string(), "admin");
+    }
+
+    #[test]
+    fn the_authority_debug_names_it_and_never_prints_the_secret() {
+        let auth = TokenAuthority::new(b"hunter2-secret", Duration::from_secs(60));
+        let debug = format!("{auth:?}");
+        assert_eq!(
+            debug,
+            "TokenAuthority { ttl: 60s, max_lifetime: 86400s, verifiers: [Hs256Verifier { .. }], .. }"
+        );
+    }
+
+    /// The default maximum lifetime is one day: a token for two hours passes.
+    #[test]
+    fn the_default_maximum_lifetime_is_a_day() {
+        assert_eq!(DEFAULT_MAX_TOKEN_LIFETIME, Duration::from_secs(86_400));
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let two_hours = hs256(b"secret", json!({"sub": "bob", "exp": now() + 7200}));
+        assert_eq!(auth.verify(&two_hours).unwrap().subject(), Some("bob"));
+    }
+
+    /// A token of exactly 8 KiB is read; one byte more is not.
+    #[test]
+    fn a_token_of_exactly_the_size_limit_is_accepted() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let exp = now() + 60;
+        let token = (0..)
+            .map(|n| {
+                hs256(
+                    b"secret",
+                    json!({"sub": "bob", "exp": exp, "pad": "x".repeat(n)}),
+                )
+            })
+            .find(|t| t.len() >= MAX_TOKEN_BYTES)
+            .unwrap();
+        assert_eq!(token.len(), MAX_TOKEN_BYTES);
+        assert_eq!(auth.verify(&token).unwrap().subject(), Some("bob"));
+    }
+
+    /// The time rules at their exact edges, at a fixed `now`: `exp` and `nbf` within
+    /// the leeway, and a lifetime of exactly the maximum plus the leeway, pass.
+    #[test]
+    fn the_time_rules_hold_at_their_edges() {
+        let auth = TokenAuthority::new(b"secret", Duration::from_secs(60));
+        let now = 1_000_000;
+        let max = auth.max_lifetime().as_secs();
+        let admit = |claims: TokenClaims| auth.admit(claims, now);
+        let claims = |exp| TokenClaims::new("bob", "pets:read", exp);
+
+        let (who, until) = admit(claims(now - LEEWAY_SECS)).unwrap();
+        assert_eq!((who.subject(), until), (Some("bob"), now));
+        let err = admit(claims(now - LEEWAY_SECS - 1)).unwrap_err();
+        assert!(err.message().contains("expired"), "{err}");
+
+        assert!(admit(claims(now + 60).not_before(now + LEEWAY_SECS)).is_ok());
+        let err = admit(claims(now + 60).not_before(now + LEEWAY_SECS + 1)).unwrap_err();
+        assert!(err.message().contains("nbf"), "{err}");
+
+        assert!(admit(claims(now + max + LEEWAY_SECS)).is_ok());
+        let err = admit(claims(now + max + LEEWAY_SECS + 1)).unwrap_err();
+        assert!(err.message().contains("longer than"), "{err}");
+    }
+
+    #[test]
     fn unknown_scopes_in_tokens_are_ignored() {
         let auth = TokenAuthority::new(b"s", Duration::from_secs(60));
         let t = hs256(

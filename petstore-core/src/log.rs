@@ -191,3 +191,14 @@ impl Stream for Subscription {
         self.inner.as_mut().poll_next(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_debugs_as_its_type() {
+        let sub = Subscription::from_stream(futures_util::stream::empty());
+        assert_eq!(format!("{sub:?}"), "Subscription { .. }");
+    }
+}

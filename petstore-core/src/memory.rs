@@ -417,6 +417,50 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EventData;
+
+    /// Commits one new pet and its event.
+    async fn commit_pet(store: &MemoryStore) -> Arc<Event> {
+        let pet = crate::seed::sample_pets().remove(0).into_pet(Utc::now());
+        let change = Change::new()
+            .write(Write::PutPet {
+                pet: pet.clone(),
+                expect: Expect::Absent,
+            })
+            .event(EventData::PetCreated(pet));
+        store.commit(change, "/test").await.unwrap().remove(0)
+    }
+
+    /// An event that happened exactly at `time` is not after it (the provided
+    /// `EventLog::position_at`).
+    #[tokio::test]
+    async fn position_at_a_time_excludes_the_events_at_that_time() {
+        let store = MemoryStore::default();
+        let event = commit_pet(&store).await;
+        let at = event.time();
+        assert_eq!(store.position_at(at).await.unwrap(), event.offset());
+        let just_before = at - chrono::TimeDelta::nanoseconds(1);
+        assert_eq!(store.position_at(just_before).await.unwrap().offset, 0);
+    }
+
+    /// A read from the start that examines nothing (limit 0) is positioned just
+    /// before the oldest retained event, so the next read starts with it.
+    #[tokio::test]
+    async fn an_empty_read_from_the_start_stops_before_the_oldest_retained_event() {
+        let store = MemoryStore::new(LogConfig::default().retention(2));
+        for _ in 0..5 {
+            commit_pet(&store).await;
+        }
+        let all = EventFilter::all();
+        let batch = EventLog::read(&store, None, 0, &all).await.unwrap();
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.next.offset, 3);
+        let rest = EventLog::read(&store, Some(batch.next), 10, &all)
+            .await
+            .unwrap();
+        let offsets: Vec<u64> = rest.events.iter().map(|e| e.offset().offset).collect();
+        assert_eq!(offsets, [4, 5]);
+    }
 
     /// A full idempotency table drops only the records older than the time to live:
     /// the fresh ones stay.

@@ -229,6 +229,13 @@ mod tests {
     }
 
     #[test]
+    fn money_prints_as_amount_then_currency() {
+        let price = Money::parse("12.50", Currency::EUR).unwrap();
+        assert_eq!(price.to_string(), "12.50 EUR");
+        assert_eq!(Currency::USD.to_string(), "USD");
+    }
+
+    #[test]
     fn text_inputs_name_each_bad_part() {
         assert_eq!(
             Money::from_text("price", "12.50", "EUR").unwrap(),

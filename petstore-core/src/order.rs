@@ -350,6 +350,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn statuses_parse_from_their_wire_names() {
+        for status in OrderStatus::ALL {
+            assert_eq!(status.as_str().parse::<OrderStatus>().unwrap(), status);
+        }
+        let err = "shipped".parse::<OrderStatus>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    }
+
+    /// A key is its text, as a string and on the wire.
+    #[test]
+    fn an_idempotency_key_is_its_text() {
+        let key = IdempotencyKey::new("order-42").unwrap();
+        assert_eq!(serde_json::to_value(&key).unwrap(), "order-42");
+        assert_eq!(String::from(key), "order-42");
+    }
+
     /// An order that does not say how many is for one.
     #[test]
     fn the_quantity_defaults_to_one() {

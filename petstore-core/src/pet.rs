@@ -490,6 +490,57 @@ mod tests {
     }
 
     #[test]
+    fn statuses_print_as_their_wire_names() {
+        let printed: Vec<String> = PetStatus::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(printed, ["available", "pending", "sold"]);
+    }
+
+    /// A text search matches a tag alone, even when the name, species and breed do not.
+    #[test]
+    fn a_text_search_matches_tags() {
+        let pet = new_pet("Rex").into_pet(Utc::now());
+        assert!(PetQuery::default().q("FRIEND").matches(&pet));
+        assert!(!PetQuery::default().q("grumpy").matches(&pet));
+    }
+
+    /// A patch checks every field it sets, and only those.
+    #[test]
+    fn a_patch_checks_the_fields_it_sets() {
+        assert!(PetPatch::default().validate().is_ok());
+        let patch = PetPatch {
+            name: Some(String::new()),
+            age: Some(Some(AGE_MAX + 1)),
+            tags: Some(vec!["ok".into(), " ".into()]),
+            ..PetPatch::default()
+        };
+        let err = patch.validate().unwrap_err();
+        let fields: Vec<_> = err
+            .field_errors()
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(fields, ["name", "age", "tags[1]"]);
+    }
+
+    /// A full replace as a patch sets every field, clearing the absent optional ones.
+    #[test]
+    fn a_replace_is_a_patch_of_every_field() {
+        let new = new_pet("Rex");
+        let patch = PetPatch::from(new.clone());
+        let expected = PetPatch {
+            name: Some("Rex".into()),
+            species: Some("dog".into()),
+            breed: Some(None),
+            age: Some(Some(2)),
+            status: None,
+            tags: Some(new.tags.clone()),
+            photo_urls: Some(vec![]),
+            price: Some(new.price),
+        };
+        assert_eq!(patch, expected);
+    }
+
+    #[test]
     fn merge_patch_distinguishes_null_from_absent() {
         let patch: PetPatch = serde_json::from_str(r#"{"breed": null}"#).unwrap();
         assert_eq!(patch.breed, Some(None));

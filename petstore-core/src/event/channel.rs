@@ -166,6 +166,11 @@ mod tests {
             format!("pets/{pet}").parse::<Channel>().unwrap(),
             Channel::Pet(pet.clone())
         );
+        let order = OrderId::generate();
+        assert_eq!(
+            format!("orders/{order}").parse::<Channel>().unwrap(),
+            Channel::Order(order)
+        );
         for bad in ["", "pet", "pets/", "pets/ord_1", "chat/Support", "admin"] {
             assert!(bad.parse::<Channel>().is_err(), "{bad}");
         }
@@ -197,8 +202,11 @@ mod tests {
             assert!(Channel::Inventory.carries(&e), "{:?}", e.event_type());
             assert!(e.channels().contains(&Channel::Inventory));
         }
-        let e = event(EventData::PetUpdated(pet));
+        let e = event(EventData::PetUpdated(pet.clone()));
         assert!(!Channel::Inventory.carries(&e));
         assert!(!e.channels().contains(&Channel::Inventory));
+        // `is_on` is `carries` seen from the event.
+        assert!(e.is_on(&Channel::Pets) && e.is_on(&Channel::Pet(pet.id)));
+        assert!(!e.is_on(&Channel::Inventory) && !e.is_on(&Channel::Orders));
     }
 }

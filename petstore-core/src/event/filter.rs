@@ -184,6 +184,14 @@ mod tests {
                 .unwrap()
                 .matches(EventType::ChatMessage)
         );
+        let exact: TypePattern = " order.created ".parse().unwrap();
+        assert_eq!(exact.as_str(), "order.created");
+        assert_eq!(p.as_str(), "pet.*");
+        let matched: Vec<EventType> = EventType::ALL
+            .into_iter()
+            .filter(|t| exact.matches(*t))
+            .collect();
+        assert_eq!(matched, [EventType::OrderCreated]);
         assert!("pets.*".parse::<TypePattern>().is_err());
         assert!("order.shipped".parse::<TypePattern>().is_err());
     }
@@ -209,6 +217,16 @@ mod tests {
             assert!(listed.contains(&family), "{family}");
         }
         assert_eq!(listed.len(), 5 + EventType::ALL.len());
+    }
+
+    /// A list of patterns is split at commas; empty items are skipped, a bad one fails.
+    #[test]
+    fn type_lists_parse_every_item() {
+        let parsed = EventFilter::parse_types("pet.*, order.created,,").unwrap();
+        let texts: Vec<&str> = parsed.iter().map(TypePattern::as_str).collect();
+        assert_eq!(texts, ["pet.*", "order.created"]);
+        assert_eq!(EventFilter::parse_types("").unwrap(), []);
+        assert!(EventFilter::parse_types("pet.*,nope").is_err());
     }
 
     /// Adding types to a channel filter keeps the channels and requires a type.

@@ -412,4 +412,59 @@ mod tests {
                 .contains(r#""datacontenttype":"application/json","data":{"#)
         );
     }
+
+    fn chat_event(traceparent: Option<TraceParent>) -> Event {
+        let message = crate::chat::ChatMessage {
+            id: crate::id::MessageId::generate(),
+            room: "lobby".into(),
+            author: "alice".into(),
+            text: "hi".into(),
+            sent_at: Utc::now(),
+        };
+        NewEvent {
+            traceparent,
+            ..NewEvent::new(EventData::ChatMessage(message))
+        }
+        .sequenced("/petstore", Utc::now(), ResumeToken::new(7, 1))
+    }
+
+    /// An event keeps the trace context of its write; `to_json` is the envelope text.
+    #[test]
+    fn an_event_carries_its_traceparent_and_copies_its_json() {
+        let trace: TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            .parse()
+            .unwrap();
+        let event = chat_event(Some(trace.clone()));
+        assert_eq!(event.traceparent(), Some(&trace));
+        assert_eq!(chat_event(None).traceparent(), None);
+        assert_eq!(event.to_json(), event.json().as_ref());
+        let json: serde_json::Value = serde_json::from_str(&event.to_json()).unwrap();
+        assert_eq!(json["traceparent"], trace.as_str());
+        assert_eq!(json["data"]["text"], "hi");
+        // The payload alone, as a backend stores it, reads back as itself.
+        let data = event.data().to_json();
+        assert_eq!(
+            &EventData::from_json(EventType::ChatMessage, &data).unwrap(),
+            event.data()
+        );
+    }
+
+    /// The schema of the envelope names exactly the fields an event serialises.
+    #[test]
+    fn the_event_schema_lists_the_envelope_fields() {
+        use std::collections::BTreeSet;
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse();
+        let event = chat_event(Some(trace.unwrap()));
+        let json: serde_json::Value = serde_json::from_str(event.json()).unwrap();
+        let sent: BTreeSet<&String> = json.as_object().unwrap().keys().collect();
+        let schema = schemars::schema_for!(Event);
+        let listed: BTreeSet<&String> = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .expect("properties")
+            .keys()
+            .collect();
+        assert_eq!(listed, sent);
+        assert_eq!(schema.get("type").unwrap(), "object");
+    }
 }

@@ -180,11 +180,31 @@ mod tests {
 
     #[test]
     fn reset_reasons_print_as_their_wire_names() {
-        assert_eq!(
-            ResetReason::Expired.to_string(),
-            ResetReason::Expired.as_str()
-        );
-        assert!(!ResetReason::EpochMismatch.to_string().is_empty());
+        for (reason, name) in [
+            (ResetReason::Expired, "expired"),
+            (ResetReason::EpochMismatch, "epoch_mismatch"),
+        ] {
+            assert_eq!(reason.as_str(), name);
+            assert_eq!(reason.to_string(), name);
+            assert_eq!(serde_json::to_value(reason).unwrap(), name);
+        }
+    }
+
+    /// The error's source says why the reader must reload.
+    #[test]
+    fn a_reset_error_names_its_reason_in_its_source() {
+        let err = ResetReason::EpochMismatch.into_error(ResumeToken::new(1, 2));
+        assert_eq!(err.reset_reason(), Some(ResetReason::EpochMismatch));
+        let source = std::error::Error::source(&err).unwrap();
+        assert_eq!(source.to_string(), "reset: epoch_mismatch");
+    }
+
+    /// The schema of a token is the string pattern the parser enforces.
+    #[test]
+    fn the_token_schema_is_its_string_pattern() {
+        let schema = schemars::schema_for!(ResumeToken);
+        assert_eq!(schema.get("type").unwrap(), "string");
+        assert_eq!(schema.get("pattern").unwrap(), "^[0-9a-f]{16}-[0-9]{1,19}$");
     }
 
     #[test]

@@ -329,6 +329,57 @@ impl PetStore {
 mod tests {
     use super::*;
 
+    /// A command is retried after a stale write, at most `COMMIT_ATTEMPTS` times in
+    /// all; any other error ends it at once.
+    #[tokio::test]
+    async fn only_stale_writes_are_retried_and_only_so_often() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let service = PetStore::in_memory();
+        let calls = &AtomicUsize::new(0);
+        let run = |stale_until: usize, other: bool| {
+            calls.store(0, Ordering::SeqCst);
+            service.retrying(move || {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    if other {
+                        Err(Error::new(ErrorKind::Unavailable, "down"))
+                    } else if n <= stale_until {
+                        Err(Error::stale_write("pet"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+        };
+        assert_eq!(run(2, false).await.unwrap(), 3);
+        assert_eq!(
+            run(COMMIT_ATTEMPTS - 1, false).await.unwrap(),
+            COMMIT_ATTEMPTS
+        );
+        assert!(run(usize::MAX, false).await.unwrap_err().is_stale_write());
+        assert_eq!(calls.load(Ordering::SeqCst), COMMIT_ATTEMPTS);
+        let err = run(0, true).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// The service's Debug shows its settings and its token authority, not the secret.
+    #[test]
+    fn the_service_debug_names_its_parts() {
+        let service = PetStore::in_memory();
+        let debug = format!("{service:?}");
+        assert!(
+            debug.starts_with("PetStore { config: ServiceConfig {"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains("auth: TokenAuthority { ttl: 3600s"),
+            "{debug}"
+        );
+        let instance = format!("instance: \"{}\", .. }}", service.instance());
+        assert!(debug.ends_with(&instance), "{debug}");
+    }
+
     /// A lease another instance holds is not this instance's until released.
     #[tokio::test]
     async fn a_lease_held_by_another_instance_is_not_held() {

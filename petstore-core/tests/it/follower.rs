@@ -54,6 +54,23 @@ async fn it_replays_from_its_position_then_follows_live() {
     assert_eq!(next_offset(&mut live).await, 4);
 }
 
+/// `seek` moves the follower: it goes on after the given position, even backwards.
+#[tokio::test]
+async fn seek_goes_on_after_the_given_position() {
+    let store = PetStore::in_memory();
+    let start = store.head().await.unwrap();
+    for name in ["A", "B", "C"] {
+        store.create_pet(&staff(), new_pet(name)).await.unwrap();
+    }
+    let mut follower = follow(&store, Some(start)).await;
+    assert_eq!(next_offset(&mut follower).await, 1);
+    assert_eq!(next_offset(&mut follower).await, 2);
+    follower.seek(start);
+    assert_eq!(follower.position(), start);
+    assert_eq!(next_offset(&mut follower).await, 1);
+    assert_eq!(follower.lagged(), 0, "it never fell behind");
+}
+
 #[tokio::test]
 async fn a_lag_loses_nothing() {
     // A ring of 2 live events: a follower that does not read while 50 are written

@@ -1,6 +1,8 @@
 //! Integration tests of petstore-core: the behaviour suite over the in-memory backend,
-//! service rules, identity-provider tokens, and property tests.
+//! service rules (store failures included), identity-provider tokens, and property
+//! tests.
 
+mod faults;
 mod follower;
 mod jwks;
 mod login;

@@ -18,7 +18,11 @@ fn admin() -> Principal {
 
 /// A store with one order of alice's (paid, so it has a payment too).
 async fn alices_order() -> (PetStore, Order, Payment) {
-    let store = PetStore::in_memory();
+    alices_order_in(PetStore::in_memory()).await
+}
+
+/// `store` (empty) with one order of alice's, paid.
+pub(crate) async fn alices_order_in(store: PetStore) -> (PetStore, Order, Payment) {
     let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
     let alice = customer("alice");
     let order = store
@@ -52,7 +56,13 @@ async fn someone_elses_order_does_not_exist_for_them() {
     let bob = customer("bob");
     let head = store.head().await.unwrap();
     not_found(store.order(&bob, &order.id).await);
-    not_found(store.payment(&bob, &payment.id).await);
+    // The payment, not its order, is what does not exist.
+    let err = store.payment(&bob, &payment.id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.message(),
+        format!("payment `{}` does not exist", payment.id)
+    );
     not_found(store.cancel_order(&bob, &order.id).await);
     not_found(
         store

@@ -504,6 +504,12 @@ async fn listing_pages_with_cursor_and_filters() {
         names,
         (0..7).map(|i| format!("Pet {i}")).collect::<Vec<_>>()
     );
+    // A page that holds exactly the rest is the last one.
+    let whole = store
+        .pets(&anon, &PetQuery::default().limit(7))
+        .await
+        .unwrap();
+    assert_eq!((whole.data.len(), whole.next_cursor), (7, None));
     assert_eq!(
         store
             .pets(&anon, &PetQuery::default().species("CAT"))
@@ -693,6 +699,60 @@ async fn a_failed_precondition_names_the_expected_version() {
             pet.version
         )
     );
+}
+
+/// A precondition of several versions holds when the pet has any of them.
+#[tokio::test]
+async fn a_precondition_of_several_versions_needs_one_of_them() {
+    let store = PetStore::in_memory();
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    let rename = |name: &str| PetPatch {
+        name: Some(name.into()),
+        ..PetPatch::default()
+    };
+    let err = store
+        .update_pet(&staff(), &pet.id, rename("Max"), IfMatch::any_of([7, 8]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
+    assert_eq!(
+        err.message(),
+        "the current version 1 is not one of those expected"
+    );
+    let updated = store
+        .update_pet(&staff(), &pet.id, rename("Max"), IfMatch::any_of([7, 1]))
+        .await
+        .unwrap();
+    assert_eq!((updated.name.as_str(), updated.version), ("Max", 2));
+    let none = IfMatch::any_of([]);
+    let err = store
+        .update_pet(&staff(), &pet.id, rename("Bo"), none)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PreconditionFailed);
+}
+
+/// The active order holding a pet is found however many finished orders it had
+/// before (more than one page of them).
+#[tokio::test]
+async fn a_pet_stays_held_after_a_hundred_earlier_orders() {
+    let store = PetStore::in_memory();
+    let pet = store.create_pet(&staff(), new_pet("Rex")).await.unwrap();
+    for i in 0..=100 {
+        let placed = store
+            .place_order(&staff(), NewOrder::new(pet.id.clone()), None)
+            .await
+            .unwrap()
+            .order;
+        if i < 100 {
+            store.cancel_order(&staff(), &placed.id).await.unwrap();
+        }
+    }
+    let err = store
+        .set_pet_status(&staff(), &pet.id, PetStatus::Available)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict);
 }
 
 #[tokio::test]
