@@ -490,16 +490,24 @@ mod tests {
     }
 
     #[test]
-    fn statuses_print_as_their_wire_names() {
+    fn statuses_print_and_parse_as_their_wire_names() {
         let printed: Vec<String> = PetStatus::ALL.iter().map(|s| s.to_string()).collect();
         assert_eq!(printed, ["available", "pending", "sold"]);
+        for status in PetStatus::ALL {
+            assert_eq!(status.as_str().parse::<PetStatus>().unwrap(), status);
+        }
+        assert!("adopted".parse::<PetStatus>().is_err());
     }
 
-    /// A text search matches a tag alone, even when the name, species and breed do not.
+    /// A text search matches the species, the breed or a tag alone.
     #[test]
-    fn a_text_search_matches_tags() {
-        let pet = new_pet("Rex").into_pet(Utc::now());
-        assert!(PetQuery::default().q("FRIEND").matches(&pet));
+    fn a_text_search_matches_any_one_field() {
+        let mut new = new_pet("Rex");
+        new.breed = Some("Labrador".into());
+        let pet = new.into_pet(Utc::now());
+        for q in ["DO", "labra", "FRIEND", "rex"] {
+            assert!(PetQuery::default().q(q).matches(&pet), "{q}");
+        }
         assert!(!PetQuery::default().q("grumpy").matches(&pet));
     }
 
@@ -544,6 +552,7 @@ mod tests {
     fn merge_patch_distinguishes_null_from_absent() {
         let patch: PetPatch = serde_json::from_str(r#"{"breed": null}"#).unwrap();
         assert_eq!(patch.breed, Some(None));
+        assert!(!patch.is_empty());
         let patch: PetPatch = serde_json::from_str(r#"{}"#).unwrap();
         assert!(patch.is_empty());
         assert!(serde_json::from_str::<PetPatch>(r#"{"colour": "red"}"#).is_err());

@@ -187,6 +187,7 @@ mod tests {
         let exact: TypePattern = " order.created ".parse().unwrap();
         assert_eq!(exact.as_str(), "order.created");
         assert_eq!(p.as_str(), "pet.*");
+        assert_eq!(p.to_string(), "pet.*");
         let matched: Vec<EventType> = EventType::ALL
             .into_iter()
             .filter(|t| exact.matches(*t))

@@ -1,5 +1,5 @@
-//! A store failure is reported as itself: not as a missing resource, and not as a lag
-//! the follower could recover from by reading again.
+//! A store failure is reported as itself: not as a missing resource, an existing one,
+//! or a lag the follower could recover from by reading again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,12 +14,21 @@ use crate::ownership::alices_order_in;
 use crate::service::{new_pet, staff};
 
 /// The faults to inject, switched on by the test.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Faults {
     /// Reads of one order fail.
     order_reads: AtomicBool,
     /// How many of the next subscriptions fail at their first item.
     subscriptions: AtomicUsize,
+    /// How many more commits succeed; the ones after fail.
+    commits: AtomicUsize,
+}
+
+/// Takes one from a counter; `false` when it was at zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// The in-memory store, failing with `Unavailable` where [`Faults`] say so.
@@ -35,7 +44,11 @@ fn unavailable() -> Error {
 
 /// A service over a [`FaultyStore`], and the switches of its faults.
 fn faulty_service() -> (PetStore, Arc<Faults>) {
-    let faults = Arc::new(Faults::default());
+    let faults = Arc::new(Faults {
+        order_reads: AtomicBool::new(false),
+        subscriptions: AtomicUsize::new(0),
+        commits: AtomicUsize::new(usize::MAX),
+    });
     let store = FaultyStore {
         inner: MemoryStore::default(),
         faults: faults.clone(),
@@ -65,13 +78,7 @@ impl EventLog for FaultyStore {
         since: Option<ResumeToken>,
         filter: EventFilter,
     ) -> Result<Subscription> {
-        let take = |n: usize| n.checked_sub(1);
-        if self
-            .faults
-            .subscriptions
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
-            .is_ok()
-        {
+        if take_one(&self.faults.subscriptions) {
             let failed = futures_util::stream::iter([Err(unavailable())]);
             return Ok(Subscription::from_stream(failed));
         }
@@ -131,6 +138,9 @@ impl Store for FaultyStore {
     }
 
     async fn commit(&self, change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
+        if !take_one(&self.faults.commits) {
+            return Err(unavailable());
+        }
         self.inner.commit(change, source).await
     }
 
@@ -177,4 +187,25 @@ async fn a_failed_subscription_is_an_error_not_a_lag() {
         Followed::Event(e) => assert_eq!(e.offset().offset, 1),
         other => panic!("{other:?}"),
     }
+}
+
+/// A failed commit is not a user that exists already, nor a catalogue added before.
+#[tokio::test]
+async fn a_failed_commit_is_not_an_earlier_one() {
+    let (store, faults) = faulty_service();
+    faults.commits.store(0, Ordering::SeqCst);
+    let admin = Principal::system("root");
+    let err = store
+        .create_user(&admin, "carol", "correct horse battery", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    // The seed users are added, then the catalogue's commit fails.
+    faults
+        .commits
+        .store(seed::SEED_USERS.len(), Ordering::SeqCst);
+    let err = seed::seed(&store).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let pets = store.pets(&admin, &PetQuery::default()).await.unwrap();
+    assert!(pets.data.is_empty());
 }
