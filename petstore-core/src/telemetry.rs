@@ -61,6 +61,19 @@ pub const MQTT_BRIDGE_IN_FLIGHT: &str = "petstore_mqtt_bridge_in_flight";
 /// Events the bridge published and the broker acknowledged: counter.
 pub const MQTT_BRIDGE_PUBLISHED_TOTAL: &str = "petstore_mqtt_bridge_published_total";
 
+/// Changes committed to a SQL store (or refused), by `backend` (`sqlite`, `postgres`)
+/// and `outcome` (`ok`; `stale`: a conditional write lost, the service retries;
+/// `error`): counter.
+pub const DB_COMMITS_TOTAL: &str = "petstore_db_commits_total";
+/// Duration of each writing transaction in seconds, from `BEGIN` to the end of
+/// `COMMIT` (the WAL flush included), by `backend`: histogram.
+pub const DB_COMMIT_DURATION_SECONDS: &str = "petstore_db_commit_duration_seconds";
+/// Changes per SQLite transaction (group commit): histogram.
+pub const DB_COMMIT_GROUP_SIZE: &str = "petstore_db_commit_group_size";
+/// Connections of the SQL store's pool, by `backend` and `state` (`open`, `idle`),
+/// read after each transaction: gauge.
+pub const DB_POOL_CONNECTIONS: &str = "petstore_db_pool_connections";
+
 /// Counts one finished request in [`REQUESTS_TOTAL`] and records its latency in
 /// [`REQUEST_DURATION_SECONDS`].
 pub fn record_request(

@@ -141,6 +141,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Buckets of the subscriber lag (events) at cut-off.
 const LAG_BUCKETS: [f64; 6] = [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
 
+/// Buckets of the changes per SQLite transaction (group commit takes up to 64).
+const GROUP_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+
 /// The Prometheus exporter's settings: the buckets of every histogram.
 pub fn prometheus_builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
     PrometheusBuilder::new()
@@ -148,6 +151,10 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, metrics_exporter_promet
         .set_buckets_for_metric(
             Matcher::Full(names::SUBSCRIBER_LAG_EVENTS.to_owned()),
             &LAG_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::DB_COMMIT_GROUP_SIZE.to_owned()),
+            &GROUP_BUCKETS,
         )
 }
 

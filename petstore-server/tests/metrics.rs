@@ -9,128 +9,13 @@
 #[path = "it/support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
-
 use axum::http::StatusCode;
 use futures_util::StreamExt as _;
 use petstore_grpc::pb;
 use petstore_grpc::pb::pet_service_client::PetServiceClient;
 use serde_json::{Value, json};
+use support::exposition::{Scrape, parse, scrape, scrape_until};
 use support::{new_pet, serve, start, within};
-
-/// One sample of the exposition: its labels and value.
-#[derive(Debug)]
-struct Sample {
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the Prometheus text exposition format: `name{label="value",...} value`
-/// lines; `#` lines are comments (`HELP`, `TYPE`).
-fn parse(text: &str) -> BTreeMap<String, Vec<Sample>> {
-    let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, rest) = match line.find(['{', ' ']) {
-            Some(i) => line.split_at(i),
-            None => panic!("a sample without a value: {line}"),
-        };
-        let mut labels = BTreeMap::new();
-        let mut rest = rest;
-        if let Some(body) = rest.strip_prefix('{') {
-            let mut chars = body.char_indices();
-            let mut key = String::new();
-            let end = loop {
-                let (i, c) = chars.next().expect("a closed label set");
-                match c {
-                    '}' => break i,
-                    ',' => {}
-                    '=' => {
-                        assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
-                        let mut value = String::new();
-                        loop {
-                            match chars.next().expect("a closed label value").1 {
-                                '\\' => match chars.next().expect("an escape").1 {
-                                    'n' => value.push('\n'),
-                                    other => value.push(other),
-                                },
-                                '"' => break,
-                                other => value.push(other),
-                            }
-                        }
-                        labels.insert(std::mem::take(&mut key), value);
-                    }
-                    c => key.push(c),
-                }
-            };
-            rest = &body[end + 1..];
-        }
-        let value = rest
-            .split_whitespace()
-            .next()
-            .expect("a value")
-            .parse()
-            .unwrap_or_else(|e| panic!("not a number ({e}): {line}"));
-        samples
-            .entry(name.to_owned())
-            .or_default()
-            .push(Sample { labels, value });
-    }
-    samples
-}
-
-struct Scrape(BTreeMap<String, Vec<Sample>>);
-
-impl Scrape {
-    /// The value of the one sample of `name` whose labels include `labels`; 0 when
-    /// there is none (a counter never incremented is not exported).
-    /// Waits are bounded by [`support::WAIT`].
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let matching: Vec<&Sample> = self
-            .0
-            .get(name)
-            .into_iter()
-            .flatten()
-            .filter(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .collect();
-        assert!(
-            matching.len() <= 1,
-            "{name} {labels:?} matches {matching:?}"
-        );
-        matching.first().map_or(0.0, |s| s.value)
-    }
-}
-
-async fn scrape(base: &str) -> Scrape {
-    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
-    Scrape(parse(&response.text().await.unwrap()))
-}
-
-/// Scrapes until `check` holds, at most [`WAIT`].
-async fn scrape_until(base: &str, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrape {
-    within(what, async {
-        loop {
-            let s = scrape(base).await;
-            if check(&s) {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 const REQUESTS: &str = "petstore_requests_total";
 const DURATIONS: &str = "petstore_request_duration_seconds_count";
@@ -422,6 +307,10 @@ fn the_dashboard_and_the_readme_name_the_recorded_metrics() {
         t::MQTT_BRIDGE_LAG_EVENTS,
         t::MQTT_BRIDGE_IN_FLIGHT,
         t::MQTT_BRIDGE_PUBLISHED_TOTAL,
+        t::DB_COMMITS_TOTAL,
+        t::DB_COMMIT_DURATION_SECONDS,
+        t::DB_COMMIT_GROUP_SIZE,
+        t::DB_POOL_CONNECTIONS,
     ];
     let names = |text: &str| -> Vec<String> {
         let mut found = Vec::new();
@@ -545,4 +434,84 @@ async fn rate_limit_rejections_and_subscriber_cutoffs_by_exact_count() {
     assert_eq!(m.get("petstore_subscriber_lag_events_count", &[]), 1.0);
     assert_eq!(m.get("petstore_subscriber_lag_events_sum", &[]), 6.0);
     s.shutdown().await.unwrap();
+}
+
+/// The SQL store's metrics, on a server started on a new SQLite file: 20 concurrent
+/// creates are 20 `ok` commits, carried by transactions whose group sizes add up to 20
+/// (each transaction timed once), and an update refused for its `If-Match` commits
+/// nothing. Only this test writes through a SQL store in this binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_commits_show_in_the_metrics_by_exact_count() {
+    use petstore_core::{ErrorKind, NewPet, PetPatch, Principal, Scope};
+
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("db-metrics-{}.db", uuid::Uuid::new_v4().simple()));
+    let s = petstore_server::start(petstore_server::ServerArgs {
+        database_url: Some(format!("sqlite://{}", file.display())),
+        ..petstore_server::ServerArgs::ephemeral()
+    })
+    .await
+    .expect("server starts");
+    let base = s.http_url();
+    let sqlite = [("backend", "sqlite")];
+    let ok = [("backend", "sqlite"), ("outcome", "ok")];
+    let before = scrape(&base).await;
+    let who = Principal::new("metrics-test", Scope::ALL);
+
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let store = s.store.clone();
+            let who = who.clone();
+            let pet: NewPet = serde_json::from_value(new_pet(&format!("Db{i}"))).unwrap();
+            tokio::spawn(async move { store.create_pet(&who, pet).await })
+        })
+        .collect();
+    let mut pets = Vec::new();
+    for w in writes {
+        pets.push(w.await.unwrap().expect("the pet is created"));
+    }
+    let refused = s
+        .store
+        .update_pet(
+            &who,
+            &pets[0].id,
+            PetPatch::default(),
+            Some(pets[0].version + 7),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::PreconditionFailed, "{refused:?}");
+
+    let after = scrape(&base).await;
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
+    assert_eq!(delta("petstore_db_commits_total", &ok), 20.0);
+    for outcome in ["stale", "error"] {
+        let labels = [("backend", "sqlite"), ("outcome", outcome)];
+        assert_eq!(
+            delta("petstore_db_commits_total", &labels),
+            0.0,
+            "{outcome}"
+        );
+    }
+    assert_eq!(delta("petstore_db_commit_group_size_sum", &[]), 20.0);
+    let transactions = delta("petstore_db_commit_group_size_count", &[]);
+    assert!((1.0..=20.0).contains(&transactions), "{transactions}");
+    assert_eq!(
+        delta("petstore_db_commit_duration_seconds_count", &sqlite),
+        transactions
+    );
+    let open = after.get(
+        "petstore_db_pool_connections",
+        &[("backend", "sqlite"), ("state", "open")],
+    );
+    let idle = after.get(
+        "petstore_db_pool_connections",
+        &[("backend", "sqlite"), ("state", "idle")],
+    );
+    assert!(
+        (1.0..=10.0).contains(&open) && idle <= open,
+        "open {open}, idle {idle}"
+    );
+    s.shutdown().await.expect("the server stops");
 }

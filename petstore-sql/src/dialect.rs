@@ -13,6 +13,14 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The `backend` label of the store's metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
     /// The dialect a connection URL names.
     pub(crate) fn from_url(url: &str) -> Result<Self> {
         let scheme = url.split_once(':').map_or("", |(s, _)| s);

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -10,7 +10,7 @@ use petstore_core::backend::{Change, EventLog, Fanout, IdempotencyRecord, Snapsh
 use petstore_core::{
     Error, ErrorKind, Event, EventBatch, EventFilter, Inventory, LogConfig, Order, OrderId,
     OrderQuery, Payment, PaymentId, Pet, PetId, PetQuery, ResetReason, Result, ResumeToken,
-    Subscription, User,
+    Subscription, User, telemetry,
 };
 use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
@@ -144,6 +144,27 @@ impl Shared {
             .await
             .map_err(db_error)?;
         Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Records one writing transaction that started at `started` and the outcome of
+    /// each change it carried.
+    fn record_transaction<T>(&self, started: Instant, outcomes: &[Result<T>]) {
+        let backend = self.dialect.label();
+        metrics::histogram!(telemetry::DB_COMMIT_DURATION_SECONDS, "backend" => backend)
+            .record(started.elapsed().as_secs_f64());
+        for outcome in outcomes {
+            let outcome = match outcome {
+                Ok(_) => "ok",
+                Err(e) if e.is_stale_write() => "stale",
+                Err(_) => "error",
+            };
+            metrics::counter!(telemetry::DB_COMMITS_TOTAL, "backend" => backend, "outcome" => outcome)
+                .increment(1);
+        }
+        metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "backend" => backend, "state" => "open")
+            .set(f64::from(self.pool.size()));
+        metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "backend" => backend, "state" => "idle")
+            .set(self.pool.num_idle() as f64);
     }
 
     fn token(&self, offset: u64) -> ResumeToken {
@@ -536,19 +557,25 @@ impl Store for SqlStore {
             return answer.await.map_err(|_| closed())?;
         }
         let shared = &self.shared;
-        let WriteTx { mut tx, _guard } = shared.begin_write().await?;
-        let events = match apply_change(&mut tx, shared, change, source).await {
-            Ok(events) => {
-                tx.commit().await.map_err(db_error)?;
-                events
+        let started = Instant::now();
+        let outcome = async {
+            let WriteTx { mut tx, _guard } = shared.begin_write().await?;
+            match apply_change(&mut tx, shared, change, source).await {
+                Ok(events) => {
+                    tx.commit().await.map_err(db_error)?;
+                    Ok(events)
+                }
+                Err(e) => {
+                    // Dropping the transaction rolls back too; saying so returns the
+                    // connection clean at once.
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
             }
-            Err(e) => {
-                // Dropping the transaction rolls back too; saying so returns the
-                // connection clean at once.
-                let _ = tx.rollback().await;
-                return Err(e);
-            }
-        };
+        }
+        .await;
+        shared.record_transaction(started, std::slice::from_ref(&outcome));
+        let events = outcome?;
         if !events.is_empty() {
             shared.wake.notify_one();
         }
@@ -621,6 +648,7 @@ async fn run_committer(
             .drain(..)
             .map(|q| ((q.change, q.source), q.reply))
             .unzip();
+        let started = Instant::now();
         let outcomes = match commit_group(&shared, changes).await {
             Ok(outcomes) => outcomes,
             Err(e) => replies
@@ -628,6 +656,8 @@ async fn run_committer(
                 .map(|_| Err(Error::new(e.kind(), e.message().to_owned())))
                 .collect(),
         };
+        shared.record_transaction(started, &outcomes);
+        metrics::histogram!(telemetry::DB_COMMIT_GROUP_SIZE).record(outcomes.len() as f64);
         if outcomes
             .iter()
             .any(|o| o.as_ref().is_ok_and(|e| !e.is_empty()))

@@ -3,6 +3,8 @@
 //! `mcp`, `mqtt`, `sse`, `ws`), and the server binary as a child process (`binary`).
 
 pub(crate) mod binary;
+#[allow(dead_code)] // the metrics test binaries use it; `it` does not
+pub(crate) mod exposition;
 pub(crate) mod grpc;
 pub(crate) mod mcp;
 pub(crate) mod mqtt;
