@@ -164,6 +164,29 @@ mod tests {
         assert!(e.field_errors().is_empty());
     }
 
+    /// No `authorization` property is an anonymous caller (whom `run` then refuses with
+    /// its own message); one is verified; two are refused as ambiguous.
+    #[test]
+    fn the_caller_is_who_the_one_authorization_property_names() {
+        let store = PetStore::in_memory();
+        let anonymous = caller(&store, &[]).expect("no property is no error");
+        assert!(!anonymous.is_authenticated());
+        let token = store
+            .tokens()
+            .issue("carol", [petstore_core::Scope::OrdersWrite])
+            .unwrap()
+            .access_token;
+        let bearer = format!("Bearer {token}");
+        let carol = caller(&store, std::slice::from_ref(&bearer)).unwrap();
+        assert_eq!(carol.subject(), Some("carol"));
+        let twice = caller(&store, &[bearer.clone(), bearer]).unwrap_err();
+        assert_eq!(twice.kind(), ErrorKind::Unauthenticated);
+        assert_eq!(
+            twice.message(),
+            "more than one `authorization` user property"
+        );
+    }
+
     #[test]
     fn replies_carry_code_message_and_fields() {
         let err = reply(&Err(Error::invalid_field("quantity", "too many")));
