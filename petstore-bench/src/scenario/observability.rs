@@ -180,7 +180,11 @@ fn set(on: bool) -> anyhow::Result<()> {
         LOG_GUARD.get().is_some(),
         "the observability switches are not installed"
     );
-    METRICS_ON.store(on, Ordering::Relaxed);
+    // Diagnosis: `PETSTORE_BENCH_OBS_ONLY=logs` (or `metrics`) switches only that half,
+    // the other staying off on both sides, to see which half costs what.
+    let only = std::env::var("PETSTORE_BENCH_OBS_ONLY").unwrap_or_default();
+    METRICS_ON.store(on && only != "logs", Ordering::Relaxed);
+    let on = on && only != "metrics";
     if LOGS_ON.swap(on, Ordering::Relaxed) != on {
         tracing::callsite::rebuild_interest_cache();
     }
