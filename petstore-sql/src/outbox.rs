@@ -109,16 +109,20 @@ pub(crate) async fn append(
             sql.push_str(
                 ") AS v (k, id, type, subject, source, time, data, traceparent) RETURNING log_offset",
             );
-            let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(to_i64(n)?);
+            let mut query = sqlx::query(&sql).bind(to_i64(n)?);
             for (k, (event, id)) in (1..).zip(events.iter().zip(&ids)) {
                 query = bind_event(query.bind(k), event, id, source, &time_text);
             }
-            let offsets = query.fetch_all(&mut *conn).await.map_err(db_error)?;
-            let last = offsets
-                .into_iter()
-                .max()
-                .ok_or_else(|| corrupt("appended events", n))?;
-            to_u64(last, "log head")?
+            let rows = query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            let mut last = None;
+            for row in rows {
+                let offset: i64 = row.try_get("log_offset").map_err(db_error)?;
+                last = last.max(Some(offset));
+            }
+            to_u64(
+                last.ok_or_else(|| corrupt("appended events", n))?,
+                "log head",
+            )?
         }
         Dialect::Sqlite => {
             let new_head: i64 = sqlx::query_scalar(
@@ -131,12 +135,11 @@ pub(crate) async fn append(
             let new_head = to_u64(new_head, "log head")?;
             let mut sql = format!("INSERT INTO events ({COLUMNS}) VALUES ");
             push_rows(&mut sql, events.len(), 1, "");
-            sql.push_str(" RETURNING log_offset");
-            let mut query = sqlx::query_scalar::<_, i64>(&sql);
+            let mut query = sqlx::query(&sql);
             for (offset, (event, id)) in (new_head + 1 - n..).zip(events.iter().zip(&ids)) {
                 query = bind_event(query.bind(to_i64(offset)?), event, id, source, &time_text);
             }
-            query.fetch_all(&mut *conn).await.map_err(db_error)?;
+            query.execute(&mut *conn).await.map_err(db_error)?;
             new_head
         }
     };
@@ -188,13 +191,13 @@ fn push_rows(sql: &mut String, rows: usize, first: usize, cast: &str) {
 }
 
 /// Binds an event's columns after its offset (or its place in the batch).
-fn bind_event<'q, O>(
-    query: sqlx::query::QueryScalar<'q, Any, O, AnyArguments<'q>>,
+fn bind_event<'q>(
+    query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
     event: &NewEvent,
     id: &EventId,
     source: &str,
     time: &str,
-) -> sqlx::query::QueryScalar<'q, Any, O, AnyArguments<'q>> {
+) -> sqlx::query::Query<'q, Any, AnyArguments<'q>> {
     query
         .bind(id.to_string())
         .bind(event.data.event_type().as_str())

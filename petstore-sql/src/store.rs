@@ -556,30 +556,13 @@ impl Store for SqlStore {
                 .map_err(|_| closed())?;
             return answer.await.map_err(|_| closed())?;
         }
-        let shared = &self.shared;
-        let started = Instant::now();
-        let outcome = async {
-            let WriteTx { mut tx, _guard } = shared.begin_write().await?;
-            match apply_change(&mut tx, shared, change, source).await {
-                Ok(events) => {
-                    tx.commit().await.map_err(db_error)?;
-                    Ok(events)
-                }
-                Err(e) => {
-                    // Dropping the transaction rolls back too; saying so returns the
-                    // connection clean at once.
-                    let _ = tx.rollback().await;
-                    Err(e)
-                }
-            }
-        }
-        .await;
-        shared.record_transaction(started, std::slice::from_ref(&outcome));
-        let events = outcome?;
-        if !events.is_empty() {
-            shared.wake.notify_one();
-        }
-        Ok(events.into_iter().map(Arc::new).collect())
+        let mut outcomes = commit_changes(&self.shared, vec![(change, source.to_owned())]).await;
+        outcomes.pop().unwrap_or_else(|| {
+            Err(Error::new(
+                ErrorKind::Internal,
+                "a commit without an outcome",
+            ))
+        })
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
@@ -648,47 +631,69 @@ async fn run_committer(
             .drain(..)
             .map(|q| ((q.change, q.source), q.reply))
             .unzip();
-        let started = Instant::now();
-        let outcomes = match commit_group(&shared, changes).await {
-            Ok(outcomes) => outcomes,
-            Err(e) => replies
-                .iter()
-                .map(|_| Err(Error::new(e.kind(), e.message().to_owned())))
-                .collect(),
-        };
-        shared.record_transaction(started, &outcomes);
-        metrics::histogram!(telemetry::DB_COMMIT_GROUP_SIZE).record(outcomes.len() as f64);
-        if outcomes
-            .iter()
-            .any(|o| o.as_ref().is_ok_and(|e| !e.is_empty()))
-        {
-            shared.wake.notify_one();
-        }
+        metrics::histogram!(telemetry::DB_COMMIT_GROUP_SIZE).record(changes.len() as f64);
+        let outcomes = commit_changes(&shared, changes).await;
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome.map(|events| events.into_iter().map(Arc::new).collect()));
+            let _ = reply.send(outcome);
         }
     }
 }
 
-/// One transaction for `changes`; the outcome of each, in order. `Err` when the
-/// transaction itself failed (nothing committed).
+/// Commits `changes` in one transaction ([`commit_group`]), records it, and wakes the
+/// follower when events were appended; the outcome of each change, in order. When the
+/// transaction itself fails, the first change gets its error and the others a copy.
+async fn commit_changes(
+    shared: &Shared,
+    changes: Vec<(Change, String)>,
+) -> Vec<Result<Vec<Arc<Event>>>> {
+    let n = changes.len();
+    let started = Instant::now();
+    let outcomes = match commit_group(shared, changes).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            let copies: Vec<_> = (1..n)
+                .map(|_| Err(Error::new(e.kind(), e.message().to_owned())))
+                .collect();
+            std::iter::once(Err(e)).chain(copies).collect()
+        }
+    };
+    shared.record_transaction(started, &outcomes);
+    if outcomes
+        .iter()
+        .any(|o| o.as_ref().is_ok_and(|e| !e.is_empty()))
+    {
+        shared.wake.notify_one();
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.map(|events| events.into_iter().map(Arc::new).collect()))
+        .collect()
+}
+
+/// One transaction for `changes` (one change on PostgreSQL, a group on SQLite); the
+/// outcome of each, in order. `Err` when the transaction itself failed (nothing
+/// committed).
 async fn commit_group(
     shared: &Shared,
     changes: Vec<(Change, String)>,
 ) -> Result<Vec<Result<Vec<Event>>>> {
     let WriteTx { mut tx, _guard } = shared.begin_write().await?;
-    let alone = changes.len() == 1;
+    let mut changes = changes;
+    if changes.len() == 1 {
+        // Alone: no savepoint, the transaction is the change's.
+        let (change, source) = changes.remove(0);
+        let outcome = apply_change(&mut tx, shared, change, &source).await;
+        if outcome.is_err() {
+            // Dropping the transaction rolls back too; saying so returns the
+            // connection clean at once.
+            let _ = tx.rollback().await;
+        } else {
+            tx.commit().await.map_err(db_error)?;
+        }
+        return Ok(vec![outcome]);
+    }
     let mut outcomes = Vec::with_capacity(changes.len());
     for (change, source) in changes {
-        if alone {
-            let outcome = apply_change(&mut tx, shared, change, &source).await;
-            if outcome.is_err() {
-                let _ = tx.rollback().await;
-                return Ok(vec![outcome]);
-            }
-            outcomes.push(outcome);
-            continue;
-        }
         savepoint(&mut tx, "SAVEPOINT petstore_change").await?;
         let outcome = apply_change(&mut tx, shared, change, &source).await;
         if outcome.is_err() {
