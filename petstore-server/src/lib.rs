@@ -5,6 +5,7 @@ pub mod config;
 mod connections;
 mod http;
 pub mod jwks;
+mod log_format;
 mod log_writer;
 #[cfg(feature = "otlp")]
 mod otlp;

@@ -31,9 +31,9 @@ use metrics::{
 use metrics_exporter_prometheus::PrometheusRecorder;
 use petstore_server::telemetry;
 use tracing::subscriber::Interest;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use super::{Config, new_pet};
 use crate::load::{Call, closed_loop, expect};
@@ -167,7 +167,7 @@ pub(crate) fn install() -> anyhow::Result<()> {
         .context("starting the log writer")?;
     let _ = LOG_GUARD.set(guard);
     tracing_subscriber::registry()
-        .with(EnvFilter::new(telemetry::DEFAULT_LOG_FILTER))
+        .with(telemetry::default_log_filter())
         .with(LogSwitch)
         .with(logs)
         .try_init()
