@@ -14,6 +14,8 @@ mod log;
 mod memory;
 mod money;
 mod order;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod pet;
 mod rate;
 mod rules;

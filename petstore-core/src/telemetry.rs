@@ -15,6 +15,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Requests, calls and operations served: counter with `protocol` (`http`, `grpc`,
@@ -98,9 +99,9 @@ const MAX_CACHED: usize = 1024;
 
 /// [`REQUESTS_TOTAL`] and [`REQUEST_DURATION_SECONDS`] for one protocol, with the
 /// recorder's handles registered once per (operation, outcome) and kept: recording a
-/// request that was seen before costs a hash of its labels, a shared read lock and
-/// two atomic updates, with no allocation and no lookup in the recorder's registry
-/// (which builds an owned key per call). Share one per protocol (e.g. in an `Arc`).
+/// request that this thread saw before costs a hash of its labels, a lookup in the
+/// thread's own cache and the recorder's two atomic updates, with no allocation, no
+/// lock and no lookup in the recorder's registry (which builds an owned key per call). Share one per protocol (e.g. in an `Arc`).
 ///
 /// The operation is given in parts that are joined with a space (`["GET",
 /// "/v1/pets/{id}"]` is `GET /v1/pets/{id}`), so that callers need not build the
@@ -115,8 +116,27 @@ const MAX_CACHED: usize = 1024;
 /// ```
 pub struct RequestMetrics {
     protocol: &'static str,
+    /// Tells the instances apart in the threads' caches.
+    id: u64,
     hasher: std::hash::RandomState,
-    handles: std::sync::RwLock<HashMap<u64, Vec<Handles>>>,
+    handles: std::sync::RwLock<HashMap<u64, Vec<Arc<Handles>>>>,
+}
+
+/// Numbers the [`RequestMetrics`] of the process.
+static NEXT_METRICS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Most handles a thread keeps in its cache (of every [`RequestMetrics`] together)
+/// before it starts it afresh.
+const MAX_THREAD_CACHED: usize = 4 * MAX_CACHED;
+
+/// Handles by (instance, label hash).
+type ThreadHandles = HashMap<(u64, u64), Vec<Arc<Handles>>>;
+
+thread_local! {
+    /// This thread's copy of the handles it used: found without touching memory that
+    /// other cores write, as the shared map's read lock does.
+    static THREAD_HANDLES: std::cell::RefCell<ThreadHandles> =
+        std::cell::RefCell::new(HashMap::new());
 }
 
 /// The handles of one (operation, outcome).
@@ -140,6 +160,7 @@ impl RequestMetrics {
     pub fn new(protocol: &'static str) -> Self {
         Self {
             protocol,
+            id: NEXT_METRICS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             hasher: std::hash::RandomState::new(),
             handles: Default::default(),
         }
@@ -158,6 +179,28 @@ impl RequestMetrics {
         let hash = hasher.finish();
         let seconds = elapsed.as_secs_f64();
         let matches = |h: &Handles| &*h.outcome == outcome && joined(&h.operation, operation);
+        let key = (self.id, hash);
+        let cached = THREAD_HANDLES.try_with(|cache| {
+            let cache = cache.try_borrow().ok()?;
+            let h = cache.get(&key)?.iter().find(|h| matches(h))?;
+            h.requests.increment(1);
+            h.latency.record(seconds);
+            Some(())
+        });
+        if let Ok(Some(())) = cached {
+            return;
+        }
+        let keep = |h: &Arc<Handles>| {
+            // A thread that is ending has no cache left: nothing to keep.
+            let _ = THREAD_HANDLES.try_with(|cache| {
+                if let Ok(mut cache) = cache.try_borrow_mut() {
+                    if cache.len() >= MAX_THREAD_CACHED {
+                        cache.clear();
+                    }
+                    cache.entry(key).or_default().push(h.clone());
+                }
+            });
+        };
         {
             let handles = self.handles.read().unwrap_or_else(|p| p.into_inner());
             if let Some(h) = handles
@@ -166,6 +209,7 @@ impl RequestMetrics {
             {
                 h.requests.increment(1);
                 h.latency.record(seconds);
+                keep(h);
                 return;
             }
         }
@@ -191,8 +235,8 @@ impl RequestMetrics {
         h.latency.record(seconds);
         let same = handles.entry(hash).or_default();
         // Another task may have registered the same pair meanwhile: keep one.
-        if !same.iter().any(matches) {
-            same.push(h);
+        if !same.iter().any(|h| matches(h)) {
+            same.push(Arc::new(h));
         }
     }
 }
@@ -267,7 +311,86 @@ pub(crate) fn subscriber_cut_off(missed: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::joined;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    use super::*;
+
+    /// Counters by their name and labels (`name{k=v,...}`); no gauges or histograms.
+    #[derive(Default)]
+    struct Counters(Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+    impl Counters {
+        fn get(&self, series: &str) -> u64 {
+            let counters = self.0.lock().unwrap();
+            counters
+                .get(series)
+                .map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+    }
+
+    impl Recorder for Counters {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let series = format!("{}{{{}}}", key.name(), labels.join(","));
+            let counter = self.0.lock().unwrap().entry(series).or_default().clone();
+            Counter::from_arc(counter)
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// Every request lands in its own series, whichever thread records it and whatever
+    /// the threads cached before, and two instances never share a thread's cache.
+    #[test]
+    fn requests_are_counted_in_their_own_series_from_every_thread() {
+        let recorder = Counters::default();
+        let http = RequestMetrics::new("http");
+        let grpc = RequestMetrics::new("grpc");
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    metrics::with_local_recorder(&recorder, || {
+                        for i in 0..300 {
+                            let outcome = if i % 3 == 0 { "404" } else { "200" };
+                            http.record(&["GET", "/v1/pets/{id}"], outcome, Duration::ZERO);
+                            grpc.record(&["/petstore.v1.PetStore/GetPet"], "OK", Duration::ZERO);
+                            if i % 10 == 0 {
+                                http.record(&["POST", "/v1/pets"], "201", Duration::ZERO);
+                            }
+                        }
+                    });
+                });
+            }
+        });
+        let series = |protocol: &str, operation: &str, outcome: &str| {
+            recorder.get(&format!(
+                "{REQUESTS_TOTAL}{{protocol={protocol},operation={operation},outcome={outcome}}}"
+            ))
+        };
+        assert_eq!(series("http", "GET /v1/pets/{id}", "200"), 800);
+        assert_eq!(series("http", "GET /v1/pets/{id}", "404"), 400);
+        assert_eq!(series("http", "POST /v1/pets", "201"), 120);
+        assert_eq!(series("grpc", "/petstore.v1.PetStore/GetPet", "OK"), 1200);
+        assert_eq!(series("http", "/petstore.v1.PetStore/GetPet", "OK"), 0);
+    }
 
     #[test]
     fn joined_parts_match_only_the_joined_string() {

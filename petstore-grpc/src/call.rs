@@ -115,12 +115,16 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         request_id = %id,
         sub = tracing::field::Empty,
     );
+    #[cfg(feature = "opentelemetry")]
+    if let Some(traceparent) = context.traceparent() {
+        traceparent.continue_in(&span);
+    }
     let call = async move {
         let mut response = next.run(request).await;
         let elapsed = started.elapsed();
         let outcome = outcome(&response);
+        // The method is the span's, written with the line: not repeated.
         tracing::info!(
-            method = %method,
             code = outcome,
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             "call answered"

@@ -293,7 +293,7 @@ where
         );
         #[cfg(feature = "opentelemetry")]
         if let Some(traceparent) = context.traceparent() {
-            crate::otel::continue_trace(&span, traceparent);
+            traceparent.continue_in(&span);
         }
         let serve = async move {
             let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
@@ -308,9 +308,8 @@ where
             let response = finish(&shared.edge, response, &exit);
             let elapsed = started.elapsed();
             let status = response.status().as_u16();
+            // Method and route are the span's, written with the line: not repeated.
             tracing::info!(
-                %method,
-                route = %route,
                 status,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
                 "request finished"

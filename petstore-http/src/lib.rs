@@ -5,8 +5,6 @@ mod client;
 mod edge;
 mod health;
 mod json;
-#[cfg(feature = "opentelemetry")]
-mod otel;
 mod problem;
 mod rate;
 mod request_id;

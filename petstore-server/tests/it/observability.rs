@@ -240,7 +240,8 @@ fn the_binary_starts_and_stops_quietly_and_never_logs_a_token() {
         );
         if entry["fields"]["message"] == "request finished" {
             finished += 1;
-            assert_eq!(entry["fields"]["route"], "/v1/pets", "{line}");
+            assert_eq!(entry["span"]["route"], "/v1/pets", "{line}");
+            assert_eq!(entry["span"]["method"], "GET", "{line}");
             assert_eq!(entry["fields"]["status"], 200, "{line}");
             assert_eq!(entry["span"]["sub"], "developer", "{line}");
             assert!(entry["span"]["request_id"].is_string(), "{line}");

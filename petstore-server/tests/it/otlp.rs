@@ -16,11 +16,18 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use tokio::sync::mpsc;
 
+use petstore_grpc::pb;
+use petstore_grpc::pb::pet_service_client::PetServiceClient;
+
 use crate::support::binary::Binary;
+use crate::support::grpc::{connect, with_auth};
 use crate::support::{new_pet, serve, within};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
+/// The gRPC caller's trace.
+const GRPC_TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const GRPC_PARENT_ID: &str = "b7ad6b7169203331";
 
 /// An attribute's value as text (strings as they are, numbers formatted).
 fn value(attributes: &[KeyValue], key: &str) -> Option<String> {
@@ -50,10 +57,11 @@ fn hex(bytes: &[u8]) -> String {
 /// in the caller's trace, its parent the caller's span, carrying the request's span
 /// attributes (method, route template, request id, the token's subject) and the
 /// "request finished" event with the status; a request without one starts a trace of
-/// its own. Spans still batched when the server stops (Ctrl-C) are sent before it
-/// exits.
+/// its own. A gRPC call with `traceparent` metadata is exported as a `grpc_call` span in
+/// its caller's trace in the same way. Spans still batched when the server stops
+/// (Ctrl-C) are sent before it exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rest_write_is_exported_over_otlp_in_the_callers_trace() {
+async fn a_rest_write_and_a_grpc_call_are_exported_over_otlp_in_their_callers_traces() {
     let (tx, mut exports) = mpsc::unbounded_channel::<(HeaderMap, ExportTraceServiceRequest)>();
     let receiver = axum::Router::new().route(
         "/v1/traces",
@@ -100,14 +108,40 @@ async fn a_rest_write_is_exported_over_otlp_in_the_callers_trace() {
         .to_str()
         .unwrap()
         .to_owned();
+    let mut pets = PetServiceClient::new(connect(server.grpc.clone()).await);
+    let mut call = with_auth(
+        pb::GetPetRequest {
+            id: "00000000-0000-7000-8000-000000000000".into(),
+        },
+        Some(&format!("Bearer {}", server.dev_token)),
+    );
+    call.metadata_mut().insert(
+        "traceparent",
+        format!("00-{GRPC_TRACE_ID}-{GRPC_PARENT_ID}-01")
+            .parse()
+            .unwrap(),
+    );
+    let answered = pets.get_pet(call).await.expect_err("no such pet");
+    assert_eq!(answered.code(), tonic::Code::NotFound, "{answered:?}");
+    let grpc_id = answered
+        .metadata()
+        .get("x-request-id")
+        .expect("the call's request id")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    drop(pets);
     let exit = server.interrupt().await;
     assert!(exit.success(), "exit status {exit}");
 
     // Every span exported, by request id.
     let mut spans: HashMap<String, Span> = HashMap::new();
     let mut service_names = Vec::new();
-    within("both requests' spans at the OTLP receiver", async {
-        while !(spans.contains_key(&request_id) && spans.contains_key(&other_id)) {
+    within("the three requests' spans at the OTLP receiver", async {
+        while ![&request_id, &other_id, &grpc_id]
+            .iter()
+            .all(|id| spans.contains_key(*id))
+        {
             let (headers, export) = exports.recv().await.expect("the receiver runs");
             assert_eq!(
                 headers[header::CONTENT_TYPE],
@@ -157,4 +191,30 @@ async fn a_rest_write_is_exported_over_otlp_in_the_callers_trace() {
     assert_ne!(hex(&other.trace_id), TRACE_ID, "a trace of its own");
     assert_eq!(other.trace_id.len(), 16);
     assert!(other.parent_span_id.is_empty(), "a root span");
+
+    let call = &spans[&grpc_id];
+    assert_eq!(call.name, "grpc_call");
+    assert_eq!(
+        hex(&call.trace_id),
+        GRPC_TRACE_ID,
+        "the gRPC caller's trace"
+    );
+    assert_eq!(
+        hex(&call.parent_span_id),
+        GRPC_PARENT_ID,
+        "the gRPC caller's span"
+    );
+    assert_eq!(
+        value(&call.attributes, "method").as_deref(),
+        Some("/petstore.v1.PetService/GetPet")
+    );
+    let answered = call
+        .events
+        .iter()
+        .find(|e| e.name == "call answered")
+        .unwrap_or_else(|| panic!("no 'call answered' event: {:?}", call.events));
+    assert_eq!(
+        value(&answered.attributes, "code").as_deref(),
+        Some("NOT_FOUND")
+    );
 }

@@ -14,6 +14,8 @@ pub(crate) struct Binary {
     child: Child,
     /// The HTTP base URL (`http://127.0.0.1:port`).
     pub(crate) http: String,
+    /// The gRPC base URL (`http://127.0.0.1:port`).
+    pub(crate) grpc: String,
     /// The development token from the banner.
     pub(crate) dev_token: String,
     log: Arc<Mutex<Vec<String>>>,
@@ -58,6 +60,12 @@ impl Binary {
             .unwrap_or_else(|| panic!("no REST line in the banner: {banner:?}"))
             .trim_end_matches("/v1/pets")
             .to_owned();
+        let grpc = banner
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix("gRPC"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no gRPC line in the banner: {banner:?}"))
+            .to_owned();
         let dev_token = banner
             .iter()
             .skip_while(|l| !l.starts_with("Development token"))
@@ -67,6 +75,7 @@ impl Binary {
         Binary {
             child,
             http,
+            grpc,
             dev_token,
             log,
         }
