@@ -1,5 +1,5 @@
-//! The behaviour suite every [`Store`] / [`EventLog`] backend runs: one test per rule
-//! of the traits' `# Behavior` sections.
+//! The behaviour suite every [`Store`] / [`EventLog`](crate::EventLog) backend runs:
+//! one test per rule of the traits' `# Behavior` sections.
 //!
 //! ```ignore
 //! petstore_core::store_behaviour_tests!(|config| my_backend::Store::new(config));
