@@ -186,6 +186,13 @@ fn set(on: bool) -> anyhow::Result<()> {
     // Diagnosis: `PETSTORE_BENCH_OBS_ONLY=logs` (or `metrics`) switches only that half,
     // the other staying off on both sides, to see which half costs what.
     let only = std::env::var("PETSTORE_BENCH_OBS_ONLY").unwrap_or_default();
+    // Profiling: `PETSTORE_BENCH_OBS_SIDE=a` (or `b`) runs both sides as that one, so
+    // that a profile of the run is one side's alone.
+    let on = match std::env::var("PETSTORE_BENCH_OBS_SIDE").as_deref() {
+        Ok("a") => false,
+        Ok("b") => true,
+        _ => on,
+    };
     METRICS_ON.store(on && only != "logs", Ordering::Relaxed);
     let on = on && only != "metrics";
     if LOGS_ON.swap(on, Ordering::Relaxed) != on {
