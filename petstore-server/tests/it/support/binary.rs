@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{read_banner, until};
+use super::{banner_address, read_banner, until};
 
 /// A running `petstore-server` process (killed when dropped).
 pub(crate) struct Binary {
@@ -53,19 +53,12 @@ impl Binary {
             }
         });
         let banner = read_banner(child.stdout.take().expect("stdout")).await;
-        let http = banner
-            .iter()
-            .find_map(|l| l.trim_start().strip_prefix("REST"))
-            .and_then(|rest| rest.split_whitespace().next())
+        let http = banner_address(&banner, "REST")
             .unwrap_or_else(|| panic!("no REST line in the banner: {banner:?}"))
             .trim_end_matches("/v1/pets")
             .to_owned();
-        let grpc = banner
-            .iter()
-            .find_map(|l| l.trim_start().strip_prefix("gRPC"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no gRPC line in the banner: {banner:?}"))
-            .to_owned();
+        let grpc = banner_address(&banner, "gRPC")
+            .unwrap_or_else(|| panic!("no gRPC line in the banner: {banner:?}"));
         let dev_token = banner
             .iter()
             .skip_while(|l| !l.starts_with("Development token"))

@@ -96,6 +96,16 @@ pub(crate) fn new_pet(name: &str) -> Value {
     json!({ "name": name, "species": "dog", "price": { "amount": "10.00", "currency": "USD" } })
 }
 
+/// The first word after `service` at the start of a banner line (`REST`, `gRPC`, ...):
+/// that service's address.
+pub(crate) fn banner_address(banner: &[String], service: &str) -> Option<String> {
+    banner
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix(service))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+}
+
 /// Reads a `petstore-server` child's stdout up to the end of its banner (the line
 /// saying "Press Ctrl-C"), bounded, then keeps draining it in the background so that
 /// the child never blocks on a full pipe. Returns the banner's lines.

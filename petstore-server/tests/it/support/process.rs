@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-use super::{read_banner, within};
+use super::{banner_address, read_banner, within};
 
 /// The HS256 secret every instance of a suite shares (one store, one token).
 pub(crate) const JWT_SECRET: &str = "durability-suite-secret-0123456789abcdef";
@@ -71,12 +71,8 @@ impl Instance {
             .nth(1)
             .map(|l| l.trim().to_owned())
             .unwrap_or_else(|| panic!("no token in the banner:\n{text}"));
-        let grpc = printed
-            .iter()
-            .find_map(|l| l.trim_start().strip_prefix("gRPC"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no gRPC address in the banner:\n{text}"))
-            .to_owned();
+        let grpc = banner_address(&printed, "gRPC")
+            .unwrap_or_else(|| panic!("no gRPC address in the banner:\n{text}"));
         let store_line = printed
             .iter()
             .find(|l| l.trim_start().starts_with("store "))
