@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Bytes a thread's buffer holds before its new lines are dropped (about 4,000 typical
-/// lines).
-pub(crate) const BUFFER_BYTES: usize = 1024 * 1024;
+/// Bytes a thread's buffer holds before its new lines are dropped (about 1,000 typical
+/// lines; a busy server thread writes a tenth of that between two collections, and a
+/// buffer half full is collected at once). Memory is bounded by this per logging
+/// thread while the output stalls.
+pub(crate) const BUFFER_BYTES: usize = 256 * 1024;
 /// How long the writer thread lets a batch gather after its first line.
 const BATCH_WINDOW: Duration = Duration::from_millis(10);
 /// The writer thread also looks at the buffers this often without being woken.

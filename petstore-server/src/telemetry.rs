@@ -99,7 +99,7 @@ impl Drop for LogGuard {
 /// written to `out` by a writer thread of its own.
 ///
 /// A request's task only formats its line and appends it to its thread's buffer in
-/// memory (at most 1 MiB a thread); the writer thread collects the buffers in batches,
+/// memory (at most 256 KiB a thread); the writer thread collects the buffers in batches,
 /// woken by the first line of each and waiting 10 ms for the rest, merges them by
 /// timestamp and writes them out, so that a busy server makes a few `write` calls per
 /// second rather than one per line, no lock moves between cores on every line, and a

@@ -245,6 +245,14 @@ async fn measure(cfg: &Config, stack: &Stack, rows: &mut Vec<Row>) -> anyhow::Re
         },
     )
     .await?;
+    // A dropped line is work B did not do: the figure would flatter it.
+    let dropped = LOG_GUARD
+        .get()
+        .map_or(0, telemetry::LogGuard::dropped_lines);
+    anyhow::ensure!(
+        dropped == 0,
+        "{dropped} log lines were dropped (a full buffer): B did not write them all"
+    );
     rows.push(
         Row::new(
             SCENARIO,
