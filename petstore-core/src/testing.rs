@@ -37,7 +37,7 @@ use crate::{
 
 mod recording;
 mod skip;
-pub use recording::{Commits, RecordingStore};
+pub use recording::{Commits, Faults, RecordingStore};
 pub use skip::{
     DATABASE_URL, REQUIRE_ALL, database_url, env_or_skip, every_test_required, program_or_skip,
     skip,

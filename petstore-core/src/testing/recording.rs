@@ -1,7 +1,9 @@
 //! A [`Store`] that remembers every commit made through it, so that a test can tell
 //! whether a request wrote anything at all: payments, idempotency keys and payment
-//! notice records included, which no listing of the service shows.
+//! notice records included, which no listing of the service shows; and that fails on
+//! demand ([`Faults`]), so that a test can see how a store failure is reported.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{Change, IdempotencyRecord, Snapshot, Store, Write};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventFilter, ResumeToken};
 use crate::id::{OrderId, PaymentId, PetId};
 use crate::log::{EventBatch, EventLog, Subscription};
@@ -17,8 +19,9 @@ use crate::order::{Order, OrderQuery, Payment};
 use crate::pet::{Inventory, Pet, PetQuery};
 use crate::user::User;
 
-/// Wraps a backend and records the writes of every successful [`Store::commit`];
-/// everything else goes straight to the backend.
+/// Wraps a backend and records the writes of every successful [`Store::commit`], and
+/// fails with `Unavailable` where its [`Faults`] say so; everything else goes straight
+/// to the backend.
 ///
 /// ```ignore
 /// let backend = RecordingStore::new(MemoryStore::default());
@@ -31,6 +34,39 @@ use crate::user::User;
 pub struct RecordingStore<S> {
     inner: S,
     commits: Commits,
+    faults: Arc<Faults>,
+}
+
+/// The failures a [`RecordingStore`] injects, switched on by the test (none at first).
+#[derive(Debug)]
+pub struct Faults {
+    /// Reads of one order fail.
+    pub order_reads: AtomicBool,
+    /// How many of the next subscriptions fail at their first item.
+    pub subscriptions: AtomicUsize,
+    /// How many more commits succeed; the ones after fail.
+    pub commits: AtomicUsize,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            order_reads: AtomicBool::new(false),
+            subscriptions: AtomicUsize::new(0),
+            commits: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// Takes one from a counter; `false` when it was at zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn unavailable() -> Error {
+    Error::new(ErrorKind::Unavailable, "the database is unreachable")
 }
 
 impl<S: Store> RecordingStore<S> {
@@ -39,7 +75,14 @@ impl<S: Store> RecordingStore<S> {
         Self {
             inner,
             commits: Commits::default(),
+            faults: Arc::default(),
         }
+    }
+
+    /// The switches of the failures to inject (they stay usable after the store is
+    /// handed over).
+    pub fn faults(&self) -> Arc<Faults> {
+        self.faults.clone()
     }
 
     /// A handle on the record (it stays readable after the store is handed over).
@@ -93,6 +136,10 @@ impl<S: Store> EventLog for RecordingStore<S> {
         since: Option<ResumeToken>,
         filter: EventFilter,
     ) -> Result<Subscription> {
+        if take_one(&self.faults.subscriptions) {
+            let failed = futures_util::stream::iter([Err(unavailable())]);
+            return Ok(Subscription::from_stream(failed));
+        }
         self.inner.subscribe(since, filter).await
     }
 
@@ -117,6 +164,9 @@ impl<S: Store> Store for RecordingStore<S> {
     }
 
     async fn order(&self, id: &OrderId) -> Result<Option<Order>> {
+        if self.faults.order_reads.load(Ordering::SeqCst) {
+            return Err(unavailable());
+        }
         self.inner.order(id).await
     }
 
@@ -146,6 +196,9 @@ impl<S: Store> Store for RecordingStore<S> {
     }
 
     async fn commit(&self, change: Change, source: &str) -> Result<Vec<Arc<Event>>> {
+        if !take_one(&self.faults.commits) {
+            return Err(unavailable());
+        }
         let writes = change.writes.clone();
         // Concurrent commits may be recorded in either order; each is recorded once.
         let events = self.inner.commit(change, source).await?;
