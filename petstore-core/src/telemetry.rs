@@ -75,6 +75,256 @@ pub const DB_COMMIT_GROUP_SIZE: &str = "petstore_db_commit_group_size";
 /// read after each transaction: gauge.
 pub const DB_POOL_CONNECTIONS: &str = "petstore_db_pool_connections";
 
+/// The kind of series a [`Metric`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// A distribution of observed values.
+    Histogram,
+}
+
+/// One metric the Pet Store records: what [`METRICS`] lists for each name.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The metric's name, e.g. [`REQUESTS_TOTAL`].
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: MetricKind,
+    /// Its unit, when it has one.
+    pub unit: Option<metrics::Unit>,
+    /// One line of help text (Prometheus's `# HELP`).
+    pub help: &'static str,
+    /// A label whose values are a fixed set, with that set.
+    pub fixed_labels: Option<(&'static str, &'static [&'static str])>,
+    /// Whether [`describe_metrics`] registers the metric's series at zero (once per
+    /// value of [`Metric::fixed_labels`]): the counters and gauges whose zero is true
+    /// before anything happened. Not the MQTT bridge's, which the bridge sets when it
+    /// runs, nor the database's, nor the log head.
+    pub zero_at_start: bool,
+}
+
+/// The `kind` label values of [`OPEN_STREAMS`] and [`STREAMS_OPENED_TOTAL`]: every
+/// kind of stream the adapters open ([`OpenStream::new`] takes one of these).
+pub const STREAM_KINDS: &[&str] = &["sse", "websocket", "chat_websocket", "graphql_ws", "grpc"];
+
+/// Every metric the libraries record, with its kind, unit and help text, in the order
+/// of the server README's table.
+pub const METRICS: &[Metric] = &{
+    use MetricKind::{Counter, Gauge, Histogram};
+    use metrics::Unit::{Count, Seconds};
+    const fn m(name: &'static str, kind: MetricKind, help: &'static str) -> Metric {
+        Metric {
+            name,
+            kind,
+            unit: None,
+            help,
+            fixed_labels: None,
+            zero_at_start: false,
+        }
+    }
+    const fn unit(mut metric: Metric, unit: metrics::Unit) -> Metric {
+        metric.unit = Some(unit);
+        metric
+    }
+    /// Registered at zero, once per value of `label` (or once, without a label).
+    const fn zero(
+        mut metric: Metric,
+        labels: Option<(&'static str, &'static [&'static str])>,
+    ) -> Metric {
+        metric.fixed_labels = labels;
+        metric.zero_at_start = true;
+        metric
+    }
+    [
+        m(
+            REQUESTS_TOTAL,
+            Counter,
+            "Requests, calls, operations and commands served, by protocol, operation and outcome.",
+        ),
+        unit(
+            m(
+                REQUEST_DURATION_SECONDS,
+                Histogram,
+                "Latency of the requests counted in petstore_requests_total.",
+            ),
+            Seconds,
+        ),
+        zero(
+            m(OPEN_STREAMS, Gauge, "Streams open now, by kind."),
+            Some(("kind", STREAM_KINDS)),
+        ),
+        zero(
+            m(STREAMS_OPENED_TOTAL, Counter, "Streams opened, by kind."),
+            Some(("kind", STREAM_KINDS)),
+        ),
+        zero(
+            m(
+                SUBSCRIBER_CUTOFFS_TOTAL,
+                Counter,
+                "Live subscribers cut off for falling behind the log.",
+            ),
+            None,
+        ),
+        unit(
+            m(
+                SUBSCRIBER_LAG_EVENTS,
+                Histogram,
+                "Events a subscriber was behind when it was cut off.",
+            ),
+            Count,
+        ),
+        m(
+            LOG_HEAD_OFFSET,
+            Gauge,
+            "Offset of the newest event in the log.",
+        ),
+        zero(
+            m(LOG_EVENTS_TOTAL, Counter, "Events appended to the log."),
+            None,
+        ),
+        zero(
+            m(
+                RATE_LIMIT_REJECTIONS_TOTAL,
+                Counter,
+                "Requests refused by the rate limiter, by caller.",
+            ),
+            Some(("caller", &["authenticated", "anonymous"])),
+        ),
+        zero(
+            m(
+                WEBHOOK_ATTEMPTS_TOTAL,
+                Counter,
+                "Webhook delivery attempts, by outcome (succeeded: 2xx; failed: another answer; error: no answer).",
+            ),
+            Some(("outcome", &["succeeded", "failed", "error"])),
+        ),
+        unit(
+            m(
+                WEBHOOK_ATTEMPT_DURATION_SECONDS,
+                Histogram,
+                "Latency of webhook delivery attempts.",
+            ),
+            Seconds,
+        ),
+        zero(
+            m(
+                WEBHOOK_MESSAGES_TOTAL,
+                Counter,
+                "Webhook messages finished, by status.",
+            ),
+            Some(("status", &["succeeded", "failed"])),
+        ),
+        zero(
+            m(
+                WEBHOOK_QUEUE_DEPTH,
+                Gauge,
+                "Webhook messages being delivered or waiting for a retry.",
+            ),
+            None,
+        ),
+        zero(
+            m(
+                WEBHOOK_ENDPOINTS_DISABLED_TOTAL,
+                Counter,
+                "Webhook endpoints disabled by failures or a 410.",
+            ),
+            None,
+        ),
+        m(
+            MQTT_BRIDGE_CONNECTED,
+            Gauge,
+            "1 while the MQTT bridge is connected to its broker, else 0.",
+        ),
+        unit(
+            m(
+                MQTT_BRIDGE_LAG_EVENTS,
+                Gauge,
+                "Events between the log head and the MQTT bridge's last acknowledged event.",
+            ),
+            Count,
+        ),
+        m(
+            MQTT_BRIDGE_IN_FLIGHT,
+            Gauge,
+            "MQTT messages sent by the bridge and not yet acknowledged.",
+        ),
+        m(
+            MQTT_BRIDGE_PUBLISHED_TOTAL,
+            Counter,
+            "Events the MQTT bridge published and the broker acknowledged.",
+        ),
+        m(
+            DB_COMMITS_TOTAL,
+            Counter,
+            "Changes committed to the SQL store, by backend and outcome (ok, stale, error).",
+        ),
+        unit(
+            m(
+                DB_COMMIT_DURATION_SECONDS,
+                Histogram,
+                "Duration of each writing transaction, BEGIN to the end of COMMIT, by backend.",
+            ),
+            Seconds,
+        ),
+        unit(
+            m(
+                DB_COMMIT_GROUP_SIZE,
+                Histogram,
+                "Changes per SQLite transaction (group commit).",
+            ),
+            Count,
+        ),
+        m(
+            DB_POOL_CONNECTIONS,
+            Gauge,
+            "Connections of the SQL store's pool, by backend and state (open, idle).",
+        ),
+    ]
+};
+
+/// Gives the installed recorder the help text and unit of every metric in [`METRICS`]
+/// (the `# HELP` lines of a Prometheus exposition), and registers at zero the series
+/// whose labels are a fixed set (stream kinds, webhook outcomes, rate-limit callers,
+/// the log's counters), so that dashboards and alerts see them before the first
+/// event. A series that exists already keeps its value. Call it once after installing
+/// a recorder; without one it does nothing.
+pub fn describe_metrics() {
+    for metric in METRICS {
+        let help = metrics::SharedString::const_str(metric.help);
+        match (metric.kind, metric.unit) {
+            (MetricKind::Counter, Some(unit)) => {
+                metrics::describe_counter!(metric.name, unit, help)
+            }
+            (MetricKind::Counter, None) => metrics::describe_counter!(metric.name, help),
+            (MetricKind::Gauge, Some(unit)) => metrics::describe_gauge!(metric.name, unit, help),
+            (MetricKind::Gauge, None) => metrics::describe_gauge!(metric.name, help),
+            (MetricKind::Histogram, Some(unit)) => {
+                metrics::describe_histogram!(metric.name, unit, help)
+            }
+            (MetricKind::Histogram, None) => metrics::describe_histogram!(metric.name, help),
+        }
+        if !metric.zero_at_start {
+            continue;
+        }
+        let register = |labels: &[(&'static str, &'static str)]| match metric.kind {
+            MetricKind::Counter => metrics::counter!(metric.name, labels).increment(0),
+            MetricKind::Gauge => metrics::gauge!(metric.name, labels).increment(0.0),
+            MetricKind::Histogram => {}
+        };
+        match metric.fixed_labels {
+            Some((label, values)) => {
+                for value in values {
+                    register(&[(label, value)]);
+                }
+            }
+            None => register(&[]),
+        }
+    }
+}
+
 /// Counts one finished request in [`REQUESTS_TOTAL`] and records its latency in
 /// [`REQUEST_DURATION_SECONDS`].
 pub fn record_request(
@@ -273,6 +523,10 @@ impl OpenStream {
     /// Counts a stream of `kind` as open (call it inside the request's
     /// [`crate::RequestContext`] so that the span carries the request id).
     pub fn new(kind: &'static str) -> Self {
+        debug_assert!(
+            STREAM_KINDS.contains(&kind),
+            "a stream kind of STREAM_KINDS: {kind}"
+        );
         metrics::gauge!(OPEN_STREAMS, "kind" => kind).increment(1.0);
         metrics::counter!(STREAMS_OPENED_TOTAL, "kind" => kind).increment(1);
         let context = crate::RequestContext::current();
@@ -355,6 +609,43 @@ mod tests {
         fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
             Histogram::noop()
         }
+    }
+
+    /// Describing the metrics registers every fixed counter series at zero and leaves
+    /// one that has counted already as it was; the table names each metric once.
+    #[test]
+    fn describing_registers_the_fixed_series_and_keeps_their_values() {
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            metrics::counter!(RATE_LIMIT_REJECTIONS_TOTAL, "caller" => "anonymous").increment(3);
+            describe_metrics();
+        });
+        let registered: Vec<String> = counters.0.lock().unwrap().keys().cloned().collect();
+        for series in [
+            "petstore_rate_limit_rejections_total{caller=authenticated}",
+            "petstore_webhook_attempts_total{outcome=error}",
+            "petstore_streams_opened_total{kind=graphql_ws}",
+            "petstore_log_events_total{}",
+        ] {
+            assert!(
+                registered.iter().any(|r| r == series),
+                "{series} in {registered:?}"
+            );
+        }
+        assert_eq!(
+            counters.get("petstore_rate_limit_rejections_total{caller=anonymous}"),
+            3
+        );
+        assert!(
+            !registered
+                .iter()
+                .any(|r| r.starts_with(MQTT_BRIDGE_PUBLISHED_TOTAL)),
+            "the bridge registers its own: {registered:?}"
+        );
+        let mut names: Vec<&str> = METRICS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len());
     }
 
     /// Every request lands in its own series, whichever thread records it and whatever

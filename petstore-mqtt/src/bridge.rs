@@ -925,7 +925,10 @@ impl Runner {
             }
         })
         .await;
-        tracing::info!(last_acked = ?self.last_acked, "MQTT bridge stopped");
+        tracing::info!(
+            last_acked = self.last_acked.map(tracing::field::display),
+            "MQTT bridge stopped"
+        );
     }
 }
 

@@ -634,6 +634,10 @@ fn health_router(health: &Health) -> Router {
 pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
     // Checked before anything starts: a bad value must not leave tasks running.
     Duration::try_from_secs_f64(args.drain_delay).context("--drain-delay: a number of seconds")?;
+    // The recorder first, so that the store's opening and seeding are counted too.
+    if !args.no_metrics {
+        crate::telemetry::prometheus();
+    }
     let storage = open_storage(&args).await?;
     start_with_storage(storage, args).await
 }
@@ -681,6 +685,10 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
         && let Some(handle) = crate::telemetry::prometheus()
     {
         app = app.merge(crate::telemetry::metrics_router(handle));
+    }
+    // The log head as the store holds it at start (commits move it on from here).
+    if let Ok(head) = store.head().await {
+        metrics::gauge!(petstore_core::telemetry::LOG_HEAD_OFFSET).set(head.offset as f64);
     }
     tasks.push(tokio::spawn(async move {
         webhooks.run().await;

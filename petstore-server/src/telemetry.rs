@@ -195,7 +195,9 @@ pub fn prometheus_builder() -> Result<PrometheusBuilder, metrics_exporter_promet
 
 /// The process's Prometheus recorder, installed as the global `metrics` recorder on
 /// the first call (a process has one; servers started in the same process share it).
-/// `None` when another recorder was installed first.
+/// On that call it also gives it every metric's help text and its zero series
+/// ([`petstore_core::telemetry::describe_metrics`]). `None` when another recorder was
+/// installed first.
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -208,7 +210,10 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 }
             };
             match builder.install_recorder() {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    petstore_core::telemetry::describe_metrics();
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "a metrics recorder is installed already; /metrics is not served");
                     None

@@ -15,6 +15,8 @@ use petstore_server::ServerArgs;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::support::binary::Binary;
+use crate::support::exposition::parse;
 use crate::support::mqtt as mqtt_client;
 use crate::support::{WAIT, new_pet, serve, start_with, within};
 
@@ -248,4 +250,76 @@ fn the_binary_starts_and_stops_quietly_and_never_logs_a_token() {
         }
     }
     assert_eq!(finished, 1, "one INFO line for the one request: {log:#?}");
+}
+
+/// A server that has served nothing yet (the binary, without MQTT) exposes, with its
+/// help text, every series whose zero is already true: the open-stream gauges and
+/// opened-stream counters of every kind, the rate-limit, cut-off and webhook counters
+/// of every label value, the webhook queue. The log head and the events counter agree
+/// with the seeded catalogue's events, and the head with `/v1/events`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_exposes_its_fixed_series_at_zero_with_their_help() {
+    use petstore_core::telemetry::{LOG_EVENTS_TOTAL, LOG_HEAD_OFFSET, METRICS};
+    let server = Binary::start(&[]).await;
+    let text = reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = parse(&text);
+    let value = |name: &str, label: Option<(&str, &str)>| -> f64 {
+        let found: Vec<f64> = samples
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|s| match label {
+                Some((k, v)) => s.labels.get(k).map(String::as_str) == Some(v),
+                None => s.labels.is_empty(),
+            })
+            .map(|s| s.value)
+            .collect();
+        assert_eq!(found.len(), 1, "one series {name} {label:?} in:\n{text}");
+        found[0]
+    };
+    let mut checked = 0;
+    for metric in METRICS.iter().filter(|m| m.zero_at_start) {
+        assert!(
+            text.contains(&format!("# HELP {} {}\n", metric.name, metric.help)),
+            "no help for {} in:\n{text}",
+            metric.name
+        );
+        let expected = |name: &str| {
+            if name == LOG_EVENTS_TOTAL {
+                None
+            } else {
+                Some(0.0)
+            }
+        };
+        let series: Vec<Option<(&str, &str)>> = match metric.fixed_labels {
+            Some((label, values)) => values.iter().map(|v| Some((label, *v))).collect(),
+            None => vec![None],
+        };
+        for label in series {
+            if let Some(want) = expected(metric.name) {
+                assert_eq!(value(metric.name, label), want, "{} {label:?}", metric.name);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} series checked");
+    let head = value(LOG_HEAD_OFFSET, None);
+    assert!(head > 0.0, "the seeded catalogue's events: {head}");
+    assert_eq!(value(LOG_EVENTS_TOTAL, None), head);
+    let events: Value = reqwest::Client::new()
+        .get(format!("{}/v1/events?limit=1000", server.http))
+        .bearer_auth(&server.dev_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = events["events"].as_array().expect("events").len();
+    assert_eq!(head, listed as f64, "{events}");
 }
