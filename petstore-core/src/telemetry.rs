@@ -34,9 +34,10 @@ pub const STREAMS_OPENED_TOTAL: &str = "petstore_streams_opened_total";
 pub const SUBSCRIBER_CUTOFFS_TOTAL: &str = "petstore_subscriber_cutoffs_total";
 /// How many events a subscriber was behind when it was cut off: histogram.
 pub const SUBSCRIBER_LAG_EVENTS: &str = "petstore_subscriber_lag_events";
-/// Offset of the newest event in the log: gauge.
+/// Offset of the newest event of the log that this instance has seen (handed to its
+/// subscribers), whoever appended it: gauge.
 pub const LOG_HEAD_OFFSET: &str = "petstore_log_head_offset";
-/// Events appended to the log: counter.
+/// Events this instance appended to the log: counter.
 pub const LOG_EVENTS_TOTAL: &str = "petstore_log_events_total";
 /// Requests refused by the rate limiter, by `caller` (`authenticated` or
 /// `anonymous`): counter.
@@ -179,10 +180,14 @@ pub const METRICS: &[Metric] = &{
         m(
             LOG_HEAD_OFFSET,
             Gauge,
-            "Offset of the newest event in the log.",
+            "Offset of the newest event of the log this instance has seen.",
         ),
         zero(
-            m(LOG_EVENTS_TOTAL, Counter, "Events appended to the log."),
+            m(
+                LOG_EVENTS_TOTAL,
+                Counter,
+                "Events this instance appended to the log.",
+            ),
             None,
         ),
         zero(

@@ -82,9 +82,12 @@ impl Fanout {
 
     /// Hands `event` to every live subscriber. Call it once per event, in offset
     /// order, with no gap.
+    /// It also sets [`crate::telemetry::LOG_HEAD_OFFSET`]: in a cluster, the newest
+    /// event of the log this instance has seen, whoever appended it.
     pub fn publish(&self, event: Arc<Event>) {
-        self.published
-            .fetch_max(event.offset().offset, Ordering::AcqRel);
+        let offset = event.offset().offset;
+        self.published.fetch_max(offset, Ordering::AcqRel);
+        metrics::gauge!(crate::telemetry::LOG_HEAD_OFFSET).set(offset as f64);
         // No receiver is not an error: nobody is listening right now.
         let _ = self.live.send(event);
     }

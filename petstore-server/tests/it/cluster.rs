@@ -150,6 +150,12 @@ async fn two_instances_on_one_postgres_are_one_store() {
     let seen_a = next("B's event on A's SSE", &mut on_a).await;
     assert_eq!(seen_a["subject"], pet.as_str());
     assert_eq!(seen_a, next("B's event on B's SSE", &mut on_b).await);
+    // A's log head gauge counts B's event, which A did not append.
+    let head = offset(&seen_a).offset as f64;
+    crate::support::exposition::scrape_until(&a.url, "B's event in A's log head gauge", |s| {
+        s.get(petstore_core::telemetry::LOG_HEAD_OFFSET, &[]) == head
+    })
+    .await;
 
     // Writes spread over both: each event reaches the endpoint exactly once.
     for i in 0..10 {
