@@ -181,6 +181,12 @@ impl Default for MqttConfig {
 }
 
 impl MqttConfig {
+    /// [`MqttConfig::url`] for messages and logs: any user-info (`user:password@`)
+    /// replaced by `***@`. (Such a URL is refused; its error must not print it.)
+    pub fn display_url(&self) -> String {
+        without_credentials(&self.url)
+    }
+
     /// Sets [`MqttConfig::url`].
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
@@ -343,9 +349,22 @@ pub(crate) struct Broker {
     pub(crate) tls: bool,
 }
 
+/// `url` with the user-info of its authority, if any, replaced by `***`.
+fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Broker {
     pub(crate) fn parse(url: &str) -> Result<Self> {
-        let bad = |why: &str| Error::invalid_field("url", format!("`{url}`: {why}"));
+        let shown = without_credentials(url);
+        let bad = |why: &str| Error::invalid_field("url", format!("`{shown}`: {why}"));
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| bad("expected mqtt://host:port or mqtts://host:port"))?;
@@ -415,6 +434,33 @@ mod tests {
         ] {
             assert!(Broker::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A password in the URL is refused without being repeated, in the error and in
+    /// the URL shown in logs.
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        for url in [
+            "mqtt://user:s3cr3t-pw@broker:1883",
+            "mqtts://s3cr3t-pw@broker",
+            "mqtt://a@b:s3cr3t-pw@broker:1883/x",
+        ] {
+            let Err(error) = Broker::parse(url) else {
+                panic!("{url} is taken")
+            };
+            let error = error.to_string();
+            assert!(!error.contains("s3cr3t"), "{error}");
+            assert!(error.contains("***@broker"), "{error}");
+            let shown = MqttConfig::default().url(url).display_url();
+            assert!(
+                !shown.contains("s3cr3t") && shown.contains("***@broker"),
+                "{shown}"
+            );
+        }
+        let plain = MqttConfig::default()
+            .url("mqtt://broker:1883/")
+            .display_url();
+        assert_eq!(plain, "mqtt://broker:1883/");
     }
 
     #[test]

@@ -110,6 +110,8 @@ fn scalar(value: toml::Value) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn file(text: &str) -> tempfile_path::TempFile {
@@ -176,7 +178,7 @@ log-format = "json"
         assert!(!args.seed);
         assert!(args.rate_limit);
         assert!(args.no_mqtt);
-        assert_eq!(args.drain_delay, 2.5);
+        assert_eq!(args.drain_delay, Duration::from_millis(2500));
         assert_eq!(cli.log_format, crate::telemetry::LogFormat::Json);
         let proxies = format!("{:?}", args.trusted_proxies);
         assert!(
@@ -189,6 +191,73 @@ log-format = "json"
         assert_eq!(cli.args.http_addr.to_string(), "127.0.0.1:7777");
         assert!(cli.args.seed);
         assert_eq!(cli.args.grpc_addr.to_string(), "127.0.0.1:9998");
+    }
+
+    /// Durations are a number of seconds or a duration with units, from the file as
+    /// from a flag; zero is refused where a timeout must pass, and so is nonsense.
+    #[test]
+    fn durations_take_seconds_or_units() {
+        let f = file(
+            r#"
+http-request-timeout = "1m 30s"
+http-header-timeout = "500ms"
+drain-delay = "5s"
+grpc-keepalive-interval = 12
+"#,
+        );
+        let args = parse_with(&f.0, &[]).unwrap().args;
+        assert_eq!(args.http_request_timeout, Duration::from_secs(90));
+        assert_eq!(args.http_header_timeout, Duration::from_millis(500));
+        assert_eq!(args.drain_delay, Duration::from_secs(5));
+        assert_eq!(args.grpc_keepalive_interval, Duration::from_secs(12));
+        let args = parse_with(
+            &f.0,
+            &["--grpc-request-timeout", "2.5", "--drain-delay", "0"],
+        )
+        .unwrap()
+        .args;
+        assert_eq!(args.grpc_request_timeout, Duration::from_millis(2500));
+        assert_eq!(args.drain_delay, Duration::ZERO);
+        for (flag, bad) in [
+            ("--http-request-timeout", "0"),
+            ("--http-request-timeout", "0s"),
+            ("--http-request-timeout", "-1"),
+            ("--http-request-timeout", "soon"),
+            ("--drain-delay", "1e400"),
+            ("--drain-delay", "5 parsecs"),
+        ] {
+            let error = parse_with(&f.0, &[flag, bad]).err();
+            let error = error
+                .unwrap_or_else(|| panic!("{flag} {bad} is taken"))
+                .to_string();
+            assert!(error.contains(bad), "{flag} {bad}: {error}");
+        }
+    }
+
+    /// The README's table names every flag with its variable.
+    #[test]
+    fn the_readme_lists_every_flag_and_its_variable() {
+        let readme = include_str!("../README.md");
+        let command = crate::server::Cli::command();
+        let mut listed = 0;
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            assert!(
+                readme.contains(&format!("`--{long}")),
+                "--{long} is not in the README"
+            );
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            let env = env.unwrap_or_else(|| panic!("--{long} has no environment variable"));
+            assert!(
+                readme.contains(&format!("`{env}`")),
+                "{env} is not in the README"
+            );
+            listed += 1;
+        }
+        assert!(listed >= 30, "{listed} flags");
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub struct ServerArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Do not start the MQTT bridge (nor the embedded broker).
-    #[arg(long)]
+    #[arg(long, env = "PETSTORE_NO_MQTT")]
     pub no_mqtt: bool,
     /// Load the sample catalogue and users (`--seed=false` to start empty).
     #[arg(long, env = "PETSTORE_SEED", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -128,11 +128,11 @@ pub struct ServerArgs {
     /// (addresses or CIDR ranges, comma-separated; default: trust none).
     #[arg(long, env = "PETSTORE_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
-    /// At shutdown, seconds during which `/readyz` answers 503 and gRPC health reports
-    /// NOT_SERVING while requests and calls are still served, so that load balancers
-    /// stop sending traffic first.
-    #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value_t = 0.0)]
-    pub drain_delay: f64,
+    /// At shutdown, how long `/readyz` answers 503 and gRPC health reports NOT_SERVING
+    /// while requests and calls are still served, so that load balancers stop sending
+    /// traffic first (seconds, or a duration such as `5s`; 0 for none).
+    #[arg(long, env = "PETSTORE_DRAIN_DELAY", default_value = "0", value_parser = duration_or_zero)]
+    pub drain_delay: Duration,
     /// Do not serve Prometheus metrics at `/metrics` (nor install the recorder).
     #[arg(long, env = "PETSTORE_NO_METRICS")]
     pub no_metrics: bool,
@@ -204,16 +204,30 @@ pub struct ServerArgs {
     pub grpc_max_connections: usize,
 }
 
-/// A positive number of seconds (fractions allowed).
+/// A duration above zero: a number of seconds (fractions allowed, `2.5`) or a
+/// duration with units (`30s`, `500ms`, `1m 30s`, as `humantime` reads them).
 fn seconds(value: &str) -> Result<Duration, String> {
-    let secs: f64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
-    if secs.is_nan() || secs <= 0.0 {
-        return Err(format!("`{value}`: the number of seconds must be above 0"));
+    let duration = duration_or_zero(value)?;
+    if duration.is_zero() {
+        return Err(format!("`{value}`: the duration must be above 0"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{value}`: {e}"))
+    Ok(duration)
+}
+
+/// Like [`seconds`], zero allowed.
+fn duration_or_zero(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if value.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && value.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        let secs: f64 = value
+            .parse()
+            .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+        return Duration::try_from_secs_f64(secs).map_err(|e| format!("`{value}`: {e}"));
+    }
+    humantime::parse_duration(value).map_err(|e| {
+        format!("`{value}` is neither a number of seconds nor a duration such as `30s` ({e})")
+    })
 }
 
 impl std::fmt::Debug for ServerArgs {
@@ -223,7 +237,14 @@ impl std::fmt::Debug for ServerArgs {
             .field("http_addr", &self.http_addr)
             .field("grpc_addr", &self.grpc_addr)
             .field("mqtt_addr", &self.mqtt_addr)
-            .field("mqtt_url", &self.mqtt_url)
+            .field(
+                "mqtt_url",
+                &self.mqtt_url.as_ref().map(|url| {
+                    petstore_mqtt::MqttConfig::default()
+                        .url(url.as_str())
+                        .display_url()
+                }),
+            )
             .field("mqtt_username", &self.mqtt_username)
             .field("mqtt_password", &redact(&self.mqtt_password))
             .field(
@@ -632,8 +653,6 @@ fn health_router(health: &Health) -> Router {
 
 /// Starts every protocol and returns once all listeners are bound.
 pub async fn start(args: ServerArgs) -> anyhow::Result<RunningServer> {
-    // Checked before anything starts: a bad value must not leave tasks running.
-    Duration::try_from_secs_f64(args.drain_delay).context("--drain-delay: a number of seconds")?;
     // The recorder first, so that the store's opening and seeding are counted too.
     if !args.no_metrics {
         crate::telemetry::prometheus();
@@ -655,8 +674,7 @@ pub async fn start_with_store(store: PetStore, args: ServerArgs) -> anyhow::Resu
 }
 
 async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Result<RunningServer> {
-    let drain_delay = Duration::try_from_secs_f64(args.drain_delay)
-        .context("--drain-delay: a number of seconds")?;
+    let drain_delay = args.drain_delay;
     let Storage {
         service: store,
         sql,
@@ -760,7 +778,7 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
                 config
             }
         };
-        let url = config.url.clone();
+        let url = config.display_url();
         let status: crate::shared_bridge::Status = Default::default();
         match (&args.mqtt_url, &sql) {
             // A broker other instances of the database may share: one bridge among

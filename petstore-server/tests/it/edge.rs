@@ -413,7 +413,7 @@ async fn readyz_turns_503_at_drain_while_livez_stays_200() {
     let running = server::start(ServerArgs {
         no_mqtt: true,
         // Long enough that the listener is still there when the test looks.
-        drain_delay: 300.0,
+        drain_delay: Duration::from_secs(300),
         ..ServerArgs::ephemeral()
     })
     .await

@@ -323,3 +323,24 @@ async fn a_fresh_server_exposes_its_fixed_series_at_zero_with_their_help() {
     let listed = events["events"].as_array().expect("events").len();
     assert_eq!(head, listed as f64, "{events}");
 }
+
+/// A password in `--mqtt-url` is refused (credentials have flags of their own) and
+/// never printed: the error shows the URL with `***` in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_mqtt_url_is_refused_without_being_printed() {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_petstore-server"))
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args(["--mqtt-url", "mqtt://bridge:S3cretPw@127.0.0.1:1883"])
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output();
+    let output = within("the server refusing the URL", run).await.unwrap();
+    assert!(!output.status.success());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!printed.contains("S3cretPw"), "{printed}");
+    assert!(printed.contains("mqtt://***@127.0.0.1:1883"), "{printed}");
+}
