@@ -21,7 +21,9 @@ use std::time::Duration;
 /// Requests, calls and operations served: counter with `protocol` (`http`, `grpc`,
 /// `graphql`, `mcp`, `mqtt`), `operation` (`POST /v1/pets`, the gRPC method path, the
 /// GraphQL operation type, the MCP method, the MQTT command) and `outcome` (the HTTP
-/// status, the gRPC code, `ok` / `error`).
+/// status, the gRPC code, `ok` / `error`, MCP's `tool_error`). Every label value is
+/// one of a bounded set: a made-up HTTP method is `_OTHER`, a path no route matches
+/// `unmatched`, a gRPC method the server does not have `unknown`.
 pub const REQUESTS_TOTAL: &str = "petstore_requests_total";
 /// Latency of [`REQUESTS_TOTAL`]'s requests in seconds (histogram, same labels).
 pub const REQUEST_DURATION_SECONDS: &str = "petstore_request_duration_seconds";

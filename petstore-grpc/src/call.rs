@@ -81,11 +81,44 @@ fn outcome(response: &Response) -> &'static str {
     }
 }
 
+/// Every method path this server serves (`/petstore.v1.PetService/CreatePet`, health,
+/// reflection), from the services' file descriptors.
+static KNOWN_METHODS: LazyLock<std::collections::HashSet<Box<str>>> = LazyLock::new(|| {
+    use prost::Message as _;
+    let mut known = std::collections::HashSet::new();
+    for set in [
+        crate::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    let path = format!("/{}.{}/{}", file.package(), service.name(), method.name());
+                    known.insert(path.into_boxed_str());
+                }
+            }
+        }
+    }
+    known
+});
+
+/// The method as logs and metrics name it: its path when the server has that method,
+/// else `unknown`, so that a client cannot add a series or a log value per made-up
+/// path.
+fn method_label(path: &str) -> &'static str {
+    KNOWN_METHODS.get(path).map_or("unknown", |known| &**known)
+}
+
 /// The middleware around every gRPC route.
 pub(crate) async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     // The method path (`/petstore.v1.PetService/CreatePet`): one per RPC, never data.
-    let method = request.uri().path().to_owned();
+    let method = method_label(request.uri().path());
     let id = request_id(&request);
     let traceparent = request
         .headers()
@@ -136,4 +169,33 @@ pub(crate) async fn observe(request: Request, next: Next) -> Response {
         response
     };
     context.scope(call.instrument(span)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every method the server serves keeps its path; anything else is `unknown`.
+    #[test]
+    fn served_methods_keep_their_path_and_others_are_unknown() {
+        for served in [
+            "/petstore.v1.PetService/GetPet",
+            "/petstore.v1.StoreService/PlaceOrder",
+            "/petstore.v1.ChatService/Chat",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(method_label(served), served);
+        }
+        for other in [
+            "/petstore.v1.PetService/getPet",
+            "/petstore.v1.PetService/GetPet/",
+            "/evil.Svc/Attack",
+            "/",
+            "",
+        ] {
+            assert_eq!(method_label(other), "unknown", "{other}");
+        }
+    }
 }

@@ -283,7 +283,7 @@ where
         // and metrics, and one label value per route keeps their cardinality bounded.
         // (`MatchedPath` is a shared string: cloning it allocates nothing.)
         let matched = request.extensions().get::<MatchedPath>().cloned();
-        let method = request.method().clone();
+        let method = method_label(request.method());
         let span = tracing::info_span!(
             "http_request",
             %method,
@@ -314,14 +314,31 @@ where
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
                 "request finished"
             );
-            shared.metrics.record(
-                &[method.as_str(), route],
-                response.status().as_str(),
-                elapsed,
-            );
+            shared
+                .metrics
+                .record(&[method, route], response.status().as_str(), elapsed);
             response
         };
         Box::pin(context.scope(serve.instrument(span)).map(Ok))
+    }
+}
+
+/// The request method as logs and metrics name it: one of RFC 9110's methods and
+/// `PATCH`, or `_OTHER` (as OpenTelemetry's conventions say) for any other token, so
+/// that a client cannot add a metric series or a log value per made-up method.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
     }
 }
 

@@ -218,10 +218,32 @@ impl ServerHandler for PetStoreMcp {
         let tool = tools::router()
             .get(&request.name)
             .map_or_else(|| "unknown".to_owned(), |t| t.name.to_string());
-        let span = tracing::info_span!("mcp_request", method = "tools/call", tool = %tool);
+        // Over HTTP: within the request's context and span (its request id, and the
+        // caller's trace that the tool's writes carry on); over stdio: a context of its own.
+        let origin = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::web::HttpOrigin>())
+            .cloned();
+        let (request_context, parent) = match origin {
+            Some(origin) => (origin.context, origin.span),
+            None => (
+                petstore_core::RequestContext::new(),
+                tracing::Span::current(),
+            ),
+        };
+        let caller = self.caller(&context);
+        let span = tracing::info_span!(
+            parent: &parent,
+            "mcp_request",
+            method = "tools/call",
+            tool = %tool,
+            request_id = request_context.request_id(),
+            sub = caller.subject(),
+        );
         let started = std::time::Instant::now();
-        let result = tools::call(&self.tools, request, context)
-            .instrument(span.clone())
+        let result = request_context
+            .scope(tools::call(&self.tools, request, context).instrument(span.clone()))
             .await;
         let outcome = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",

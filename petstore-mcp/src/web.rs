@@ -241,6 +241,15 @@ async fn check_json_rpc(cap: SessionCap, request: Request, next: Next) -> Respon
     response
 }
 
+/// The HTTP request an MCP message came in: its request context (request id, the
+/// caller's `traceparent`) and its `http_request` span, for the handler that rmcp runs
+/// in a task of its own.
+#[derive(Clone)]
+pub(crate) struct HttpOrigin {
+    pub(crate) context: petstore_core::RequestContext,
+    pub(crate) span: tracing::Span,
+}
+
 /// Puts the caller the edge authenticated into the request's extensions as the core
 /// `Principal`, where the MCP handler finds it (rmcp hands it the request's
 /// `http::request::Parts`). A rejected token, or no token where reads are closed, is a
@@ -253,6 +262,11 @@ async fn authenticate(require_token: bool, mut request: Request, next: Next) -> 
         .into_response(),
         Ok(principal) => {
             request.extensions_mut().insert(principal);
+            // rmcp runs the handler in a task of its own, outside the edge's scope.
+            request.extensions_mut().insert(HttpOrigin {
+                context: petstore_core::RequestContext::current(),
+                span: tracing::Span::current(),
+            });
             next.run(request).await
         }
         Err(e) => Problem::from(e).into_response(),

@@ -231,7 +231,10 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
             let handle = handle.clone();
             async move {
                 (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
                     handle.render(),
                 )
                     .into_response()

@@ -494,3 +494,83 @@ async fn database_commits_show_in_the_metrics_by_exact_count() {
     );
     s.shutdown().await.expect("the server stops");
 }
+
+/// A client cannot add metric series at will: made-up HTTP methods are one `_OTHER`
+/// method, unknown paths one `unmatched` route (answered with a problem and a request
+/// id), and gRPC paths the server does not serve one `unknown` method.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_and_paths_add_no_series() {
+    const N: usize = 40;
+    let s = start().await;
+    let base = s.http_url();
+    let client = reqwest::Client::new();
+    for i in 0..N {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let response = client
+            .request(method, format!("{base}/v1/pets"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405);
+        let response = client
+            .get(format!("{base}/no-such-path-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404);
+        assert!(response.headers().contains_key("x-request-id"));
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "no_route", "{problem}");
+    }
+    let grpc = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let grpc_base = format!("http://{}", s.grpc_addr.expect("gRPC"));
+    for path in (0..N)
+        .map(|i| format!("/madeup.Service{i}/Call"))
+        .chain((0..N).map(|i| format!("/petstore.v1.PetService/MadeUp{i}")))
+    {
+        let response = grpc
+            .post(format!("{grpc_base}{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(vec![0u8; 5])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let scraped = scrape_until(&base, "the made-up requests counted", |m| {
+        m.get(REQUESTS, &[("protocol", "grpc"), ("operation", "unknown")]) >= (2 * N) as f64
+    })
+    .await;
+    assert_at_least(&scraped, "http", "_OTHER /v1/pets", "405", N);
+    assert_at_least(&scraped, "http", "GET unmatched", "404", N);
+    let operations: Vec<&str> = scraped.0[REQUESTS]
+        .iter()
+        .map(|s| s.labels["operation"].as_str())
+        .collect();
+    assert!(
+        !operations.iter().any(|o| o.contains("MADEUP")
+            || o.contains("no-such-path")
+            || o.contains("madeup")
+            || o.contains("MadeUp")),
+        "{operations:?}"
+    );
+}
+
+/// At least `n` requests counted in the series of `operation` and `outcome`.
+fn assert_at_least(m: &Scrape, protocol: &str, operation: &str, outcome: &str, n: usize) {
+    let labels = [
+        ("protocol", protocol),
+        ("operation", operation),
+        ("outcome", outcome),
+    ];
+    let value = m.get(REQUESTS, &labels);
+    assert!(value >= n as f64, "{labels:?}: {value}");
+}

@@ -102,14 +102,14 @@ pub(crate) async fn deliver(shared: Arc<AppState>, id: EndpointId, message_id: S
             Ok(Some(plan)) => plan,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(endpoint = %id, message = %message_id, error = %e, "cannot start a webhook attempt");
+                tracing::warn!(endpoint = %id, message_id = %message_id, error = %e, "cannot start a webhook attempt");
                 return;
             }
         };
         let span = tracing::info_span!(
             "webhook_attempt",
             endpoint = %id,
-            message = %message_id,
+            message_id = %message_id,
             attempt = plan.attempt,
         );
         let report = send(&shared, &message_id, &plan).instrument(span).await;

@@ -344,3 +344,62 @@ async fn a_password_in_the_mqtt_url_is_refused_without_being_printed() {
     assert!(!printed.contains("S3cretPw"), "{printed}");
     assert!(printed.contains("mqtt://***@127.0.0.1:1883"), "{printed}");
 }
+
+/// An MCP tool call over HTTP runs in its HTTP request's context: the `traceparent`
+/// the client sent travels in the event its write causes, as it does for REST and
+/// GraphQL (rmcp runs the handler in a task of its own, outside the edge's scope).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_write_carries_its_callers_traceparent_into_the_event() {
+    use axum::http::{HeaderName, HeaderValue};
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use rmcp::{ServiceExt as _, model::ClientConfig};
+
+    let s = start_with(ServerArgs {
+        no_mqtt: true,
+        ..ServerArgs::ephemeral()
+    })
+    .await;
+    let base = s.http_url();
+    let headers = std::collections::HashMap::from([(
+        HeaderName::from_static("traceparent"),
+        HeaderValue::from_static(TRACEPARENT),
+    )]);
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp"))
+        .auth_header(s.dev_token.clone())
+        .custom_headers(headers);
+    let client = within(
+        "an MCP session",
+        ClientConfig::default().serve(StreamableHttpClientTransport::from_config(config)),
+    )
+    .await
+    .expect("the MCP session starts");
+    let serde_json::Value::Object(arguments) = new_pet("Traced") else {
+        unreachable!()
+    };
+    let params = CallToolRequestParams::new("create_pet".to_owned()).with_arguments(arguments);
+    let result = within("create_pet", client.call_tool(params))
+        .await
+        .expect("tools/call");
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let pet = result.structured_content.expect("the pet");
+    let id = pet["id"].as_str().expect("an id");
+    let events: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/events?limit=1000"))
+        .bearer_auth(&s.dev_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let created = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["subject"] == id)
+        .unwrap_or_else(|| panic!("no event of {id} in {events}"));
+    assert_eq!(created["type"], "pet.created");
+    assert_eq!(created["traceparent"], TRACEPARENT, "{created}");
+}
