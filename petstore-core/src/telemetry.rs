@@ -537,7 +537,14 @@ impl OpenStream {
         metrics::gauge!(OPEN_STREAMS, "kind" => kind).increment(1.0);
         metrics::counter!(STREAMS_OPENED_TOTAL, "kind" => kind).increment(1);
         let context = crate::RequestContext::current();
-        let span = tracing::info_span!("stream", kind, request_id = context.request_id(),);
+        // `sub`: for a caller who authenticates after the handshake (a WebSocket `auth`
+        // frame); one known at the handshake is on the request's span.
+        let span = tracing::info_span!(
+            "stream",
+            kind,
+            request_id = context.request_id(),
+            sub = tracing::field::Empty,
+        );
         tracing::debug!(parent: &span, "stream opened");
         Self {
             kind,

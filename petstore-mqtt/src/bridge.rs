@@ -782,12 +782,23 @@ impl Runner {
             "mqtt_command",
             command = operation,
             topic = %message.topic,
+            sub = tracing::field::Empty,
         );
+        // A valid `traceparent` user property: the command's writes carry it on, as a
+        // REST write's do.
+        let traceparent = message
+            .traceparent
+            .as_deref()
+            .and_then(|v| v.parse::<petstore_core::TraceParent>().ok());
+        let context = petstore_core::RequestContext::new().with_traceparent(traceparent);
         let started = std::time::Instant::now();
         let command = async move {
             let _slot = slot;
             let result = match commands::caller(&store, &message.authorization) {
                 Ok(who) => {
+                    if let Some(sub) = who.subject() {
+                        tracing::Span::current().record("sub", tracing::field::display(sub));
+                    }
                     commands::run(&store, &who, &prefix, &message.topic, &message.payload).await
                 }
                 Err(e) => Some(Err(e)),
@@ -817,7 +828,7 @@ impl Runner {
                 })
                 .await;
         };
-        tokio::spawn(command.instrument(span));
+        tokio::spawn(context.scope(command.instrument(span)));
     }
 
     fn publish_reply(&mut self, reply: Reply) {

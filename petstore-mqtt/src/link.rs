@@ -54,6 +54,9 @@ pub(crate) struct Inbound {
     /// The values of the MQTT 5 user properties named `authorization` (the caller's
     /// `Bearer` token); 3.1.1 messages have none.
     pub(crate) authorization: Vec<String>,
+    /// The first MQTT 5 user property named `traceparent` (the caller's W3C trace
+    /// context), unparsed.
+    pub(crate) traceparent: Option<String>,
 }
 
 /// MQTT 5 properties of an outgoing PUBLISH (ignored over 3.1.1).
@@ -334,6 +337,7 @@ fn v4_event(event: rumqttc::Event) -> Option<LinkEvent> {
             response_topic: None,
             correlation_data: None,
             authorization: Vec::new(),
+            traceparent: None,
         }),
         Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),
         Event::Outgoing(Outgoing::AwaitAck(pkid)) => LinkEvent::AwaitAck(pkid),
@@ -365,12 +369,15 @@ fn v5_event(event: v5::Event) -> Option<LinkEvent> {
         }
         Event::Incoming(Packet5::Publish(p)) => {
             let props = p.properties.unwrap_or_default();
-            let authorization = props
-                .user_properties
-                .into_iter()
-                .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-                .map(|(_, value)| value)
-                .collect();
+            let mut authorization = Vec::new();
+            let mut traceparent = None;
+            for (name, value) in props.user_properties {
+                if name.eq_ignore_ascii_case("authorization") {
+                    authorization.push(value);
+                } else if name.eq_ignore_ascii_case("traceparent") && traceparent.is_none() {
+                    traceparent = Some(value);
+                }
+            }
             LinkEvent::Message(Inbound {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 payload: p.payload,
@@ -378,6 +385,7 @@ fn v5_event(event: v5::Event) -> Option<LinkEvent> {
                 response_topic: props.response_topic,
                 correlation_data: props.correlation_data,
                 authorization,
+                traceparent,
             })
         }
         Event::Outgoing(Outgoing::Publish(pkid)) => LinkEvent::Sent(pkid),

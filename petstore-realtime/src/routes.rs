@@ -110,8 +110,13 @@ pub(crate) fn principal(
 ) -> Result<Principal, WireError> {
     match token {
         Some(token) if !header.presented && !token.trim().is_empty() => {
-            authenticate_token(store, Some(token))
-                .map_err(|e| WireError::from_core(&e).invalid_token())
+            let who = authenticate_token(store, Some(token))
+                .map_err(|e| WireError::from_core(&e).invalid_token())?;
+            // The edge saw no header: the request's span learns the caller here.
+            if let Some(sub) = who.subject() {
+                tracing::Span::current().record("sub", tracing::field::display(sub));
+            }
+            Ok(who)
         }
         _ => header.caller.map_err(|e| WireError::from_core(&e)),
     }

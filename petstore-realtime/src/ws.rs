@@ -369,7 +369,13 @@ impl Connection {
             );
         }
         match authenticate_token(&self.shared.service, Some(token)) {
-            Ok(who) if who.is_authenticated() => self.who = who,
+            Ok(who) if who.is_authenticated() => {
+                // The connection's `stream` span (this task's) names its caller from now on.
+                if let Some(sub) = who.subject() {
+                    tracing::Span::current().record("sub", tracing::field::display(sub));
+                }
+                self.who = who;
+            }
             Ok(_) => {
                 return self.error(id, None, &WireError::bad_request("`token` is empty"));
             }

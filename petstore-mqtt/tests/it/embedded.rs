@@ -504,3 +504,47 @@ async fn an_outage_longer_than_the_log_publishes_what_the_log_still_holds() {
     see_every_offset(&mut sub, &store, &retained, NO_REPEAT).await;
     bridge.shutdown().await;
 }
+
+/// A command with a `traceparent` user property runs in that trace: the event its
+/// write causes carries it (as a REST write's does). One without, or with a malformed
+/// one, causes an event without.
+#[tokio::test]
+async fn a_commands_traceparent_travels_into_its_event() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let store = seeded_store().await;
+    let b = broker(&store, "traced").await;
+    let p = b.prefix.clone();
+    let bridge = start_bridge(&store, b.bridge_config().start_from(StartFrom::Head)).await;
+    let pets = scenarios::available_pets(&store, 2).await;
+    let alice = token(&store, "alice", &[petstore_core::Scope::PetsWrite]);
+    let mut me = Client::connect(&b.url, &b.client_id("req")).await;
+    let replies = me.replies(&p);
+    me.subscribe(&replies).await;
+    for (pet, traceparent) in [(&pets[0], Some(TRACEPARENT)), (&pets[1], Some("00-bogus"))] {
+        let mut user = vec![("authorization".to_owned(), format!("Bearer {alice}"))];
+        if let Some(t) = traceparent {
+            user.push(("traceparent".to_owned(), t.to_owned()));
+        }
+        let topic = format!("{p}commands/pets/{}/status", pet.id);
+        me.send_command_with(&topic, r#"{"status":"pending"}"#, &replies, b"c", user)
+            .await;
+        let reply = me.next_on(&replies).await.json();
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    let batch = store
+        .events(&admin(), None, 1000, EventFilter::default(), Duration::ZERO)
+        .await
+        .unwrap();
+    let traced = |id: &petstore_core::PetId| {
+        let event = batch
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.subject() == id.as_str())
+            .unwrap_or_else(|| panic!("no event of {id}"));
+        event.traceparent().map(ToString::to_string)
+    };
+    assert_eq!(traced(&pets[0].id).as_deref(), Some(TRACEPARENT));
+    assert_eq!(traced(&pets[1].id), None);
+    bridge.shutdown().await;
+}

@@ -252,7 +252,7 @@ pub(crate) async fn retained_messages_reach_a_late_subscriber(target: &Target) {
     bridge.shutdown().await;
 }
 
-async fn available_pets(store: &PetStore, n: usize) -> Vec<petstore_core::Pet> {
+pub(crate) async fn available_pets(store: &PetStore, n: usize) -> Vec<petstore_core::Pet> {
     let mut pets = Vec::new();
     for i in 0..n {
         pets.push(create_pet(store, &format!("Cmd{i}")).await);

@@ -353,12 +353,27 @@ impl Client {
         correlation: &[u8],
         token: Option<&str>,
     ) {
+        let user = token
+            .map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
+            .unwrap_or_default();
+        self.send_command_with(topic, payload, response_topic, correlation, user)
+            .await;
+    }
+
+    /// Publishes a command with these MQTT 5 user properties, without waiting for a
+    /// reply.
+    pub(crate) async fn send_command_with(
+        &mut self,
+        topic: &str,
+        payload: &str,
+        response_topic: &str,
+        correlation: &[u8],
+        user_properties: Vec<(String, String)>,
+    ) {
         let props = PublishProperties {
             response_topic: Some(response_topic.to_owned()),
             correlation_data: Some(Bytes::copy_from_slice(correlation)),
-            user_properties: token
-                .map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
-                .unwrap_or_default(),
+            user_properties,
             ..PublishProperties::default()
         };
         self.client

@@ -403,3 +403,32 @@ async fn an_mcp_write_carries_its_callers_traceparent_into_the_event() {
     assert_eq!(created["type"], "pet.created");
     assert_eq!(created["traceparent"], TRACEPARENT, "{created}");
 }
+
+/// A WebSocket's caller is in its log lines however it authenticated: a `?token=` at
+/// the handshake names it on the request's span, an `auth` frame on the stream's.
+/// The token itself is in none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_callers_sub_is_logged_however_it_authenticated() {
+    use crate::support::ws;
+
+    let server = Binary::start(&[]).await;
+    let token = server.dev_token.clone();
+    let mut with_query = ws::open(&ws::url(&server.http, &format!("/v1/ws?token={token}"))).await;
+    with_query.close(None).await.unwrap();
+    let mut with_frame = ws::open(&ws::url(&server.http, "/v1/ws")).await;
+    ws::send(&mut with_frame, &json!({ "type": "auth", "token": token })).await;
+    ws::next_json(&mut with_frame, |f| f["type"] == "authenticated").await;
+    with_frame.close(None).await.unwrap();
+    within("both streams closed", async {
+        while server.logged("stream closed").len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let closed = server.logged("stream closed");
+    assert_eq!(closed.len(), 2, "{closed:#?}");
+    for line in &closed {
+        assert!(line.contains("sub=developer"), "{line}");
+    }
+    assert!(server.logged(&token).is_empty(), "the token is logged");
+}
