@@ -311,17 +311,22 @@ async fn a_fresh_server_exposes_its_fixed_series_at_zero_with_their_help() {
     let head = value(LOG_HEAD_OFFSET, None);
     assert!(head > 0.0, "the seeded catalogue's events: {head}");
     assert_eq!(value(LOG_EVENTS_TOTAL, None), head);
-    let events: Value = reqwest::Client::new()
-        .get(format!("{}/v1/events?limit=1000", server.http))
-        .bearer_auth(&server.dev_token)
+    let listed = logged_events(&server.http, &server.dev_token).await.len();
+    assert_eq!(head, listed as f64);
+}
+
+/// The first 1,000 events of the log (polling, with a token that reads them all).
+async fn logged_events(base: &str, token: &str) -> Vec<Value> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/events?limit=1000"))
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let listed = events["events"].as_array().expect("events").len();
-    assert_eq!(head, listed as f64, "{events}");
+    page["events"].as_array().expect("events").clone()
 }
 
 /// A password in `--mqtt-url` is refused (credentials have flags of their own) and
@@ -385,21 +390,11 @@ async fn an_mcp_write_carries_its_callers_traceparent_into_the_event() {
     assert_ne!(result.is_error, Some(true), "{result:?}");
     let pet = result.structured_content.expect("the pet");
     let id = pet["id"].as_str().expect("an id");
-    let events: Value = reqwest::Client::new()
-        .get(format!("{base}/v1/events?limit=1000"))
-        .bearer_auth(&s.dev_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let created = events["events"]
-        .as_array()
-        .expect("events")
+    let events = logged_events(&base, &s.dev_token).await;
+    let created = events
         .iter()
         .find(|e| e["subject"] == id)
-        .unwrap_or_else(|| panic!("no event of {id} in {events}"));
+        .unwrap_or_else(|| panic!("no event of {id} in {events:?}"));
     assert_eq!(created["type"], "pet.created");
     assert_eq!(created["traceparent"], TRACEPARENT, "{created}");
 }
