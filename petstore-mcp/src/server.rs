@@ -29,6 +29,43 @@ with recent_events. Tools that change something need a bearer token with the rig
 (pets:write, orders:write). Resources: petstore://inventory, petstore://pets/{id}, \
 petstore://orders/{id}. The recommend_pet prompt matches a household to the available pets.";
 
+/// One MCP request being served: see `PetStoreMcp::observe`.
+struct Observed {
+    /// The metric's `operation` (the method, and the tool of `tools/call`).
+    operation: String,
+    request_context: petstore_core::RequestContext,
+    span: tracing::Span,
+}
+
+/// The outcome of a request that either answers or fails.
+fn ok_or_error<T>(result: &Result<T, ErrorData>) -> &'static str {
+    if result.is_ok() { "ok" } else { "error" }
+}
+
+impl Observed {
+    /// Runs `handler` in the request's context and span, then logs and counts it with
+    /// the outcome `outcome` names.
+    async fn run<T>(
+        self,
+        handler: impl Future<Output = Result<T, ErrorData>>,
+        outcome: impl FnOnce(&Result<T, ErrorData>) -> &'static str,
+    ) -> Result<T, ErrorData> {
+        let Observed {
+            operation,
+            request_context,
+            span,
+        } = self;
+        let started = std::time::Instant::now();
+        let result = request_context
+            .scope(handler.instrument(span.clone()))
+            .await;
+        let outcome = outcome(&result);
+        tracing::info!(parent: &span, outcome, "MCP request finished");
+        telemetry::record_request("mcp", operation, outcome, started.elapsed());
+        result
+    }
+}
+
 /// The Model Context Protocol server of the Pet Store: an rmcp [`ServerHandler`]
 /// exposing the core [`PetStore`] as tools, resources and a prompt.
 ///
@@ -127,6 +164,48 @@ impl PetStoreMcp {
         self.tools.caller(&context.extensions)
     }
 
+    /// The span, request context and metric of one MCP request of `method` (with
+    /// `name`: the tool). Over HTTP it runs within its HTTP request's context and
+    /// under its `http_request` span (rmcp runs handlers in a task of its own): the
+    /// request id, and the caller's trace that its writes carry on. Over stdio it has
+    /// a context of its own.
+    fn observe(
+        &self,
+        method: &'static str,
+        name: Option<&str>,
+        context: &RequestContext<RoleServer>,
+    ) -> Observed {
+        let origin = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::web::HttpOrigin>())
+            .cloned();
+        let (request_context, parent) = match origin {
+            Some(origin) => (origin.context, origin.span),
+            None => (
+                petstore_core::RequestContext::new(),
+                tracing::Span::current(),
+            ),
+        };
+        let caller = self.caller(context);
+        let span = tracing::info_span!(
+            parent: &parent,
+            "mcp_request",
+            method,
+            tool = name,
+            request_id = request_context.request_id(),
+            sub = caller.subject(),
+        );
+        Observed {
+            operation: match name {
+                Some(name) => format!("{method} {name}"),
+                None => method.to_owned(),
+            },
+            request_context,
+            span,
+        }
+    }
+
     /// Starts, once per session, the task that sends `notifications/resources/updated`
     /// for subscribed URIs and `notifications/resources/list_changed`. It follows the log
     /// from before this returns, so no change committed afterwards is missed.
@@ -218,46 +297,17 @@ impl ServerHandler for PetStoreMcp {
         let tool = tools::router()
             .get(&request.name)
             .map_or_else(|| "unknown".to_owned(), |t| t.name.to_string());
-        // Over HTTP: within the request's context and span (its request id, and the
-        // caller's trace that the tool's writes carry on); over stdio: a context of its own.
-        let origin = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<crate::web::HttpOrigin>())
-            .cloned();
-        let (request_context, parent) = match origin {
-            Some(origin) => (origin.context, origin.span),
-            None => (
-                petstore_core::RequestContext::new(),
-                tracing::Span::current(),
-            ),
-        };
-        let caller = self.caller(&context);
-        let span = tracing::info_span!(
-            parent: &parent,
-            "mcp_request",
-            method = "tools/call",
-            tool = %tool,
-            request_id = request_context.request_id(),
-            sub = caller.subject(),
-        );
-        let started = std::time::Instant::now();
-        let result = request_context
-            .scope(tools::call(&self.tools, request, context).instrument(span.clone()))
-            .await;
-        let outcome = match &result {
-            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
-            Ok(_) => "ok",
-            Err(_) => "error",
-        };
-        tracing::info!(parent: &span, outcome, "MCP tool call finished");
-        telemetry::record_request(
-            "mcp",
-            format!("tools/call {tool}"),
-            outcome,
-            started.elapsed(),
-        );
-        result
+        let observed = self.observe("tools/call", Some(&tool), &context);
+        observed
+            .run(
+                tools::call(&self.tools, request, context),
+                |result| match result {
+                    Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
+                    Ok(_) => "ok",
+                    Err(_) => "error",
+                },
+            )
+            .await
     }
 
     async fn list_tools(
@@ -278,9 +328,14 @@ impl ServerHandler for PetStoreMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let cursor = request.and_then(|r| r.cursor);
-        resources::list(self.store(), &self.caller(&context), cursor)
-            .await
-            .map_err(|e| protocol_error(&e))
+        let who = self.caller(&context);
+        let list = async {
+            resources::list(self.store(), &who, cursor)
+                .await
+                .map_err(|e| protocol_error(&e))
+        };
+        let observed = self.observe("resources/list", None, &context);
+        observed.run(list, ok_or_error).await
     }
 
     async fn list_resource_templates(
@@ -296,11 +351,16 @@ impl ServerHandler for PetStoreMcp {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        resource(&request.uri)?
-            .read(self.store(), &self.caller(&context))
-            .await
-            .map(Into::into)
-            .map_err(|e| protocol_error(&e))
+        let who = self.caller(&context);
+        let read = async {
+            resource(&request.uri)?
+                .read(self.store(), &who)
+                .await
+                .map(Into::into)
+                .map_err(|e| protocol_error(&e))
+        };
+        let observed = self.observe("resources/read", None, &context);
+        observed.run(read, ok_or_error).await
     }
 
     async fn list_prompts(
@@ -316,20 +376,25 @@ impl ServerHandler for PetStoreMcp {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        if request.name != prompt::RECOMMEND_PET {
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "unknown prompt `{}` (prompts: {})",
-                    request.name,
-                    prompt::RECOMMEND_PET
-                ),
-                None,
-            ));
-        }
-        prompt::recommend_pet(self.store(), &self.caller(&context), &request)
-            .await
-            .map(Into::into)
-            .map_err(|e| protocol_error(&e))
+        let who = self.caller(&context);
+        let get = async {
+            if request.name != prompt::RECOMMEND_PET {
+                return Err(ErrorData::invalid_params(
+                    format!(
+                        "unknown prompt `{}` (prompts: {})",
+                        request.name,
+                        prompt::RECOMMEND_PET
+                    ),
+                    None,
+                ));
+            }
+            prompt::recommend_pet(self.store(), &who, &request)
+                .await
+                .map(Into::into)
+                .map_err(|e| protocol_error(&e))
+        };
+        let observed = self.observe("prompts/get", None, &context);
+        observed.run(get, ok_or_error).await
     }
 
     // 2025-11-25 and older: `resources/subscribe` within a session.
@@ -338,23 +403,27 @@ impl ServerHandler for PetStoreMcp {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        if !self.legacy_sessions {
-            return Err(ErrorData::invalid_request(
-                "resource subscriptions need a session; this server runs without sessions \
-                 for protocol 2025-11-25 (use subscriptions/listen of the current protocol)",
-                None,
-            ));
-        }
-        let uri = resource(&request.uri)?;
-        // It must exist and be readable by the subscriber.
-        uri.read(self.store(), &self.caller(&context))
-            .await
-            .map_err(|e| protocol_error(&e))?;
-        self.follow_for_session(&context.peer)
-            .await
-            .map_err(|e| protocol_error(&e))?;
-        self.subscriptions().insert(uri.to_string());
-        Ok(())
+        let subscribe = async {
+            if !self.legacy_sessions {
+                return Err(ErrorData::invalid_request(
+                    "resource subscriptions need a session; this server runs without sessions \
+                     for protocol 2025-11-25 (use subscriptions/listen of the current protocol)",
+                    None,
+                ));
+            }
+            let uri = resource(&request.uri)?;
+            // It must exist and be readable by the subscriber.
+            uri.read(self.store(), &self.caller(&context))
+                .await
+                .map_err(|e| protocol_error(&e))?;
+            self.follow_for_session(&context.peer)
+                .await
+                .map_err(|e| protocol_error(&e))?;
+            self.subscriptions().insert(uri.to_string());
+            Ok(())
+        };
+        let observed = self.observe("resources/subscribe", None, &context);
+        observed.run(subscribe, ok_or_error).await
     }
 
     async fn unsubscribe(

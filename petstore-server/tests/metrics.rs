@@ -574,3 +574,69 @@ fn assert_at_least(m: &Scrape, protocol: &str, operation: &str, outcome: &str, n
     let value = m.get(REQUESTS, &labels);
     assert!(value >= n as f64, "{labels:?}: {value}");
 }
+
+/// Every MCP request is counted by method (and tool), with its outcome: a tool call
+/// that the tool refuses is a `tool_error`, a protocol error an `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_requests_are_counted_by_method_and_outcome() {
+    use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
+    let s = start().await;
+    let base = s.http_url();
+    let anonymous = support::mcp::connect(&base, None).await.unwrap();
+    let arguments = |v: Value| match v {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    };
+    let search =
+        CallToolRequestParams::new("search_pets".to_owned()).with_arguments(arguments(json!({})));
+    assert_ne!(
+        anonymous.call_tool(search).await.unwrap().is_error,
+        Some(true)
+    );
+    // Writing needs a token: the tool says no.
+    let create = CallToolRequestParams::new("create_pet".to_owned())
+        .with_arguments(arguments(new_pet("Nobody's")));
+    assert_eq!(
+        anonymous.call_tool(create).await.unwrap().is_error,
+        Some(true)
+    );
+    let inventory = ReadResourceRequestParams::new("petstore://inventory");
+    anonymous.read_resource(inventory).await.unwrap();
+    let missing = ReadResourceRequestParams::new("petstore://pets/pet_missing");
+    assert!(anonymous.read_resource(missing).await.is_err());
+    let prompt = GetPromptRequestParams::new("recommend_pet").with_arguments(arguments(
+        json!({ "household": "a flat, two cats already" }),
+    ));
+    anonymous.get_prompt(prompt).await.unwrap();
+    assert!(
+        anonymous
+            .get_prompt(GetPromptRequestParams::new("no_such_prompt"))
+            .await
+            .is_err()
+    );
+
+    let mcp = |operation: &str, outcome: &str| {
+        [
+            ("protocol", "mcp".to_owned()),
+            ("operation", operation.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ]
+    };
+    let expected = [
+        (mcp("tools/call search_pets", "ok"), 1.0),
+        (mcp("tools/call create_pet", "tool_error"), 1.0),
+        (mcp("resources/read", "ok"), 1.0),
+        (mcp("resources/read", "error"), 1.0),
+        (mcp("prompts/get", "ok"), 1.0),
+        (mcp("prompts/get", "error"), 1.0),
+    ];
+    let scraped = scrape_until(&base, "the MCP requests counted", |m| {
+        expected
+            .iter()
+            .all(|(series, n)| m.get(REQUESTS, &labels(series)) == *n)
+    })
+    .await;
+    for (series, _) in &expected {
+        assert_eq!(scraped.get(DURATIONS, &labels(series)), 1.0, "{series:?}");
+    }
+}
