@@ -39,6 +39,9 @@ pub const SUBSCRIBER_LAG_EVENTS: &str = "petstore_subscriber_lag_events";
 /// Offset of the newest event of the log that this instance has seen (handed to its
 /// subscribers), whoever appended it: gauge.
 pub const LOG_HEAD_OFFSET: &str = "petstore_log_head_offset";
+/// Events the log keeps (its retention): a resume token older than the head minus
+/// this is expired. Gauge, set by the application that configures the log.
+pub const LOG_RETENTION_EVENTS: &str = "petstore_log_retention_events";
 /// Events this instance appended to the log: counter.
 pub const LOG_EVENTS_TOTAL: &str = "petstore_log_events_total";
 /// Requests refused by the rate limiter, by `caller` (`authenticated` or
@@ -183,6 +186,14 @@ pub const METRICS: &[Metric] = &{
             LOG_HEAD_OFFSET,
             Gauge,
             "Offset of the newest event of the log this instance has seen.",
+        ),
+        unit(
+            m(
+                LOG_RETENTION_EVENTS,
+                Gauge,
+                "Events the log keeps: resume tokens older than the head minus this are expired.",
+            ),
+            Count,
         ),
         zero(
             m(

@@ -364,16 +364,18 @@ pub async fn open_storage(args: &ServerArgs) -> anyhow::Result<Storage> {
         };
         auth = auth.with_verifier(crate::jwks::verifier(url, issuer, audience).await?);
     }
+    let log = petstore_core::LogConfig::default();
+    metrics::gauge!(petstore_core::telemetry::LOG_RETENTION_EVENTS).set(log.retention as f64);
     let (store, sql, description) = match &args.database_url {
         Some(url) => {
-            let sql = petstore_sql::SqlStore::connect(url, petstore_core::LogConfig::default())
+            let sql = petstore_sql::SqlStore::connect(url, log)
                 .await
                 .with_context(|| format!("opening the database ({})", storage_name(url)))?;
             let store = PetStore::new(sql.clone(), auth, config);
             (store, Some(sql), storage_name(url))
         }
         None => (
-            PetStore::new(petstore_core::MemoryStore::default(), auth, config),
+            PetStore::new(petstore_core::MemoryStore::new(log), auth, config),
             None,
             "in memory (lost at exit; --database-url sqlite://FILE keeps it)".to_owned(),
         ),

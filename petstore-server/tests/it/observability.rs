@@ -311,6 +311,11 @@ async fn a_fresh_server_exposes_its_fixed_series_at_zero_with_their_help() {
     let head = value(LOG_HEAD_OFFSET, None);
     assert!(head > 0.0, "the seeded catalogue's events: {head}");
     assert_eq!(value(LOG_EVENTS_TOTAL, None), head);
+    let retention = petstore_core::LogConfig::default().retention as f64;
+    assert_eq!(
+        value(petstore_core::telemetry::LOG_RETENTION_EVENTS, None),
+        retention
+    );
     let listed = logged_events(&server.http, &server.dev_token).await.len();
     assert_eq!(head, listed as f64);
 }
