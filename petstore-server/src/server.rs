@@ -468,8 +468,9 @@ impl RunningServer {
 
     /// Starts the drain without waiting for it: `/readyz` answers 503 and gRPC health
     /// NOT_SERVING, open SSE streams, WebSockets (1001), GraphQL WebSockets and MCP
-    /// sessions end, the MQTT bridge and the webhook dispatcher stop; the listeners keep
-    /// serving for the drain delay. [`RunningServer::shutdown`] finishes the job.
+    /// sessions end; the listeners, the MQTT bridge and the webhook dispatcher keep
+    /// going for the drain delay (what is written meanwhile is still delivered), then
+    /// stop. [`RunningServer::shutdown`] finishes the job.
     pub fn begin_drain(&self) {
         self.shutdown.cancel();
     }
@@ -683,15 +684,27 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
         description: storage,
     } = storage;
     let shutdown = CancellationToken::new();
+    // The webhook dispatcher and the MQTT bridge run as long as the listeners do, the
+    // drain delay included: what is written while draining is still delivered.
+    let workers = CancellationToken::new();
     let limiter = Arc::new(RateLimiter::new(rate_limit(&args)));
     let edge = edge(&args, &limiter);
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn({
+        let (shutdown, workers) = (shutdown.clone(), workers.clone());
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain_delay).await;
+            workers.cancel();
+            Ok(())
+        }
+    }));
 
     let http = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", args.http_addr))?;
     let http_addr = http.local_addr()?;
-    let webhooks = webhooks(&store, sql.as_ref(), &args, &shutdown)?;
+    let webhooks = webhooks(&store, sql.as_ref(), &args, &workers)?;
     let health = health(&store, &webhooks, &shutdown);
     let mut app = webhooks
         .router(&edge)
@@ -791,7 +804,7 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
                     sql.clone(),
                     config,
                     status.clone(),
-                    shutdown.clone(),
+                    workers.clone(),
                 );
                 tasks.push(tokio::spawn(async move {
                     run.await;
@@ -799,10 +812,10 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
                 }));
             }
             _ => {
-                let bridge = petstore_mqtt::Bridge::start(store.clone(), config, shutdown.clone())
+                let bridge = petstore_mqtt::Bridge::start(store.clone(), config, workers.clone())
                     .with_context(|| format!("starting the MQTT bridge to {url}"))?;
                 *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(bridge.status_updates());
-                let stop = shutdown.clone();
+                let stop = workers.clone();
                 tasks.push(tokio::spawn(async move {
                     // The token stops the bridge; this waits for its clean stop.
                     stop.cancelled().await;

@@ -455,3 +455,59 @@ async fn readyz_turns_503_at_drain_while_livez_stays_200() {
     let r = get("/v1/pets").await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// The webhook dispatcher keeps delivering through the drain delay: a write the
+/// draining server still accepts reaches its endpoint (with the in-memory store it
+/// would be lost otherwise), and the dispatcher then stops with the listeners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_accepted_while_draining_is_still_delivered() {
+    let (delivered, mut deliveries) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::Json<Value>| {
+            let delivered = delivered.clone();
+            async move {
+                let _ = delivered.send(body.0);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let (hook, _receiver) = crate::support::serve(receiver).await;
+    let running = server::start(ServerArgs {
+        no_mqtt: true,
+        drain_delay: Duration::from_secs(30),
+        ..ServerArgs::ephemeral()
+    })
+    .await
+    .unwrap();
+    let base = running.http_url();
+    let http = Client::new();
+    let registered = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&running.dev_token)
+        .json(&json!({ "url": format!("http://{hook}/hook"), "events": ["pet.created"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+
+    running.begin_drain();
+    let created = http
+        .post(format!("{base}/v1/pets"))
+        .bearer_auth(&running.dev_token)
+        .json(&crate::support::new_pet("Late"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        created.status(),
+        StatusCode::CREATED,
+        "served while draining"
+    );
+    let pet: Value = created.json().await.unwrap();
+    let delivery = crate::support::within("the delivery made while draining", deliveries.recv())
+        .await
+        .expect("a delivery");
+    assert_eq!(delivery["type"], "pet.created");
+    assert_eq!(delivery["data"]["id"], pet["id"]);
+}
