@@ -4,7 +4,7 @@
 //! the errors it sends back.
 
 use petstore_core::telemetry::OpenStream;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future;
 use std::net::IpAddr;
@@ -101,14 +101,61 @@ struct Operations {
     /// a refusal waits for it, so that no frame about an operation precedes the ack.
     ack_out: bool,
     ack_signal: Arc<tokio::sync::Notify>,
-    /// Ids of the operations running.
-    active: HashSet<String>,
+    /// The operations running, by id.
+    active: HashMap<String, Running>,
     /// Who the connection acts as, once `connection_init` is accepted (the key of its
     /// rate limit).
     principal: Option<Principal>,
     /// The client's address, when the server provides it (the key of an anonymous
     /// connection's rate limit).
     ip: Option<IpAddr>,
+}
+
+/// One operation running on a connection: its `graphql_operation` span, open from its
+/// start to its end, and its count in the request metrics when it ends (however it
+/// ends: `complete`, an error, the client's stop, the connection's end).
+#[derive(Debug)]
+struct Running {
+    kind: &'static str,
+    started: std::time::Instant,
+    span: tracing::Span,
+    outcome: &'static str,
+}
+
+impl Running {
+    fn start(kind: &'static str, name: Option<&str>, who: Option<&Principal>) -> Self {
+        let span = tracing::info_span!(
+            "graphql_operation",
+            kind,
+            name,
+            sub = who.and_then(Principal::subject),
+            transport = "websocket",
+        );
+        Self {
+            kind,
+            started: std::time::Instant::now(),
+            span,
+            outcome: "ok",
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let outcome = self.outcome;
+        tracing::debug!(parent: &self.span, outcome, "GraphQL operation finished");
+        petstore_core::telemetry::record_request("graphql", self.kind, outcome, elapsed);
+    }
+}
+
+/// Ends the operation `id` with `outcome` (an id that is not running is ignored).
+fn end(ops: &Shared, id: &str, outcome: &'static str) {
+    let running = lock(ops).active.remove(id);
+    if let Some(mut running) = running {
+        running.outcome = outcome;
+        // Recorded by its drop, outside the lock.
+    }
 }
 
 type Shared = Arc<Mutex<Operations>>;
@@ -347,7 +394,9 @@ fn screen(
     let mut ops = lock(ops);
     let (id, query, operation_name, variables) = match op {
         Op::Stop { id } => {
-            ops.active.remove(id);
+            let stopped = ops.active.remove(id);
+            drop(ops);
+            drop(stopped);
             return Ok(());
         }
         Op::Other => return Ok(()),
@@ -368,13 +417,18 @@ fn screen(
             .and_then(ScalarValue::try_to_int)
             .map(i64::from)
     };
-    if let Err(rejection) = app.limits.check(query, operation_name, &int_variable) {
-        return Err(protocol.refuse(id, request_error(rejection.code, rejection.message)));
-    }
+    let kind = match app.limits.check(query, operation_name, &int_variable) {
+        Err(rejection) => {
+            return Err(protocol.refuse(id, request_error(rejection.code, rejection.message)));
+        }
+        Ok(Some(crate::limits::OperationKind::Mutation)) => "mutation",
+        Ok(Some(crate::limits::OperationKind::Subscription)) => "subscription",
+        Ok(_) => "query",
+    };
     // An id this adapter still counts is either running (juniper refuses the
     // duplicate) or just ended (its `complete` is on the way out): it takes no new
     // slot, and costs no request, either way.
-    if !ops.active.contains(id) {
+    if !ops.active.contains_key(id) {
         let max = app.config.max_subscriptions_per_connection;
         if ops.active.len() >= max {
             let error = request_error(
@@ -392,7 +446,8 @@ fn screen(
                 return Err(protocol.refuse(id, core_error(&refused)));
             }
         }
-        ops.active.insert(id.to_owned());
+        let running = Running::start(kind, operation_name, ops.principal.as_ref());
+        ops.active.insert(id.to_owned(), running);
     }
     Ok(())
 }
@@ -407,11 +462,9 @@ fn transport_frame(
         Output::Message(message) => {
             match &message {
                 ServerMessage::ConnectionAck => ack_out(ops),
-                ServerMessage::Complete { id } => {
-                    lock(ops).active.remove(id);
-                }
+                ServerMessage::Complete { id } => end(ops, id, "ok"),
                 ServerMessage::Error { id, payload } => {
-                    lock(ops).active.remove(id);
+                    end(ops, id, "error");
                     let errors = graphql_errors(payload.graphql_error());
                     return text(&json!({ "type": "error", "id": id, "payload": errors }));
                 }
@@ -431,11 +484,9 @@ fn legacy_frame(message: graphql_ws::ServerMessage<DefaultScalarValue>, ops: &Sh
     use graphql_ws::ServerMessage;
     match &message {
         ServerMessage::ConnectionAck => ack_out(ops),
-        ServerMessage::Complete { id } => {
-            lock(ops).active.remove(id);
-        }
+        ServerMessage::Complete { id } => end(ops, id, "ok"),
         ServerMessage::Error { id, payload } => {
-            lock(ops).active.remove(id);
+            end(ops, id, "error");
             let errors = graphql_errors(payload.graphql_error());
             return text(&json!({ "type": "error", "id": id, "payload": errors }));
         }

@@ -15,7 +15,7 @@ use petstore_grpc::pb;
 use petstore_grpc::pb::pet_service_client::PetServiceClient;
 use serde_json::{Value, json};
 use support::exposition::{Scrape, parse, scrape, scrape_until};
-use support::{new_pet, serve, start, within};
+use support::{new_pet, serve, start, start_with, within};
 
 const REQUESTS: &str = "petstore_requests_total";
 const DURATIONS: &str = "petstore_request_duration_seconds_count";
@@ -501,7 +501,7 @@ async fn database_commits_show_in_the_metrics_by_exact_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_methods_and_paths_add_no_series() {
     const N: usize = 40;
-    let s = start().await;
+    let s = without_mqtt().await;
     let base = s.http_url();
     let client = reqwest::Client::new();
     for i in 0..N {
@@ -580,7 +580,7 @@ fn assert_at_least(m: &Scrape, protocol: &str, operation: &str, outcome: &str, n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_requests_are_counted_by_method_and_outcome() {
     use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
-    let s = start().await;
+    let s = without_mqtt().await;
     let base = s.http_url();
     let anonymous = support::mcp::connect(&base, None).await.unwrap();
     let arguments = |v: Value| match v {
@@ -639,4 +639,53 @@ async fn mcp_requests_are_counted_by_method_and_outcome() {
     for (series, _) in &expected {
         assert_eq!(scraped.get(DURATIONS, &labels(series)), 1.0, "{series:?}");
     }
+}
+
+/// Operations over GraphQL's WebSocket are counted when they end, by kind and
+/// outcome, as those over HTTP are: a subscription the client stops is `ok`, one the
+/// server refuses with an `error` message is `error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_websocket_operations_are_counted_when_they_end() {
+    let s = without_mqtt().await;
+    let base = s.http_url();
+    let url = support::ws::url(&base, "/graphql");
+    let mut ws = support::ws::graphql(&url, "graphql-transport-ws")
+        .await
+        .unwrap();
+    support::ws::send(&mut ws, &json!({ "type": "connection_init" })).await;
+    support::ws::next_json(&mut ws, |m| m["type"] == "connection_ack").await;
+    let subscribe = |id: &str, query: &str| json!({ "type": "subscribe", "id": id, "payload": { "query": query } });
+    support::ws::send(
+        &mut ws,
+        &subscribe("live", "subscription { events { id } }"),
+    )
+    .await;
+    support::ws::send(&mut ws, &subscribe("bad", "subscription { noSuchField }")).await;
+    let refused = support::ws::next_json(&mut ws, |m| m["id"] == "bad").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    support::ws::send(&mut ws, &json!({ "type": "complete", "id": "live" })).await;
+    let series = |outcome: &'static str| {
+        [
+            ("protocol", "graphql"),
+            ("operation", "subscription"),
+            ("outcome", outcome),
+        ]
+    };
+    let m = scrape_until(&base, "both operations counted", |m| {
+        m.get(REQUESTS, &series("ok")) >= 1.0 && m.get(REQUESTS, &series("error")) >= 1.0
+    })
+    .await;
+    assert_eq!(m.get(REQUESTS, &series("ok")), 1.0);
+    assert_eq!(m.get(REQUESTS, &series("error")), 1.0);
+    assert_eq!(m.get(DURATIONS, &series("ok")), 1.0);
+}
+
+/// A server without the MQTT bridge: the bridge's gauges are the process's, and the
+/// scripted workload checks them by exact value.
+async fn without_mqtt() -> petstore_server::RunningServer {
+    start_with(petstore_server::ServerArgs {
+        no_mqtt: true,
+        ..petstore_server::ServerArgs::ephemeral()
+    })
+    .await
 }
