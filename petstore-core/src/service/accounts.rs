@@ -138,6 +138,8 @@ impl PetStore {
     ///
     /// Refused with `RateLimited` (and `retry_after`) beyond the login budgets of the
     /// username and the client, or for a second check in the same request.
+    // No fields: the credentials stay out of the log.
+    #[tracing::instrument(level = "info", name = "issue_token", skip_all)]
     pub async fn issue_token(&self, credentials: &Credentials) -> Result<AccessToken> {
         let login = &self.inner.login;
         login.admit(&credentials.username)?;
@@ -152,6 +154,7 @@ impl PetStore {
     }
 
     /// Creates a user (admin only).
+    #[tracing::instrument(level = "info", name = "create_user", skip_all, fields(sub = who.subject()))]
     pub async fn create_user(
         &self,
         who: &Principal,
