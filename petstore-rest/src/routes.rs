@@ -521,11 +521,6 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// Any path no route matches: 404, made a problem by `ensure_problem`.
-async fn no_route() -> StatusCode {
-    StatusCode::NOT_FOUND
-}
-
 /// The REST API over `store`: every `/v1/...` route of the contract (pets, inventory,
 /// orders, payments, auth token, the polling feeds), `GET /openapi.json` and, unless
 /// disabled, `GET /docs` (with its script and stylesheet under `/docs/assets/`).
@@ -581,10 +576,7 @@ pub fn router(
         ));
         app = app.route(route.path, handler);
     }
-    // A fallback of its own, so that it keeps this router's layers when merged into
-    // another (the edge: a request id, a log line and a metric for every unknown path).
     let app = app
-        .fallback(no_route)
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(RequestBodyLimitLayer::new(config.body_limit))

@@ -598,7 +598,6 @@ pub fn http_router(
             args.http_request_timeout,
             request_timeout,
         ))
-        // REST last: its problem+json fallback answers every unknown path.
         .merge(petstore_rest::router(
             store.clone(),
             petstore_rest::RestConfig::default()
@@ -607,6 +606,17 @@ pub fn http_router(
             edge,
             shutdown.clone(),
         ))
+        // A path no router matches gets the edge too (a request id, a log line, the
+        // `unmatched` route in the metrics, the rate limit) and a `no_route` problem:
+        // merged routers keep their own layers, not their fallbacks.
+        .fallback_service(
+            Router::new()
+                .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+                .layer(axum::middleware::map_response(
+                    petstore_http::ensure_problem,
+                ))
+                .layer(edge.layer(store.clone())),
+        )
 }
 
 /// The gRPC settings of `args`: keepalive, concurrency limits, message sizes and the
