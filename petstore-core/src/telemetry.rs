@@ -32,7 +32,8 @@ pub const REQUEST_DURATION_SECONDS: &str = "petstore_request_duration_seconds";
 pub const OPEN_STREAMS: &str = "petstore_open_streams";
 /// Streams opened since start, by `kind`: counter.
 pub const STREAMS_OPENED_TOTAL: &str = "petstore_streams_opened_total";
-/// Live subscribers cut off because they fell too far behind the log: counter.
+/// Live subscribers cut off because they fell too far behind the log, or because
+/// their connection's own queue of outgoing messages filled: counter.
 pub const SUBSCRIBER_CUTOFFS_TOTAL: &str = "petstore_subscriber_cutoffs_total";
 /// How many events a subscriber was behind when it was cut off: histogram.
 pub const SUBSCRIBER_LAG_EVENTS: &str = "petstore_subscriber_lag_events";
@@ -170,7 +171,7 @@ pub const METRICS: &[Metric] = &{
             m(
                 SUBSCRIBER_CUTOFFS_TOTAL,
                 Counter,
-                "Live subscribers cut off for falling behind the log.",
+                "Live subscribers cut off for falling behind the log or filling their outgoing queue.",
             ),
             None,
         ),
@@ -580,6 +581,13 @@ impl Drop for OpenStream {
             "stream closed"
         );
     }
+}
+
+/// Records a live subscriber cut off because its connection's own queue of outgoing
+/// messages was full (a WebSocket client that does not read): one more in
+/// [`SUBSCRIBER_CUTOFFS_TOTAL`]. The core counts the cut-offs by the log itself.
+pub fn outbound_queue_cut_off() {
+    metrics::counter!(SUBSCRIBER_CUTOFFS_TOTAL).increment(1);
 }
 
 /// Records that a live subscriber `missed` events behind was cut off.

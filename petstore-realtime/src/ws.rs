@@ -534,7 +534,10 @@ impl Connection {
 
     fn enqueue(&self, out: Outbound) -> Result<(), Stop> {
         self.out.try_send(out).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Stop::SlowConsumer,
+            mpsc::error::TrySendError::Full(_) => {
+                petstore_core::telemetry::outbound_queue_cut_off();
+                Stop::SlowConsumer
+            }
             mpsc::error::TrySendError::Closed(_) => Stop::Broken,
         })
     }

@@ -4,8 +4,6 @@
 //! The slow clients use tiny TCP buffers (and the server a tiny send buffer) and do
 //! not read while events are written, so their connections back up at once.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
@@ -13,7 +11,6 @@ use petstore_core::{Channel, Event, EventFilter, LogConfig, ResumeToken};
 use petstore_realtime::RealtimeConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -21,21 +18,6 @@ use crate::support::*;
 
 const BATCHES: usize = 150;
 const BATCH: usize = 4;
-
-/// A listener whose accepted sockets have a small send buffer.
-fn small_buffer_listener() -> TcpListener {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_send_buffer_size(4096).unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    socket.listen(64).unwrap()
-}
-
-/// A TCP connection with a small receive buffer.
-async fn small_buffer_connection(addr: SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(addr).await.unwrap()
-}
 
 /// A server whose log cuts off subscribers 32 events behind.
 fn server() -> Server {

@@ -16,6 +16,21 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// A listener whose accepted sockets have a small send buffer.
+pub(crate) fn small_buffer_listener() -> TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    socket.listen(64).unwrap()
+}
+
+/// A TCP connection with a small receive buffer.
+pub(crate) async fn small_buffer_connection(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
 /// How long any single expected thing may take before the test fails.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
