@@ -149,13 +149,24 @@ impl Drop for Running {
     }
 }
 
-/// Ends the operation `id` with `outcome` (an id that is not running is ignored).
-fn end(ops: &Shared, id: &str, outcome: &'static str) {
-    let running = lock(ops).active.remove(id);
-    if let Some(mut running) = running {
-        running.outcome = outcome;
-        // Recorded by its drop, outside the lock.
+/// Notes that a result of the operation `id` carried errors: it ends as `error`, as an
+/// HTTP response with errors counts.
+fn failed(ops: &Shared, id: &str) {
+    if let Some(running) = lock(ops).active.get_mut(id) {
+        running.outcome = "error";
     }
+}
+
+/// Ends the operation `id`, as an `error` when `error` (else as its results went); an
+/// id that is not running is ignored.
+fn end(ops: &Shared, id: &str, error: bool) {
+    let running = lock(ops).active.remove(id);
+    if let Some(mut running) = running
+        && error
+    {
+        running.outcome = "error";
+    }
+    // Recorded by its drop, outside the lock.
 }
 
 type Shared = Arc<Mutex<Operations>>;
@@ -462,9 +473,12 @@ fn transport_frame(
         Output::Message(message) => {
             match &message {
                 ServerMessage::ConnectionAck => ack_out(ops),
-                ServerMessage::Complete { id } => end(ops, id, "ok"),
+                ServerMessage::Next { id, payload } if !payload.errors.is_empty() => {
+                    failed(ops, id);
+                }
+                ServerMessage::Complete { id } => end(ops, id, false),
                 ServerMessage::Error { id, payload } => {
-                    end(ops, id, "error");
+                    end(ops, id, true);
                     let errors = graphql_errors(payload.graphql_error());
                     return text(&json!({ "type": "error", "id": id, "payload": errors }));
                 }
@@ -484,9 +498,10 @@ fn legacy_frame(message: graphql_ws::ServerMessage<DefaultScalarValue>, ops: &Sh
     use graphql_ws::ServerMessage;
     match &message {
         ServerMessage::ConnectionAck => ack_out(ops),
-        ServerMessage::Complete { id } => end(ops, id, "ok"),
+        ServerMessage::Data { id, payload } if !payload.errors.is_empty() => failed(ops, id),
+        ServerMessage::Complete { id } => end(ops, id, false),
         ServerMessage::Error { id, payload } => {
-            end(ops, id, "error");
+            end(ops, id, true);
             let errors = graphql_errors(payload.graphql_error());
             return text(&json!({ "type": "error", "id": id, "payload": errors }));
         }

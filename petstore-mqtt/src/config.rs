@@ -83,7 +83,7 @@ pub enum StartFrom {
 ///     .qos(QoS::AtLeastOnce);
 /// assert_eq!(config.topic_prefix, "shop/");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct MqttConfig {
@@ -177,6 +177,34 @@ impl Default for MqttConfig {
             client_cert_file: None,
             client_key_file: None,
         }
+    }
+}
+
+impl std::fmt::Debug for MqttConfig {
+    /// The URL as [`MqttConfig::display_url`] shows it; the password as `<redacted>`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("url", &self.display_url())
+            .field("client_id", &self.client_id)
+            .field("unique_client_id", &self.unique_client_id)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("qos", &self.qos)
+            .field("version", &self.version)
+            .field("event_properties", &self.event_properties)
+            .field("queue_len", &self.queue_len)
+            .field("keep_alive", &self.keep_alive)
+            .field("reconnect_delay", &self.reconnect_delay)
+            .field("max_reconnect_delay", &self.max_reconnect_delay)
+            .field("start_from", &self.start_from)
+            .field("commands", &self.commands)
+            .field("principal", &self.principal)
+            .field("scopes", &self.scopes)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .finish()
     }
 }
 
@@ -350,14 +378,18 @@ pub(crate) struct Broker {
 }
 
 /// `url` with the user-info of its authority, if any, replaced by `***`.
+/// Everything up to the last `@`, scheme or not, is taken for user-info: a password
+/// may hold `/`, `?` or `#`, and a URL with an `@` is refused anyway, so hiding too
+/// much costs nothing.
 fn without_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(at) = url.rfind('@') else {
         return url.to_owned();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => url.to_owned(),
+    match url.split_once("://") {
+        Some((scheme, rest)) if rest.len() > url.len() - at => {
+            format!("{scheme}://***{}", &url[at..])
+        }
+        _ => format!("***{}", &url[at..]),
     }
 }
 
@@ -444,6 +476,8 @@ mod tests {
             "mqtt://user:s3cr3t-pw@broker:1883",
             "mqtts://s3cr3t-pw@broker",
             "mqtt://a@b:s3cr3t-pw@broker:1883/x",
+            "mqtt://user:s3cr3t/pw?#@broker:1883",
+            "user:s3cr3t-pw@broker:1883",
         ] {
             let Err(error) = Broker::parse(url) else {
                 panic!("{url} is taken")
@@ -451,10 +485,16 @@ mod tests {
             let error = error.to_string();
             assert!(!error.contains("s3cr3t"), "{error}");
             assert!(error.contains("***@broker"), "{error}");
-            let shown = MqttConfig::default().url(url).display_url();
+            let config = MqttConfig::default().url(url);
+            let shown = config.display_url();
             assert!(
                 !shown.contains("s3cr3t") && shown.contains("***@broker"),
                 "{shown}"
+            );
+            let debug = format!("{config:?}");
+            assert!(
+                !debug.contains("s3cr3t") && debug.contains("***@broker"),
+                "{debug}"
             );
         }
         let plain = MqttConfig::default()

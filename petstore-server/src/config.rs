@@ -223,10 +223,13 @@ grpc-keepalive-interval = 12
             ("--http-request-timeout", "0s"),
             ("--http-request-timeout", "-1"),
             ("--http-request-timeout", "soon"),
-            ("--drain-delay", "1e400"),
+            ("--drain-delay", "1e3"),
             ("--drain-delay", "5 parsecs"),
+            ("--drain-delay", "18446744073709551615s"),
+            ("--drain-delay", "366d"),
         ] {
-            let error = parse_with(&f.0, &[flag, bad]).err();
+            // `--flag=value`, so that clap never takes `-1` for a flag of its own.
+            let error = parse_with(&f.0, &[&format!("{flag}={bad}")]).err();
             let error = error
                 .unwrap_or_else(|| panic!("{flag} {bad} is taken"))
                 .to_string();

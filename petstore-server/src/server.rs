@@ -214,20 +214,26 @@ fn seconds(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Like [`seconds`], zero allowed.
+/// Like [`seconds`], zero allowed; at most a year (deadlines are computed from these).
 fn duration_or_zero(value: &str) -> Result<Duration, String> {
+    const MAX: Duration = Duration::from_secs(365 * 24 * 60 * 60);
     let value = value.trim();
-    if value.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+    let duration = if value.starts_with(|c: char| c.is_ascii_digit() || c == '.')
         && value.chars().all(|c| c.is_ascii_digit() || c == '.')
     {
         let secs: f64 = value
             .parse()
             .map_err(|_| format!("`{value}` is not a number of seconds"))?;
-        return Duration::try_from_secs_f64(secs).map_err(|e| format!("`{value}`: {e}"));
+        Duration::try_from_secs_f64(secs).map_err(|e| format!("`{value}`: {e}"))?
+    } else {
+        humantime::parse_duration(value).map_err(|e| {
+            format!("`{value}` is neither a number of seconds nor a duration such as `30s` ({e})")
+        })?
+    };
+    if duration > MAX {
+        return Err(format!("`{value}`: at most a year"));
     }
-    humantime::parse_duration(value).map_err(|e| {
-        format!("`{value}` is neither a number of seconds nor a duration such as `30s` ({e})")
-    })
+    Ok(duration)
 }
 
 impl std::fmt::Debug for ServerArgs {
@@ -468,9 +474,10 @@ impl RunningServer {
 
     /// Starts the drain without waiting for it: `/readyz` answers 503 and gRPC health
     /// NOT_SERVING, open SSE streams, WebSockets (1001), GraphQL WebSockets and MCP
-    /// sessions end; the listeners, the MQTT bridge and the webhook dispatcher keep
-    /// going for the drain delay (what is written meanwhile is still delivered), then
-    /// stop. [`RunningServer::shutdown`] finishes the job.
+    /// sessions end; the listeners keep serving for the drain delay, and the MQTT bridge
+    /// and the webhook dispatcher keep delivering until both listeners have stopped
+    /// (what is written meanwhile is still delivered). [`RunningServer::shutdown`]
+    /// finishes the job.
     pub fn begin_drain(&self) {
         self.shutdown.cancel();
     }
@@ -565,6 +572,10 @@ pub fn edge(args: &ServerArgs, limiter: &Arc<RateLimiter>) -> Edge {
 /// request timeout and stream limits of `args`.
 /// Cancelling `shutdown` ends open SSE streams, WebSocket connections (GraphQL's too),
 /// MCP sessions and waiting long polls.
+///
+/// It has a fallback of its own (a `no_route` problem behind `edge`, for every path
+/// no route matches): merge it into an app without one, since axum refuses to merge
+/// two routers that both have a fallback.
 pub fn http_router(
     store: &PetStore,
     args: &ServerArgs,
@@ -694,21 +705,17 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
         description: storage,
     } = storage;
     let shutdown = CancellationToken::new();
-    // The webhook dispatcher and the MQTT bridge run as long as the listeners do, the
-    // drain delay included: what is written while draining is still delivered.
+    // Until the server is returned, an error stops whatever was started.
+    let stop_on_error = shutdown.clone().drop_guard();
+    // The webhook dispatcher and the MQTT bridge run until both listeners have
+    // stopped, the drain delay and the requests in flight included: what is written
+    // while draining is still delivered.
     let workers = CancellationToken::new();
+    let (http_stopped, http_done) = tokio::sync::oneshot::channel::<()>();
+    let (grpc_stopped, grpc_done) = tokio::sync::oneshot::channel::<()>();
     let limiter = Arc::new(RateLimiter::new(rate_limit(&args)));
     let edge = edge(&args, &limiter);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn({
-        let (shutdown, workers) = (shutdown.clone(), workers.clone());
-        async move {
-            shutdown.cancelled().await;
-            tokio::time::sleep(drain_delay).await;
-            workers.cancel();
-            Ok(())
-        }
-    }));
 
     let http = TcpListener::bind(args.http_addr)
         .await
@@ -729,7 +736,7 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
     {
         app = app.merge(crate::telemetry::metrics_router(handle));
     }
-    // The log head as the store holds it at start (commits move it on from here).
+    // The log head as the store holds it at start (each event published moves it on).
     if let Ok(head) = store.head().await {
         metrics::gauge!(petstore_core::telemetry::LOG_HEAD_OFFSET).set(head.offset as f64);
     }
@@ -749,6 +756,7 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
     };
     tasks.push(tokio::spawn(async move {
         crate::http::serve(http, app, limits, stop).await;
+        drop(http_stopped);
         Ok(())
     }));
 
@@ -767,10 +775,22 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
         crate::connections::ConnectionLimit::new("gRPC", args.grpc_max_connections),
     );
     tasks.push(tokio::spawn(async move {
-        grpc_server
+        let served = grpc_server
             .serve_with_incoming(incoming)
             .await
-            .context("gRPC server")
+            .context("gRPC server");
+        drop(grpc_stopped);
+        served
+    }));
+    // (A listener task that ends or is aborted drops its sender: either way it is done.)
+    tasks.push(tokio::spawn({
+        let workers = workers.clone();
+        async move {
+            let _ = http_done.await;
+            let _ = grpc_done.await;
+            workers.cancel();
+            Ok(())
+        }
     }));
 
     let mut mqtt_addr = None;
@@ -857,6 +877,7 @@ async fn start_with_storage(storage: Storage, args: ServerArgs) -> anyhow::Resul
         .issue("developer", Scope::ALL)
         .context("issuing the development token")?
         .access_token;
+    stop_on_error.disarm();
     Ok(RunningServer {
         store,
         storage,

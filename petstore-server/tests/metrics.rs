@@ -642,8 +642,8 @@ async fn mcp_requests_are_counted_by_method_and_outcome() {
 }
 
 /// Operations over GraphQL's WebSocket are counted when they end, by kind and
-/// outcome, as those over HTTP are: a subscription the client stops is `ok`, one the
-/// server refuses with an `error` message is `error`.
+/// outcome, as those over HTTP are: a subscription the client stops is `ok`; one the
+/// server refuses with an `error` message, or whose result carries errors, `error`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_websocket_operations_are_counted_when_they_end() {
     let s = without_mqtt().await;
@@ -663,6 +663,11 @@ async fn graphql_websocket_operations_are_counted_when_they_end() {
     support::ws::send(&mut ws, &subscribe("bad", "subscription { noSuchField }")).await;
     let refused = support::ws::next_json(&mut ws, |m| m["id"] == "bad").await;
     assert_eq!(refused["type"], "error", "{refused}");
+    // A result with errors (then `complete`) ends it as an `error`, as over HTTP.
+    let since = r#"subscription { events(since: "yesterday") { id } }"#;
+    support::ws::send(&mut ws, &subscribe("since", since)).await;
+    let next = support::ws::next_json(&mut ws, |m| m["id"] == "since").await;
+    assert!(next["payload"]["errors"].is_array(), "{next}");
     support::ws::send(&mut ws, &json!({ "type": "complete", "id": "live" })).await;
     let series = |outcome: &'static str| {
         [
@@ -672,11 +677,11 @@ async fn graphql_websocket_operations_are_counted_when_they_end() {
         ]
     };
     let m = scrape_until(&base, "both operations counted", |m| {
-        m.get(REQUESTS, &series("ok")) >= 1.0 && m.get(REQUESTS, &series("error")) >= 1.0
+        m.get(REQUESTS, &series("ok")) >= 1.0 && m.get(REQUESTS, &series("error")) >= 2.0
     })
     .await;
     assert_eq!(m.get(REQUESTS, &series("ok")), 1.0);
-    assert_eq!(m.get(REQUESTS, &series("error")), 1.0);
+    assert_eq!(m.get(REQUESTS, &series("error")), 2.0);
     assert_eq!(m.get(DURATIONS, &series("ok")), 1.0);
 }
 
