@@ -11,7 +11,7 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use petstore_core::LogConfig;
 use petstore_core::telemetry::SUBSCRIBER_CUTOFFS_TOTAL;
@@ -74,16 +74,7 @@ async fn a_websocket_cut_off_by_its_full_queue_is_counted() {
             break;
         }
     }
-    let close = loop {
-        let message = tokio::time::timeout(WAIT, slow.next())
-            .await
-            .expect("the slow client hears from the server")
-            .expect("a close frame before the end")
-            .unwrap();
-        if let Message::Close(frame) = message {
-            break frame.expect("a close reason");
-        }
-    };
+    let (_, close) = until_close(&mut slow).await;
     assert_eq!(close.code, CloseCode::Again, "1013: {close:?}");
     assert!(close.reason.starts_with("slow consumer"), "{close:?}");
     assert_eq!(cutoffs.load(Ordering::Relaxed), 1);

@@ -11,7 +11,6 @@ use petstore_core::{Channel, Event, EventFilter, LogConfig, ResumeToken};
 use petstore_realtime::RealtimeConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::*;
@@ -75,22 +74,8 @@ async fn a_slow_websocket_client_is_cut_off_while_a_fast_one_gets_everything() {
     .await;
 
     // Now the slow client reads: what was in flight, then a close with a reason.
-    let mut got: Vec<Event> = Vec::new();
-    let close = loop {
-        let message = tokio::time::timeout(WAIT, slow.next())
-            .await
-            .expect("the slow client hears from the server")
-            .expect("a close frame before the end")
-            .unwrap();
-        match message {
-            Message::Text(text) => {
-                let frame: Value = serde_json::from_str(text.as_str()).unwrap();
-                got.push(event_of(&frame));
-            }
-            Message::Close(frame) => break frame.expect("a close reason"),
-            _ => {}
-        }
-    };
+    let (frames, close) = until_close(&mut slow).await;
+    let got: Vec<Event> = frames.iter().map(event_of).collect();
     assert_eq!(close.code, CloseCode::Again, "1013: {close:?}");
     let token: ResumeToken = close
         .reason

@@ -196,6 +196,28 @@ pub(crate) fn named_envelope(message: &eventsource_stream::Event) -> Event {
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// Reads until the server's close frame: the text frames before it (as JSON), and it.
+pub(crate) async fn until_close(
+    socket: &mut Ws,
+) -> (
+    Vec<Value>,
+    tokio_tungstenite::tungstenite::protocol::CloseFrame,
+) {
+    let mut frames = Vec::new();
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("the client hears from the server")
+            .expect("a close frame before the end")
+            .unwrap();
+        match message {
+            Message::Text(text) => frames.push(serde_json::from_str(text.as_str()).unwrap()),
+            Message::Close(frame) => return (frames, frame.expect("a close reason")),
+            _ => {}
+        }
+    }
+}
+
 pub(crate) async fn ws(url: &str) -> Ws {
     let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
         .await
