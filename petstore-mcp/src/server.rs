@@ -168,12 +168,12 @@ impl PetStoreMcp {
     /// `name`: the tool). Over HTTP it runs within its HTTP request's context and
     /// under its `http_request` span (rmcp runs handlers in a task of its own): the
     /// request id, and the caller's trace that its writes carry on. Over stdio it has
-    /// a context of its own.
+    /// a context of its own. `caller` is the request's, as [`Self::caller`] reads it.
     fn observe(
-        &self,
         method: &'static str,
         name: Option<&str>,
         context: &RequestContext<RoleServer>,
+        caller: &Principal,
     ) -> Observed {
         let origin = context
             .extensions
@@ -187,7 +187,6 @@ impl PetStoreMcp {
                 tracing::Span::current(),
             ),
         };
-        let caller = self.caller(context);
         let span = tracing::info_span!(
             parent: &parent,
             "mcp_request",
@@ -297,7 +296,8 @@ impl ServerHandler for PetStoreMcp {
         let tool = tools::router()
             .get(&request.name)
             .map_or_else(|| "unknown".to_owned(), |t| t.name.to_string());
-        let observed = self.observe("tools/call", Some(&tool), &context);
+        // The tool reads the caller again from `context`, which it takes whole.
+        let observed = Self::observe("tools/call", Some(&tool), &context, &self.caller(&context));
         observed
             .run(
                 tools::call(&self.tools, request, context),
@@ -334,7 +334,7 @@ impl ServerHandler for PetStoreMcp {
                 .await
                 .map_err(|e| protocol_error(&e))
         };
-        let observed = self.observe("resources/list", None, &context);
+        let observed = Self::observe("resources/list", None, &context, &who);
         observed.run(list, ok_or_error).await
     }
 
@@ -359,7 +359,7 @@ impl ServerHandler for PetStoreMcp {
                 .map(Into::into)
                 .map_err(|e| protocol_error(&e))
         };
-        let observed = self.observe("resources/read", None, &context);
+        let observed = Self::observe("resources/read", None, &context, &who);
         observed.run(read, ok_or_error).await
     }
 
@@ -393,7 +393,7 @@ impl ServerHandler for PetStoreMcp {
                 .map(Into::into)
                 .map_err(|e| protocol_error(&e))
         };
-        let observed = self.observe("prompts/get", None, &context);
+        let observed = Self::observe("prompts/get", None, &context, &who);
         observed.run(get, ok_or_error).await
     }
 
@@ -403,6 +403,7 @@ impl ServerHandler for PetStoreMcp {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let who = self.caller(&context);
         let subscribe = async {
             if !self.legacy_sessions {
                 return Err(ErrorData::invalid_request(
@@ -413,7 +414,7 @@ impl ServerHandler for PetStoreMcp {
             }
             let uri = resource(&request.uri)?;
             // It must exist and be readable by the subscriber.
-            uri.read(self.store(), &self.caller(&context))
+            uri.read(self.store(), &who)
                 .await
                 .map_err(|e| protocol_error(&e))?;
             self.follow_for_session(&context.peer)
@@ -422,7 +423,7 @@ impl ServerHandler for PetStoreMcp {
             self.subscriptions().insert(uri.to_string());
             Ok(())
         };
-        let observed = self.observe("resources/subscribe", None, &context);
+        let observed = Self::observe("resources/subscribe", None, &context, &who);
         observed.run(subscribe, ok_or_error).await
     }
 

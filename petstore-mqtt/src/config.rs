@@ -212,7 +212,13 @@ impl MqttConfig {
     /// [`MqttConfig::url`] for messages and logs: any user-info (`user:password@`)
     /// replaced by `***@`. (Such a URL is refused; its error must not print it.)
     pub fn display_url(&self) -> String {
-        without_credentials(&self.url)
+        Self::redact_url(&self.url)
+    }
+
+    /// Any broker URL as [`MqttConfig::display_url`] shows it, for one not (yet) in a
+    /// config (a command-line flag, say).
+    pub fn redact_url(url: &str) -> String {
+        without_credentials(url)
     }
 
     /// Sets [`MqttConfig::url`].

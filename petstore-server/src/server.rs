@@ -245,11 +245,10 @@ impl std::fmt::Debug for ServerArgs {
             .field("mqtt_addr", &self.mqtt_addr)
             .field(
                 "mqtt_url",
-                &self.mqtt_url.as_ref().map(|url| {
-                    petstore_mqtt::MqttConfig::default()
-                        .url(url.as_str())
-                        .display_url()
-                }),
+                &self
+                    .mqtt_url
+                    .as_deref()
+                    .map(petstore_mqtt::MqttConfig::redact_url),
             )
             .field("mqtt_username", &self.mqtt_username)
             .field("mqtt_password", &redact(&self.mqtt_password))

@@ -177,11 +177,7 @@ async fn a_rest_write_and_a_grpc_call_are_exported_over_otlp_in_their_callers_tr
     assert_eq!(value(attributes, "method").as_deref(), Some("POST"));
     assert_eq!(value(attributes, "route").as_deref(), Some("/v1/pets"));
     assert_eq!(value(attributes, "sub").as_deref(), Some("developer"));
-    let finished = span
-        .events
-        .iter()
-        .find(|e| e.name == "request finished")
-        .unwrap_or_else(|| panic!("no 'request finished' event: {:?}", span.events));
+    let finished = event(span, "request finished");
     assert_eq!(
         value(&finished.attributes, "status").as_deref(),
         Some("201")
@@ -208,13 +204,17 @@ async fn a_rest_write_and_a_grpc_call_are_exported_over_otlp_in_their_callers_tr
         value(&call.attributes, "method").as_deref(),
         Some("/petstore.v1.PetService/GetPet")
     );
-    let answered = call
-        .events
-        .iter()
-        .find(|e| e.name == "call answered")
-        .unwrap_or_else(|| panic!("no 'call answered' event: {:?}", call.events));
+    let answered = event(call, "call answered");
     assert_eq!(
         value(&answered.attributes, "code").as_deref(),
         Some("NOT_FOUND")
     );
+}
+
+/// The event `name` of `span`.
+fn event<'a>(span: &'a Span, name: &str) -> &'a opentelemetry_proto::tonic::trace::v1::span::Event {
+    span.events
+        .iter()
+        .find(|e| e.name == name)
+        .unwrap_or_else(|| panic!("no '{name}' event: {:?}", span.events))
 }
